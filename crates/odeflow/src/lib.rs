@@ -1,0 +1,22 @@
+//! # odeflow
+//!
+//! Neural ODEs in which the numerical solver is part of the model.
+//!
+//! * [`tableau`]: Butcher tableaus as validated data, the method catalogue, rooted trees.
+//! * [`solve`]: the solve loop (fixed grid, adaptive with PI control and dense output,
+//!   symplectic splitting, implicit midpoint), statistics, typed failures.
+//! * [`state`]: the state/vector trait the solvers are generic over, and CPU batch buffers.
+//! * [`systems`]: built-in ODEs, generic over the scalar type, with their invariants.
+
+pub mod error;
+pub mod real;
+pub mod solve;
+pub mod state;
+pub mod systems;
+pub mod tableau;
+
+pub use error::{ArgError, FailReason, Failure, SolveError};
+pub use real::Real;
+pub use solve::{solve, solve_split, Method, SaveAt, Solution, SolveOptions, Stats, Stepping};
+pub use state::{Batch, State};
+pub use tableau::ButcherTableau;
