@@ -9,6 +9,7 @@
 //! * [`systems`]: built-in ODEs, generic over the scalar type, with their invariants.
 
 pub mod error;
+pub mod field;
 pub mod real;
 pub mod solve;
 pub mod state;
@@ -16,6 +17,7 @@ pub mod systems;
 pub mod tableau;
 
 pub use error::{ArgError, FailReason, Failure, SolveError};
+pub use field::{ParamView, Parameterized, VectorField};
 pub use real::Real;
 pub use solve::{solve, solve_split, Method, SaveAt, Solution, SolveOptions, Stats, Stepping};
 pub use state::{Batch, State};
