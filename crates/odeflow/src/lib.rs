@@ -8,8 +8,13 @@
 //! * [`state`]: the state/vector trait the solvers are generic over, and CPU batch buffers.
 //! * [`systems`]: built-in ODEs, generic over the scalar type, with their invariants.
 
+// Numerical kernels index several arrays with one loop variable, and `!(x > 0.0)` is the
+// NaN-rejecting comparison on purpose.
+#![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
+
 pub mod error;
 pub mod field;
+pub mod grad;
 pub mod real;
 pub mod solve;
 pub mod state;

@@ -7,6 +7,9 @@
 //! Bogacki & Shampine (1989), Dormand & Prince (1980), Shampine (1986), Tsitouras (2011),
 //! Fehlberg (1969), Shu & Osher (1988).
 
+// Coefficients are written as published, with more digits than f64 keeps.
+#![allow(clippy::excessive_precision)]
+
 use std::sync::LazyLock;
 
 use super::{poly_mul, ButcherTableau, TableauSpec};
@@ -173,7 +176,7 @@ fn dopri5() -> TableauSpec {
     let t2_tm1_sq = [0.0, 0.0, 1.0, -2.0, 1.0]; // θ²(θ − 1)²
     let mut dense = Vec::new();
     for i in 0..7 {
-        let mut p = vec![0.0; 6];
+        let mut p = [0.0; 6];
         for (m, v) in t2_3m2t.iter().enumerate() {
             p[m] += v * b[i];
         }
