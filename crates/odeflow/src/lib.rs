@@ -20,6 +20,7 @@ pub mod solve;
 pub mod state;
 pub mod systems;
 pub mod tableau;
+pub mod train;
 
 pub use error::{ArgError, FailReason, Failure, SolveError};
 pub use field::{ParamView, Parameterized, VectorField};

@@ -1,0 +1,25 @@
+//! Training: optimizers, learning-rate schedules, the training loop, checkpoints and the
+//! metrics log.
+//!
+//! * [`Optimizer`] — Adam and SGD (momentum, Nesterov, weight decay) over flat parameters.
+//! * [`LrSchedule`] — constant, step, exponential, exponential-to-a-final-rate.
+//! * [`Trainer`] — the loop over a [`Trainable`] model and a [`BatchSource`], with
+//!   [`TrainHook`]s between backward pass and optimizer step, a JSON Lines metrics log, and
+//!   atomic checkpoints from which a killed run resumes with nothing lost.
+
+mod checkpoint;
+mod log;
+mod optim;
+mod schedule;
+#[cfg(test)]
+mod tests;
+mod trainer;
+
+pub use checkpoint::{write_atomic, Checkpoint, CheckpointError};
+pub use log::{read_log, MetricsLog};
+pub use optim::{Optimizer, OptimizerConfig, OptimizerState};
+pub use schedule::LrSchedule;
+pub use trainer::{
+    checkpoint_path, BatchSource, IterationRecord, NoHook, StepMetrics, TrainConfig, TrainError,
+    TrainHook, TrainSummary, Trainable, Trainer, CHECKPOINT_FILE, METRICS_FILE,
+};
