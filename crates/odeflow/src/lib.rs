@@ -12,6 +12,7 @@
 // NaN-rejecting comparison on purpose.
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod analysis;
 pub mod error;
 pub mod field;
 pub mod grad;
