@@ -7,7 +7,10 @@
 //!   symplectic splitting, implicit midpoint), statistics, typed failures.
 //! * [`state`]: the state/vector trait the solvers are generic over, and CPU batch buffers.
 //! * [`systems`]: built-in ODEs, generic over the scalar type, with their invariants.
+//! * [`data`]: data sets (concentric spheres, MNIST, CIFAR-10, trajectory pairs), NPY/CSV
+//!   import and export, seeded splits and mini-batches.
 
+pub mod data;
 pub mod error;
 pub mod field;
 pub mod real;
