@@ -7,12 +7,19 @@
 //!   symplectic splitting, implicit midpoint), statistics, typed failures.
 //! * [`state`]: the state/vector trait the solvers are generic over, and CPU batch buffers.
 //! * [`systems`]: built-in ODEs, generic over the scalar type, with their invariants.
+//! * [`field`]: the vector-field trait (evaluation and VJPs into caller buffers).
+//! * [`grad`]: gradient methods — backprop (discrete adjoint), continuous adjoint, reversible.
+//! * [`train`]: optimizers, schedules, the training loop, checkpoints, metrics log.
+//! * [`analysis`]: the three papers' analyses.
+//! * [`data`]: data sets (concentric spheres, MNIST, CIFAR-10, trajectory pairs), NPY/CSV
+//!   import and export, seeded splits and mini-batches.
 
 // Numerical kernels index several arrays with one loop variable, and `!(x > 0.0)` is the
 // NaN-rejecting comparison on purpose.
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod analysis;
+pub mod data;
 pub mod error;
 pub mod field;
 pub mod grad;

@@ -1,0 +1,71 @@
+//! Data sets in standard formats, every random choice seeded.
+//!
+//! * [`Dataset`] (labelled samples), [`PairDataset`] (regression pairs), [`TrainTest`],
+//!   seeded splits and mini-batch iterators that reuse their buffers — [`dataset`].
+//! * Concentric spheres in any dimension (Ott et al. 2021) — [`mod@spheres`].
+//! * MNIST from IDX files, raw or gzip, from any folder — [`idx`].
+//! * CIFAR-10 binary batches — [`cifar`]; per-channel normalisation and the standard
+//!   crop/flip augmentation — [`transforms`].
+//! * Pairs `(x, φ_T(x))` of the exact flow of a built-in system, computed with a
+//!   high-accuracy reference integrator (Zhu et al. 2022) — [`trajectories`].
+//! * NPY and CSV import/export of batches and pair data — [`npy`], [`csv`].
+//!
+//! Errors are [`DataError`]s; those about a file name the file and what is wrong with it.
+
+pub mod cifar;
+pub mod csv;
+pub mod dataset;
+pub mod error;
+pub mod idx;
+pub mod npy;
+pub mod spheres;
+pub mod trajectories;
+pub mod transforms;
+
+#[cfg(test)]
+mod tests;
+
+pub use cifar::{load_cifar10, parse_cifar_records, read_cifar_batch, Cifar10, Cifar10Options};
+pub use csv::{read_csv, read_pairs_csv, write_csv, write_pairs_csv};
+pub use dataset::{
+    derive_seed, seeded_rng, split_indices, BatchOrder, Dataset, LabelledBatch, MiniBatches,
+    PairBatch, PairBatches, PairDataset, TrainTest,
+};
+pub use error::DataError;
+pub use idx::{
+    load_mnist, parse_idx, read_idx, read_idx_pair, IdxArray, Mnist, MnistOptions, MnistSource,
+};
+pub use npy::{read_npy, read_pairs_npy, write_npy, write_pairs_npy};
+pub use spheres::{shell_counts, spheres, SpheresConfig};
+pub use trajectories::{
+    generate_pairs, reference_flow, Sampling, TrajectoryConfig, TrajectoryData,
+};
+pub use transforms::{ChannelNorm, CropFlip};
+
+use std::io::Read;
+use std::path::Path;
+
+/// `b / 255` for every byte value `b`, correctly rounded in `T`.
+pub(crate) fn byte_to_unit<T: crate::real::Real>() -> [T; 256] {
+    std::array::from_fn(|b| T::of(b as f64 / 255.0))
+}
+
+/// The contents of `path`, decompressed when it is gzip (starts with `1f 8b`).
+pub fn read_file_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| DataError::Gzip {
+                path: path.into(),
+                reason: match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => "the compressed stream ends early".into(),
+                    _ => e.to_string(),
+                },
+            })?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
