@@ -160,7 +160,7 @@ fn solve_is_accurate_and_prints_on_stdout_without_out() {
     let t = floats(&r["t"]);
     assert_eq!(
         t,
-        vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 6.283185307179586]
+        vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, std::f64::consts::TAU]
     );
     assert!(r["invariant_drift"]["energy"].as_f64().unwrap() < 1e-9);
 }

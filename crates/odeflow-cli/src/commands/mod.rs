@@ -17,7 +17,7 @@ use crate::progress::Reporter;
 pub enum Command {
     /// Solve a built-in ODE with one method; write the trajectory, statistics and invariant
     /// drift as JSON, and optionally a plot.
-    Solve(solve::SolveArgs),
+    Solve(Box<solve::SolveArgs>),
     /// List the built-in methods: order, stages, family, FSAL, dense output, aliases.
     Methods(methods::MethodsArgs),
 }
@@ -26,7 +26,7 @@ impl Command {
     /// Runs the command.
     pub fn run(self, reporter: &Reporter) -> Result<(), CliError> {
         match self {
-            Command::Solve(args) => solve::run(args, reporter),
+            Command::Solve(args) => solve::run(*args, reporter),
             Command::Methods(args) => methods::run(args, reporter),
         }
     }
