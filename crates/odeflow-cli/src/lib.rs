@@ -8,7 +8,7 @@
 //! failure while working.
 //!
 //! * [`cli`]: the top-level clap parser and the error → exit-code mapping.
-//! * [`commands`]: one file per command and the [`commands::Command`] enum that dispatches.
+//! * [`commands`]: one module per command and the [`commands::Command`] enum that dispatches.
 //! * [`plot`]: figures of labelled line/marker series, linear or log axes, PNG or SVG.
 //! * [`output`]: results written atomically to `--out` or stdout.
 //! * [`progress`]: indicatif bars and spinners on stderr, and log lines.

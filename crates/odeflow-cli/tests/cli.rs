@@ -6,12 +6,20 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn odeflow(args: &[&str], dir: &Path) -> Output {
+/// Runs `odeflow` in `dir` with a command line split on whitespace.
+fn odeflow(dir: &Path, cmdline: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_odeflow"))
-        .args(args)
+        .args(cmdline.split_whitespace())
         .current_dir(dir)
         .output()
         .expect("the odeflow binary runs")
+}
+
+/// Runs a command that must succeed and returns its JSON result from stdout.
+fn solved(dir: &Path, cmdline: &str) -> Value {
+    let out = odeflow(dir, cmdline);
+    assert!(out.status.success(), "{cmdline}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn stderr(out: &Output) -> String {
@@ -22,10 +30,6 @@ fn json_file(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn json_stdout(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn floats(v: &Value) -> Vec<f64> {
     v.as_array()
         .unwrap()
@@ -34,45 +38,30 @@ fn floats(v: &Value) -> Vec<f64> {
         .collect()
 }
 
-/// Asserts a bad-input failure: exit code 2, nothing on stdout, exactly one `error:` line on
-/// stderr containing every `needle`.
-fn assert_bad_input(args: &[&str], needles: &[&str]) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = odeflow(args, dir.path());
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-    assert!(out.stdout.is_empty(), "{args:?} printed a result");
-    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
-    assert!(err.starts_with("error: "), "{args:?}: {err}");
+/// Asserts a failure with exit code `code` and exactly one `error:` line on stderr
+/// containing every `needle`; returns that line.
+fn assert_one_line_failure(out: &Output, code: i32, cmdline: &str, needles: &[&str]) -> String {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "{cmdline}: {err}");
+    assert_eq!(err.lines().count(), 1, "{cmdline}: not one line: {err}");
+    assert!(err.starts_with("error: "), "{cmdline}: {err}");
     for needle in needles {
         assert!(
             err.contains(needle),
-            "{args:?}: '{needle}' missing in: {err}"
+            "{cmdline}: '{needle}' missing in: {err}"
         );
     }
     assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"));
+    err
 }
 
 #[test]
 fn solve_writes_json_with_every_key_and_a_png() {
     let dir = tempfile::tempdir().unwrap();
     let out = odeflow(
-        &[
-            "solve",
-            "--system",
-            "pendulum",
-            "--method",
-            "verlet",
-            "--dt",
-            "0.01",
-            "--t1",
-            "10",
-            "--out",
-            "res/pendulum.json",
-            "--plot",
-            "res/pendulum.png",
-        ],
         dir.path(),
+        "solve --system pendulum --method verlet --dt 0.01 --t1 10 \
+         --out res/pendulum.json --plot res/pendulum.png",
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -126,57 +115,37 @@ fn solve_writes_json_with_every_key_and_a_png() {
 fn solve_is_accurate_and_prints_on_stdout_without_out() {
     let dir = tempfile::tempdir().unwrap();
     // One period of the harmonic oscillator with RK4: back to y0 up to O(h⁴).
-    let out = odeflow(
-        &[
-            "solve",
-            "--system",
-            "harmonic",
-            "--method",
-            "rk4",
-            "--dt",
-            "0.01",
-            "--t1",
-            "6.283185307179586",
-            "--y0",
-            "0.5,-1",
-            "--save-every",
-            "1",
-            "--quiet",
-        ],
-        dir.path(),
+    let tau = std::f64::consts::TAU;
+    let cmdline = format!(
+        "solve --system harmonic --method rk4 --dt 0.01 --t1 {tau} --y0 0.5,-1 \
+         --save-every 1 --quiet"
     );
+    let out = odeflow(dir.path(), &cmdline);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         out.stderr.is_empty(),
         "--quiet prints nothing: {}",
         stderr(&out)
     );
-    let r = json_stdout(&out);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     let fin = floats(&r["final"]);
     assert!(
         (fin[0] - 0.5).abs() < 1e-8 && (fin[1] + 1.0).abs() < 1e-8,
         "{fin:?}"
     );
     let t = floats(&r["t"]);
-    assert_eq!(
-        t,
-        vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, std::f64::consts::TAU]
-    );
+    assert_eq!(t, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, tau]);
     assert!(r["invariant_drift"]["energy"].as_f64().unwrap() < 1e-9);
 }
 
 #[test]
 fn adaptive_solve_meets_its_tolerance_at_t_eval() {
     let dir = tempfile::tempdir().unwrap();
-    let out = odeflow(
-        &[
-            "solve", "--system", "linear", "--method", "dopri5", "--rtol", "1e-8", "--atol",
-            "1e-10", "--t-eval", "0,0.5,1", "--y0", "1,2",
-        ],
+    let r = solved(
         dir.path(),
+        "solve --system linear --method dopri5 --rtol 1e-8 --atol 1e-10 \
+         --t-eval 0,0.5,1 --y0 1,2",
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let r = json_stdout(&out);
     assert_eq!(floats(&r["t"]), vec![0.0, 0.5, 1.0]);
     assert_eq!(r["stepping"]["kind"], "adaptive");
     for (t, y) in floats(&r["t"]).iter().zip(r["y"].as_array().unwrap()) {
@@ -199,23 +168,9 @@ fn a_user_tableau_matches_the_builtin_method() {
         "name = \"my-heun\"\norder = 2\nc = [0.0, 1.0]\na = [[], [1.0]]\nb = [0.5, 0.5]\n",
     )
     .unwrap();
-    let run = |method: &[&str]| {
-        let mut args = vec![
-            "solve",
-            "--system",
-            "van-der-pol",
-            "--dt",
-            "0.05",
-            "--t1",
-            "3",
-        ];
-        args.extend_from_slice(method);
-        let out = odeflow(&args, dir.path());
-        assert!(out.status.success(), "{}", stderr(&out));
-        json_stdout(&out)
-    };
-    let user = run(&["--tableau", "heun.toml"]);
-    let builtin = run(&["--method", "heun"]);
+    let base = "solve --system van-der-pol --dt 0.05 --t1 3";
+    let user = solved(dir.path(), &format!("{base} --tableau heun.toml"));
+    let builtin = solved(dir.path(), &format!("{base} --method heun"));
     assert_eq!(user["method"], "my-heun");
     assert_eq!(user["final"], builtin["final"]);
     assert_eq!(user["stats"]["nfe"], builtin["stats"]["nfe"]);
@@ -224,29 +179,9 @@ fn a_user_tableau_matches_the_builtin_method() {
 #[test]
 fn f32_solves_agree_with_f64_to_single_precision() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |dtype: &str| {
-        let out = odeflow(
-            &[
-                "solve",
-                "--system",
-                "kepler",
-                "--method",
-                "rk4",
-                "--steps",
-                "200",
-                "--t1",
-                "3",
-                "--dtype",
-                dtype,
-                "--save-every",
-                "3",
-            ],
-            dir.path(),
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
-        json_stdout(&out)
-    };
-    let (a, b) = (run("f32"), run("f64"));
+    let base = "solve --system kepler --method rk4 --steps 200 --t1 3 --save-every 3";
+    let a = solved(dir.path(), &format!("{base} --dtype f32"));
+    let b = solved(dir.path(), &format!("{base} --dtype f64"));
     assert_eq!(a["dtype"], "f32");
     let (fa, fb) = (floats(&a["final"]), floats(&b["final"]));
     let diff = fa
@@ -261,18 +196,8 @@ fn f32_solves_agree_with_f64_to_single_precision() {
 fn svg_plots_carry_the_labels() {
     let dir = tempfile::tempdir().unwrap();
     let out = odeflow(
-        &[
-            "solve",
-            "--system",
-            "lotka-volterra",
-            "--method",
-            "tsit5",
-            "--plot",
-            "lv.svg",
-            "--out",
-            "lv.json",
-        ],
         dir.path(),
+        "solve --system lotka-volterra --method tsit5 --plot lv.svg --out lv.json",
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let svg = std::fs::read_to_string(dir.path().join("lv.svg")).unwrap();
@@ -295,9 +220,7 @@ fn svg_plots_carry_the_labels() {
 #[test]
 fn methods_json_lists_every_method() {
     let dir = tempfile::tempdir().unwrap();
-    let out = odeflow(&["methods", "--json"], dir.path());
-    assert!(out.status.success(), "{}", stderr(&out));
-    let listed = json_stdout(&out);
+    let listed = solved(dir.path(), "methods --json");
     let listed = listed.as_array().unwrap();
     let catalogue = odeflow::solve::method_catalogue();
     assert_eq!(listed.len(), catalogue.len());
@@ -309,7 +232,7 @@ fn methods_json_lists_every_method() {
             assert!(row.get(key).is_some(), "{} lacks {key}", info.name);
         }
     }
-    let table = odeflow(&["methods"], dir.path());
+    let table = odeflow(dir.path(), "methods");
     let text = String::from_utf8(table.stdout).unwrap();
     assert_eq!(text.lines().count(), catalogue.len() + 1);
     for info in &catalogue {
@@ -324,116 +247,83 @@ fn methods_json_lists_every_method() {
 
 #[test]
 fn bad_inputs_fail_with_one_line_naming_the_value() {
-    let base = ["solve", "--system", "pendulum"];
-    let with = |extra: &[&'static str]| -> Vec<&'static str> {
-        base.iter().copied().chain(extra.iter().copied()).collect()
-    };
-    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+    let p = "solve --system pendulum";
+    let cases: Vec<(String, Vec<&str>)> = vec![
         (
-            with(&["--method", "rk5", "--dt", "0.1"]),
+            format!("{p} --method rk5 --dt 0.1"),
             vec!["'rk5'", "dopri5"],
         ),
         (
-            vec![
-                "solve", "--system", "pendlum", "--method", "rk4", "--dt", "0.1",
-            ],
+            "solve --system pendlum --method rk4 --dt 0.1".into(),
             vec!["'pendlum'", "pendulum"],
         ),
-        (with(&["--method", "rk4", "--dt", "0"]), vec!["--dt", "'0'"]),
+        (format!("{p} --method rk4 --dt 0"), vec!["--dt", "'0'"]),
+        (format!("{p} --method rk4 --dt -1"), vec!["--dt", "'-1'"]),
         (
-            with(&["--method", "rk4", "--dt", "-1"]),
-            vec!["--dt", "'-1'"],
-        ),
-        (
-            with(&["--method", "dopri5", "--rtol", "0"]),
+            format!("{p} --method dopri5 --rtol 0"),
             vec!["--rtol", "'0'"],
         ),
         (
-            with(&["--method", "rk4", "--dt", "0.1", "--y0", "NaN,1"]),
+            format!("{p} --method rk4 --dt 0.1 --y0 NaN,1"),
             vec!["--y0", "NaN"],
         ),
         (
-            with(&["--method", "rk4", "--dt", "0.1", "--y0", "1,2,3"]),
+            format!("{p} --method rk4 --dt 0.1 --y0 1,2,3"),
             vec!["--y0 1,2,3", "2 state components"],
         ),
         (
-            vec![
-                "solve", "--system", "lorenz", "--method", "verlet", "--dt", "0.01",
-            ],
+            "solve --system lorenz --method verlet --dt 0.01".into(),
             vec!["'verlet'", "'lorenz'", "separable"],
         ),
         (
-            with(&["--method", "rk4", "--rtol", "1e-6"]),
+            format!("{p} --method rk4 --rtol 1e-6"),
             vec!["--rtol", "'rk4'", "--dt"],
         ),
         (
-            with(&["--method", "rk4", "--dt", "0.1", "--t-eval", "0,2,1"]),
+            format!("{p} --method rk4 --dt 0.1 --t-eval 0,2,1"),
             vec!["t_eval[2] = 1", "monotone"],
         ),
         (
-            with(&["--method", "rk4", "--dt", "0.1", "--plot", "p.jpg"]),
+            format!("{p} --method rk4 --dt 0.1 --plot p.jpg"),
             vec!["p.jpg"],
         ),
         (
-            with(&[
-                "--method",
-                "rk4",
-                "--tableau",
-                "missing.toml",
-                "--dt",
-                "0.1",
-            ]),
+            format!("{p} --method rk4 --tableau missing.toml --dt 0.1"),
             vec!["--tableau"],
         ),
         (
-            with(&["--tableau", "missing.toml", "--dt", "0.1"]),
+            format!("{p} --tableau missing.toml --dt 0.1"),
             vec!["missing.toml"],
         ),
-        (vec!["solve", "--method", "rk4"], vec!["--system"]),
+        ("solve --method rk4".into(), vec!["--system"]),
         (
-            with(&["--method", "rk4", "--dt", "1e-7"]),
+            format!("{p} --method rk4 --dt 1e-7"),
             vec!["--dt", "--max-steps"],
         ),
     ];
-    for (args, needles) in &cases {
-        assert_bad_input(args, needles);
+    let dir = tempfile::tempdir().unwrap();
+    for (cmdline, needles) in &cases {
+        let out = odeflow(dir.path(), cmdline);
+        assert_one_line_failure(&out, 2, cmdline, needles);
+        assert!(out.stdout.is_empty(), "{cmdline} printed a result");
     }
 }
 
 #[test]
 fn a_solver_failure_keeps_the_partial_solution() {
     let dir = tempfile::tempdir().unwrap();
-    let out = odeflow(
-        &[
-            "solve",
-            "--system",
-            "pendulum",
-            "--method",
-            "dopri5",
-            "--t1",
-            "1000",
-            "--max-steps",
-            "5",
-            "--out",
-            "partial.json",
-            "--plot",
-            "partial.png",
-        ],
-        dir.path(),
-    );
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    for needle in [
+    let cmdline = "solve --system pendulum --method dopri5 --t1 1000 --max-steps 5 \
+                   --out partial.json --plot partial.png";
+    let out = odeflow(dir.path(), cmdline);
+    let needles = [
         "t = ",
         "h = ",
         "step 5",
         "max_steps = 5",
         "partial.json",
         "--max-steps",
-    ] {
-        assert!(err.contains(needle), "'{needle}' missing in: {err}");
-    }
+    ];
+    assert_one_line_failure(&out, 1, cmdline, &needles);
     let r = json_file(&dir.path().join("partial.json"));
     assert!(r["error"].as_str().unwrap().contains("max_steps = 5"));
     assert_eq!(r["stats"]["steps"], 5);
@@ -448,22 +338,7 @@ fn a_solver_failure_keeps_the_partial_solution() {
 fn an_unwritable_out_path_is_a_runtime_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("blocker"), "a file, not a folder").unwrap();
-    let out = odeflow(
-        &[
-            "solve",
-            "--system",
-            "harmonic",
-            "--method",
-            "rk4",
-            "--dt",
-            "0.1",
-            "--out",
-            "blocker/r.json",
-        ],
-        dir.path(),
-    );
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("blocker"), "{err}");
+    let cmdline = "solve --system harmonic --method rk4 --dt 0.1 --out blocker/r.json";
+    let out = odeflow(dir.path(), cmdline);
+    assert_one_line_failure(&out, 1, cmdline, &["blocker"]);
 }

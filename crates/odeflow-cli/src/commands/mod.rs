@@ -1,7 +1,7 @@
-//! One file per command; [`Command`] lists them and dispatches.
+//! One module per command; [`Command`] lists them and dispatches.
 //!
-//! A command is a clap `Args` struct with a `run(self, &Reporter) -> Result<(), CliError>`
-//! function. Adding one is a new file here, one variant in [`Command`] and one arm in
+//! A command is a clap `Args` struct and a `run(args, &Reporter) -> Result<(), CliError>`
+//! function. Adding one is a new module here, one variant in [`Command`] and one arm in
 //! [`Command::run`].
 
 pub mod methods;

@@ -20,24 +20,23 @@
 //! and the final one), and, when the solver failed mid-run, `error`. A failed run still writes
 //! its partial result (and plot) before exiting with code 1.
 
-use std::collections::BTreeMap;
+mod report;
+
 use std::fs;
 use std::path::PathBuf;
-
-use clap::{Args, ValueEnum};
-use odeflow::solve::{method_catalogue, AdaptiveOptions, MethodKind, Rhs, SplitRhs};
-use odeflow::systems::{invariant_drift, BuiltinSystem, System, SystemField, SYSTEM_NAMES};
-use odeflow::{
-    solve, solve_split, Batch, ButcherTableau, FailReason, Failure, Method, Real, SaveAt, Solution,
-    SolveError, SolveOptions, State, Stats, Stepping,
-};
-use serde::Serialize;
 
 use crate::args::{self, FloatList};
 use crate::error::CliError;
 use crate::output::{self, Layout};
-use crate::plot::{self, Figure, Panel, Series};
+use crate::plot;
 use crate::progress::Reporter;
+use clap::{Args, ValueEnum};
+use odeflow::solve::{method_catalogue, AdaptiveOptions, MethodKind, Rhs, SplitRhs};
+use odeflow::systems::{BuiltinSystem, System, SystemField, SYSTEM_NAMES};
+use odeflow::{
+    solve, solve_split, Batch, ButcherTableau, FailReason, Failure, Method, Real, SaveAt, Solution,
+    SolveError, SolveOptions, State, Stepping,
+};
 
 /// Method used when neither `--method` nor `--tableau` is given.
 const DEFAULT_METHOD: &str = "dopri5";
@@ -51,8 +50,6 @@ const DEFAULT_MAX_ADAPTIVE_STEPS: u64 = 100_000;
 const DEFAULT_MAX_FIXED_STEPS: u64 = 1_000_000;
 /// Most save times `--save-every` may ask for.
 const MAX_SAVE_POINTS: f64 = 10_000_000.0;
-/// Most points per series drawn in a plot (longer trajectories are thinned evenly).
-const MAX_PLOT_POINTS: usize = 4000;
 
 /// Scalar type of the computation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,59 +142,6 @@ struct Problem {
     opts: SolveOptions,
 }
 
-/// The JSON result of `odeflow solve`.
-#[derive(Debug, Serialize)]
-struct SolveReport {
-    system: String,
-    method: String,
-    dtype: &'static str,
-    state_names: Vec<String>,
-    t0: f64,
-    t1: f64,
-    y0: Vec<f64>,
-    stepping: SteppingReport,
-    #[serde(rename = "final")]
-    final_state: Vec<f64>,
-    t_final: f64,
-    t: Vec<f64>,
-    y: Vec<Vec<f64>>,
-    stats: Stats,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    invariant_drift: Option<BTreeMap<String, f64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-/// How the steps were placed, as the JSON result records it.
-#[derive(Debug, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-enum SteppingReport {
-    /// `--dt`.
-    FixedStep { dt: f64 },
-    /// `--steps`.
-    FixedCount { steps: usize },
-    /// `--rtol`/`--atol`.
-    Adaptive {
-        rtol: f64,
-        atol: f64,
-        max_steps: usize,
-    },
-}
-
-impl SteppingReport {
-    fn new(opts: &SolveOptions) -> Self {
-        match &opts.stepping {
-            Stepping::FixedStep(dt) => SteppingReport::FixedStep { dt: *dt },
-            Stepping::FixedCount(steps) => SteppingReport::FixedCount { steps: *steps },
-            Stepping::Adaptive(a) => SteppingReport::Adaptive {
-                rtol: a.rtol,
-                atol: a.atol,
-                max_steps: opts.max_steps,
-            },
-        }
-    }
-}
-
 /// Runs `odeflow solve`.
 pub fn run(args: SolveArgs, reporter: &Reporter) -> Result<(), CliError> {
     if let Some(path) = &args.plot {
@@ -224,15 +168,18 @@ pub fn run(args: SolveArgs, reporter: &Reporter) -> Result<(), CliError> {
             }
         }
     };
-    let report = report(
+    let summary = report::report(
         &problem,
-        &args,
+        args.dtype,
         solution,
         failure.as_ref().map(|f| f.0.clone()),
     );
-    output::write_json(&report, args.out.as_deref(), Layout::Compact)?;
+    output::write_json(&summary, args.out.as_deref(), Layout::Compact)?;
     if let Some(path) = &args.plot {
-        plot::save(&figure(&report, problem.system.is_separable()), path)?;
+        plot::save(
+            &report::figure(&summary, problem.system.is_separable()),
+            path,
+        )?;
     }
     let written: Vec<String> = [args.out.as_ref(), args.plot.as_ref()]
         .into_iter()
@@ -249,7 +196,7 @@ pub fn run(args: SolveArgs, reporter: &Reporter) -> Result<(), CliError> {
             hint(&reason)
         )));
     }
-    let drift = report
+    let drift = summary
         .invariant_drift
         .iter()
         .flatten()
@@ -257,10 +204,10 @@ pub fn run(args: SolveArgs, reporter: &Reporter) -> Result<(), CliError> {
         .collect::<String>();
     reporter.note(format!(
         "solved {} with {}: {} steps, {} evaluations{drift}{}",
-        report.system,
-        report.method,
-        report.stats.accepted,
-        report.stats.nfe,
+        summary.system,
+        summary.method,
+        summary.stats.accepted,
+        summary.stats.nfe,
         if written.is_empty() {
             String::new()
         } else {
@@ -472,91 +419,6 @@ where
             partial: f.partial.map_states(to_f64),
         }))),
     }
-}
-
-fn report(
-    p: &Problem,
-    args: &SolveArgs,
-    sol: Solution<Vec<f64>>,
-    error: Option<String>,
-) -> SolveReport {
-    let invariant_drift = (!p.system.invariant_names().is_empty()).then(|| {
-        let mut states = sol.y.clone();
-        states.push(sol.y_final.clone());
-        invariant_drift(&p.system, &p.y0, &states)
-            .into_iter()
-            .collect()
-    });
-    SolveReport {
-        system: p.system.name().to_string(),
-        method: p.method.name().to_string(),
-        dtype: match args.dtype {
-            Dtype::F64 => "f64",
-            Dtype::F32 => "f32",
-        },
-        state_names: p.system.state_names(),
-        t0: p.opts.t0,
-        t1: p.opts.t1,
-        y0: p.y0.clone(),
-        stepping: SteppingReport::new(&p.opts),
-        final_state: sol.y_final,
-        t_final: sol.t_final,
-        t: sol.t,
-        y: sol.y,
-        stats: Stats {
-            h_min: sol.stats.h_min_finite(),
-            ..sol.stats
-        },
-        invariant_drift,
-        error,
-    }
-}
-
-/// States against t, and for 2-D systems the phase portrait (for separable Hamiltonian
-/// systems, stored as `(p, q)`, with q horizontal).
-fn figure(r: &SolveReport, hamiltonian: bool) -> Figure {
-    let n = r.t.len();
-    let stride = n.div_ceil(MAX_PLOT_POINTS).max(1);
-    let mut idx: Vec<usize> = (0..n).step_by(stride).collect();
-    if n > 0 && idx.last() != Some(&(n - 1)) {
-        idx.push(n - 1);
-    }
-    let series = |label: &str, pts: Vec<(f64, f64)>| {
-        if pts.len() <= 50 {
-            Series::line_markers(label, pts)
-        } else {
-            Series::line(label, pts)
-        }
-    };
-    let mut states = Panel::new("states", "t", "state");
-    for (k, name) in r.state_names.iter().enumerate() {
-        states = states.with(series(
-            name,
-            idx.iter().map(|&i| (r.t[i], r.y[i][k])).collect(),
-        ));
-    }
-    let mut panels = vec![states];
-    if r.state_names.len() == 2 {
-        let (a, b) = if hamiltonian { (1, 0) } else { (0, 1) };
-        let mut phase = Panel::new(
-            "phase portrait",
-            r.state_names[a].as_str(),
-            r.state_names[b].as_str(),
-        )
-        .with(series(
-            "trajectory",
-            idx.iter().map(|&i| (r.y[i][a], r.y[i][b])).collect(),
-        ));
-        if let Some(first) = r.y.first() {
-            phase = phase.with(Series::markers("start", vec![(first[a], first[b])]));
-        }
-        panels.push(phase);
-    }
-    let mut title = format!("{} — {}", r.system, r.method);
-    if r.error.is_some() {
-        title.push_str(&format!(" (failed at t = {:.6})", r.t_final));
-    }
-    Figure { title, panels }
 }
 
 #[cfg(test)]
