@@ -1,0 +1,89 @@
+//! The top-level parser: global flags, subcommand dispatch, and every failure turned into one
+//! line on stderr with exit code 2 (bad input, including malformed command lines) or 1 (a
+//! failure while working).
+
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+
+use crate::commands::Command;
+use crate::error::{one_line, EXIT_BAD_INPUT};
+use crate::progress::Reporter;
+
+/// Neural ODEs in which the numerical solver is part of the model.
+#[derive(Debug, Parser)]
+#[command(name = "odeflow", version, propagate_version = true)]
+pub struct Cli {
+    /// Hide progress bars and log messages on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Parses the process arguments, runs the command, and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(&e),
+    };
+    let reporter = Reporter::new(cli.quiet);
+    match cli.command.run(&reporter) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Help and version go out as clap prints them; every parse error becomes one line.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_BAD_INPUT))
+        }
+        _ => {
+            eprintln!("error: {}", clap_message(&e.to_string()));
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+/// The message of a rendered clap error on one line: the text before the usage block,
+/// without the `error:` prefix, followed by a pointer to `--help`.
+fn clap_message(rendered: &str) -> String {
+    let body: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .collect();
+    let text = one_line(body.join(" "));
+    let text = text.strip_prefix("error:").unwrap_or(&text).trim();
+    format!("{text} (see --help)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let e = Cli::try_parse_from(["odeflow", "solve", "--dt", "0.1"]).unwrap_err();
+        let msg = clap_message(&e.to_string());
+        assert!(!msg.contains('\n'));
+        assert!(msg.contains("--system"), "{msg}");
+        assert!(!msg.starts_with("error"), "{msg}");
+    }
+}

@@ -1,0 +1,174 @@
+//! Where results go: JSON on stdout or in the file `--out` names, written atomically.
+//!
+//! A file is never left half-written: the bytes go to a temporary file in the target's
+//! folder (same extension, so format-sniffing writers such as plotters' PNG encoder still
+//! work), which is then renamed over the target. Missing parent folders are created.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::CliError;
+
+/// How JSON is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One line (for large numeric results).
+    Compact,
+    /// Indented (for small listings people read).
+    Pretty,
+}
+
+/// Serialises `value` and writes it to `out`, or to stdout when `out` is `None`. The text
+/// ends with a newline.
+pub fn write_json<T: Serialize>(
+    value: &T,
+    out: Option<&Path>,
+    layout: Layout,
+) -> Result<(), CliError> {
+    let mut text = match layout {
+        Layout::Compact => serde_json::to_string(value),
+        Layout::Pretty => serde_json::to_string_pretty(value),
+    }
+    .map_err(|e| CliError::runtime(format!("cannot serialise the result as JSON: {e}")))?;
+    text.push('\n');
+    match out {
+        Some(path) => write_atomic(path, text.as_bytes()),
+        None => write_stdout(text.as_bytes()),
+    }
+}
+
+/// Writes `bytes` to stdout. A closed pipe (`odeflow methods | head`) is not an error.
+pub fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(CliError::runtime(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes `bytes` to `path` atomically, creating parent folders.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    write_via_temp(path, |tmp| {
+        let mut f = fs::File::create(tmp).map_err(|e| io_error("create", tmp, &e))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io_error("write", tmp, &e))
+    })
+}
+
+/// Lets `write` produce the file at a temporary path next to `path`, then renames it into
+/// place. On failure the temporary file is removed and `path` is left untouched.
+pub fn write_via_temp(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    create_parent(path)?;
+    let tmp = temp_path(path);
+    let result = write(&tmp).and_then(|()| {
+        fs::rename(&tmp, path).map_err(|e| {
+            CliError::runtime(format!(
+                "cannot move the finished file into '{}': {e}",
+                path.display()
+            ))
+        })
+    });
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Creates the folder that will hold `path`.
+pub fn create_parent(path: &Path) -> Result<(), CliError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => fs::create_dir_all(dir).map_err(|e| {
+            CliError::runtime(format!(
+                "cannot create the folder '{}' for '{}': {e}",
+                dir.display(),
+                path.display()
+            ))
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `dir/.name.<pid>.tmp.<ext>` for `dir/name.<ext>`.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".into());
+    let pid = std::process::id();
+    let tmp = match path.extension() {
+        Some(ext) => format!(".{name}.{pid}.tmp.{}", ext.to_string_lossy()),
+        None => format!(".{name}.{pid}.tmp"),
+    };
+    path.with_file_name(tmp)
+}
+
+fn io_error(what: &str, path: &Path, e: &io::Error) -> CliError {
+    CliError::runtime(format!("cannot {what} '{}': {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_creates_folders_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/result.json");
+        write_json(
+            &serde_json::json!({"x": [1, 2]}),
+            Some(&path),
+            Layout::Compact,
+        )
+        .unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{\"x\":[1,2]}\n");
+        // Overwriting replaces the content.
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("result.json")]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keep.txt");
+        fs::write(&path, "old").unwrap();
+        let e = write_via_temp(&path, |_| Err(CliError::runtime("boom"))).unwrap_err();
+        assert_eq!(e.message(), "boom");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temp_names_keep_the_extension() {
+        let t = temp_path(Path::new("out/plot.png"));
+        assert_eq!(t.extension().unwrap(), "png");
+        assert_eq!(t.parent().unwrap(), Path::new("out"));
+        assert!(t
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".plot.png."));
+    }
+
+    #[test]
+    fn unwritable_targets_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        fs::write(&blocker, "x").unwrap();
+        let e = write_atomic(&blocker.join("sub/out.json"), b"{}").unwrap_err();
+        assert!(e.message().contains("out.json"), "{e}");
+    }
+}
