@@ -446,6 +446,7 @@ pub fn solve<S: State, F: Rhs<S>>(
         },
         Method::Implicit(io) => {
             reject_adaptive(method, opts)?;
+            io.validate()?;
             fixed::integrate(&mut implicit::MidpointStepper::new(io.clone(), y0), f, y0, opts, dir)
         }
         Method::Splitting(s) => Err(ArgError::MethodUnsuited {
