@@ -204,9 +204,9 @@ impl<S: State> MidpointStepper<S> {
             fp.axpy(S::Scalar::of(-1.0), &self.k);
             let mut w = self.krylov[j].clone();
             w.axpy(S::Scalar::of(-0.5 * h / eps), &fp);
-            for i in 0..=j {
-                hess[i][j] = w.dot(&self.krylov[i]);
-                w.axpy(S::Scalar::of(-hess[i][j]), &self.krylov[i]);
+            for (row, v) in hess.iter_mut().zip(&self.krylov).take(j + 1) {
+                row[j] = w.dot(v);
+                w.axpy(S::Scalar::of(-row[j]), v);
             }
             hess[j + 1][j] = w.dot(&w).sqrt();
             for i in 0..j {

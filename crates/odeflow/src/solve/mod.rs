@@ -246,7 +246,7 @@ impl SolveOptions {
                         "must be finite and ≥ 0",
                     ));
                 }
-                if !(a.max_step > 0.0) {
+                if a.max_step.is_nan() || a.max_step <= 0.0 {
                     return Err(ArgError::invalid("max_step", a.max_step, "must be > 0"));
                 }
                 a.controller.validate()?;

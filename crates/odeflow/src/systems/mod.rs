@@ -203,10 +203,7 @@ impl<Sys: System> SystemField<Sys> {
     }
 }
 
-fn rowwise<T: Copy>(y: &Batch<T>, dy: &mut Batch<T>, mut f: impl FnMut(&[T], &mut [T]))
-where
-    T: Real,
-{
+fn rowwise<T: Real>(y: &Batch<T>, dy: &mut Batch<T>, mut f: impl FnMut(&[T], &mut [T])) {
     let cols = y.cols();
     for (yr, dr) in y
         .as_slice()

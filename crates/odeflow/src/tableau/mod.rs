@@ -215,14 +215,14 @@ impl ButcherTableau {
                 reason: format!("coefficient {v} is not finite"),
             });
         }
-        for i in 0..s {
-            let sum: f64 = a[i].iter().sum();
-            if (sum - spec.c[i]).abs() > CHECK_TOL {
+        for (i, (row, &ci)) in a.iter().zip(&spec.c).enumerate() {
+            let sum: f64 = row.iter().sum();
+            if (sum - ci).abs() > CHECK_TOL {
                 return Err(TableauError::RowSum {
                     name,
                     i,
                     sum,
-                    c: spec.c[i],
+                    c: ci,
                 });
             }
         }
