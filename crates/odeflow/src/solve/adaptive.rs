@@ -11,6 +11,12 @@ use crate::state::State;
 /// Consecutive non-finite attempts after which the solve fails instead of shrinking again.
 const MAX_NON_FINITE_RETRIES: usize = 30;
 
+/// Where the last attempt met a NaN or an infinity: its step size and the reason to report.
+struct NonFiniteAttempt {
+    h: f64,
+    reason: FailReason,
+}
+
 pub(crate) fn integrate<S: State, F: Rhs<S>>(
     mut rk: RkStepper<'_, S>,
     f: &mut F,
@@ -64,6 +70,7 @@ pub(crate) fn integrate<S: State, F: Rhs<S>>(
     let mut e_prev = 1.0f64;
     let mut just_rejected = false;
     let mut non_finite_run = 0usize;
+    let mut last_non_finite: Option<NonFiniteAttempt> = None;
     let span = (t1 - t0).abs();
 
     while (t1 - t) * dir > 0.0 {
@@ -83,29 +90,35 @@ pub(crate) fn integrate<S: State, F: Rhs<S>>(
         let floor = a.min_step.max(8.0 * f64::EPSILON * t.abs().max(t1.abs()));
         if h.abs() < floor {
             stats.nfe = rk.nfe() + extra_nfe;
-            let reason = FailReason::StepUnderflow { min_step: floor };
+            // If the step shrank because the field or the state went non-finite, that is the
+            // failure to report: the step size only collapsed in the attempt to avoid it.
+            let (reason, h) = match last_non_finite.take() {
+                Some(nf) if non_finite_run > 0 => (nf.reason, nf.h),
+                _ => (FailReason::StepUnderflow { min_step: floor }, h),
+            };
             return Err(failure(reason, t, h, stats.steps, saved, &y, stats));
         }
         rk.attempt(f, t, h, &y, &mut y_new);
         let e = S::weighted_rms(rk.error(), &y, &y_new, atol, rtol);
         if !e.is_finite() || !y_new.is_finite() {
+            let (location, (index, value)) =
+                match rk.stages().iter().find_map(State::first_non_finite) {
+                    Some(p) => ("field", p),
+                    None => ("state", y_new.first_non_finite().unwrap_or((0, e))),
+                };
+            let reason = FailReason::NonFinite {
+                location,
+                index,
+                value,
+            };
             rk.finish(f, t, h, false);
             stats.record_reject();
             non_finite_run += 1;
             if non_finite_run > MAX_NON_FINITE_RETRIES {
                 stats.nfe = rk.nfe() + extra_nfe;
-                let (location, (index, value)) =
-                    match rk.stages().iter().find_map(State::first_non_finite) {
-                        Some(p) => ("field", p),
-                        None => ("state", y_new.first_non_finite().unwrap_or((0, e))),
-                    };
-                let reason = FailReason::NonFinite {
-                    location,
-                    index,
-                    value,
-                };
                 return Err(failure(reason, t, h, stats.steps, saved, &y, stats));
             }
+            last_non_finite = Some(NonFiniteAttempt { h, reason });
             h *= ctl.factor_min;
             just_rejected = true;
             continue;

@@ -5,15 +5,20 @@
 //! `G(Y) = Y − y₀ − (h/2) f(t + h/2, Y) = 0`, solved either by fixed-point iteration
 //! `Y ← y₀ + (h/2) f(Y)` (converges for `h·Lip(f)/2 < 1`) or by Jacobian-free Newton–Krylov:
 //! Newton steps `J δ = −G` with `J v ≈ v − (h/2)(f(Y + εv) − f(Y))/ε`, solved by GMRES. Both
-//! need only the state operations, so they run on any [`State`]. Convergence is declared
-//! when the update's mixed RMS norm with `atol = rtol = tol` is at most 1; otherwise the step
-//! fails with [`FailReason::ImplicitNotConverged`].
+//! need only the state operations, so they run on any [`State`]. The difference quotient uses
+//! `ε = √ε_mach (1 + ‖Y‖)` with the machine epsilon of the state's scalar type (Knoll & Keyes
+//! 2004), so it resolves the Jacobian in f32 as well as in f64. Convergence is declared when
+//! the update's mixed RMS norm with `atol = rtol = tol` is at most 1, where `tol` is the
+//! requested tolerance floored at `10 ε_mach` (an update below the rounding of the scalar type
+//! cannot be resolved: the default 1e-12 would never converge in f32); otherwise the step
+//! fails with [`FailReason::ImplicitNotConverged`]. A NaN or an infinity returned by the field
+//! is a [`FailReason::NonFinite`] failure.
 
 use serde::{Deserialize, Serialize};
 
 use super::fixed::FixedStepper;
 use super::Rhs;
-use crate::error::FailReason;
+use crate::error::{ArgError, FailReason};
 use crate::real::Real;
 use crate::state::State;
 
@@ -47,6 +52,33 @@ impl Default for ImplicitOptions {
     }
 }
 
+impl ImplicitOptions {
+    /// Checks the settings: a positive finite tolerance and at least one iteration.
+    pub fn validate(&self) -> Result<(), ArgError> {
+        if !(self.tol.is_finite() && self.tol > 0.0) {
+            return Err(ArgError::BadTolerance {
+                name: "implicit tol",
+                value: self.tol,
+            });
+        }
+        if self.max_iterations == 0 {
+            return Err(ArgError::invalid(
+                "max_iterations",
+                0,
+                "an implicit step needs at least one iteration",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The tolerance an iteration in scalar type `T` uses: `tol`, but no tighter than
+    /// `10 ε_mach` of `T`.
+    pub fn effective_tol<T: Real>(&self) -> f64 {
+        self.tol
+            .max(10.0 * <T as num_traits::Float>::epsilon().f64())
+    }
+}
+
 pub(crate) struct MidpointStepper<S: State> {
     opts: ImplicitOptions,
     mid: S,
@@ -71,7 +103,7 @@ impl<S: State> MidpointStepper<S> {
     }
 
     fn tol(&self) -> S::Scalar {
-        S::Scalar::of(self.opts.tol)
+        S::Scalar::of(self.opts.effective_tol::<S::Scalar>())
     }
 
     /// Solves for the midpoint `self.mid`; leaves `self.k = f(t + h/2, mid)`.
@@ -87,13 +119,19 @@ impl<S: State> MidpointStepper<S> {
         // Predictor: explicit Euler to the midpoint.
         f.eval(tm, y, &mut self.k);
         self.nfe += 1;
+        field_finite(&self.k)?;
         self.mid.assign(y);
         self.mid.axpy(half, &self.k);
         let mut residual = f64::INFINITY;
+        let mut done = 0;
         for _ in 0..self.opts.max_iterations {
             self.iterations += 1;
+            done += 1;
             f.eval(tm, &self.mid, &mut self.k);
             self.nfe += 1;
+            // The midpoint is finite here (a non-finite update ends the loop below), so a
+            // non-finite value is the field's.
+            field_finite(&self.k)?;
             match self.opts.iteration {
                 ImplicitIteration::FixedPoint => {
                     self.next.assign(y);
@@ -127,9 +165,9 @@ impl<S: State> MidpointStepper<S> {
             }
         }
         Err(FailReason::ImplicitNotConverged {
-            iterations: self.opts.max_iterations,
-            residual: residual * self.opts.tol,
-            tol: self.opts.tol,
+            iterations: done,
+            residual: residual * self.opts.effective_tol::<S::Scalar>(),
+            tol: self.opts.effective_tol::<S::Scalar>(),
         })
     }
 
@@ -143,7 +181,7 @@ impl<S: State> MidpointStepper<S> {
             return Ok(x);
         }
         let mid_norm = self.mid.dot(&self.mid).sqrt();
-        let eps = (f64::EPSILON.sqrt() * (1.0 + mid_norm)).max(1e-10);
+        let eps = <S::Scalar as num_traits::Float>::epsilon().f64().sqrt() * (1.0 + mid_norm);
         while self.krylov.len() < m + 1 {
             self.krylov.push(rhs.zeros_like());
         }
@@ -162,12 +200,13 @@ impl<S: State> MidpointStepper<S> {
             probe.axpy(S::Scalar::of(eps), &self.krylov[j]);
             f.eval(tm, &probe, &mut fp);
             self.nfe += 1;
+            field_finite(&fp)?;
             fp.axpy(S::Scalar::of(-1.0), &self.k);
             let mut w = self.krylov[j].clone();
             w.axpy(S::Scalar::of(-0.5 * h / eps), &fp);
-            for i in 0..=j {
-                hess[i][j] = w.dot(&self.krylov[i]);
-                w.axpy(S::Scalar::of(-hess[i][j]), &self.krylov[i]);
+            for (row, v) in hess.iter_mut().zip(&self.krylov).take(j + 1) {
+                row[j] = w.dot(v);
+                w.axpy(S::Scalar::of(-row[j]), v);
             }
             hess[j + 1][j] = w.dot(&w).sqrt();
             for i in 0..j {
@@ -203,6 +242,18 @@ impl<S: State> MidpointStepper<S> {
             x.axpy(S::Scalar::of(*yi), &self.krylov[i]);
         }
         Ok(x)
+    }
+}
+
+/// A non-finite field value as a failure.
+fn field_finite<S: State>(k: &S) -> Result<(), FailReason> {
+    match k.first_non_finite() {
+        Some((index, value)) => Err(FailReason::NonFinite {
+            location: "field",
+            index,
+            value,
+        }),
+        None => Ok(()),
     }
 }
 

@@ -246,7 +246,7 @@ impl SolveOptions {
                         "must be finite and ≥ 0",
                     ));
                 }
-                if !(a.max_step > 0.0) {
+                if a.max_step.is_nan() || a.max_step <= 0.0 {
                     return Err(ArgError::invalid("max_step", a.max_step, "must be > 0"));
                 }
                 a.controller.validate()?;
@@ -446,6 +446,7 @@ pub fn solve<S: State, F: Rhs<S>>(
         },
         Method::Implicit(io) => {
             reject_adaptive(method, opts)?;
+            io.validate()?;
             fixed::integrate(&mut implicit::MidpointStepper::new(io.clone(), y0), f, y0, opts, dir)
         }
         Method::Splitting(s) => Err(ArgError::MethodUnsuited {

@@ -100,8 +100,8 @@ impl<'t, S: State> RkStepper<'t, S> {
         let (a, c, b) = (self.tab.a(), self.tab.c(), self.tab.b());
         self.first_stage(f, t, y);
         for i in 1..s {
-            for j in 0..i {
-                self.coeffs[j] = S::Scalar::of(h * a[i][j]);
+            for (cf, aij) in self.coeffs.iter_mut().zip(&a[i][..i]) {
+                *cf = S::Scalar::of(h * aij);
             }
             let (done, rest) = self.ks.split_at_mut(i);
             self.stage.assign_lincomb(y, &self.coeffs[..i], done);

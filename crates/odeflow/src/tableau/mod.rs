@@ -10,11 +10,15 @@
 //! `h Σ (bᵢ − b̂ᵢ) kᵢ` estimates the local error. A method here is just its coefficients
 //! ([`ButcherTableau`]): [`ButcherTableau::new`] checks explicitness, the row-sum condition
 //! `Σⱼ aᵢⱼ = cᵢ`, consistency `Σ bᵢ = 1` (and `Σ b̂ᵢ = 1`), and the order conditions
-//! `Φ(τ) = 1/γ(τ)` for every rooted tree up to the claimed order (see [`trees`]). Adding a
+//! `Φ(τ) = 1/γ(τ)` for every rooted tree up to the claimed order (see [`trees`]); a dense
+//! output `bᵢ(θ)` must reproduce `b` at θ = 1, be finite, and satisfy the continuous order
+//! conditions `Σᵢ bᵢ(θ) Φᵢ(τ) = θ^|τ|/γ(τ)` up to its claimed order. Adding a
 //! method to the catalogue is one declaration in [`catalogue`] plus one line in its test.
 
 pub mod catalogue;
 pub mod trees;
+
+use trees::trees_up_to;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -204,20 +208,21 @@ impl ButcherTableau {
         }
         let all = spec.c.iter().chain(&spec.b).chain(a.iter().flatten());
         let all = all.chain(spec.b_embedded.iter().flatten());
+        let all = all.chain(spec.dense.iter().flatten().flatten());
         if let Some(v) = all.clone().find(|v| !v.is_finite()) {
             return Err(TableauError::Invalid {
                 name,
                 reason: format!("coefficient {v} is not finite"),
             });
         }
-        for i in 0..s {
-            let sum: f64 = a[i].iter().sum();
-            if (sum - spec.c[i]).abs() > CHECK_TOL {
+        for (i, (row, &ci)) in a.iter().zip(&spec.c).enumerate() {
+            let sum: f64 = row.iter().sum();
+            if (sum - ci).abs() > CHECK_TOL {
                 return Err(TableauError::RowSum {
                     name,
                     i,
                     sum,
-                    c: spec.c[i],
+                    c: ci,
                 });
             }
         }
@@ -229,6 +234,12 @@ impl ButcherTableau {
             });
         }
         if let (Some(bh), Some(p)) = (&spec.b_embedded, spec.embedded_order) {
+            if p == 0 {
+                return Err(TableauError::Invalid {
+                    name,
+                    reason: "embedded_order must be at least 1".into(),
+                });
+            }
             if bh.len() != s {
                 return Err(size("b_embedded", s, bh.len()));
             }
@@ -236,6 +247,9 @@ impl ButcherTableau {
         }
         if let Some(d) = &spec.dense {
             check_dense(&name, d, &spec.b)?;
+            if let Some(q) = spec.dense_order {
+                check_dense_order(&name, &a, d, q)?;
+            }
         }
         // FSAL: the last stage is evaluated at (t + h, y₁), so it is the next step's first.
         let fsal = s > 1
@@ -374,7 +388,7 @@ fn check_order(
             sum,
         });
     }
-    for group in trees::trees_up_to(order) {
+    for group in trees_up_to(order) {
         for t in group {
             let phi = t.elementary_weight(a, b);
             let expected = 1.0 / t.gamma();
@@ -420,6 +434,44 @@ fn check_dense(name: &str, dense: &[Vec<f64>], b: &[f64]) -> Result<(), TableauE
                 "Σᵢ bᵢ(θ) ≠ θ (coefficient of θ^{} is {s})",
                 m + 1
             )));
+        }
+    }
+    Ok(())
+}
+
+/// The continuous order conditions of a dense output of order `q`: for every tree `τ` with
+/// `|τ| ≤ q`, `Σᵢ bᵢ(θ) Φᵢ(τ) = θ^|τ| / γ(τ)` as polynomials in θ (Hairer, Nørsett, Wanner I,
+/// II.6), checked coefficient by coefficient.
+fn check_dense_order(
+    name: &str,
+    a: &[Vec<f64>],
+    dense: &[Vec<f64>],
+    q: usize,
+) -> Result<(), TableauError> {
+    let deg = dense.iter().map(Vec::len).max().unwrap_or(0);
+    for t in trees_up_to(q).iter().flatten() {
+        let g = t.stage_weights(a);
+        for m in 0..deg.max(t.order()) {
+            let coef: f64 = dense
+                .iter()
+                .zip(&g)
+                .map(|(row, gi)| row.get(m).copied().unwrap_or(0.0) * gi)
+                .sum();
+            let want = if m + 1 == t.order() {
+                1.0 / t.gamma()
+            } else {
+                0.0
+            };
+            if (coef - want).abs() > CHECK_TOL {
+                return Err(TableauError::DenseOutput {
+                    name: name.to_string(),
+                    reason: format!(
+                        "does not have order {q}: for the tree {} the coefficient of θ^{} is {coef} but should be {want}",
+                        t.notation(),
+                        m + 1
+                    ),
+                });
+            }
         }
     }
     Ok(())
