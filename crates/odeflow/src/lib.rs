@@ -2,6 +2,7 @@
 //!
 //! Neural ODEs in which the numerical solver is part of the model.
 //!
+//! * [`analysis`]: what the solver makes a model learn — inverse modified equations.
 //! * [`tableau`]: Butcher tableaus as validated data, the method catalogue, rooted trees.
 //! * [`solve`]: the solve loop (fixed grid, adaptive with PI control and dense output,
 //!   symplectic splitting, implicit midpoint), statistics, typed failures.
