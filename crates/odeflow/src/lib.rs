@@ -7,9 +7,12 @@
 //!   symplectic splitting, implicit midpoint), statistics, typed failures.
 //! * [`state`]: the state/vector trait the solvers are generic over, and CPU batch buffers.
 //! * [`systems`]: built-in ODEs, generic over the scalar type, with their invariants.
+//! * [`nn`]: native CPU layers with exact VJPs, initialisers, losses, and neural vector
+//!   fields (the model zoo of the papers).
 
 pub mod error;
 pub mod field;
+pub mod nn;
 pub mod real;
 pub mod solve;
 pub mod state;
