@@ -14,6 +14,8 @@
 //! * [`analysis`]: the three papers' analyses.
 //! * [`data`]: data sets (concentric spheres, MNIST, CIFAR-10, trajectory pairs), NPY/CSV
 //!   import and export, seeded splits and mini-batches.
+//! * [`nn`]: native CPU layers with exact VJPs, initialisers, losses, and neural vector
+//!   fields (the model zoo of the papers).
 
 // Numerical kernels index several arrays with one loop variable, and `!(x > 0.0)` is the
 // NaN-rejecting comparison on purpose.
@@ -24,6 +26,7 @@ pub mod data;
 pub mod error;
 pub mod field;
 pub mod grad;
+pub mod nn;
 pub mod real;
 pub mod solve;
 pub mod state;
