@@ -26,6 +26,7 @@ pub mod data;
 pub mod error;
 pub mod field;
 pub mod grad;
+pub mod models;
 pub mod nn;
 pub mod real;
 pub mod solve;

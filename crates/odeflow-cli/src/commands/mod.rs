@@ -4,6 +4,7 @@
 //! function. Adding one is a new module here, one variant in [`Command`] and one arm in
 //! [`Command::run`].
 
+pub mod bench;
 pub mod methods;
 pub mod solve;
 
@@ -20,6 +21,9 @@ pub enum Command {
     Solve(Box<solve::SolveArgs>),
     /// List the built-in methods: order, stages, family, FSAL, dense output, aliases.
     Methods(methods::MethodsArgs),
+    /// Time one training iteration (forward, backward, Adam) of a benchmark workload; print
+    /// the median milliseconds per iteration and the peak memory as JSON.
+    Bench(bench::BenchArgs),
 }
 
 impl Command {
@@ -28,6 +32,7 @@ impl Command {
         match self {
             Command::Solve(args) => solve::run(*args, reporter),
             Command::Methods(args) => methods::run(args, reporter),
+            Command::Bench(args) => bench::run(args, reporter),
         }
     }
 }

@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::ArgError;
 
 /// How the learning rate changes with the iteration `k` (counted from 0).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum LrSchedule {
     /// `lr(k) = lr₀`.
+    #[default]
     Constant,
     /// `lr(k) = lr₀ · γ^⌊k / every⌋`, or at explicit milestones.
     Step {

@@ -1,0 +1,151 @@
+//! `odeflow bench`: time one training iteration of a workload on this machine.
+//!
+//! ```text
+//! odeflow bench sphere2-euler256 --iters 50
+//! odeflow bench pendulum-mlp128-euler2 --grad reversible
+//! ```
+//!
+//! Prints JSON with `workload`, `ms_per_iter` (median over the timed iterations, after
+//! warm-up), `peak_mib` (the process's peak resident memory, VmHWM) and more. The workloads
+//! are defined in `odeflow::models::workloads`, identically to the peer scripts in `bench/`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use odeflow::grad::GradientMethod;
+use odeflow::models::{Workload, WorkloadRunner};
+use serde::Serialize;
+
+use crate::error::CliError;
+use crate::output::{self, Layout};
+use crate::progress::Reporter;
+
+/// Flags of `odeflow bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Workload: sphere2-euler256, sphere2-rk4-64, pendulum-mlp128-euler2,
+    /// mnist-odenet64-euler8, cifar-odenet128-euler8.
+    workload: String,
+
+    /// Timed iterations.
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+
+    /// Untimed warm-up iterations.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+
+    /// Gradient method: backprop, adjoint or reversible.
+    #[arg(long, default_value = "backprop")]
+    grad: String,
+
+    /// Seed of the model and data.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+
+    /// Write the JSON result to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// The result of `odeflow bench`.
+#[derive(Debug, Serialize)]
+pub struct BenchResult {
+    /// Workload name.
+    pub workload: String,
+    /// Median milliseconds per iteration (forward + backward + Adam).
+    pub ms_per_iter: f64,
+    /// Fastest iteration.
+    pub ms_min: f64,
+    /// Slowest iteration.
+    pub ms_max: f64,
+    /// Timed iterations.
+    pub iters: usize,
+    /// Warm-up iterations.
+    pub warmup: usize,
+    /// Gradient method.
+    pub grad: String,
+    /// Peak resident memory of the process in MiB (Linux VmHWM), if known.
+    pub peak_mib: Option<f64>,
+    /// Parameters of the model.
+    pub params: usize,
+    /// Field evaluations in one forward pass.
+    pub nfe_forward: usize,
+    /// Evaluations and VJPs in one backward pass.
+    pub nfe_backward: usize,
+    /// Loss of the first and the last iteration.
+    pub loss_first: f64,
+    /// Loss of the last iteration.
+    pub loss_last: f64,
+    /// Logical CPUs available.
+    pub cpus: usize,
+}
+
+/// Peak resident set size of this process in MiB, from `/proc/self/status` (Linux).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Runs `odeflow bench`.
+pub fn run(args: BenchArgs, reporter: &Reporter) -> Result<(), CliError> {
+    let workload = Workload::from_name(&args.workload)?;
+    let grad = GradientMethod::from_name(&args.grad)?;
+    if args.iters == 0 {
+        return Err(CliError::input("--iters must be at least 1"));
+    }
+    let mut runner = WorkloadRunner::new(workload, grad, args.seed)?;
+    let bar = reporter.bar(
+        (args.warmup + args.iters) as u64,
+        format!("bench {}", workload.name()),
+    );
+    let mut times = Vec::with_capacity(args.iters);
+    let mut first = None;
+    let mut last = None;
+    for it in 0..args.warmup + args.iters {
+        let t0 = Instant::now();
+        let m = runner
+            .iteration(it as u64)
+            .map_err(|e| CliError::runtime(e.to_string()))?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        if it >= args.warmup {
+            times.push(ms);
+        }
+        first.get_or_insert(m.clone());
+        last = Some(m);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let (first, last) = (first.unwrap_or_default(), last.unwrap_or_default());
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        0.5 * (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2])
+    };
+    let result = BenchResult {
+        workload: workload.name().to_string(),
+        ms_per_iter: median,
+        ms_min: sorted[0],
+        ms_max: sorted[sorted.len() - 1],
+        iters: args.iters,
+        warmup: args.warmup,
+        grad: args.grad.clone(),
+        peak_mib: peak_rss_mib(),
+        params: runner.num_params(),
+        nfe_forward: last.nfe_forward,
+        nfe_backward: last.nfe_backward,
+        loss_first: first.loss,
+        loss_last: last.loss,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    reporter.note(format!(
+        "{}: {:.2} ms per iteration (median of {})",
+        result.workload, median, args.iters
+    ));
+    output::write_json(&result, args.out.as_deref(), Layout::Pretty)
+}

@@ -1,0 +1,15 @@
+//! Models built from the library's parts: a field, a solver, a gradient method, a loss.
+//!
+//! * [`classifier`] — Ott et al.'s ODE classifier (ODE block + Linear head), trainable with
+//!   any solver and gradient method and evaluable with any other solver.
+//! * [`spec`] — serialisable descriptions of the papers' classifiers.
+//! * [`workloads`] — the benchmark workloads (one training iteration each), defined exactly
+//!   like the peer scripts in `bench/`.
+
+pub mod classifier;
+pub mod spec;
+pub mod workloads;
+
+pub use classifier::{ClassBatch, ClassifierParts, DatasetSource, EvalOutcome, OdeClassifier};
+pub use spec::{ClassifierSpec, FieldSpec, NeuralClassifier};
+pub use workloads::{Workload, WorkloadRunner};

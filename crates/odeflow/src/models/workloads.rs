@@ -1,0 +1,292 @@
+//! The benchmark workloads: one training iteration (forward solve, backward pass, Adam step)
+//! of the models this research runs, in `f32`, defined exactly like the peer scripts in
+//! `bench/` so the numbers compare:
+//!
+//! | name | model | data | solver |
+//! |---|---|---|---|
+//! | `sphere2-euler256` | `simple_odenet` C=32 + Linear(2→2), CE | (128, 1, 2) | 256 Euler steps on [0, 1] |
+//! | `sphere2-rk4-64` | same | same | 64 classic RK4 steps |
+//! | `pendulum-mlp128-euler2` | MLP 2→128→128→2 tanh, MSE | 10 000 × 2 | 2 Euler steps of 0.02 |
+//! | `mnist-odenet64-euler8` | `odenet` C=64 + Linear(784→10), CE | (128, 1, 28, 28) | 8 Euler steps |
+//! | `cifar-odenet128-euler8` | `odenet` C=128 + Linear(3072→10), CE | (256, 3, 32, 32) | 8 Euler steps |
+//!
+//! Inputs are seeded random data of the right shape (concentric spheres for `sphere2`):
+//! the cost of an iteration does not depend on the values.
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::classifier::ClassBatch;
+use super::spec::{ClassifierSpec, FieldSpec, NeuralClassifier};
+use crate::data::spheres;
+use crate::error::ArgError;
+use crate::field::{Parameterized, VectorField};
+use crate::grad::{GradSolver, GradientMethod};
+use crate::nn::loss::mse;
+use crate::nn::zoo::{mlp_field, MlpOptions};
+use crate::nn::{Activation, Init, NeuralField};
+use crate::solve::{Method, SolveOptions};
+use crate::state::Batch;
+use crate::train::{Optimizer, OptimizerConfig, StepMetrics, TrainError, Trainable};
+
+/// A benchmark workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// `sphere2-euler256`.
+    Sphere2Euler256,
+    /// `sphere2-rk4-64`.
+    Sphere2Rk4x64,
+    /// `pendulum-mlp128-euler2`.
+    PendulumMlp128Euler2,
+    /// `mnist-odenet64-euler8`.
+    MnistOdenet64Euler8,
+    /// `cifar-odenet128-euler8`.
+    CifarOdenet128Euler8,
+}
+
+impl Workload {
+    /// Every workload, in table order.
+    pub const ALL: [Workload; 5] = [
+        Self::Sphere2Euler256,
+        Self::Sphere2Rk4x64,
+        Self::PendulumMlp128Euler2,
+        Self::MnistOdenet64Euler8,
+        Self::CifarOdenet128Euler8,
+    ];
+
+    /// The workload's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sphere2Euler256 => "sphere2-euler256",
+            Self::Sphere2Rk4x64 => "sphere2-rk4-64",
+            Self::PendulumMlp128Euler2 => "pendulum-mlp128-euler2",
+            Self::MnistOdenet64Euler8 => "mnist-odenet64-euler8",
+            Self::CifarOdenet128Euler8 => "cifar-odenet128-euler8",
+        }
+    }
+
+    /// Looks a workload up by name.
+    pub fn from_name(name: &str) -> Result<Self, ArgError> {
+        Self::ALL
+            .into_iter()
+            .find(|w| w.name() == name)
+            .ok_or_else(|| ArgError::Unknown {
+                kind: "workload",
+                name: name.to_string(),
+                known: Self::ALL
+                    .iter()
+                    .map(|w| w.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+enum Runner {
+    Classifier {
+        model: Box<NeuralClassifier<f32>>,
+        batch: ClassBatch<f32>,
+    },
+    Regressor {
+        field: Box<NeuralField<f32>>,
+        solver: Box<GradSolver<Batch<f32>, NeuralField<f32>>>,
+        x: Batch<f32>,
+        y: Batch<f32>,
+        dy: Batch<f32>,
+    },
+}
+
+/// A prepared workload: model, data, optimizer.
+pub struct WorkloadRunner {
+    workload: Workload,
+    runner: Runner,
+    params: Vec<f32>,
+    grad: Vec<f32>,
+    opt: Optimizer<f32>,
+}
+
+fn random_images(
+    rng: &mut ChaCha8Rng,
+    n: usize,
+    shape: [usize; 3],
+    classes: usize,
+) -> ClassBatch<f32> {
+    let len = n * shape.iter().product::<usize>();
+    let x = Batch::from_vec(
+        n,
+        len / n,
+        (0..len).map(|_| rng.random_range(0.0..1.0f32)).collect(),
+    )
+    .expect("sized above");
+    ClassBatch {
+        x,
+        labels: (0..n).map(|_| rng.random_range(0..classes)).collect(),
+    }
+}
+
+impl WorkloadRunner {
+    /// Builds the model and data of `workload` with gradient method `grad`.
+    pub fn new(workload: Workload, grad: GradientMethod, seed: u64) -> Result<Self, ArgError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let classifier = |field: FieldSpec, shape: &[usize], classes, method: &str, steps| {
+            ClassifierSpec { field, augment: 0 }.build::<f32>(
+                shape,
+                classes,
+                Method::from_name(method)?,
+                grad.clone(),
+                SolveOptions::steps(0.0, 1.0, steps),
+                seed,
+            )
+        };
+        let runner = match workload {
+            Workload::Sphere2Euler256 | Workload::Sphere2Rk4x64 => {
+                let (method, steps) = if workload == Workload::Sphere2Euler256 {
+                    ("euler", 256)
+                } else {
+                    ("rk4", 64)
+                };
+                let model = classifier(
+                    FieldSpec::SimpleOdenet { channels: 32 },
+                    &[1, 2],
+                    2,
+                    method,
+                    steps,
+                )?;
+                let d = spheres::<f32>(2, 128, seed)?;
+                Runner::Classifier {
+                    model: Box::new(model),
+                    batch: ClassBatch {
+                        x: d.inputs().clone(),
+                        labels: d.labels().to_vec(),
+                    },
+                }
+            }
+            Workload::MnistOdenet64Euler8 => {
+                let model = classifier(
+                    FieldSpec::Odenet { channels: 64 },
+                    &[1, 28, 28],
+                    10,
+                    "euler",
+                    8,
+                )?;
+                Runner::Classifier {
+                    model: Box::new(model),
+                    batch: random_images(&mut rng, 128, [1, 28, 28], 10),
+                }
+            }
+            Workload::CifarOdenet128Euler8 => {
+                let model = classifier(
+                    FieldSpec::Odenet { channels: 128 },
+                    &[3, 32, 32],
+                    10,
+                    "euler",
+                    8,
+                )?;
+                Runner::Classifier {
+                    model: Box::new(model),
+                    batch: random_images(&mut rng, 256, [3, 32, 32], 10),
+                }
+            }
+            Workload::PendulumMlp128Euler2 => {
+                let opts = MlpOptions {
+                    activation: Activation::Tanh,
+                    init: Init::PyTorchDefault,
+                    time_input: false,
+                };
+                let field = mlp_field::<f32>(&[2, 128, 128, 2], &opts, seed)
+                    .map_err(|e| ArgError::invalid("model", "mlp", e.to_string()))?;
+                let solver = GradSolver::new(
+                    Method::from_name("euler")?,
+                    grad,
+                    SolveOptions::steps(0.0, 0.04, 2),
+                )?;
+                let n = 10_000;
+                let x = Batch::from_vec(
+                    n,
+                    2,
+                    (0..2 * n).map(|_| rng.random_range(-1.0..1.0f32)).collect(),
+                )
+                .expect("sized");
+                let y = Batch::from_vec(
+                    n,
+                    2,
+                    (0..2 * n).map(|_| rng.random_range(-1.0..1.0f32)).collect(),
+                )
+                .expect("sized");
+                Runner::Regressor {
+                    field: Box::new(field),
+                    solver: Box::new(solver),
+                    x,
+                    y,
+                    dy: Batch::zeros(n, 2),
+                }
+            }
+        };
+        let n = match &runner {
+            Runner::Classifier { model, .. } => model.num_params(),
+            Runner::Regressor { field, .. } => field.num_params(),
+        };
+        let mut params = vec![0.0; n];
+        match &runner {
+            Runner::Classifier { model, .. } => model.read_params(&mut params),
+            Runner::Regressor { field, .. } => params.copy_from_slice(field.params()),
+        }
+        Ok(Self {
+            workload,
+            runner,
+            params,
+            grad: vec![0.0; n],
+            opt: Optimizer::new(OptimizerConfig::adam(1e-3), n)?,
+        })
+    }
+
+    /// The workload.
+    pub fn workload(&self) -> Workload {
+        self.workload
+    }
+
+    /// Number of parameters.
+    pub fn num_params(&self) -> usize {
+        self.params.len()
+    }
+
+    /// One training iteration: forward, backward, Adam step.
+    pub fn iteration(&mut self, it: u64) -> Result<StepMetrics, TrainError> {
+        self.grad.iter_mut().for_each(|g| *g = 0.0);
+        let m = match &mut self.runner {
+            Runner::Classifier { model, batch } => {
+                model.write_params(&self.params);
+                model.loss_and_grad(batch, &mut self.grad, it)?
+            }
+            Runner::Regressor {
+                field,
+                solver,
+                x,
+                y,
+                dy,
+            } => {
+                field.params_mut().copy_from_slice(&self.params);
+                let y1 = solver
+                    .forward(field, x)
+                    .map_err(|e| TrainError::solver(it, e))?;
+                let loss = mse(y1, y, dy).map_err(|e| {
+                    TrainError::Arg(ArgError::invalid("mse", "shapes", e.to_string()))
+                })?;
+                let mut g = field.zero_grad();
+                solver
+                    .backward(field, dy, &mut g)
+                    .map_err(|e| TrainError::solver(it, e))?;
+                self.grad.copy_from_slice(&g);
+                let s = solver.stats();
+                StepMetrics {
+                    loss,
+                    nfe_forward: s.forward.nfe,
+                    nfe_backward: s.backward_vjp,
+                    ..Default::default()
+                }
+            }
+        };
+        self.opt.step(&mut self.params, &self.grad, 1e-3);
+        Ok(m)
+    }
+}
