@@ -160,10 +160,13 @@ impl<S: State, F: VectorField<S>> GradSolver<S, F> {
                 ));
             }
         }
-        let opts = SolveOptions {
-            save: SaveAt::Final,
-            ..opts
+        // Save times define a fixed grid (it steps exactly onto them), so they are kept;
+        // adaptive solves only need the final state.
+        let save = match opts.stepping {
+            Stepping::Adaptive(_) => SaveAt::Final,
+            _ => opts.save.clone(),
         };
+        let opts = SolveOptions { save, ..opts };
         Ok(Self {
             method,
             tableau,
@@ -177,7 +180,7 @@ impl<S: State, F: VectorField<S>> GradSolver<S, F> {
         })
     }
 
-    /// The solve options (save policy forced to the final state).
+    /// The solve options (adaptive solves keep only the final state).
     pub fn options(&self) -> &SolveOptions {
         &self.opts
     }
@@ -196,6 +199,12 @@ impl<S: State, F: VectorField<S>> GradSolver<S, F> {
     /// The gradient method.
     pub fn gradient_method(&self) -> &GradientMethod {
         &self.grad
+    }
+
+    /// The accepted steps of the last `backprop` forward pass (start time, size, tapes);
+    /// empty for the other gradient methods.
+    pub fn accepted_steps(&self) -> &[StepRecord] {
+        &self.steps
     }
 
     /// Counters of the last forward/backward pass.

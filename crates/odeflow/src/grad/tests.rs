@@ -332,3 +332,46 @@ fn backward_before_forward_is_an_error() {
     let mut gt = field.zero_grad();
     assert!(gs.backward(&mut field, &w, &mut gt).is_err());
 }
+
+#[test]
+fn adaptive_backprop_is_the_exact_adjoint_of_the_accepted_steps() {
+    // With the accepted step sizes frozen, an adaptive solve is a fixed-grid solve on its own
+    // grid: stepping exactly onto those times with one step each must give the same gradient,
+    // and it must match finite differences of that fixed-grid solve.
+    for name in ["dopri5", "bosh3", "heun-euler", "fehlberg2", "tsit5"] {
+        let method = Method::from_name(name).unwrap();
+        let (mut field, y0, w) = setup(8);
+        let adaptive = SolveOptions::adaptive(0.0, 1.5, 1e-4, 1e-4);
+        let mut gs = GradSolver::new(method.clone(), GradientMethod::Backprop, adaptive).unwrap();
+        gs.forward(&mut field, &y0).unwrap();
+        let mut ga = field.zero_grad();
+        let gya = gs.backward(&mut field, &w, &mut ga).unwrap();
+        let times: Vec<f64> = gs.accepted_steps().iter().map(|r| r.t + r.h).collect();
+        assert!(times.len() > 3, "{name}: only {} steps", times.len());
+        let fixed =
+            SolveOptions::fixed(0.0, 1.5, 10.0).save(crate::solve::SaveAt::Times(times.clone()));
+        assert_eq!(
+            crate::solve::fixed_grid(&fixed).unwrap().len(),
+            times.len() + 1
+        );
+        let (gyf, gf, _) = grads(
+            &method,
+            GradientMethod::Backprop,
+            &fixed,
+            &mut field,
+            &y0,
+            &w,
+        );
+        let (e1, e2) = (rel(&ga, &gf), rel(gya.as_slice(), &gyf));
+        assert!(
+            e1 < 1e-12 && e2 < 1e-12,
+            "{name}: adaptive vs frozen-grid backprop differ: {e1:e} {e2:e}, {} steps",
+            times.len()
+        );
+        let (fy, ft) = finite_differences(&method, &fixed, &field, &y0, &w);
+        assert!(
+            rel(&gf, &ft) < 1e-6 && rel(&gyf, &fy) < 1e-6,
+            "{name}: frozen-grid backprop vs FD"
+        );
+    }
+}
