@@ -74,7 +74,11 @@ pub struct BenchResult {
     pub nfe_forward: usize,
     /// Evaluations and VJPs in one backward pass.
     pub nfe_backward: usize,
-    /// Loss of the first and the last iteration.
+    /// Milliseconds of every timed iteration, in order.
+    pub ms_iters: Vec<f64>,
+    /// Loss of the first iteration (≈ ln(classes) for a fresh classifier).
+    pub initial_loss: f64,
+    /// Loss of the first iteration.
     pub loss_first: f64,
     /// Loss of the last iteration.
     pub loss_last: f64,
@@ -132,6 +136,8 @@ pub fn run(args: BenchArgs, reporter: &Reporter) -> Result<(), CliError> {
         ms_per_iter: median,
         ms_min: sorted[0],
         ms_max: sorted[sorted.len() - 1],
+        ms_iters: times.clone(),
+        initial_loss: first.loss,
         iters: args.iters,
         warmup: args.warmup,
         grad: args.grad.clone(),
