@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::classifier::{ClassifierParts, OdeClassifier};
 use crate::data::derive_seed;
 use crate::error::ArgError;
+use crate::field::ParallelField;
 use crate::grad::GradientMethod;
 use crate::nn::zoo::{linear_head, simple_odenet};
 use crate::nn::{Activation, Init, NeuralField, SequentialBuilder, Shape};
@@ -44,6 +45,20 @@ pub struct ClassifierSpec {
     /// Zero channels appended to the state (Dupont et al.'s augmented Neural ODEs).
     #[serde(default)]
     pub augment: usize,
+    /// Workers the batch is split over (0: every available core; 1: serial). Results are
+    /// bitwise reproducible for a given number of workers.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+/// The number of workers `threads` asks for (0: the size of the rayon pool, which is every
+/// core unless `RAYON_NUM_THREADS` says otherwise).
+pub fn resolve_threads(threads: usize) -> usize {
+    if threads == 0 {
+        rayon::current_num_threads()
+    } else {
+        threads
+    }
 }
 
 fn nn_err(e: impl std::fmt::Display) -> ArgError {
@@ -59,7 +74,20 @@ impl ClassifierSpec {
         } else {
             FieldSpec::SimpleOdenet { channels: 32 }
         };
-        Self { field, augment: 0 }
+        Self {
+            field,
+            augment: 0,
+            threads: 0,
+        }
+    }
+
+    /// A spec with no augmentation, using every core.
+    pub fn new(field: FieldSpec) -> Self {
+        Self {
+            field,
+            augment: 0,
+            threads: 0,
+        }
     }
 
     /// Builds the classifier with its training solver. Parameters are initialised with
@@ -73,7 +101,7 @@ impl ClassifierSpec {
         grad: GradientMethod,
         opts: SolveOptions,
         seed: u64,
-    ) -> Result<OdeClassifier<T, NeuralField<T>>, ArgError> {
+    ) -> Result<NeuralClassifier<T>, ArgError> {
         let a = self.augment;
         let (fseed, hseed) = (derive_seed(seed, 11), derive_seed(seed, 12));
         let shape_err = || {
@@ -137,6 +165,7 @@ impl ClassifierSpec {
         let head = linear_head::<T>(state_shape, classes, hseed).map_err(nn_err)?;
         let dim = state_shape.len();
         let augment_len = dim - sample_shape.iter().product::<usize>();
+        let field = ParallelField::new(field, resolve_threads(self.threads));
         OdeClassifier::new(
             ClassifierParts {
                 encoder: None,
@@ -152,5 +181,5 @@ impl ClassifierSpec {
     }
 }
 
-/// The field type of the built-in classifiers.
-pub type NeuralClassifier<T> = OdeClassifier<T, NeuralField<T>>;
+/// The built-in classifiers: a network field split over the batch by [`ParallelField`].
+pub type NeuralClassifier<T> = OdeClassifier<T, ParallelField<T, NeuralField<T>>>;

@@ -17,10 +17,10 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::classifier::ClassBatch;
-use super::spec::{ClassifierSpec, FieldSpec, NeuralClassifier};
+use super::spec::{resolve_threads, ClassifierSpec, FieldSpec, NeuralClassifier};
 use crate::data::spheres;
 use crate::error::ArgError;
-use crate::field::{Parameterized, VectorField};
+use crate::field::{ParallelField, Parameterized, VectorField};
 use crate::grad::{GradSolver, GradientMethod};
 use crate::nn::loss::mse;
 use crate::nn::zoo::{mlp_field, MlpOptions};
@@ -88,8 +88,8 @@ enum Runner {
         batch: ClassBatch<f32>,
     },
     Regressor {
-        field: Box<NeuralField<f32>>,
-        solver: Box<GradSolver<Batch<f32>, NeuralField<f32>>>,
+        field: Box<ParallelField<f32, NeuralField<f32>>>,
+        solver: Box<GradSolver<Batch<f32>, ParallelField<f32, NeuralField<f32>>>>,
         x: Batch<f32>,
         y: Batch<f32>,
         dy: Batch<f32>,
@@ -129,7 +129,7 @@ impl WorkloadRunner {
     pub fn new(workload: Workload, grad: GradientMethod, seed: u64) -> Result<Self, ArgError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let classifier = |field: FieldSpec, shape: &[usize], classes, method: &str, steps| {
-            ClassifierSpec { field, augment: 0 }.build::<f32>(
+            ClassifierSpec::new(field).build::<f32>(
                 shape,
                 classes,
                 Method::from_name(method)?,
@@ -195,6 +195,7 @@ impl WorkloadRunner {
                 };
                 let field = mlp_field::<f32>(&[2, 128, 128, 2], &opts, seed)
                     .map_err(|e| ArgError::invalid("model", "mlp", e.to_string()))?;
+                let field = ParallelField::new(field, resolve_threads(0));
                 let solver = GradSolver::new(
                     Method::from_name("euler")?,
                     grad,

@@ -10,6 +10,10 @@
 //! The trait is generic over the [`State`], so the same gradient code runs on CPU batches
 //! and on framework tensors.
 
+mod parallel;
+
+pub use parallel::{ParallelField, ParallelTape};
+
 use serde::{Deserialize, Serialize};
 
 use crate::solve::Rhs;
