@@ -82,14 +82,17 @@ impl Workload {
     }
 }
 
+/// The pendulum workload's field.
+type MlpField = ParallelField<f32, NeuralField<f32>>;
+
 enum Runner {
     Classifier {
         model: Box<NeuralClassifier<f32>>,
         batch: ClassBatch<f32>,
     },
     Regressor {
-        field: Box<ParallelField<f32, NeuralField<f32>>>,
-        solver: Box<GradSolver<Batch<f32>, ParallelField<f32, NeuralField<f32>>>>,
+        field: Box<MlpField>,
+        solver: Box<GradSolver<Batch<f32>, MlpField>>,
         x: Batch<f32>,
         y: Batch<f32>,
         dy: Batch<f32>,
