@@ -19,6 +19,7 @@ fn spec(augment: usize) -> ClassifierSpec {
     ClassifierSpec {
         field: FieldSpec::SimpleOdenet { channels: 4 },
         augment,
+        threads: 1,
     }
 }
 
@@ -91,6 +92,8 @@ fn train_spheres(seed: u64) -> (f64, Vec<f64>) {
     let mut model = ClassifierSpec {
         field: FieldSpec::SimpleOdenet { channels: 8 },
         augment: 0,
+        // Two workers: the training test also covers the data-parallel field.
+        threads: 2,
     }
     .build::<f32>(
         &[1, 2],
