@@ -184,16 +184,11 @@ fn batch_norm_statistics_move_once_per_layer_per_training_pass() {
         after_forward,
         "trajectory moved the statistics"
     );
-    for n in 0..4 {
+    for (n, xn) in xs.iter().enumerate().take(4) {
         let mut one: Sequential<f64> = field.network().clone();
-        let mut y = xs[n].zeros_like();
-        one.forward(
-            field.layer_params(n),
-            0.0,
-            xs[n].as_slice(),
-            y.as_mut_slice(),
-        )
-        .unwrap();
+        let mut y = xn.zeros_like();
+        one.forward(field.layer_params(n), 0.0, xn.as_slice(), y.as_mut_slice())
+            .unwrap();
         let want: Vec<f64> = one
             .layers()
             .iter()
