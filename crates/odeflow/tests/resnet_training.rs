@@ -315,3 +315,29 @@ fn tiny_resnet_reversible_gradient_is_exact_at_init_and_close_after() {
         );
     }
 }
+
+#[test]
+fn tiny_resnet_untying_and_depth_interpolation_keep_the_function() {
+    let x = random_batch(3, 144, 1.0, 10);
+    let cfg = TinyResNetConfig {
+        channels: 3,
+        depth: 3,
+        tying: Tying::Tied,
+        seed: 11,
+        ..Default::default()
+    };
+    let mut tied = TinyResNet::<f64>::new(Shape::image(1, 12, 12), cfg).unwrap();
+    perturb_last_norms(&mut tied);
+    let mut untied = tied.untie().unwrap();
+    assert_eq!(untied.body().field().tying(), Tying::Untied);
+    assert_eq!(
+        untied.num_params(),
+        tied.num_params() + 2 * tied.body().field().params_per_function()
+    );
+    assert_eq!(tied.logits(&x).unwrap(), untied.logits(&x).unwrap());
+    // 3 → 12 → 3 returns the same network.
+    let deep = untied.interpolate_depth(12).unwrap();
+    assert_eq!(deep.config().depth, 12);
+    let mut back = deep.interpolate_depth(3).unwrap();
+    assert_eq!(untied.logits(&x).unwrap(), back.logits(&x).unwrap());
+}

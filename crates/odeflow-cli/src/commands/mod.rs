@@ -4,6 +4,7 @@
 //! function. Adding one is a new module here, one variant in [`Command`] and one arm in
 //! [`Command::run`].
 
+pub mod experiment;
 pub mod methods;
 pub mod solve;
 
@@ -20,6 +21,8 @@ pub enum Command {
     Solve(Box<solve::SolveArgs>),
     /// List the built-in methods: order, stages, family, FSAL, dense output, aliases.
     Methods(methods::MethodsArgs),
+    /// Run one of the papers' experiments (`--list` describes them).
+    Experiment(experiment::ExperimentArgs),
 }
 
 impl Command {
@@ -28,6 +31,7 @@ impl Command {
         match self {
             Command::Solve(args) => solve::run(*args, reporter),
             Command::Methods(args) => methods::run(args, reporter),
+            Command::Experiment(args) => experiment::run(args, reporter),
         }
     }
 }

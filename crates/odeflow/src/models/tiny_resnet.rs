@@ -190,6 +190,43 @@ impl<T: Real> TinyResNet<T> {
         &mut self.body
     }
 
+    /// The same model with the body replaced by `body` (stem, head and settings kept).
+    fn with_body(&self, body: DepthField<T>) -> Result<Self, ResNetError> {
+        let cfg = TinyResNetConfig {
+            depth: body.depth(),
+            tying: body.tying(),
+            ..self.cfg.clone()
+        };
+        let resnet = ResNet::new(body, cfg.scheme, cfg.grad.clone(), cfg.min_reversible_depth)?;
+        Ok(Self {
+            body_grad: vec![T::zero(); resnet.field().num_params()],
+            cfg,
+            input: self.input,
+            stem: self.stem.clone(),
+            body: resnet,
+            head: self.head.clone(),
+            stem_tape: Tape::new(),
+            head_tape: Tape::new(),
+            feat: Batch::zeros(0, 0),
+            logits: Batch::zeros(0, 0),
+            g_logits: Batch::zeros(0, 0),
+            g_feat: Batch::zeros(0, 0),
+            g_in: Batch::zeros(0, 0),
+        })
+    }
+
+    /// A depth-`new_depth` model initialised from this (trained or fresh) depth-`M` one:
+    /// body layer `i ← layer ⌊M·i/N⌋` (see [`DepthField::interpolate_depth`]); stem and
+    /// head are copied.
+    pub fn interpolate_depth(&self, new_depth: usize) -> Result<Self, ResNetError> {
+        self.with_body(self.body.field().interpolate_depth(new_depth)?)
+    }
+
+    /// The model with a tied body turned into `N` identical layers (same function).
+    pub fn untie(&self) -> Result<Self, ResNetError> {
+        self.with_body(self.body.field().untie())
+    }
+
     /// Training or evaluation mode (batch norm everywhere).
     pub fn set_train(&mut self, train: bool) {
         self.stem.set_train(train);

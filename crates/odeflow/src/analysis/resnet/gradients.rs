@@ -77,7 +77,7 @@ pub struct GradError {
     pub rel_mse: f64,
     /// `‖g_bp − g_rev‖ / ‖g_bp‖` (the square root of `rel_mse`).
     pub rel_err: f64,
-    /// Cosine similarity of the two gradients.
+    /// Cosine similarity of the two gradients (clamped to `[−1, 1]` against rounding).
     pub cosine: f64,
 }
 
@@ -98,7 +98,7 @@ impl GradError {
             rel_mse: rel_err * rel_err,
             rel_err,
             cosine: if ne > 0.0 && na > 0.0 {
-                dot / (ne * na)
+                (dot / (ne * na)).clamp(-1.0, 1.0)
             } else {
                 1.0
             },
