@@ -115,6 +115,7 @@ pub struct TinyResNet<T: Real> {
     feat: Batch<T>,
     logits: Batch<T>,
     g_logits: Batch<T>,
+    g_out: Batch<T>,
     g_feat: Batch<T>,
     g_in: Batch<T>,
     body_grad: Vec<T>,
@@ -164,6 +165,7 @@ impl<T: Real> TinyResNet<T> {
             feat: Batch::zeros(0, 0),
             logits: Batch::zeros(0, 0),
             g_logits: Batch::zeros(0, 0),
+            g_out: Batch::zeros(0, 0),
             g_feat: Batch::zeros(0, 0),
             g_in: Batch::zeros(0, 0),
             body_grad,
@@ -210,6 +212,7 @@ impl<T: Real> TinyResNet<T> {
             feat: Batch::zeros(0, 0),
             logits: Batch::zeros(0, 0),
             g_logits: Batch::zeros(0, 0),
+            g_out: Batch::zeros(0, 0),
             g_feat: Batch::zeros(0, 0),
             g_in: Batch::zeros(0, 0),
         })
@@ -333,11 +336,10 @@ impl<T: Real> TinyResNet<T> {
         let acc = accuracy(&self.logits, labels)?;
         let (gs, rest) = grad.split_at_mut(ns);
         let (gb, gh) = rest.split_at_mut(nb);
-        let mut g_z = Batch::zeros(0, 0);
         self.head
-            .backward(&self.head_tape, &self.g_logits, &mut g_z, gh)?;
+            .backward(&self.head_tape, &self.g_logits, &mut self.g_out, gh)?;
         self.body_grad.iter_mut().for_each(|g| *g = T::zero());
-        self.g_feat = self.body.backward(&g_z, &mut self.body_grad)?;
+        self.g_feat = self.body.backward(&self.g_out, &mut self.body_grad)?;
         for (a, b) in gb.iter_mut().zip(&self.body_grad) {
             *a += *b;
         }

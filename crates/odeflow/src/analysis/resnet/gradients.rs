@@ -15,8 +15,9 @@
 //! `C^∞` weights (the even-order cancellation of the reconstruction's local errors, see
 //! [`super::reconstruction`]; −2 is an upper bound), −2 for piecewise-smooth weights and
 //! between −1.5 and −1 for i.i.d. weights (random-sign local errors partly cancel before
-//! the systematic part dominates). With the defaults (`d = 16`, `N = 8 … 1024`): Euler
-//! −1.01 (smooth), −1.00 (piecewise), −1.43 (i.i.d.); Heun −2.95, −2.01, −1.44.
+//! the systematic part dominates). With the defaults (`d = 16`, slopes over
+//! `N = 8 … 1024`): Euler −1.01 (smooth), −1.00 (piecewise), −1.45 (i.i.d.); Heun −2.94,
+//! −2.01, −1.45.
 
 use std::collections::BTreeMap;
 

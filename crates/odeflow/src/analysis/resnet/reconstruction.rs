@@ -17,8 +17,8 @@
 //! With i.i.d. weights the local errors of the layers have random signs: their sum is
 //! `N·h²·m + √N·h²·σ` (`m` the mean, `σ` the spread of one layer's local error), so the
 //! measured slope lies between −1.5 (while the random part dominates) and −1
-//! (asymptotically). Measured with the defaults (`d = 16`, `N = 8 … 1024`): Euler −1.00
-//! (smooth), −1.00 (piecewise), −1.34 (i.i.d.); Heun −2.96, −2.00, −1.36.
+//! (asymptotically). Measured with the defaults (`d = 16`, slopes over `N = 8 … 1024`):
+//! Euler −0.99 (smooth), −0.99 (piecewise), −1.40 (i.i.d.); Heun −2.94, −2.00, −1.41.
 
 use serde::{Deserialize, Serialize};
 
