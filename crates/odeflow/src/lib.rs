@@ -14,6 +14,7 @@
 //! * [`analysis`]: the three papers' analyses.
 //! * [`data`]: data sets (concentric spheres, MNIST, CIFAR-10, trajectory pairs), NPY/CSV
 //!   import and export, seeded splits and mini-batches.
+//! * [`models`]: models assembled from the pieces (ResNets as depth fields, TinyResNet).
 //! * [`nn`]: native CPU layers with exact VJPs, initialisers, losses, and neural vector
 //!   fields (the model zoo of the papers).
 

@@ -5,6 +5,7 @@
 //! [`Command::run`].
 
 pub mod bench;
+pub mod experiment;
 pub mod methods;
 pub mod solve;
 
@@ -24,6 +25,8 @@ pub enum Command {
     /// Time one training iteration (forward, backward, Adam) of a benchmark workload; print
     /// the median milliseconds per iteration and the peak memory as JSON.
     Bench(bench::BenchArgs),
+    /// Run one of the papers' experiments (`--list` describes them).
+    Experiment(experiment::ExperimentArgs),
 }
 
 impl Command {
@@ -33,6 +36,7 @@ impl Command {
             Command::Solve(args) => solve::run(*args, reporter),
             Command::Methods(args) => methods::run(args, reporter),
             Command::Bench(args) => bench::run(args, reporter),
+            Command::Experiment(args) => experiment::run(args, reporter),
         }
     }
 }

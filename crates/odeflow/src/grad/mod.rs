@@ -28,6 +28,7 @@ mod tests;
 pub mod toy_field;
 
 pub use recorder::{Recorder, StepRecord, TapeArena};
+pub use reversible::reconstruct;
 pub use rk_backward::StepBackward;
 
 use std::sync::Arc;

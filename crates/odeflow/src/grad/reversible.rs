@@ -2,10 +2,10 @@
 
 use super::recorder::{Recorder, StepRecord, TapeArena};
 use super::rk_backward::StepBackward;
-use crate::error::{FailReason, SolveError};
+use crate::error::{ArgError, FailReason, SolveError};
 use crate::field::VectorField;
 use crate::real::Real;
-use crate::solve::{fixed_grid, RkStepper, SolveOptions};
+use crate::solve::{fixed_grid, Method, RkStepper, SolveOptions};
 use crate::state::State;
 use crate::tableau::ButcherTableau;
 
@@ -45,6 +45,83 @@ pub(crate) fn reverse_step<S: State, F: VectorField<S>>(
         *cf = S::Scalar::of(-h * bi);
     }
     out.assign_lincomb(x, &coeffs[..s], ks);
+}
+
+/// The reverse pass alone: from `y1 = y(t₁)`, the reverse steps of the reversible method
+/// (see [`crate::grad`]) over the fixed grid of `opts`, back to `t₀`. Returns the
+/// reconstruction `x̃₀` of the initial state — the state the reversible backward pass
+/// differentiates at in its last step. `opts` must describe the forward solve (same grid).
+///
+/// Fails for a method without a tableau, an adaptive grid, or a reconstructed state that is
+/// not finite.
+pub fn reconstruct<S: State, F: VectorField<S>>(
+    method: &Method,
+    opts: &SolveOptions,
+    field: &mut F,
+    y1: &S,
+) -> Result<S, SolveError<S>> {
+    let tab = match method {
+        Method::Explicit(t) => t.clone(),
+        other => return Err(ArgError::MethodUnsuited {
+            method: other.name().to_string(),
+            reason:
+                "has no reverse step; the reversible method needs an explicit Runge–Kutta method"
+                    .into(),
+        }
+        .into()),
+    };
+    let grid = fixed_grid(opts)?;
+    let s = tab.stages();
+    let mut x = y1.clone();
+    let mut x_prev = y1.zeros_like();
+    let mut ks: Vec<S> = (0..s).map(|_| y1.zeros_like()).collect();
+    let mut stage = y1.zeros_like();
+    let mut coeffs = vec![S::Scalar::of(0.0); s];
+    for n in (0..grid.len() - 1).rev() {
+        let (t, h) = (grid[n], grid[n + 1] - grid[n]);
+        reverse_step(
+            &tab,
+            field,
+            t,
+            h,
+            &x,
+            &mut x_prev,
+            &mut ks,
+            &mut stage,
+            &mut coeffs,
+        );
+        if let Some((index, value)) = x_prev.first_non_finite() {
+            return Err(non_finite_reconstruction(index, value, &grid, n, x));
+        }
+        std::mem::swap(&mut x, &mut x_prev);
+    }
+    Ok(x)
+}
+
+fn non_finite_reconstruction<S: State>(
+    index: usize,
+    value: f64,
+    grid: &[f64],
+    n: usize,
+    x: S,
+) -> SolveError<S> {
+    SolveError::Failed(Box::new(crate::error::Failure {
+        reason: FailReason::NonFinite {
+            location: "reconstructed state",
+            index,
+            value,
+        },
+        t: grid[n],
+        h: grid[n + 1] - grid[n],
+        step: n,
+        partial: crate::solve::Solution {
+            t: vec![grid[n + 1]],
+            y: vec![x.clone()],
+            t_final: grid[n + 1],
+            y_final: x,
+            stats: Default::default(),
+        },
+    }))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -90,24 +167,7 @@ pub(crate) fn backward<S: State, F: VectorField<S>>(
         );
         out.nfe += s;
         if let Some((index, value)) = x_prev.first_non_finite() {
-            let reason = FailReason::NonFinite {
-                location: "reconstructed state",
-                index,
-                value,
-            };
-            return Err(SolveError::Failed(Box::new(crate::error::Failure {
-                reason,
-                t,
-                h,
-                step: n,
-                partial: crate::solve::Solution {
-                    t: vec![grid[n + 1]],
-                    y: vec![x.clone()],
-                    t_final: grid[n + 1],
-                    y_final: x,
-                    stats: Default::default(),
-                },
-            })));
+            return Err(non_finite_reconstruction(index, value, &grid, n, x));
         }
         // Recompute the forward step from the reconstructed state, with tapes.
         let mut rec = Recorder::new(field, arena, steps, s);

@@ -3,11 +3,17 @@
 //! * [`classifier`] — Ott et al.'s ODE classifier (ODE block + Linear head), trainable with
 //!   any solver and gradient method and evaluable with any other solver.
 //! * [`spec`] — serialisable descriptions of the papers' classifiers.
+//! * [`depth_field`], [`resnet`], [`tiny_resnet`] — Sander et al.'s depth-N ResNets and
+//!   HeunNets as discretisations of a layer-indexed field (tied or untied, depth
+//!   interpolation), and the TinyResNet image classifier.
 //! * [`workloads`] — the benchmark workloads (one training iteration each), defined exactly
 //!   like the peer scripts in `bench/`.
 
 pub mod classifier;
+pub mod depth_field;
+pub mod resnet;
 pub mod spec;
+pub mod tiny_resnet;
 pub mod workloads;
 
 pub use classifier::{ClassBatch, ClassifierParts, DatasetSource, EvalOutcome, OdeClassifier};

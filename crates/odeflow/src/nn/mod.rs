@@ -11,7 +11,7 @@
 //!   parameters: [`Linear`], [`Conv`] (1-D and 2-D, stride, zero padding), activations
 //!   ([`Activation`]: ReLU, tanh, softplus, SiLU, sigmoid; SIMD with runtime dispatch),
 //!   [`TimeConcat`] (FFJORD's `ConcatConv`/`ConcatLinear`: `t` as an extra leading
-//!   channel), [`BatchNorm`] (train and eval mode), [`Flatten`].
+//!   channel), [`BatchNorm`] (train and eval mode), [`Flatten`], [`AvgPool2d`].
 //! * [`Sequential`]: a chain of [`Layer`]s whose per-sample shapes are checked at
 //!   construction, with a reusable [`Tape`] of the activations its backward pass needs.
 //! * [`init`]: seeded initialisers (Kaiming normal, orthogonal via Householder QR, PyTorch's
@@ -46,6 +46,7 @@ pub mod gemm;
 pub mod init;
 pub mod linear;
 pub mod loss;
+pub mod pool;
 pub mod sequential;
 pub mod shape_ops;
 pub mod zoo;
@@ -57,6 +58,7 @@ pub use field::{Network, NeuralField};
 pub use gemm::{matmul, GemmError, GemmParams, MatMut, MatRef};
 pub use init::Init;
 pub use linear::Linear;
+pub use pool::AvgPool2d;
 pub use sequential::{Layer, Sequential, SequentialBuilder, Tape};
 pub use shape_ops::{Flatten, TimeConcat};
 

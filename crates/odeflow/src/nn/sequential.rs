@@ -15,6 +15,7 @@ use super::batchnorm::{BatchNorm, BatchNormOptions};
 use super::conv::{Conv, ConvSpec};
 use super::gemm::GemmParams;
 use super::linear::Linear;
+use super::pool::AvgPool2d;
 use super::shape_ops::{to_channels_first, to_channels_last, Flatten, TimeConcat};
 use super::{Init, Module, NnError, Pass, Saved, Shape};
 use crate::error::ShapeError;
@@ -37,6 +38,8 @@ pub enum Layer<T> {
     BatchNorm(BatchNorm<T>),
     /// Channel-major flattening.
     Flatten(Flatten),
+    /// Average pooling.
+    AvgPool(AvgPool2d),
 }
 
 macro_rules! dispatch {
@@ -48,6 +51,7 @@ macro_rules! dispatch {
             Layer::TimeConcat($l) => $e,
             Layer::BatchNorm($l) => $e,
             Layer::Flatten($l) => $e,
+            Layer::AvgPool($l) => $e,
         }
     };
 }
@@ -542,6 +546,11 @@ impl<T: Real> SequentialBuilder<T> {
     /// Channel-major flattening to a feature vector.
     pub fn flatten(self) -> Self {
         self.push_with(|s| Ok(Layer::Flatten(Flatten::new(s))))
+    }
+
+    /// Average pooling over `k × k` windows with stride `k` (`1 × k` on sequences).
+    pub fn avg_pool(self, k: usize) -> Self {
+        self.push_with(|s| Ok(Layer::AvgPool(AvgPool2d::new(s, k)?)))
     }
 
     /// The chain, or the first error met.

@@ -1,0 +1,379 @@
+//! Pieces shared by the ResNet experiments: output folders, CSV tables, value enums for
+//! schemes, weight profiles and gradient methods, and image data sets.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use odeflow::analysis::resnet::depth_sweep::{ImageData, TrainSettings};
+use odeflow::analysis::resnet::profiles::WeightProfile;
+use odeflow::data::{Cifar10Options, MnistOptions};
+use odeflow::grad::GradientMethod;
+use odeflow::models::resnet::Scheme;
+use odeflow::models::tiny_resnet::BodyInit;
+use serde::Serialize;
+
+use crate::error::CliError;
+use crate::output::{self, Layout};
+use crate::plot::{self, Figure};
+use crate::progress::Reporter;
+
+/// Where an experiment's results go.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Write the JSON summary to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Folder for the full results (result.json, CSV tables) and the PNG plots
+    /// [default: results/<experiment>].
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// The files of one experiment run.
+pub struct Outputs {
+    dir: PathBuf,
+    written: Vec<PathBuf>,
+    start: Instant,
+}
+
+impl Outputs {
+    /// The folder of experiment `name` (created on first write).
+    pub fn new(args: &OutputArgs, name: &str) -> Self {
+        Self {
+            dir: args
+                .out_dir
+                .clone()
+                .unwrap_or_else(|| Path::new("results").join(name)),
+            written: Vec::new(),
+            start: Instant::now(),
+        }
+    }
+
+    /// `dir/file`.
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// Writes `value` as indented JSON to `dir/file`.
+    pub fn json<T: Serialize>(&mut self, file: &str, value: &T) -> Result<(), CliError> {
+        let path = self.path(file);
+        output::write_json(value, Some(&path), Layout::Pretty)?;
+        self.written.push(path);
+        Ok(())
+    }
+
+    /// Writes a CSV table (a header row, then `rows`) to `dir/file`.
+    pub fn csv(
+        &mut self,
+        file: &str,
+        header: &[&str],
+        rows: &[Vec<String>],
+    ) -> Result<(), CliError> {
+        let mut text = header.join(",");
+        text.push('\n');
+        for r in rows {
+            text.push_str(&r.join(","));
+            text.push('\n');
+        }
+        let path = self.path(file);
+        output::write_atomic(&path, text.as_bytes())?;
+        self.written.push(path);
+        Ok(())
+    }
+
+    /// Draws `fig` into `dir/file`.
+    pub fn plot(&mut self, file: &str, fig: &Figure) -> Result<(), CliError> {
+        let path = self.path(file);
+        plot::save(fig, &path)?;
+        self.written.push(path);
+        Ok(())
+    }
+
+    /// Seconds since the run started.
+    pub fn seconds(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// The files written so far.
+    pub fn files(&self) -> Vec<String> {
+        self.written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()
+    }
+
+    /// Writes the summary to `--out` or stdout and notes the files on stderr.
+    pub fn finish<T: Serialize>(
+        &self,
+        summary: &T,
+        args: &OutputArgs,
+        reporter: &Reporter,
+        headline: &str,
+    ) -> Result<(), CliError> {
+        output::write_json(summary, args.out.as_deref(), Layout::Pretty)?;
+        reporter.note(format!(
+            "{headline} ({:.1} s); wrote {}",
+            self.seconds(),
+            self.files().join(", ")
+        ));
+        Ok(())
+    }
+}
+
+/// A number for a CSV cell (empty for none).
+pub fn cell(v: impl Into<Option<f64>>) -> String {
+    match v.into() {
+        Some(x) => format!("{x:e}"),
+        None => String::new(),
+    }
+}
+
+/// Scheme of the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemeArg {
+    /// ResNet: Euler steps.
+    Euler,
+    /// HeunNet: Heun steps.
+    Heun,
+}
+
+impl From<SchemeArg> for Scheme {
+    fn from(s: SchemeArg) -> Self {
+        match s {
+            SchemeArg::Euler => Scheme::Euler,
+            SchemeArg::Heun => Scheme::Heun,
+        }
+    }
+}
+
+/// How weights vary with depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProfileArg {
+    /// θ(t) infinitely smooth.
+    Smooth,
+    /// Smooth with a jump at t = 1/2.
+    Piecewise,
+    /// Independent layers.
+    Iid,
+}
+
+impl From<ProfileArg> for WeightProfile {
+    fn from(p: ProfileArg) -> Self {
+        match p {
+            ProfileArg::Smooth => WeightProfile::Smooth,
+            ProfileArg::Piecewise => WeightProfile::PiecewiseSmooth,
+            ProfileArg::Iid => WeightProfile::Iid,
+        }
+    }
+}
+
+/// Gradient method of the ResNet body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GradArg {
+    /// Exact: tapes every layer.
+    Backprop,
+    /// Memory-free: reconstructs activations by reverse steps.
+    Reversible,
+}
+
+impl From<GradArg> for GradientMethod {
+    fn from(g: GradArg) -> Self {
+        match g {
+            GradArg::Backprop => GradientMethod::Backprop,
+            GradArg::Reversible => GradientMethod::Reversible,
+        }
+    }
+}
+
+/// Initialisation of the body's layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitArg {
+    /// Every layer drawn independently.
+    Iid,
+    /// One draw copied into every layer.
+    Constant,
+}
+
+impl From<InitArg> for BodyInit {
+    fn from(i: InitArg) -> Self {
+        match i {
+            InitArg::Iid => BodyInit::Iid,
+            InitArg::Constant => BodyInit::Constant,
+        }
+    }
+}
+
+/// Image data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DatasetArg {
+    /// MNIST IDX files (a seeded split of the test files when the training files are absent).
+    Mnist,
+    /// CIFAR-10 binary batches.
+    Cifar10,
+}
+
+/// Flags choosing the image data and the optimisation of TinyResNets.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Data set.
+    #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
+    pub dataset: DatasetArg,
+
+    /// Folder with the data set's files [default for mnist: ../shared/data/mnist].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Use only the first N training images (all: the full set).
+    #[arg(long, value_name = "N")]
+    pub train_limit: Option<usize>,
+
+    /// Use only the first N test images.
+    #[arg(long, value_name = "N")]
+    pub test_limit: Option<usize>,
+
+    /// Training iterations (mini-batches).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub iterations: Option<u64>,
+
+    /// Samples per mini-batch.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub batch_size: usize,
+
+    /// Base learning rate of SGD.
+    #[arg(long, value_name = "LR", default_value_t = 0.1, value_parser = crate::args::positive)]
+    pub lr: f64,
+
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9, value_parser = crate::args::finite)]
+    pub momentum: f64,
+
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 5e-4, value_parser = crate::args::finite)]
+    pub weight_decay: f64,
+
+    /// Iterations at which the learning rate is multiplied by --gamma [default: at 2/3 of
+    /// the run].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub milestones: Option<Vec<u64>>,
+
+    /// Decay factor of the step schedule.
+    #[arg(long, default_value_t = 0.1, value_parser = crate::args::positive)]
+    pub gamma: f64,
+
+    /// Random crop (padding 4) and horizontal flip [default: on for cifar10, off for mnist].
+    #[arg(long, value_name = "BOOL")]
+    pub augment: Option<bool>,
+
+    /// Channels of the TinyResNet body.
+    #[arg(long, default_value_t = 16)]
+    pub channels: usize,
+
+    /// Seed of initialisation, batch order and augmentation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl TrainArgs {
+    /// Loads the data set (f32).
+    pub fn load(&self, reporter: &Reporter) -> Result<ImageData<f32>, CliError> {
+        let data = match self.dataset {
+            DatasetArg::Mnist => {
+                let dir = self
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("../shared/data/mnist"));
+                ImageData::mnist(&dir, &MnistOptions::default())
+            }
+            DatasetArg::Cifar10 => {
+                let dir = self.data_dir.clone().ok_or_else(|| {
+                    CliError::input(
+                        "--dataset cifar10 needs --data-dir (the folder with data_batch_*.bin / test_batch.bin)",
+                    )
+                })?;
+                ImageData::cifar10(&dir, &Cifar10Options::default())
+            }
+        }
+        .map_err(|e| CliError::input(e.to_string()))?;
+        let data = data.limit(self.train_limit, self.test_limit);
+        if data.train.is_empty() || data.test.is_empty() {
+            return Err(CliError::input(format!(
+                "the {} data has {} training and {} test images; both must be non-empty",
+                data.name,
+                data.train.len(),
+                data.test.len()
+            )));
+        }
+        reporter.note(format!(
+            "{}: {} training and {} test images of shape {}",
+            data.name,
+            data.train.len(),
+            data.test.len(),
+            data.shape
+        ));
+        Ok(data)
+    }
+
+    /// The optimisation settings, `iterations` defaulting to `default_iterations`.
+    pub fn settings(&self, default_iterations: u64) -> Result<TrainSettings, CliError> {
+        let iterations = self.iterations.unwrap_or(default_iterations);
+        if self.batch_size == 0 {
+            return Err(CliError::input("--batch-size 0: give at least 1"));
+        }
+        if self.channels == 0 {
+            return Err(CliError::input("--channels 0: give at least 1"));
+        }
+        Ok(TrainSettings {
+            iterations,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            milestones: self
+                .milestones
+                .clone()
+                .unwrap_or_else(|| vec![(2 * iterations) / 3]),
+            gamma: self.gamma,
+            augment: self.augment.unwrap_or(self.dataset == DatasetArg::Cifar10),
+            seed: self.seed,
+        })
+    }
+}
+
+/// Rejects an empty list given for `flag`.
+pub fn non_empty<T>(flag: &str, v: &[T]) -> Result<(), CliError> {
+    if v.is_empty() {
+        return Err(CliError::input(format!(
+            "{flag} is empty; give at least one value"
+        )));
+    }
+    Ok(())
+}
+
+/// A straight line `y = c·x^slope` through `(x0, y0)`, sampled at `xs` (a guide in log–log
+/// plots).
+pub fn power_law(xs: &[f64], x0: f64, y0: f64, slope: f64) -> Vec<(f64, f64)> {
+    xs.iter().map(|&x| (x, y0 * (x / x0).powf(slope))).collect()
+}
+
+/// A ResNet analysis error as a CLI error: bad settings are bad input, a failed solve is a
+/// run-time failure.
+pub fn resnet_error(e: odeflow::models::resnet::ResNetError) -> CliError {
+    use odeflow::models::resnet::ResNetError;
+    match e {
+        ResNetError::Solve(_) => CliError::runtime(format!(
+            "{e}; the network blew up — lower --scale or the learning rate"
+        )),
+        _ => CliError::input(e.to_string()),
+    }
+}
+
+/// A training error as a CLI error (bad settings are bad input).
+pub fn train_error(e: odeflow::train::TrainError) -> CliError {
+    use odeflow::train::TrainError;
+    match e {
+        TrainError::Arg(a) => CliError::input(a.to_string()),
+        _ => CliError::runtime(e.to_string()),
+    }
+}

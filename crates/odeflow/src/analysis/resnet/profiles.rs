@@ -1,0 +1,201 @@
+//! Weights as functions of depth, for the reconstruction and gradient-quality analyses.
+//!
+//! Sander et al.'s error bounds for the reversible method depend on how the weights vary
+//! with depth. A [`WeightProfile`] fixes a function `θ(t)`, `t ∈ [0, 1]`, once (seeded),
+//! and the depth-`N` network takes `θ_n = θ(n/N)` — so networks of different depths
+//! discretise the same continuous-depth model:
+//!
+//! * [`WeightProfile::Smooth`]: `θ(t) = s·(A + sin(πt)·B + t²·C)`, infinitely smooth;
+//! * [`WeightProfile::PiecewiseSmooth`]: the same plus a jump `s·J` for `t ≥ 1/2`;
+//! * [`WeightProfile::Iid`]: `θ_n = s·A_n` drawn independently per layer (no limit as
+//!   `N → ∞`; `θ_{n+1} − θ_n = O(1)`).
+//!
+//! `A, B, C, J, A_n` are PyTorch-default draws of the residual function (`U(±1/√fan_in)`
+//! per entry) and `s` is a scale. Helpers: log–log slope fits and RMS norms.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::derive_seed;
+use crate::error::ArgError;
+use crate::models::depth_field::{DepthField, Tying};
+use crate::models::resnet::mlp_residual;
+use crate::nn::{Activation, Init, NnError, Sequential};
+
+/// How the weights vary with depth (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightProfile {
+    /// `θ(t)` infinitely differentiable.
+    Smooth,
+    /// Smooth with one jump at `t = 1/2`.
+    PiecewiseSmooth,
+    /// Independent layers.
+    Iid,
+}
+
+impl WeightProfile {
+    /// `smooth`, `piecewise` or `iid`.
+    pub fn from_name(name: &str) -> Result<Self, ArgError> {
+        match name {
+            "smooth" => Ok(Self::Smooth),
+            "piecewise" | "piecewise-smooth" => Ok(Self::PiecewiseSmooth),
+            "iid" => Ok(Self::Iid),
+            _ => Err(ArgError::Unknown {
+                kind: "weight profile",
+                name: name.into(),
+                known: "smooth, piecewise, iid".into(),
+            }),
+        }
+    }
+
+    /// The profile's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Smooth => "smooth",
+            Self::PiecewiseSmooth => "piecewise",
+            Self::Iid => "iid",
+        }
+    }
+}
+
+/// The residual functions the profiles are applied to: `f(x) = tanh(W x + b)` on `dim`
+/// features, or `W₂ tanh(W₁ x + b₁) + b₂` with `hidden` units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileModel {
+    /// Features `d`.
+    pub dim: usize,
+    /// Hidden units of a two-layer residual function (`None`: one layer).
+    pub hidden: Option<usize>,
+    /// Scale `s` of the weights.
+    pub scale: f64,
+    /// Seed of the draws `A, B, C, J, A_n`.
+    pub seed: u64,
+}
+
+impl ProfileModel {
+    /// The residual function's network.
+    pub fn network(&self) -> Result<Sequential<f64>, NnError> {
+        if self.dim == 0 {
+            return Err(NnError::invalid("dim", 0, "must be at least 1"));
+        }
+        if !(self.scale.is_finite() && self.scale >= 0.0) {
+            return Err(NnError::invalid(
+                "scale",
+                self.scale,
+                "must be finite and ≥ 0",
+            ));
+        }
+        mlp_residual(self.dim, self.hidden, Activation::Tanh)
+    }
+
+    /// The depth-`depth` field with `θ_n = θ(n/N)` for `profile`.
+    pub fn field(&self, profile: WeightProfile, depth: usize) -> Result<DepthField<f64>, NnError> {
+        let net = self.network()?;
+        let draw =
+            |stream: u64| net.init_params(&Init::PyTorchDefault, derive_seed(self.seed, stream));
+        let (a, b, c, j) = (draw(0), draw(1), draw(2), draw(3));
+        let s = self.scale;
+        let mut params = Vec::with_capacity(depth * a.len());
+        for n in 0..depth {
+            let t = n as f64 / depth as f64;
+            match profile {
+                WeightProfile::Iid => {
+                    let an = draw(1000 + n as u64);
+                    params.extend(an.iter().map(|v| s * v));
+                }
+                WeightProfile::Smooth | WeightProfile::PiecewiseSmooth => {
+                    let jump = if profile == WeightProfile::PiecewiseSmooth && t >= 0.5 {
+                        1.0
+                    } else {
+                        0.0
+                    };
+                    let (st, t2) = ((std::f64::consts::PI * t).sin(), t * t);
+                    for i in 0..a.len() {
+                        params.push(s * (a[i] + st * b[i] + t2 * c[i] + jump * j[i]));
+                    }
+                }
+            }
+        }
+        DepthField::with_params(net, depth, Tying::Untied, params)
+    }
+}
+
+/// Least-squares slope of `log y` against `log x` over the points with positive, finite
+/// coordinates; `None` with fewer than two such points.
+pub fn loglog_slope(xs: &[f64], ys: &[f64]) -> Option<f64> {
+    let pts: Vec<(f64, f64)> = xs
+        .iter()
+        .zip(ys)
+        .filter(|(x, y)| **x > 0.0 && **y > 0.0 && x.is_finite() && y.is_finite())
+        .map(|(x, y)| (x.ln(), y.ln()))
+        .collect();
+    if pts.len() < 2 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    let var: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if var == 0.0 {
+        return None;
+    }
+    Some(pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / var)
+}
+
+/// The slope fitted over the points with `x ≥ from`.
+pub fn loglog_slope_from(xs: &[f64], ys: &[f64], from: f64) -> Option<f64> {
+    let (x, y): (Vec<f64>, Vec<f64>) = xs
+        .iter()
+        .zip(ys)
+        .filter(|(x, _)| **x >= from)
+        .map(|(x, y)| (*x, *y))
+        .unzip();
+    loglog_slope(&x, &y)
+}
+
+/// Euclidean norm, accumulated in `f64`.
+pub fn norm(x: impl IntoIterator<Item = f64>) -> f64 {
+    x.into_iter().map(|v| v * v).sum::<f64>().sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::field::Parameterized;
+
+    #[test]
+    fn slopes_of_power_laws() {
+        let xs = [2.0, 4.0, 8.0, 16.0];
+        let ys: Vec<f64> = xs.iter().map(|x: &f64| 3.0 * x.powf(-1.5)).collect();
+        assert!((loglog_slope(&xs, &ys).unwrap() + 1.5).abs() < 1e-12);
+        assert!((loglog_slope_from(&xs, &ys, 4.0).unwrap() + 1.5).abs() < 1e-12);
+        assert!(loglog_slope(&[1.0], &[1.0]).is_none());
+        assert!(loglog_slope(&[1.0, 2.0], &[0.0, 1.0]).is_none());
+    }
+
+    #[test]
+    fn profiles_sample_one_function_of_depth() {
+        let m = ProfileModel {
+            dim: 3,
+            hidden: None,
+            scale: 1.0,
+            seed: 4,
+        };
+        let f8 = m.field(WeightProfile::Smooth, 8).unwrap();
+        let f16 = m.field(WeightProfile::Smooth, 16).unwrap();
+        // θ(n/8) = θ(2n/16).
+        for n in 0..8 {
+            assert_eq!(f8.layer_params(n), f16.layer_params(2 * n));
+        }
+        // Smooth: neighbouring layers differ by O(1/N); piecewise: one O(1) jump.
+        let (max8, _) = f8.smoothness();
+        let (max16, _) = f16.smoothness();
+        assert!((max16 / max8 - 1.0).abs() < 0.3, "{max8} {max16}");
+        let p = m.field(WeightProfile::PiecewiseSmooth, 64).unwrap();
+        let (pmax, _) = p.smoothness();
+        assert!(pmax > 5.0 * m.field(WeightProfile::Smooth, 64).unwrap().smoothness().0);
+        let iid = m.field(WeightProfile::Iid, 16).unwrap();
+        assert_eq!(iid.num_params(), 16 * 12);
+        assert!(iid.smoothness().0 > 4.0 * max16);
+    }
+}
