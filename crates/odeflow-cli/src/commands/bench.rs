@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
+use odeflow::analysis::resnet::memory::{peak_rss_bytes, resnet_memory_workload};
 use odeflow::grad::GradientMethod;
+use odeflow::models::depth_field::Tying;
 use odeflow::models::{Workload, WorkloadRunner};
 use serde::Serialize;
 
@@ -25,8 +27,18 @@ use crate::progress::Reporter;
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Workload: sphere2-euler256, sphere2-rk4-64, pendulum-mlp128-euler2,
-    /// mnist-odenet64-euler8, cifar-odenet128-euler8.
+    /// mnist-odenet64-euler8, cifar-odenet128-euler8, or resnet-memory (a residual function
+    /// Linear(500→8) → tanh → Linear(8→500) applied --depth times to a 500×500 input).
     workload: String,
+
+    /// Depth of the resnet-memory workload.
+    #[arg(long, default_value_t = 1)]
+    depth: usize,
+
+    /// resnet-memory: give every layer its own weights (default: the same function at every
+    /// depth).
+    #[arg(long)]
+    untied: bool,
 
     /// Timed iterations.
     #[arg(long, default_value_t = 20)]
@@ -86,21 +98,70 @@ pub struct BenchResult {
     pub cpus: usize,
 }
 
-/// Peak resident set size of this process in MiB, from `/proc/self/status` (Linux).
+/// Peak resident set size of this process in MiB (Linux VmHWM).
 pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0))
+}
+
+/// `odeflow bench resnet-memory`: one process, one depth, one gradient method.
+fn run_memory(
+    args: &BenchArgs,
+    grad: &GradientMethod,
+    reporter: &Reporter,
+) -> Result<(), CliError> {
+    if args.depth == 0 {
+        return Err(CliError::input("--depth must be at least 1"));
+    }
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..args.iters {
+        let tying = if args.untied {
+            Tying::Untied
+        } else {
+            Tying::Tied
+        };
+        let w = resnet_memory_workload(args.depth, grad, tying, args.seed)
+            .map_err(|e| CliError::input(e.to_string()))?;
+        times.push((w.forward_seconds + w.backward_seconds + w.step_seconds) * 1e3);
+        last = Some(w);
+    }
+    let w = last.expect("iters ≥ 1");
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let result = serde_json::json!({
+        "workload": "resnet-memory",
+        "depth": args.depth,
+        "tied": !args.untied,
+        "grad": w.grad,
+        "ms_per_iter": sorted[sorted.len() / 2],
+        "ms_iters": times,
+        "peak_mib": peak_rss_mib(),
+        "params": w.params,
+        "activation_mib": w.activation_bytes as f64 / (1024.0 * 1024.0),
+        "tapes_peak": w.tapes_peak,
+        "initial_loss": w.loss,
+        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+    });
+    reporter.note(format!(
+        "resnet-memory depth {} ({}): peak {:.1} MiB",
+        args.depth,
+        w.grad,
+        peak_rss_mib().unwrap_or(f64::NAN)
+    ));
+    output::write_json(&result, args.out.as_deref(), Layout::Pretty)
 }
 
 /// Runs `odeflow bench`.
 pub fn run(args: BenchArgs, reporter: &Reporter) -> Result<(), CliError> {
-    let workload = Workload::from_name(&args.workload)?;
     let grad = GradientMethod::from_name(&args.grad)?;
     if args.iters == 0 {
         return Err(CliError::input("--iters must be at least 1"));
     }
+    if args.workload == "resnet-memory" {
+        return run_memory(&args, &grad, reporter);
+    }
+    let workload = Workload::from_name(&args.workload)
+        .map_err(|e| CliError::input(format!("{e}, resnet-memory")))?;
     let mut runner = WorkloadRunner::new(workload, grad, args.seed)?;
     let bar = reporter.bar(
         (args.warmup + args.iters) as u64,

@@ -319,6 +319,12 @@ impl<T: Real> Sequential<T> {
         Ok(())
     }
 
+    /// Whether a tape must keep the network's output: only the last layer's own backward
+    /// pass could read it, and only activations do.
+    fn keeps_output(&self) -> bool {
+        matches!(self.layers.last(), Some(Layer::Activation(_)))
+    }
+
     /// `y ← f(x)`, recording in `tape` what [`Sequential::backward`] needs.
     /// Fails as [`Sequential::forward`].
     pub fn forward_taped(
@@ -333,25 +339,32 @@ impl<T: Real> Sequential<T> {
         let n = self.check(params.len(), x.len(), y.len())?;
         let pass = self.pass(n, t);
         let nl = self.layers.len();
+        let keep_last = self.keeps_output();
         tape.acts.resize_with(nl + 1, Vec::new);
         tape.aux.resize_with(nl, Vec::new);
         tape.acts[0].resize(x.len(), T::zero());
         to_channels_last(x, n, si.channels(), si.positions(), &mut tape.acts[0]);
+        // The network's output is stored only when its last layer's backward reads it (an
+        // activation); otherwise it goes through a scratch buffer, so a tape holds one
+        // batch-sized activation fewer (the input of every layer, not the final output).
+        let mut out = std::mem::take(&mut self.buf[0]);
         for i in 0..nl {
             let range = self.param_range(i);
             let l = &mut self.layers[i];
             let (before, after) = tape.acts.split_at_mut(i + 1);
-            after[0].resize(n * l.out_shape().len(), T::zero());
+            let dst = if i + 1 == nl && !keep_last {
+                after[0].clear();
+                &mut out
+            } else {
+                &mut after[0]
+            };
+            dst.resize(n * l.out_shape().len(), T::zero());
             tape.aux[i].resize(l.aux_len(), T::zero());
-            l.forward(
-                &pass,
-                &params[range],
-                &before[i],
-                &mut after[0],
-                &mut tape.aux[i],
-            );
+            l.forward(&pass, &params[range], &before[i], dst, &mut tape.aux[i]);
         }
-        to_channels_first(&tape.acts[nl], n, so.channels(), so.positions(), y);
+        let last = if keep_last { &tape.acts[nl] } else { &out };
+        to_channels_first(last, n, so.channels(), so.positions(), y);
+        self.buf[0] = out;
         tape.batch = n;
         tape.t = t;
         tape.filled = true;
@@ -372,10 +385,11 @@ impl<T: Real> Sequential<T> {
     ) -> Result<(), NnError> {
         let (si, so) = (self.in_shape(), self.out_shape());
         let nl = self.layers.len();
+        let keep_last = self.keeps_output();
         let recorded_here = tape.filled
             && tape.acts.len() == nl + 1
             && tape.acts[0].len() == tape.batch * si.len()
-            && tape.acts[nl].len() == tape.batch * so.len();
+            && tape.acts[nl].len() == if keep_last { tape.batch * so.len() } else { 0 };
         if !recorded_here {
             return Err(NnError::invalid(
                 "tape",

@@ -26,6 +26,7 @@ use odeflow::analysis::resnet::memory::{
     current_rss_bytes, peak_rss_bytes, resnet_memory_workload, MemoryWorkload,
 };
 use odeflow::grad::GradientMethod;
+use odeflow::models::depth_field::Tying;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -40,6 +41,11 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// Flags of `odeflow experiment resnet-memory`.
 #[derive(Debug, Args)]
 pub struct MemoryArgs {
+    /// Give every layer its own weights (the paper's ResNets); default: the same residual
+    /// function at every depth, as in `odeflow bench resnet-memory`.
+    #[arg(long)]
+    untied: bool,
+
     /// Depths N.
     #[arg(
         long,
@@ -90,12 +96,12 @@ pub struct ChildReport {
     pub vm_rss_bytes: u64,
 }
 
-fn child(depth: usize, grad: GradArg, seed: u64) -> Result<(), CliError> {
+fn child(depth: usize, grad: GradArg, untied: bool, seed: u64) -> Result<(), CliError> {
     if depth == 0 {
         return Err(CliError::input("--depth 0: give at least 1"));
     }
-    let workload =
-        resnet_memory_workload(depth, &GradientMethod::from(grad), seed).map_err(resnet_error)?;
+    let workload = resnet_memory_workload(depth, &GradientMethod::from(grad), tying(untied), seed)
+        .map_err(resnet_error)?;
     let (Some(vm_hwm_bytes), Some(vm_rss_bytes)) = (peak_rss_bytes(), current_rss_bytes()) else {
         return Err(CliError::runtime(
             "cannot read VmHWM/VmRSS from /proc/self/status: peak memory is measured on Linux only",
@@ -112,6 +118,14 @@ fn child(depth: usize, grad: GradArg, seed: u64) -> Result<(), CliError> {
     )
 }
 
+fn tying(untied: bool) -> Tying {
+    if untied {
+        Tying::Untied
+    } else {
+        Tying::Tied
+    }
+}
+
 fn grad_name(g: GradArg) -> &'static str {
     match g {
         GradArg::Backprop => "backprop",
@@ -120,13 +134,14 @@ fn grad_name(g: GradArg) -> &'static str {
 }
 
 /// Runs `depth`/`grad` in a fresh process of this binary.
-fn measure(depth: usize, grad: GradArg, seed: u64) -> Result<ChildReport, CliError> {
+fn measure(depth: usize, grad: GradArg, untied: bool, seed: u64) -> Result<ChildReport, CliError> {
     let exe = std::env::current_exe()
         .map_err(|e| CliError::runtime(format!("cannot locate the odeflow binary: {e}")))?;
     let out = Command::new(&exe)
         .args(["--quiet", "experiment", "resnet-memory", "--child"])
         .args(["--depth", &depth.to_string(), "--grad", grad_name(grad)])
         .args(["--seed", &seed.to_string()])
+        .args(if untied { &["--untied"][..] } else { &[][..] })
         .output()
         .map_err(|e| CliError::runtime(format!("cannot run '{}': {e}", exe.display())))?;
     if !out.status.success() {
@@ -166,7 +181,7 @@ pub fn run(args: MemoryArgs, reporter: &Reporter) -> Result<(), CliError> {
         let (Some(depth), Some(grad)) = (args.depth, args.grad) else {
             return Err(CliError::input("--child needs --depth and --grad"));
         };
-        return child(depth, grad, args.seed);
+        return child(depth, grad, args.untied, args.seed);
     }
     non_empty("--depths", &args.depths)?;
     non_empty("--grads", &args.grads)?;
@@ -180,7 +195,7 @@ pub fn run(args: MemoryArgs, reporter: &Reporter) -> Result<(), CliError> {
     let mut reports = Vec::new();
     for &grad in &args.grads {
         for &depth in &args.depths {
-            reports.push(measure(depth, grad, args.seed)?);
+            reports.push(measure(depth, grad, args.untied, args.seed)?);
             bar.inc(1);
         }
     }

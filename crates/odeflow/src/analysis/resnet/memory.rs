@@ -2,12 +2,15 @@
 //! 2022, Fig. 5).
 //!
 //! The workload is the paper's: the residual function `Linear(500 → 8) → tanh →
-//! Linear(8 → 500)` applied at depth `N` (an Euler ResNet, untied) to a `500 × 500` input
-//! (500 samples of 500 features) in `f32`, one training iteration — forward, backward,
-//! SGD step. Backprop keeps one tape per layer (the function's input and output, 2 × 1 MB,
-//! plus the 8-unit hidden layer), so its peak memory grows by about 2 MB per layer;
-//! the reversible method keeps one, so only the parameters (34 kB per layer, times three
-//! with gradient and momentum) grow with depth.
+//! Linear(8 → 500)` applied `N` times (an Euler ResNet) to a `500 × 500` input (500 samples
+//! of 500 features) in `f32`, one training iteration — forward, backward, SGD step. By
+//! default the same function is applied at every depth ([`Tying::Tied`], as in the
+//! benchmark of the training issue and the peer scripts); [`Tying::Untied`] gives every layer
+//! its own weights, as in the paper's ResNets. Backprop keeps one tape per layer (the
+//! function's input, 1 MB, plus the 8-unit hidden layer), so its peak memory grows by about
+//! one activation per layer; the reversible method keeps one tape in all, so its memory is
+//! flat when tied, and grows only by the parameters (34 kB per layer, times three with
+//! gradient and momentum) when untied.
 //!
 //! Peak memory must be measured in a fresh process per depth (the high-water mark never
 //! goes down): [`resnet_memory_workload`] runs one workload, [`peak_rss_bytes`] reads the
@@ -62,6 +65,7 @@ pub struct MemoryWorkload {
 pub fn resnet_memory_workload(
     depth: usize,
     grad: &GradientMethod,
+    tying: Tying,
     seed: u64,
 ) -> Result<MemoryWorkload, ResNetError> {
     if matches!(grad, GradientMethod::Adjoint(_)) {
@@ -76,7 +80,7 @@ pub fn resnet_memory_workload(
     let field = DepthField::new(
         net,
         depth,
-        Tying::Untied,
+        tying,
         &Init::PyTorchDefault,
         derive_seed(seed, 0),
     )?;
@@ -146,15 +150,19 @@ mod tests {
 
     #[test]
     fn backprop_tapes_every_layer_and_reversible_one() {
-        let bp = resnet_memory_workload(3, &GradientMethod::Backprop, 0).unwrap();
-        let rev = resnet_memory_workload(3, &GradientMethod::Reversible, 0).unwrap();
+        let bp = resnet_memory_workload(3, &GradientMethod::Backprop, Tying::Untied, 0).unwrap();
+        let rev = resnet_memory_workload(3, &GradientMethod::Reversible, Tying::Untied, 0).unwrap();
         assert_eq!(bp.tapes_peak, 3);
         assert_eq!(rev.tapes_peak, 1);
         assert_eq!(bp.loss, rev.loss);
         assert_eq!(bp.params, 3 * (500 * 8 + 8 + 8 * 500 + 500));
-        assert!(
-            resnet_memory_workload(2, &GradientMethod::from_name("adjoint").unwrap(), 0).is_err()
-        );
+        assert!(resnet_memory_workload(
+            2,
+            &GradientMethod::from_name("adjoint").unwrap(),
+            Tying::Tied,
+            0
+        )
+        .is_err());
         if cfg!(target_os = "linux") {
             let peak = peak_rss_bytes().unwrap();
             assert!(peak >= current_rss_bytes().unwrap() && peak > 1 << 20);
