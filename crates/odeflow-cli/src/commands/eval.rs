@@ -23,6 +23,7 @@ use crate::runs::evaluate::{
     build_grid, evaluate_run, powers_of_two, to_csv, EvalReport, EVAL_FILE,
 };
 use crate::runs::load_run_config;
+use crate::runs::model_file::{ModelFile, MODEL_FILE};
 use crate::runs::plots::accuracy_panels;
 
 /// Flags of `odeflow eval`.
@@ -30,9 +31,10 @@ use crate::runs::plots::accuracy_panels;
 pub struct EvalArgs {
     /// The run folder (written by `odeflow train`).
     pub run: PathBuf,
-    /// Test methods, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "euler,midpoint,rk4")]
-    pub methods: Vec<String>,
+    /// Test methods, comma-separated (default euler,midpoint,rk4; for a model trained with
+    /// an adaptive method, also that method at its tolerance and 10…10⁴ times tighter).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Option<Vec<String>>,
     /// Test step counts on [0, 1], comma-separated (default 1, 2, 4, …, 4096).
     #[arg(long, value_delimiter = ',', value_name = "N,N")]
     pub steps: Option<Vec<usize>>,
@@ -65,7 +67,20 @@ pub fn eval_figure(report: &EvalReport, title: &str) -> Figure {
 pub fn run(args: EvalArgs, reporter: &Reporter) -> Result<(), CliError> {
     let cfg = load_run_config(&args.run)?;
     let steps = args.steps.clone().unwrap_or_else(|| powers_of_two(4096));
-    let grid = build_grid(&args.methods, &steps, &args.tols)?;
+    let model = ModelFile::load(&args.run.join(MODEL_FILE))?;
+    let (methods, tols) = match (&args.methods, model.train.tol) {
+        (Some(m), _) => (m.clone(), args.tols.clone()),
+        (None, Some(t)) if args.tols.is_empty() => {
+            let mut m: Vec<String> = ["euler", "midpoint", "rk4"].map(String::from).to_vec();
+            m.push(model.train.method.clone());
+            (m, (-1..5).map(|k| t / 10f64.powi(k)).collect())
+        }
+        (None, _) => (
+            ["euler", "midpoint", "rk4"].map(String::from).to_vec(),
+            args.tols.clone(),
+        ),
+    };
+    let grid = build_grid(&methods, &steps, &tols)?;
     if let Some(p) = &args.plot {
         plot::Format::from_path(p)?;
     }

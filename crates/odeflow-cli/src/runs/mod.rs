@@ -21,6 +21,7 @@ pub mod evaluate;
 pub mod model_file;
 pub mod pipeline;
 pub mod plots;
+pub mod settings;
 pub mod sweep;
 pub mod train;
 

@@ -144,9 +144,10 @@ pub fn steps_of(h: f64) -> usize {
     ((1.0 / h) - 1e-9).ceil().max(1.0) as usize
 }
 
-/// A number in at most 4 significant digits without noise: `0.37`, `1e-4`, `2.5e-7`.
+/// A number in at most 4 significant digits without noise: `0.37`, `0.0625`, `1e-3`,
+/// `7.812e-3`, `2.5e-7`.
 pub fn short(v: f64) -> String {
-    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
+    if v != 0.0 && (v.abs() < 1e-2 || v.abs() >= 1e5) {
         let s = format!("{v:.3e}");
         let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
         let m = m.trim_end_matches('0').trim_end_matches('.');
@@ -326,6 +327,9 @@ mod tests {
         assert!(SolverSpec::adaptive("rk4", 1e-4).is_err());
         assert_eq!(short(2.5e-7), "2.5e-7");
         assert_eq!(short(0.125), "0.125");
+        assert_eq!(short(0.0625), "0.0625");
+        assert_eq!(short(1e-3), "1e-3");
+        assert_eq!(short(1.0 / 128.0), "7.812e-3");
     }
 
     #[test]

@@ -225,7 +225,15 @@ pub fn run(args: SolverDependenceArgs, reporter: &Reporter) -> Result<(), CliErr
         let mean = average(&reports);
         let v = verdict_of(&mean, args.threshold)?;
         let slug = mean.train.solver.slug();
-        let title = format!("trained with {}", mean.train.solver.label());
+        let title = format!(
+            "trained with {}: {}",
+            mean.train.solver.label(),
+            if v.valid {
+                "valid ODE flow".to_string()
+            } else {
+                format!("NOT an ODE flow (drop {:.2})", v.worst.drop)
+            }
+        );
         panels.extend(accuracy_panels(&title, &mean, Some(args.threshold)));
         let m = ModelResult {
             report: mean,

@@ -384,12 +384,13 @@ pub fn run(args: StepAdaptationArgs, reporter: &Reporter) -> Result<(), CliError
     for c in &cases {
         for m in &c.models {
             text.push_str(&format!(
-                "{} {:<10} h {} → {} ({} steps), test accuracy {:.4}, {}\n",
+                "{} {:<10} h {} → {} ({} step{}), test accuracy {:.4}, {}\n",
                 c.dataset,
                 m.name,
                 short(m.initial_step_size),
                 short(m.final_step_size),
                 m.final_steps,
+                if m.final_steps == 1 { "" } else { "s" },
                 m.test_accuracy,
                 if m.valid {
                     "valid ODE flow".to_string()
