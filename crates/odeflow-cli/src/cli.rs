@@ -8,7 +8,7 @@ use clap::error::ErrorKind;
 use clap::Parser;
 
 use crate::commands::Command;
-use crate::error::{one_line, EXIT_BAD_INPUT};
+use crate::error::{one_line, CliError, EXIT_BAD_INPUT};
 use crate::progress::Reporter;
 
 /// Neural ODEs in which the numerical solver is part of the model.
@@ -33,6 +33,7 @@ pub fn main() -> ExitCode {
     let reporter = Reporter::new(cli.quiet);
     match cli.command.run(&reporter) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Status(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())

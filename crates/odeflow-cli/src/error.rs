@@ -13,6 +13,8 @@ use odeflow::ArgError;
 pub const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code for a failure at run time.
 pub const EXIT_RUNTIME: u8 = 1;
+/// Exit code of `odeflow check` for a model that is not a valid ODE flow.
+pub const EXIT_NOT_VALID: u8 = 3;
 
 /// A command's failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,9 @@ pub enum CliError {
     Input(String),
     /// The work started and failed; the message says where and what to try.
     Runtime(String),
+    /// The command finished and has already reported its outcome; exit with this code and
+    /// print nothing more (e.g. `check` on a model that is not a valid ODE flow).
+    Status(u8),
 }
 
 impl CliError {
@@ -39,6 +44,7 @@ impl CliError {
         match self {
             CliError::Input(_) => EXIT_BAD_INPUT,
             CliError::Runtime(_) => EXIT_RUNTIME,
+            CliError::Status(code) => *code,
         }
     }
 
@@ -46,6 +52,7 @@ impl CliError {
     pub fn message(&self) -> &str {
         match self {
             CliError::Input(m) | CliError::Runtime(m) => m,
+            CliError::Status(_) => "",
         }
     }
 }

@@ -12,6 +12,8 @@
 //! * [`plot`]: figures of labelled line/marker series, linear or log axes, PNG or SVG.
 //! * [`output`]: results written atomically to `--out` or stdout.
 //! * [`progress`]: indicatif bars and spinners on stderr, and log lines.
+//! * [`runs`]: training runs and their analysis (run folders, cross-solver evaluation, the
+//!   ODE-validity check), shared by `train`, `eval`, `check`, `sweep` and the experiments.
 //! * [`args`]: value parsers shared by the commands' flags.
 //! * [`error`]: the one-line error type and its exit codes.
 #![warn(missing_docs)]
@@ -23,3 +25,4 @@ pub mod error;
 pub mod output;
 pub mod plot;
 pub mod progress;
+pub mod runs;

@@ -5,9 +5,15 @@
 //! [`Command::run`].
 
 pub mod bench;
+pub mod check;
+pub mod critical_step;
+pub mod eval;
 pub mod experiment;
+pub mod merge;
 pub mod methods;
 pub mod solve;
+pub mod sweep;
+pub mod train;
 
 use clap::Subcommand;
 
@@ -25,7 +31,24 @@ pub enum Command {
     /// Time one training iteration (forward, backward, Adam) of a benchmark workload; print
     /// the median milliseconds per iteration and the peak memory as JSON.
     Bench(bench::BenchArgs),
-    /// Run one of the papers' experiments (`--list` describes them).
+    /// Train an ODE classifier with a given solver (and optional step adaptation) into a run
+    /// folder, then print its ODE-validity verdict.
+    Train(Box<train::TrainArgs>),
+    /// Test accuracy of a trained run under many test solvers (methods × step counts or
+    /// tolerances), as JSON, CSV and a plot.
+    Eval(eval::EvalArgs),
+    /// The ODE-validity verdict of a trained run: does a more accurate solver keep its
+    /// accuracy? Exit code 0 (valid) or 3 (not valid).
+    Check(check::CheckArgs),
+    /// Train, evaluate and check a grid of runs (method × step size or tolerance × seed);
+    /// --shard k/n runs one slice, for cluster array jobs.
+    Sweep(Box<sweep::SweepArgs>),
+    /// Join the shards of a sweep into one table (JSON, CSV) and plot.
+    Merge(merge::MergeArgs),
+    /// The critical step size of a sweep: the largest training step whose models pass the
+    /// validity check, with the plot of accuracy drop against training step.
+    CriticalStep(critical_step::CriticalStepArgs),
+    /// The papers' experiments, end to end (`odeflow experiment --list`).
     Experiment(experiment::ExperimentArgs),
 }
 
@@ -36,6 +59,12 @@ impl Command {
             Command::Solve(args) => solve::run(*args, reporter),
             Command::Methods(args) => methods::run(args, reporter),
             Command::Bench(args) => bench::run(args, reporter),
+            Command::Train(args) => train::run(*args, reporter),
+            Command::Eval(args) => eval::run(args, reporter),
+            Command::Check(args) => check::run(args, reporter),
+            Command::Sweep(args) => sweep::run(*args, reporter),
+            Command::Merge(args) => merge::run(args, reporter),
+            Command::CriticalStep(args) => critical_step::run(args, reporter),
             Command::Experiment(args) => experiment::run(args, reporter),
         }
     }

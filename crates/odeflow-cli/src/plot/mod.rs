@@ -39,6 +39,10 @@ pub enum Style {
     Markers,
     /// A polyline with a marker at each point.
     LineMarkers,
+    /// A shaded region (e.g. mean ± std): `points` is a closed polygon — the lower curve
+    /// followed by the upper curve in reverse. Drawn translucent in the colour of the
+    /// preceding series, with no legend entry and no palette slot of its own.
+    Band,
 }
 
 /// Axis scale.
@@ -48,6 +52,20 @@ pub enum Scale {
     Linear,
     /// Base-10 logarithmic axis (points with a non-positive coordinate are left out).
     Log,
+}
+
+/// Where a panel's legend goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Legend {
+    /// Upper right corner (default).
+    #[default]
+    UpperRight,
+    /// Upper left corner.
+    UpperLeft,
+    /// Lower right corner.
+    LowerRight,
+    /// Lower left corner.
+    LowerLeft,
 }
 
 /// One labelled series of `(x, y)` points.
@@ -80,6 +98,18 @@ impl Series {
         }
     }
 
+    /// A shaded band between `lower` and `upper` (two curves over the same x values), in the
+    /// colour of the preceding series.
+    pub fn band(lower: &[(f64, f64)], upper: &[(f64, f64)]) -> Self {
+        let mut points = lower.to_vec();
+        points.extend(upper.iter().rev().copied());
+        Self {
+            label: String::new(),
+            points,
+            style: Style::Band,
+        }
+    }
+
     /// A series drawn as a line with a marker at each point.
     pub fn line_markers(label: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
         Self {
@@ -105,6 +135,10 @@ pub struct Panel {
     pub y_scale: Scale,
     /// The series, drawn in order; each gets the next colour of the palette.
     pub series: Vec<Series>,
+    /// Fixed range of the vertical axis (linear axes); `None` fits the data.
+    pub y_limits: Option<(f64, f64)>,
+    /// Where the legend goes.
+    pub legend: Legend,
 }
 
 impl Panel {
@@ -121,7 +155,21 @@ impl Panel {
             x_scale: Scale::Linear,
             y_scale: Scale::Linear,
             series: Vec::new(),
+            y_limits: None,
+            legend: Legend::UpperRight,
         }
+    }
+
+    /// Places the legend.
+    pub fn legend(mut self, at: Legend) -> Self {
+        self.legend = at;
+        self
+    }
+
+    /// Fixes the vertical axis to `[lo, hi]` (points outside are clipped).
+    pub fn y_limits(mut self, lo: f64, hi: f64) -> Self {
+        self.y_limits = Some((lo, hi));
+        self
     }
 
     /// Sets the axis scales.

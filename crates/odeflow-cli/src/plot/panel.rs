@@ -5,7 +5,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{Panel, Scale, Style};
+use super::{Legend, Panel, Scale, Style};
 
 /// Matplotlib's "tab10" palette: distinct, print-friendly colours.
 const PALETTE: [RGBColor; 10] = [
@@ -41,7 +41,10 @@ pub(super) fn draw<DB: DrawingBackend>(
         .collect();
     let all = points.iter().flatten();
     let x = axis_range(all.clone().map(|p| p.0), panel.x_scale, &panel.title, "x")?;
-    let y = axis_range(all.map(|p| p.1), panel.y_scale, &panel.title, "y")?;
+    let y = match panel.y_limits {
+        Some((lo, hi)) if hi > lo && (panel.y_scale == Scale::Linear || lo > 0.0) => (lo, hi),
+        _ => axis_range(all.map(|p| p.1), panel.y_scale, &panel.title, "y")?,
+    };
     let lin = |r: (f64, f64)| -> RangedCoordf64 { (r.0..r.1).into() };
     let log = |r: (f64, f64)| -> LogCoord<f64> { (r.0..r.1).log_scale().into() };
     match (panel.x_scale, panel.y_scale) {
@@ -119,16 +122,41 @@ where
         .y_desc(panel.y_label.as_str())
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 15));
+    let linear = |v: &f64| {
+        if v.abs() < 1e-12 {
+            "0".to_string()
+        } else {
+            short_number(*v)
+        }
+    };
     if panel.x_scale == Scale::Log {
         mesh.x_label_formatter(&x_log);
+    } else {
+        mesh.x_label_formatter(&linear);
     }
     if panel.y_scale == Scale::Log {
         mesh.y_label_formatter(&y_log);
+    } else {
+        mesh.y_label_formatter(&linear);
     }
     mesh.draw().map_err(err)?;
     let mut any_label = false;
-    for (i, (series, pts)) in panel.series.iter().zip(points).enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+    let mut slot = 0usize;
+    for (series, pts) in panel.series.iter().zip(points) {
+        if series.style == Style::Band {
+            let color = PALETTE[(slot + PALETTE.len() - 1) % PALETTE.len()];
+            if pts.len() >= 3 {
+                chart
+                    .draw_series(std::iter::once(Polygon::new(
+                        pts.clone(),
+                        color.mix(0.2).filled(),
+                    )))
+                    .map_err(err)?;
+            }
+            continue;
+        }
+        let color = PALETTE[slot % PALETTE.len()];
+        slot += 1;
         let line = matches!(series.style, Style::Line | Style::LineMarkers);
         let markers = matches!(series.style, Style::Markers | Style::LineMarkers);
         let legend = move |(lx, ly): (i32, i32)| -> DynElement<'static, DB, (i32, i32)> {
@@ -161,7 +189,12 @@ where
     if any_label {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(match panel.legend {
+                Legend::UpperRight => SeriesLabelPosition::UpperRight,
+                Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
+                Legend::LowerRight => SeriesLabelPosition::LowerRight,
+                Legend::LowerLeft => SeriesLabelPosition::LowerLeft,
+            })
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.5))
             .label_font(("sans-serif", 13))

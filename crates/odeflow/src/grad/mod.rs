@@ -259,9 +259,11 @@ impl<S: State, F: VectorField<S>> GradSolver<S, F> {
             })
             .into());
         }
-        let back = self
-            .back
-            .get_or_insert_with(|| StepBackward::new(&self.tableau, y1));
+        if !self.back.as_ref().is_some_and(|b| b.fits(y1)) {
+            // First call, or the batch size changed since the buffers were made.
+            self.back = Some(StepBackward::new(&self.tableau, y1));
+        }
+        let back = self.back.as_mut().expect("just set");
         match &self.grad {
             GradientMethod::Backprop => {
                 let mut lambda = dl_dy1.clone();

@@ -41,6 +41,11 @@ impl<S: State> StepBackward<S> {
         }
     }
 
+    /// True when the buffers have the size of `like` (a new batch size needs new buffers).
+    pub fn fits(&self, like: &S) -> bool {
+        self.kbar.len() == like.len()
+    }
+
     /// Number of stages whose VJP a backward step evaluates.
     pub fn vjps_per_step(&self) -> usize {
         self.needed.iter().filter(|n| **n).count()

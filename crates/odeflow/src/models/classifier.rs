@@ -258,6 +258,13 @@ impl<T: Real, F: VectorField<Batch<T>, Grad = Vec<T>> + Parameterized<T>> OdeCla
         Ok(())
     }
 
+    /// The ODE block's initial state `z₀` of `x`: the encoder's output (evaluation pass, no
+    /// tape) with the `augment` zero components appended.
+    pub fn initial_state(&mut self, x: &Batch<T>) -> Result<&Batch<T>, ArgError> {
+        self.lift(x, false)?;
+        Ok(&self.z0)
+    }
+
     /// Logits of `x` with any solver (no gradient), and the solve's statistics.
     pub fn logits_with(
         &mut self,

@@ -163,8 +163,17 @@ pub fn verdict(
 fn describe(method: &str, steps: Option<usize>, tol: Option<f64>) -> String {
     match (steps, tol) {
         (Some(s), _) => format!("{method} with {s} steps"),
-        (_, Some(t)) => format!("{method} at tol {t:e}"),
+        (_, Some(t)) => format!("{method} at tol {}", short_sci(t)),
         _ => method.to_string(),
+    }
+}
+
+/// `t` in scientific notation with at most four significant digits (`1.331e-6`).
+fn short_sci(t: f64) -> String {
+    let s = format!("{t:.3e}");
+    match s.split_once('e') {
+        Some((m, e)) => format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.')),
+        None => s,
     }
 }
 
@@ -260,5 +269,10 @@ mod tests {
             nfe: None,
         };
         assert!(qualifies(&tight, &adaptive));
+        assert_eq!(
+            describe("dopri5", None, Some(1.1 * 1.1 * 1.1e-6)),
+            "dopri5 at tol 1.331e-6"
+        );
+        assert_eq!(describe("dopri5", None, Some(1e-4)), "dopri5 at tol 1e-4");
     }
 }

@@ -1,0 +1,408 @@
+//! `odeflow experiment step-adaptation`: Ott et al.'s step-size adaptation during training
+//! (ICLR 2021, Algorithm 1), next to fixed-step models.
+//!
+//! On `sphere2`, the classifier is trained with Euler whose step starts from the Hairer-style
+//! initial step on the first batch and is adapted every 50 iterations: when the batch
+//! accuracy of the training solver and of the test solver (midpoint) differ by more than 0.1
+//! the step is halved, otherwise a 10 % larger step is tried. Fixed-step models (Euler at 2,
+//! 8 and 32 steps) are trained with the same budget. Every model gets the validity check.
+//!
+//! With MNIST (`--mnist DIR`, by default the project's shared data folder when present) the
+//! same is done on a small budget: the first 2000 training and 1000 test images of the
+//! folder, 500 iterations, and an MLP field with 64 hidden units on the flattened image
+//! (`--mnist-model odenet` uses Ott et al.'s convolutional field, about 15× slower per
+//! iteration on a CPU); fixed-step models at 1 and 8 Euler steps.
+//!
+//! Output folder: `step-adaptation.json` (per data set: every model's final step, test
+//! accuracy, verdict and worst drop, and the adapted step-size trajectory),
+//! `step-adaptation.png` (the trajectory, and each model's accuracy with its training solver
+//! against its worst accuracy under a more accurate solver), and the run folders.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use odeflow::analysis::solver_dependence::WorstCase;
+use odeflow::train::read_log;
+use serde::Serialize;
+
+use crate::args::positive;
+use crate::error::CliError;
+use crate::output::{self, Layout};
+use crate::plot::{self, Figure, Legend, Panel, Scale, Series};
+use crate::progress::Reporter;
+use crate::runs::config::RunConfig;
+use crate::runs::model_file::short;
+use crate::runs::pipeline::{ensure_checked, ensure_trained};
+
+/// Flags of `odeflow experiment step-adaptation`.
+#[derive(Debug, Args)]
+pub struct StepAdaptationArgs {
+    /// Output folder.
+    #[arg(long, value_name = "FOLDER", default_value = "runs/step-adaptation")]
+    pub out_dir: PathBuf,
+    /// Training method whose step is adapted: euler or midpoint.
+    #[arg(long, default_value = "euler")]
+    pub method: String,
+    /// Training iterations on sphere2.
+    #[arg(long, default_value_t = 2000)]
+    pub iterations: u64,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3, value_parser = positive)]
+    pub lr: f64,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Seed of the models.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Scalar type: f32 or f64.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Step counts of the fixed-step sphere2 models, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "2,8,32")]
+    pub fixed_steps: Vec<usize>,
+    /// Adaptation: check every N iterations.
+    #[arg(long, default_value_t = 50)]
+    pub adapt_interval: u64,
+    /// Adaptation: largest tolerated batch-accuracy gap.
+    #[arg(long, default_value_t = 0.1)]
+    pub adapt_threshold: f64,
+    /// Largest tolerated accuracy drop of the validity check.
+    #[arg(long, default_value_t = 0.02)]
+    pub threshold: f64,
+    /// Folder of the MNIST IDX files (default: the shared data folder, when present).
+    #[arg(long, value_name = "FOLDER")]
+    pub mnist: Option<PathBuf>,
+    /// Skip MNIST.
+    #[arg(long)]
+    pub no_mnist: bool,
+    /// MNIST: training iterations.
+    #[arg(long, default_value_t = 500)]
+    pub mnist_iterations: u64,
+    /// MNIST: training images used.
+    #[arg(long, default_value_t = 2000)]
+    pub mnist_train_size: usize,
+    /// MNIST: test images used.
+    #[arg(long, default_value_t = 1000)]
+    pub mnist_test_size: usize,
+    /// MNIST: model, mlp (64 hidden units) or odenet (8 channels).
+    #[arg(long, default_value = "mlp")]
+    pub mnist_model: String,
+    /// MNIST: step counts of the fixed-step models.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub mnist_fixed_steps: Vec<usize>,
+}
+
+/// The shared MNIST folder next to the repository, or `data/mnist` in the working folder.
+fn default_mnist() -> Option<PathBuf> {
+    [
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/data/mnist"
+        )),
+        PathBuf::from("data/mnist"),
+    ]
+    .into_iter()
+    .find(|p| p.is_dir())
+}
+
+/// One trained model of the experiment.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelEntry {
+    /// Name (`adapted`, `euler-2`, …).
+    pub name: String,
+    /// Run folder, relative to the output folder.
+    pub run: String,
+    /// Whether its step was adapted.
+    pub adapted: bool,
+    /// Step size at the start of training.
+    pub initial_step_size: f64,
+    /// Step size at the end of training.
+    pub final_step_size: f64,
+    /// Steps on [0, 1] at the end.
+    pub final_steps: usize,
+    /// Mean field evaluations per training forward solve.
+    pub nfe_forward_mean: f64,
+    /// Test accuracy with the (final) training solver.
+    pub test_accuracy: f64,
+    /// The verdict.
+    pub valid: bool,
+    /// The worst more-accurate solver.
+    pub worst: WorstCase,
+    /// The verdict in one sentence.
+    pub summary: String,
+    /// Training time in seconds.
+    pub seconds: f64,
+}
+
+/// The models of one data set.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    /// Data set.
+    pub dataset: String,
+    /// Iterations.
+    pub iterations: u64,
+    /// Adapted and fixed-step models.
+    pub models: Vec<ModelEntry>,
+    /// `(iteration, h)` of the adapted run at each change of the step (and at both ends).
+    pub trajectory: Vec<(u64, f64)>,
+}
+
+/// Trains the adapted and fixed-step models of one data set and checks them.
+fn run_case(
+    out: &Path,
+    label: &str,
+    base: &RunConfig,
+    fixed: &[usize],
+    reporter: &Reporter,
+) -> Result<CaseResult, CliError> {
+    let mut models = Vec::new();
+    let mut trajectory = Vec::new();
+    let mut jobs: Vec<(String, RunConfig)> = Vec::new();
+    let mut adapted = base.clone();
+    adapted.adapt.enabled = true;
+    adapted.resolve()?;
+    jobs.push(("adapted".into(), adapted));
+    for &n in fixed {
+        let mut c = base.clone();
+        c.solver.steps = Some(n);
+        c.resolve()?;
+        jobs.push((format!("{}-{n}", base.solver.method), c));
+    }
+    for (name, cfg) in jobs {
+        let dir = out.join(label).join(&name);
+        reporter.note(format!("{label}: training {name}"));
+        let s = ensure_trained(&dir, &cfg, reporter)?;
+        let check = ensure_checked(&dir, cfg.check.threshold, cfg.check.batch_size, reporter)?;
+        let is_adapted = s.adaptation.is_some();
+        let initial = s
+            .adaptation
+            .as_ref()
+            .map_or(s.train.clone(), |a| a.initial.clone());
+        let h_of = |spec: &crate::runs::model_file::SolverSpec| {
+            spec.step_size
+                .unwrap_or_else(|| 1.0 / spec.steps.unwrap_or(1) as f64)
+        };
+        if is_adapted {
+            let log = read_log(&dir.join(odeflow::train::METRICS_FILE)).map_err(|e| {
+                CliError::runtime(format!(
+                    "cannot read the metrics of '{}': {e}",
+                    dir.display()
+                ))
+            })?;
+            let mut last = f64::NAN;
+            let n = log.len();
+            for (i, r) in log.iter().enumerate() {
+                let (Some(it), Some(h)) = (r["iteration"].as_u64(), r["h"].as_f64()) else {
+                    continue;
+                };
+                if h != last || i + 1 == n {
+                    trajectory.push((it, h));
+                    last = h;
+                }
+            }
+        }
+        models.push(ModelEntry {
+            run: format!("{label}/{name}"),
+            name,
+            adapted: is_adapted,
+            initial_step_size: h_of(&initial),
+            final_step_size: h_of(&s.train),
+            final_steps: s.train.steps.unwrap_or(1),
+            nfe_forward_mean: s.nfe_forward_mean,
+            test_accuracy: s.test_accuracy,
+            valid: check.valid,
+            worst: check.worst,
+            summary: check.summary,
+            seconds: s.seconds,
+        });
+    }
+    Ok(CaseResult {
+        dataset: base.data.name.clone(),
+        iterations: base.train.iterations,
+        models,
+        trajectory,
+    })
+}
+
+/// The two panels of one data set: the adapted step against iterations (fixed steps as
+/// horizontal lines), and each model's accuracy with its training solver against its worst
+/// accuracy under a more accurate solver, at its final step size.
+fn case_panels(c: &CaseResult) -> Vec<Panel> {
+    let mut traj = Panel::new(
+        format!("{}: training step size", c.dataset),
+        "iteration",
+        "step size h",
+    )
+    .scales(Scale::Linear, Scale::Log)
+    .legend(Legend::LowerLeft);
+    let pts: Vec<(f64, f64)> = c.trajectory.iter().map(|&(i, h)| (i as f64, h)).collect();
+    // Draw the piecewise-constant step as a staircase.
+    let mut stairs = Vec::new();
+    for w in pts.windows(2) {
+        stairs.push(w[0]);
+        stairs.push((w[1].0, w[0].1));
+    }
+    if let Some(&p) = pts.last() {
+        stairs.push(p);
+    }
+    traj = traj.with(Series::line("adapted", stairs));
+    for m in c.models.iter().filter(|m| !m.adapted) {
+        traj = traj.with(Series::line(
+            format!("fixed: {}", m.name),
+            vec![
+                (0.0, m.final_step_size),
+                (c.iterations as f64, m.final_step_size),
+            ],
+        ));
+    }
+    let mut acc = Panel::new(
+        format!(
+            "{}: training solver vs worst more accurate solver",
+            c.dataset
+        ),
+        "final training step size h",
+        "test accuracy",
+    )
+    .scales(Scale::Log, Scale::Linear)
+    .y_limits(0.0, 1.02)
+    .legend(Legend::LowerLeft);
+    for m in &c.models {
+        acc = acc.with(Series::line_markers(
+            format!(
+                "{}: {:.3} → {:.3} ({})",
+                m.name,
+                m.test_accuracy,
+                m.worst.accuracy,
+                if m.valid { "valid" } else { "NOT valid" }
+            ),
+            vec![
+                (m.final_step_size, m.test_accuracy),
+                (m.final_step_size, m.worst.accuracy),
+            ],
+        ));
+    }
+    vec![traj, acc]
+}
+
+/// Runs `odeflow experiment step-adaptation`.
+pub fn run(args: StepAdaptationArgs, reporter: &Reporter) -> Result<(), CliError> {
+    let start = Instant::now();
+    let mut base = RunConfig {
+        seed: args.seed,
+        dtype: args.dtype.clone(),
+        ..RunConfig::default()
+    };
+    base.solver.method = args.method.clone();
+    base.train.iterations = args.iterations;
+    base.train.lr = args.lr;
+    base.train.batch_size = args.batch_size;
+    base.adapt.interval = args.adapt_interval;
+    base.adapt.threshold = args.adapt_threshold;
+    base.check.threshold = args.threshold;
+    let mut cases = vec![run_case(
+        &args.out_dir,
+        "sphere2",
+        &base,
+        &args.fixed_steps,
+        reporter,
+    )?];
+    let mnist = if args.no_mnist {
+        None
+    } else {
+        match &args.mnist {
+            Some(d) if !d.is_dir() => {
+                return Err(CliError::input(format!(
+                    "--mnist {}: no such folder",
+                    d.display()
+                )))
+            }
+            Some(d) => Some(d.clone()),
+            None => default_mnist(),
+        }
+    };
+    match &mnist {
+        Some(dir) => {
+            let mut m = base.clone();
+            m.data.name = "mnist".into();
+            m.data.dir = Some(dir.clone());
+            m.data.train_size = Some(args.mnist_train_size);
+            m.data.test_size = Some(args.mnist_test_size);
+            m.train.iterations = args.mnist_iterations;
+            m.model.kind = args.mnist_model.clone();
+            match args.mnist_model.as_str() {
+                "mlp" => m.model.hidden = Some(vec![64]),
+                _ => m.model.channels = Some(8),
+            }
+            cases.push(run_case(
+                &args.out_dir,
+                "mnist",
+                &m,
+                &args.mnist_fixed_steps,
+                reporter,
+            )?);
+        }
+        None => {
+            reporter.note("MNIST skipped: no folder found (give --mnist FOLDER with the IDX files)")
+        }
+    }
+    let fig = Figure {
+        title: format!(
+            "Step-size adaptation (Ott et al.): {} with the step adapted during training vs fixed steps",
+            args.method
+        ),
+        panels: cases.iter().flat_map(case_panels).collect(),
+    };
+    let fig_name = "step-adaptation.png";
+    plot::save(&fig, &args.out_dir.join(fig_name))?;
+    #[derive(Serialize)]
+    struct Out<'a> {
+        method: &'a str,
+        threshold: f64,
+        adapt_interval: u64,
+        adapt_threshold: f64,
+        seconds: f64,
+        figure: &'a str,
+        cases: &'a [CaseResult],
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    output::write_json(
+        &Out {
+            method: &args.method,
+            threshold: args.threshold,
+            adapt_interval: args.adapt_interval,
+            adapt_threshold: args.adapt_threshold,
+            seconds,
+            figure: fig_name,
+            cases: &cases,
+        },
+        Some(&args.out_dir.join("step-adaptation.json")),
+        Layout::Pretty,
+    )?;
+    let mut text = String::new();
+    for c in &cases {
+        for m in &c.models {
+            text.push_str(&format!(
+                "{} {:<10} h {} → {} ({} step{}), test accuracy {:.4}, {}\n",
+                c.dataset,
+                m.name,
+                short(m.initial_step_size),
+                short(m.final_step_size),
+                m.final_steps,
+                if m.final_steps == 1 { "" } else { "s" },
+                m.test_accuracy,
+                if m.valid {
+                    "valid ODE flow".to_string()
+                } else {
+                    format!("NOT valid (drop {:.3})", m.worst.drop)
+                }
+            ));
+        }
+    }
+    text.push_str(&format!(
+        "figure: {} ({seconds:.0} s)\n",
+        args.out_dir.join(fig_name).display()
+    ));
+    output::write_stdout(text.as_bytes())
+}

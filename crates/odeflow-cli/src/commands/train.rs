@@ -1,0 +1,410 @@
+//! `odeflow train`: train an ODE classifier with a given solver, then check whether it is a
+//! valid ODE flow.
+//!
+//! ```text
+//! odeflow train --dataset sphere2 --method euler --steps 2 --iterations 2000 --lr 1e-2 --out-dir runs/e2
+//! odeflow train --config run.toml --out-dir runs/from-file
+//! odeflow train --dataset sphere2 --method euler --adapt --out-dir runs/adapted
+//! odeflow train --out-dir runs/e2 --resume --iterations 4000
+//! ```
+//!
+//! The run folder receives `config.toml`, `checkpoint.json`, `metrics.jsonl`, `model.json`,
+//! `summary.json`, `training.png`, and — unless `--no-check` — `check.json` and `check.png`;
+//! the one-line verdict is printed on stdout.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::args::positive;
+use crate::error::CliError;
+use crate::output;
+use crate::progress::Reporter;
+use crate::runs::check::check_run;
+use crate::runs::config::{RunConfig, CONFIG_FILE};
+use crate::runs::model_file::SolverSpec;
+use crate::runs::train::train_run;
+use crate::runs::{load_run_config, model_file::MODEL_FILE};
+
+/// Flags that configure a run, except the training solver and the seed (shared by `train`
+/// and `sweep`). Each overrides the value of `--config`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BaseFlags {
+    /// TOML configuration file (see the README); flags override its values.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data set: sphere2 (or sphere<d>: sphere3, sphere10, sphere900), mnist, cifar10.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Folder of the MNIST IDX or CIFAR-10 binary files.
+    #[arg(long, value_name = "FOLDER")]
+    pub data_dir: Option<PathBuf>,
+    /// Spheres: training points (2000); images: keep the first N training images.
+    #[arg(long, value_name = "N")]
+    pub train_size: Option<usize>,
+    /// Spheres: test points (1000); images: keep the first N test images.
+    #[arg(long, value_name = "N")]
+    pub test_size: Option<usize>,
+    /// Seed of the data (sphere points, image splits); default 0.
+    #[arg(long, value_name = "SEED")]
+    pub data_seed: Option<u64>,
+    /// Model: simple_odenet (spheres), odenet (images) or mlp; default per data set.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Hidden channels of simple_odenet (32) / odenet (64).
+    #[arg(long, value_name = "C")]
+    pub channels: Option<usize>,
+    /// Hidden widths of mlp, comma-separated (64,64).
+    #[arg(long, value_delimiter = ',', value_name = "W,W")]
+    pub hidden: Option<Vec<usize>>,
+    /// Activation of mlp: relu, tanh, softplus, silu, sigmoid (tanh).
+    #[arg(long)]
+    pub activation: Option<String>,
+    /// Zero channels appended to the ODE state (augmented Neural ODE); default 0.
+    #[arg(long, value_name = "C")]
+    pub augment: Option<usize>,
+    /// Workers the batch is split over (default 0: every core); results are bitwise
+    /// reproducible for the same seed and worker count.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Gradient method: backprop, adjoint, reversible.
+    #[arg(long)]
+    pub grad: Option<String>,
+    /// Training iterations (10000).
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<u64>,
+    /// Mini-batch size (128).
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Optimizer: adam or sgd.
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// Learning rate (1e-4).
+    #[arg(long, value_parser = positive)]
+    pub lr: Option<f64>,
+    /// SGD momentum (0.9).
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// L2 weight decay (0).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Scalar type: f32 (default, faster) or f64.
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Checkpoint every N iterations (100) and at the end.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<u64>,
+    /// Adapt the step size (euler, midpoint) or tolerance (fehlberg2, dopri5) during training
+    /// (Ott et al.); without a step, the initial step is chosen on the first batch.
+    #[arg(long)]
+    pub adapt: bool,
+    /// Adaptation: check every N iterations (50).
+    #[arg(long, value_name = "N")]
+    pub adapt_interval: Option<u64>,
+    /// Adaptation: largest tolerated batch-accuracy gap (0.1).
+    #[arg(long, value_name = "GAP")]
+    pub adapt_threshold: Option<f64>,
+    /// Adaptation: largest number of steps on [0, 1] (500).
+    #[arg(long, value_name = "N")]
+    pub adapt_max_steps: Option<f64>,
+    /// Adaptation: growth factor (1.1).
+    #[arg(long, value_name = "F")]
+    pub adapt_grow: Option<f64>,
+    /// Adaptation: largest step size (1).
+    #[arg(long, value_name = "H")]
+    pub adapt_max_h: Option<f64>,
+    /// Adaptation: initial tolerance of adaptive methods (1e-6).
+    #[arg(long, value_name = "TOL", value_parser = positive)]
+    pub adapt_initial_tol: Option<f64>,
+    /// Largest tolerated test-accuracy drop of the validity check (0.02).
+    #[arg(long, value_name = "DROP")]
+    pub check_threshold: Option<f64>,
+    /// Samples per evaluation batch (1000).
+    #[arg(long, value_name = "N")]
+    pub eval_batch_size: Option<usize>,
+}
+
+/// The training solver and the seed of one run.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SolverFlags {
+    /// Training method (euler).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Equal training steps on [0, 1].
+    #[arg(long, value_name = "N")]
+    pub steps: Option<usize>,
+    /// Training step size on [0, 1] (last step shortened).
+    #[arg(long, value_name = "H", value_parser = positive)]
+    pub step_size: Option<f64>,
+    /// Tolerance (rtol = atol) of an adaptive training method.
+    #[arg(long, value_name = "TOL", value_parser = positive)]
+    pub tol: Option<f64>,
+    /// Seed of the model and the batch order (0).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl BaseFlags {
+    /// The configuration of `--config` (or the defaults) with these flags applied.
+    pub fn config(&self) -> Result<RunConfig, CliError> {
+        let mut c = match &self.config {
+            Some(p) => RunConfig::load(p)?,
+            None => RunConfig::default(),
+        };
+        self.apply(&mut c);
+        Ok(c)
+    }
+
+    /// Overrides the values of `c` with the flags given.
+    pub fn apply(&self, c: &mut RunConfig) {
+        macro_rules! set {
+            ($flag:expr, $field:expr) => {
+                if let Some(v) = $flag.clone() {
+                    $field = v;
+                }
+            };
+        }
+        if let Some(name) = &self.dataset {
+            if *name != c.data.name {
+                // Model defaults depend on the data set.
+                c.model = Default::default();
+            }
+            c.data.name = name.clone();
+        }
+        if self.data_dir.is_some() {
+            c.data.dir = self.data_dir.clone();
+        }
+        if self.train_size.is_some() {
+            c.data.train_size = self.train_size;
+        }
+        if self.test_size.is_some() {
+            c.data.test_size = self.test_size;
+        }
+        set!(self.data_seed, c.data.data_seed);
+        set!(self.model, c.model.kind);
+        if self.channels.is_some() {
+            c.model.channels = self.channels;
+        }
+        if self.hidden.is_some() {
+            c.model.hidden = self.hidden.clone();
+        }
+        if self.activation.is_some() {
+            c.model.activation = self.activation.clone();
+        }
+        set!(self.augment, c.model.augment);
+        set!(self.threads, c.model.threads);
+        set!(self.grad, c.solver.grad);
+        set!(self.iterations, c.train.iterations);
+        set!(self.batch_size, c.train.batch_size);
+        set!(self.optimizer, c.train.optimizer);
+        set!(self.lr, c.train.lr);
+        set!(self.momentum, c.train.momentum);
+        set!(self.weight_decay, c.train.weight_decay);
+        set!(self.dtype, c.dtype);
+        set!(self.checkpoint_every, c.train.checkpoint_every);
+        if self.adapt {
+            c.adapt.enabled = true;
+        }
+        set!(self.adapt_interval, c.adapt.interval);
+        set!(self.adapt_threshold, c.adapt.threshold);
+        set!(self.adapt_max_steps, c.adapt.max_steps);
+        set!(self.adapt_grow, c.adapt.grow);
+        set!(self.adapt_max_h, c.adapt.max_h);
+        set!(self.adapt_initial_tol, c.adapt.initial_tol);
+        set!(self.check_threshold, c.check.threshold);
+        set!(self.eval_batch_size, c.check.batch_size);
+    }
+
+    /// Flags that change what a run computes (everything but `--iterations` and
+    /// `--checkpoint-every`), by name, when given.
+    pub fn given(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let mut add = |set: bool, name| {
+            if set {
+                v.push(name)
+            }
+        };
+        add(self.config.is_some(), "--config");
+        add(self.dataset.is_some(), "--dataset");
+        add(self.data_dir.is_some(), "--data-dir");
+        add(self.train_size.is_some(), "--train-size");
+        add(self.test_size.is_some(), "--test-size");
+        add(self.data_seed.is_some(), "--data-seed");
+        add(self.model.is_some(), "--model");
+        add(self.channels.is_some(), "--channels");
+        add(self.hidden.is_some(), "--hidden");
+        add(self.activation.is_some(), "--activation");
+        add(self.augment.is_some(), "--augment");
+        add(self.threads.is_some(), "--threads");
+        add(self.grad.is_some(), "--grad");
+        add(self.batch_size.is_some(), "--batch-size");
+        add(self.optimizer.is_some(), "--optimizer");
+        add(self.lr.is_some(), "--lr");
+        add(self.momentum.is_some(), "--momentum");
+        add(self.weight_decay.is_some(), "--weight-decay");
+        add(self.dtype.is_some(), "--dtype");
+        add(self.adapt, "--adapt");
+        add(self.adapt_interval.is_some(), "--adapt-interval");
+        add(self.adapt_threshold.is_some(), "--adapt-threshold");
+        add(self.adapt_max_steps.is_some(), "--adapt-max-steps");
+        add(self.adapt_grow.is_some(), "--adapt-grow");
+        add(self.adapt_max_h.is_some(), "--adapt-max-h");
+        add(self.adapt_initial_tol.is_some(), "--adapt-initial-tol");
+        add(self.check_threshold.is_some(), "--check-threshold");
+        add(self.eval_batch_size.is_some(), "--eval-batch-size");
+        v
+    }
+}
+
+impl SolverFlags {
+    /// Overrides the solver and seed of `c` with the flags given (a new step kind replaces
+    /// the configured one).
+    pub fn apply(&self, c: &mut RunConfig) {
+        if let Some(m) = &self.method {
+            c.solver.method = m.clone();
+        }
+        if self.steps.is_some() || self.step_size.is_some() || self.tol.is_some() {
+            c.solver.steps = self.steps;
+            c.solver.step_size = self.step_size;
+            c.solver.tol = self.tol;
+        }
+        if let Some(s) = self.seed {
+            c.seed = s;
+        }
+    }
+
+    fn given(&self) -> Vec<&'static str> {
+        [
+            (self.method.is_some(), "--method"),
+            (self.steps.is_some(), "--steps"),
+            (self.step_size.is_some(), "--step-size"),
+            (self.tol.is_some(), "--tol"),
+            (self.seed.is_some(), "--seed"),
+        ]
+        .into_iter()
+        .filter_map(|(g, n)| g.then_some(n))
+        .collect()
+    }
+}
+
+/// Flags of `odeflow train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The run folder (default: runs/<dataset>-<method>-<steps>-s<seed>).
+    #[arg(long, value_name = "FOLDER")]
+    pub out_dir: Option<PathBuf>,
+    /// Continue the run in --out-dir from its checkpoint; its config.toml is authoritative
+    /// (only --iterations, to extend the run, and --checkpoint-every may be given).
+    #[arg(long)]
+    pub resume: bool,
+    /// Skip the validity check after training.
+    #[arg(long)]
+    pub no_check: bool,
+    /// The training solver and seed.
+    #[command(flatten)]
+    pub solver: SolverFlags,
+    /// Everything else.
+    #[command(flatten)]
+    pub base: BaseFlags,
+}
+
+/// Writes the run's `config.toml`.
+pub fn write_config(dir: &Path, cfg: &RunConfig) -> Result<(), CliError> {
+    let text = format!(
+        "# odeflow run configuration (resolved: every default filled in)\n{}",
+        cfg.to_toml()?
+    );
+    output::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())
+}
+
+/// The configuration for `dir`: a fresh one from flags, or (with `resume`) the folder's own
+/// with `--iterations`/`--checkpoint-every` applied. Refuses to overwrite an existing run.
+pub fn prepare(
+    dir: &Path,
+    resume: bool,
+    fresh: impl FnOnce() -> Result<RunConfig, CliError>,
+    base: &BaseFlags,
+    extra_given: &[&'static str],
+) -> Result<RunConfig, CliError> {
+    if resume {
+        if !dir.join(CONFIG_FILE).exists() {
+            return Err(CliError::input(format!(
+                "nothing to resume in '{}': it holds no {CONFIG_FILE}",
+                dir.display()
+            )));
+        }
+        let mut given = base.given();
+        given.extend_from_slice(extra_given);
+        if !given.is_empty() {
+            return Err(CliError::input(format!(
+                "with --resume the run's {CONFIG_FILE} is authoritative; drop {} (only --iterations and --checkpoint-every may change)",
+                given.join(", ")
+            )));
+        }
+        let mut cfg = load_run_config(dir)?;
+        if let Some(n) = base.iterations {
+            cfg.train.iterations = n;
+        }
+        if let Some(n) = base.checkpoint_every {
+            cfg.train.checkpoint_every = n;
+        }
+        cfg.resolve()?;
+        write_config(dir, &cfg)?;
+        Ok(cfg)
+    } else {
+        let mut cfg = fresh()?;
+        cfg.resolve()?;
+        for f in ["checkpoint.json", MODEL_FILE] {
+            if dir.join(f).exists() {
+                return Err(CliError::input(format!(
+                    "'{}' already holds a run; pass --resume to continue it, or choose another --out-dir",
+                    dir.display()
+                )));
+            }
+        }
+        write_config(dir, &cfg)?;
+        Ok(cfg)
+    }
+}
+
+/// Runs `odeflow train`.
+pub fn run(args: TrainArgs, reporter: &Reporter) -> Result<(), CliError> {
+    let fresh = || {
+        let mut c = args.base.config()?;
+        args.solver.apply(&mut c);
+        Ok(c)
+    };
+    let dir = match &args.out_dir {
+        Some(d) => d.clone(),
+        None if args.resume => {
+            return Err(CliError::input("--resume needs --out-dir, the run folder"))
+        }
+        None => {
+            let mut c = fresh()?;
+            c.resolve()?;
+            let m = c.solver.method()?;
+            let slug = match c.solver.stepping()? {
+                Some(s) => SolverSpec::new(&m, &s).slug(),
+                None => format!("{}-adapt", m.name()),
+            };
+            PathBuf::from("runs").join(format!("{}-{slug}-s{}", c.data.name, c.seed))
+        }
+    };
+    let cfg = prepare(&dir, args.resume, fresh, &args.base, &args.solver.given())?;
+    let summary = train_run(&dir, &cfg, reporter)?;
+    if cfg.check.enabled && !args.no_check {
+        let c = check_run(&dir, cfg.check.threshold, cfg.check.batch_size, reporter)?;
+        output::write_stdout(format!("{}\n", c.summary).as_bytes())?;
+    } else {
+        output::write_stdout(
+            format!(
+                "trained {}: test accuracy {:.4} with {} (validity not checked)\n",
+                dir.display(),
+                summary.test_accuracy,
+                summary.train.label()
+            )
+            .as_bytes(),
+        )?;
+    }
+    Ok(())
+}

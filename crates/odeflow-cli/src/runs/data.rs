@@ -1,0 +1,103 @@
+//! The data set of a run, loaded from its [`DataConfig`].
+//!
+//! * `sphere<d>`: Ott et al.'s concentric spheres, `train_size` (2000) and `test_size` (1000)
+//!   points drawn with `data_seed`.
+//! * `mnist`: the IDX files of the folder `dir` (standard 60 000 / 10 000 split, or a seeded
+//!   8 000 / 2 000 split of the test files when only those are present), normalised with the
+//!   usual mean 0.1307 and std 0.3081; `train_size`/`test_size` keep the first N images of
+//!   each (already shuffled) part.
+//! * `cifar10`: the binary batches of `dir`, normalised per channel, subsets likewise. The
+//!   crop/flip augmentation is not applied (batches stay a pure function of the iteration,
+//!   which exact resumption needs).
+
+use odeflow::data::{
+    load_cifar10, load_mnist, ChannelNorm, Cifar10Options, Dataset, MnistOptions, SpheresConfig,
+};
+use odeflow::Real;
+
+use super::config::{DataConfig, DataKind};
+use crate::error::CliError;
+
+/// Training and test set of a run.
+pub struct RunData<T> {
+    /// Training samples.
+    pub train: Dataset<T>,
+    /// Test samples.
+    pub test: Dataset<T>,
+}
+
+impl<T: Real> RunData<T> {
+    /// Shape of one sample.
+    pub fn sample_shape(&self) -> &[usize] {
+        self.train.sample_shape()
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.train.num_classes()
+    }
+}
+
+/// Loads the data set a configuration names.
+pub fn load_data<T: Real>(cfg: &DataConfig) -> Result<RunData<T>, CliError> {
+    let data_err = |e: odeflow::data::DataError| CliError::input(e.to_string());
+    let (mut train, mut test, norm) = match cfg.kind()? {
+        DataKind::Spheres(dim) => {
+            let s = SpheresConfig {
+                dim,
+                train: cfg.train_size.unwrap_or(2000),
+                test: cfg.test_size.unwrap_or(1000),
+                seed: cfg.data_seed,
+            };
+            if s.train == 0 || s.test == 0 {
+                return Err(CliError::input(
+                    "train_size and test_size must be at least 1",
+                ));
+            }
+            let tt = s.generate::<T>()?;
+            return Ok(RunData {
+                train: tt.train,
+                test: tt.test,
+            });
+        }
+        DataKind::Mnist => {
+            let dir = image_dir(cfg)?;
+            let opts = MnistOptions {
+                seed: cfg.data_seed,
+                ..MnistOptions::default()
+            };
+            let m = load_mnist::<T>(dir, &opts).map_err(data_err)?;
+            (m.data.train, m.data.test, ChannelNorm::mnist())
+        }
+        DataKind::Cifar10 => {
+            let dir = image_dir(cfg)?;
+            let opts = Cifar10Options {
+                seed: cfg.data_seed,
+                ..Cifar10Options::default()
+            };
+            let c = load_cifar10::<T>(dir, &opts).map_err(data_err)?;
+            (c.data.train, c.data.test, ChannelNorm::cifar10())
+        }
+    };
+    for (n, set) in [(cfg.train_size, &mut train), (cfg.test_size, &mut test)] {
+        if let Some(n) = n {
+            if n == 0 {
+                return Err(CliError::input(
+                    "train_size and test_size must be at least 1",
+                ));
+            }
+            *set = set.take(n);
+        }
+        norm.apply(set)?;
+    }
+    Ok(RunData { train, test })
+}
+
+fn image_dir(cfg: &DataConfig) -> Result<&std::path::Path, CliError> {
+    cfg.dir.as_deref().ok_or_else(|| {
+        CliError::input(format!(
+            "dataset {} needs --data-dir FOLDER (the folder of its files)",
+            cfg.name
+        ))
+    })
+}

@@ -1,0 +1,90 @@
+//! Train → evaluate → check for commands that manage many runs (sweeps, experiments): each
+//! step is skipped when its result is already in the run folder and belongs to the current
+//! model, so an interrupted sweep or experiment continues where it stopped.
+
+use std::path::Path;
+
+use super::check::{check_run, load_check, CheckReport, CHECK_FILE};
+use super::config::{RunConfig, CONFIG_FILE};
+use super::evaluate::{evaluate_run, load_report, EvalReport, EVAL_FILE};
+use super::model_file::{ModelFile, SolverSpec, MODEL_FILE};
+use super::train::{load_summary, train_run, RunSummary, SUMMARY_FILE};
+use crate::commands::train::write_config;
+use crate::error::CliError;
+use crate::output::{self, Layout};
+use crate::progress::Reporter;
+
+/// Trains the run in `dir` with `cfg` (resolved) unless it is finished; resumes a
+/// half-trained run from its checkpoint. A folder configured differently is an error.
+pub fn ensure_trained(
+    dir: &Path,
+    cfg: &RunConfig,
+    reporter: &Reporter,
+) -> Result<RunSummary, CliError> {
+    if dir.join(CONFIG_FILE).exists() {
+        let old = super::load_run_config(dir)?;
+        if old != *cfg {
+            return Err(CliError::input(format!(
+                "the run folder '{}' was configured differently; delete it to retrain with these settings",
+                dir.display()
+            )));
+        }
+        if dir.join(MODEL_FILE).exists() && dir.join(SUMMARY_FILE).exists() {
+            let model = ModelFile::load(&dir.join(MODEL_FILE))?;
+            let summary = load_summary(dir)?;
+            if model.iterations == cfg.train.iterations && summary.fingerprint == model.fingerprint
+            {
+                return Ok(summary);
+            }
+        }
+    } else {
+        write_config(dir, cfg)?;
+    }
+    train_run(dir, cfg, reporter)
+}
+
+/// The run's evaluation on `grid`, computed unless `eval.json` already holds exactly this
+/// grid for the current model.
+pub fn ensure_evaluated(
+    dir: &Path,
+    grid: &[SolverSpec],
+    batch: usize,
+    reporter: &Reporter,
+) -> Result<EvalReport, CliError> {
+    let path = dir.join(EVAL_FILE);
+    let model = ModelFile::load(&dir.join(MODEL_FILE))?;
+    if path.exists() {
+        if let Ok(r) = load_report(&path) {
+            let same = r.model == model.fingerprint
+                && r.results.len() == grid.len()
+                && r.results.iter().zip(grid).all(|(row, g)| {
+                    row.method == g.method && row.steps == g.steps && row.tol == g.tol
+                });
+            if same {
+                return Ok(r);
+            }
+        }
+    }
+    let r = evaluate_run(dir, grid, batch, reporter)?;
+    output::write_json(&r, Some(&path), Layout::Pretty)?;
+    Ok(r)
+}
+
+/// The run's check, computed unless `check.json` already belongs to the current model and
+/// used `threshold`.
+pub fn ensure_checked(
+    dir: &Path,
+    threshold: f64,
+    batch: usize,
+    reporter: &Reporter,
+) -> Result<CheckReport, CliError> {
+    if dir.join(CHECK_FILE).exists() {
+        let model = ModelFile::load(&dir.join(MODEL_FILE))?;
+        if let Ok(c) = load_check(dir) {
+            if c.model == model.fingerprint && c.threshold == threshold {
+                return Ok(c);
+            }
+        }
+    }
+    check_run(dir, threshold, batch, reporter)
+}

@@ -1,0 +1,314 @@
+//! Training one run into its folder: data, model, adaptation hook, the training loop with
+//! checkpoints, then `model.json`, `summary.json` and `training.png`.
+//!
+//! A folder with a `checkpoint.json` is resumed from it (parameters, optimizer moments,
+//! iteration and adapted step all restored; batches are a pure function of the iteration),
+//! so a killed run continued with `--resume` ends with exactly the parameters of an
+//! uninterrupted one.
+
+use std::path::Path;
+
+use odeflow::analysis::solver_dependence::{classifier_initial_step, AdaptationHook};
+use odeflow::data::derive_seed;
+use odeflow::models::DatasetSource;
+use odeflow::solve::{AdaptiveOptions, Stepping};
+use odeflow::train::{
+    checkpoint_path, read_log, BatchSource, CheckpointError, TrainConfig, TrainError, Trainer,
+    METRICS_FILE,
+};
+use odeflow::Real;
+use serde::{Deserialize, Serialize};
+
+use super::config::RunConfig;
+use super::data::load_data;
+use super::model_file::{options, ModelFile, SolverSpec, MODEL_FILE};
+use super::plots;
+use crate::error::CliError;
+use crate::output::{self, Layout};
+use crate::progress::Reporter;
+
+/// The summary file's name inside a run folder.
+pub const SUMMARY_FILE: &str = "summary.json";
+/// The training-curve plot's name inside a run folder.
+pub const TRAINING_PLOT: &str = "training.png";
+
+/// What the adaptation did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdaptationSummary {
+    /// The training solver at the start (the initial step or tolerance).
+    pub initial: SolverSpec,
+    /// Checks done.
+    pub checks: u64,
+    /// Checks that made the step (tolerance) finer.
+    pub refined: u64,
+    /// Checks that made it coarser.
+    pub coarsened: u64,
+    /// Checks that kept it.
+    pub kept: u64,
+    /// Checks that wanted a finer step than the cap allows.
+    pub at_cap: u64,
+}
+
+/// `summary.json`: the result of training, with the training solver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Data set name.
+    pub dataset: String,
+    /// Model kind.
+    pub model: String,
+    /// Scalar type.
+    pub dtype: String,
+    /// Seed.
+    pub seed: u64,
+    /// Iterations trained.
+    pub iterations: u64,
+    /// The training solver at the end of training.
+    pub train: SolverSpec,
+    /// Accuracy on the whole training set with the training solver.
+    pub train_accuracy: f64,
+    /// Accuracy on the test set with the training solver.
+    pub test_accuracy: f64,
+    /// Mean cross-entropy on the training set (absent when a solve blew up).
+    pub train_loss: Option<f64>,
+    /// Mean cross-entropy on the test set (absent when a solve blew up).
+    pub test_loss: Option<f64>,
+    /// Mean field evaluations of the training forward solves.
+    pub nfe_forward_mean: f64,
+    /// Training wall time in seconds, summed over all sessions of the run.
+    pub seconds: f64,
+    /// Parameters' fingerprint (as in `model.json`).
+    pub fingerprint: String,
+    /// The adaptation, when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptation: Option<AdaptationSummary>,
+}
+
+/// Trains (or resumes) the run in `dir` with `cfg` (already resolved) and writes its files.
+pub fn train_run(dir: &Path, cfg: &RunConfig, reporter: &Reporter) -> Result<RunSummary, CliError> {
+    match cfg.dtype.as_str() {
+        "f64" => train_typed::<f64>(dir, cfg, reporter),
+        _ => train_typed::<f32>(dir, cfg, reporter),
+    }
+}
+
+fn train_error(e: TrainError, dir: &Path) -> CliError {
+    match e {
+        TrainError::Arg(a) => a.into(),
+        TrainError::Checkpoint(
+            c @ (CheckpointError::Corrupt { .. }
+            | CheckpointError::Checksum { .. }
+            | CheckpointError::Mismatch { .. }),
+        ) => CliError::input(format!(
+            "{c} (delete it to start the run in '{}' afresh)",
+            dir.display()
+        )),
+        other => CliError::runtime(format!(
+            "training stopped at {other} (the last completed iteration is checkpointed in '{}')",
+            dir.display()
+        )),
+    }
+}
+
+fn train_typed<T: Real>(
+    dir: &Path,
+    cfg: &RunConfig,
+    reporter: &Reporter,
+) -> Result<RunSummary, CliError> {
+    let data = load_data::<T>(&cfg.data)?;
+    let method = cfg.solver.method()?;
+    let grad = cfg.solver.grad()?;
+    let given = cfg.solver.stepping()?;
+    let spec = cfg.model.spec();
+    let start_stepping = given.clone().unwrap_or(Stepping::FixedStep(1.0));
+    let mut model = spec.build::<T>(
+        data.sample_shape(),
+        data.classes(),
+        method.clone(),
+        grad,
+        options(start_stepping),
+        cfg.seed,
+    )?;
+    let mut source =
+        DatasetSource::new(&data.train, cfg.train.batch_size, derive_seed(cfg.seed, 21))?;
+    let mut hook = AdaptationHook::log_only();
+    let mut initial = None;
+    if cfg.adapt.enabled {
+        let acfg = cfg.adapt.library()?;
+        let stepping = match given {
+            Some(Stepping::FixedCount(n)) => Stepping::FixedStep(1.0 / n as f64),
+            Some(s @ Stepping::FixedStep(_)) => s,
+            Some(Stepping::Adaptive(a)) => Stepping::Adaptive(a),
+            None if method.is_adaptive() => {
+                Stepping::Adaptive(AdaptiveOptions::new(acfg.initial_tol, acfg.initial_tol))
+            }
+            None => {
+                let mut first = source.new_batch();
+                source.fill(0, &mut first);
+                let h = classifier_initial_step(&mut model, &first.x, method.order(), acfg.max_h)?;
+                Stepping::FixedStep(h)
+            }
+        };
+        hook = match &stepping {
+            Stepping::FixedStep(h) => AdaptationHook::fixed(acfg, method.name(), *h)?,
+            Stepping::Adaptive(a) => {
+                let mut c = acfg;
+                c.initial_tol = a.rtol;
+                AdaptationHook::tolerance(c, method.name())?
+            }
+            Stepping::FixedCount(_) => unreachable!("converted to a step size above"),
+        };
+        model.solver_mut().set_stepping(stepping.clone())?;
+        initial = Some(SolverSpec::new(&method, &stepping));
+    }
+    let tcfg = TrainConfig {
+        iterations: cfg.train.iterations,
+        optimizer: cfg.train.optimizer()?,
+        schedule: Default::default(),
+        checkpoint_every: cfg.train.checkpoint_every,
+        out_dir: Some(dir.to_path_buf()),
+    };
+    let mut trainer = if checkpoint_path(dir).exists() {
+        Trainer::resume(tcfg, &mut model, &mut hook).map_err(|e| train_error(e, dir))?
+    } else {
+        Trainer::new(tcfg, &model).map_err(|e| train_error(e, dir))?
+    };
+    reporter.note(format!(
+        "run '{}': {} with {} training and {} test samples",
+        dir.display(),
+        cfg.data.name,
+        data.train.len(),
+        data.test.len()
+    ));
+    let done = trainer.iteration();
+    if done > cfg.train.iterations {
+        return Err(CliError::input(format!(
+            "the run in '{}' has already trained {done} iterations, more than --iterations {}",
+            dir.display(),
+            cfg.train.iterations
+        )));
+    }
+    if done > 0 && done < cfg.train.iterations {
+        reporter.note(format!(
+            "resuming '{}' at iteration {done} of {}",
+            dir.display(),
+            cfg.train.iterations
+        ));
+    }
+    let bar = reporter.bar(cfg.train.iterations, "train");
+    bar.set_position(done);
+    let every = (cfg.train.iterations / 200).max(1);
+    trainer
+        .run(&mut model, &mut source, &mut hook, |rec| {
+            if rec.iteration % every == 0 || rec.iteration == cfg.train.iterations {
+                let step = match (rec.extra.get("h"), rec.extra.get("tol")) {
+                    (Some(h), _) => format!(" h {}", super::model_file::short(*h)),
+                    (_, Some(t)) => format!(" tol {}", super::model_file::short(*t)),
+                    _ => String::new(),
+                };
+                bar.set_message(format!(
+                    "loss {:.4} acc {:.3}{step}",
+                    rec.loss,
+                    rec.accuracy.unwrap_or(f64::NAN)
+                ));
+            }
+            bar.set_position(rec.iteration);
+        })
+        .map_err(|e| train_error(e, dir))?;
+    bar.finish_and_clear();
+
+    let log = read_log(&dir.join(METRICS_FILE)).map_err(|e| {
+        CliError::runtime(format!(
+            "cannot read the metrics log in '{}': {e}",
+            dir.display()
+        ))
+    })?;
+    // An adapted run ends with the step (tolerance) its last iteration trained with: the
+    // adaptation's decision at the last check would only apply to the next iteration.
+    let mut final_stepping = model.solver().options().stepping.clone();
+    if cfg.adapt.enabled {
+        let last = log.last();
+        match (
+            &final_stepping,
+            last.and_then(|r| r["h"].as_f64()),
+            last.and_then(|r| r["tol"].as_f64()),
+        ) {
+            (Stepping::FixedStep(_), Some(h), _) => final_stepping = Stepping::FixedStep(h),
+            (Stepping::Adaptive(_), _, Some(t)) => {
+                final_stepping = Stepping::Adaptive(AdaptiveOptions::new(t, t))
+            }
+            _ => {}
+        }
+        model.solver_mut().set_stepping(final_stepping.clone())?;
+    }
+    let final_spec = SolverSpec::new(&method, &final_stepping);
+    let opts = options(final_stepping);
+    let bs = cfg.check.batch_size;
+    let tr = model
+        .evaluate(&data.train, &method, &opts, bs)
+        .map_err(CliError::runtime)?;
+    let te = model
+        .evaluate(&data.test, &method, &opts, bs)
+        .map_err(CliError::runtime)?;
+    let file = ModelFile::new(
+        &model,
+        spec,
+        data.sample_shape().to_vec(),
+        data.classes(),
+        cfg.seed,
+        final_spec.clone(),
+        trainer.iteration(),
+    );
+    file.save(&dir.join(MODEL_FILE))?;
+    let col = |k: &str| -> Vec<f64> { log.iter().filter_map(|r| r[k].as_f64()).collect() };
+    let seconds = col("ms").iter().sum::<f64>() / 1e3;
+    let nfe = col("nfe_forward");
+    let finite = |v: f64| v.is_finite().then_some(v);
+    let summary = RunSummary {
+        dataset: cfg.data.name.clone(),
+        model: cfg.model.kind.clone(),
+        dtype: T::NAME.into(),
+        seed: cfg.seed,
+        iterations: trainer.iteration(),
+        train: final_spec,
+        train_accuracy: tr.accuracy,
+        test_accuracy: te.accuracy,
+        train_loss: finite(tr.loss),
+        test_loss: finite(te.loss),
+        nfe_forward_mean: nfe.iter().sum::<f64>() / nfe.len().max(1) as f64,
+        seconds,
+        fingerprint: file.fingerprint.clone(),
+        adaptation: initial.map(|initial| AdaptationSummary {
+            initial,
+            checks: hook.counts.checks,
+            refined: hook.counts.refined,
+            coarsened: hook.counts.coarsened,
+            kept: hook.counts.kept,
+            at_cap: hook.counts.at_cap,
+        }),
+    };
+    output::write_json(&summary, Some(&dir.join(SUMMARY_FILE)), Layout::Pretty)?;
+    let adaptive = summary.train.tol.is_some();
+    let fig = plots::training_figure(
+        &format!("training: {} on {}", summary.train.label(), cfg.data.name),
+        &log,
+        cfg.adapt.enabled || adaptive,
+    );
+    crate::plot::save(&fig, &dir.join(TRAINING_PLOT))?;
+    reporter.note(format!(
+        "trained {} iterations ({:.1} s): test accuracy {:.4} with {}",
+        summary.iterations,
+        summary.seconds,
+        summary.test_accuracy,
+        summary.train.label()
+    ));
+    Ok(summary)
+}
+
+/// Reads a run's `summary.json`.
+pub fn load_summary(dir: &Path) -> Result<RunSummary, CliError> {
+    let path = dir.join(SUMMARY_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CliError::input(format!("cannot read '{}': {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::input(format!("'{}' is corrupt: {e}", path.display())))
+}

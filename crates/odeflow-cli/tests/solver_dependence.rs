@@ -1,0 +1,421 @@
+//! End-to-end tests of the solver-dependence commands (train, eval, check, sweep, merge,
+//! critical-step, experiment) on tiny budgets: files written, exact resumption, JSON keys,
+//! exit codes, and one-line errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn odeflow(dir: &Path, cmdline: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_odeflow"))
+        .args(cmdline.split_whitespace())
+        .current_dir(dir)
+        .output()
+        .expect("the odeflow binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ok(dir: &Path, cmdline: &str) -> Output {
+    let out = odeflow(dir, cmdline);
+    assert!(out.status.success(), "{cmdline}: {}", stderr(&out));
+    out
+}
+
+fn json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Asserts a failure with `code` and exactly one `error:` line containing every needle.
+fn one_line_failure(out: &Output, code: i32, what: &str, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "{what}: {err}");
+    assert_eq!(err.lines().count(), 1, "{what}: not one line: {err}");
+    assert!(err.starts_with("error: "), "{what}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{what}: '{n}' missing in: {err}");
+    }
+    assert!(!err.contains("panicked"));
+}
+
+/// A tiny sphere2 run: 256 training and 128 test points, batches of 32.
+const TINY: &str = "--dataset sphere2 --train-size 256 --test-size 128 --batch-size 32 --lr 1e-2 --checkpoint-every 5";
+
+/// The metrics log without the wall-time field.
+fn metrics(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("ms");
+            v
+        })
+        .collect()
+}
+
+fn check_resume(extra: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let base = format!("train {TINY} --method euler {extra} --no-check -q");
+    ok(d, &format!("{base} --iterations 40 --out-dir full"));
+    // Interrupted run: 20 iterations, then 5 more whose checkpoint is lost (the process is
+    // killed between two checkpoints), then resumed to 40.
+    ok(d, &format!("{base} --iterations 20 --out-dir part"));
+    let ck20 = std::fs::read(d.join("part/checkpoint.json")).unwrap();
+    ok(
+        d,
+        "train --out-dir part --resume --iterations 25 --no-check -q",
+    );
+    std::fs::write(d.join("part/checkpoint.json"), ck20).unwrap();
+    ok(
+        d,
+        "train --out-dir part --resume --iterations 40 --no-check -q",
+    );
+    let (a, b) = (
+        json(&d.join("full/model.json")),
+        json(&d.join("part/model.json")),
+    );
+    assert_eq!(
+        a["params"], b["params"],
+        "{extra}: resumed parameters differ"
+    );
+    assert_eq!(a["train"], b["train"]);
+    let (ma, mb) = (metrics(&d.join("full")), metrics(&d.join("part")));
+    assert_eq!(ma.len(), 40);
+    assert_eq!(ma, mb, "{extra}: metrics logs differ");
+    for f in [
+        "config.toml",
+        "checkpoint.json",
+        "metrics.jsonl",
+        "model.json",
+        "summary.json",
+        "training.png",
+    ] {
+        assert!(d.join("part").join(f).is_file(), "{f} missing");
+    }
+    let cfg = std::fs::read_to_string(d.join("part/config.toml")).unwrap();
+    assert!(cfg.contains("iterations = 40"), "{cfg}");
+}
+
+#[test]
+fn train_resumes_bit_for_bit_after_a_kill() {
+    check_resume("--steps 2");
+}
+
+#[test]
+fn adapted_f64_training_resumes_bit_for_bit_and_logs_the_step() {
+    check_resume("--adapt --adapt-interval 5 --dtype f64");
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(d, &format!("train {TINY} --method euler --adapt --adapt-interval 5 --iterations 30 --dtype f64 --out-dir a --no-check -q"));
+    let log = metrics(&d.join("a"));
+    assert!(log.iter().all(|r| r["h"].as_f64().unwrap() > 0.0));
+    let checks: Vec<&Value> = log.iter().filter(|r| r.get("adapt").is_some()).collect();
+    assert_eq!(checks.len(), 6);
+    assert!(checks.iter().all(|r| r["acc_test"].is_number()));
+    let s = json(&d.join("a/summary.json"));
+    assert_eq!(s["adaptation"]["checks"], 6);
+    assert_eq!(s["dtype"], "f64");
+    assert!(s["adaptation"]["initial"]["step_size"].as_f64().unwrap() > 0.0);
+    // The final training solver is the one of the last iteration.
+    let h_last = log.last().unwrap()["h"].as_f64().unwrap();
+    assert_eq!(s["train"]["step_size"].as_f64().unwrap(), h_last);
+}
+
+#[test]
+fn train_checks_and_eval_writes_json_csv_and_plot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let out = ok(
+        d,
+        &format!("train {TINY} --method euler --steps 2 --iterations 20 --out-dir r"),
+    );
+    let line = stdout(&out);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(line.contains("ODE flow"), "{line}");
+    for f in ["check.json", "check.png", "summary.json"] {
+        assert!(d.join("r").join(f).is_file(), "{f} missing");
+    }
+    let s = json(&d.join("r/summary.json"));
+    for k in ["train_accuracy", "test_accuracy", "seconds", "train"] {
+        assert!(s.get(k).is_some(), "summary.{k}");
+    }
+    ok(
+        d,
+        "eval r --methods euler,rk4,dopri5 --steps 1,2,4 --tols 1e-3,1e-5 -q",
+    );
+    let e = json(&d.join("r/eval.json"));
+    assert_eq!(e["train"]["method"], "euler");
+    assert_eq!(e["train"]["steps"], 2);
+    assert!(e["train"]["accuracy"].is_number());
+    let results = e["results"].as_array().unwrap();
+    assert_eq!(results.len(), 8); // euler ×3, rk4 ×3, dopri5 at 2 tolerances
+    for r in results {
+        assert!(r["method"].is_string() && r["accuracy"].is_number());
+        assert!(r.get("steps").is_some() != r.get("tol").is_some(), "{r}");
+    }
+    assert_eq!(results[7]["tol"], 1e-5);
+    // The training solver itself is in the grid: same accuracy as `train`.
+    assert_eq!(results[1]["accuracy"], e["train"]["accuracy"]);
+    let csv = std::fs::read_to_string(d.join("r/eval.csv")).unwrap();
+    assert!(
+        csv.starts_with("role,method,order,steps,tol,accuracy"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 10);
+    let png = std::fs::read(d.join("r/eval.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+}
+
+#[test]
+fn check_gives_the_verdict_and_its_exit_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // Two Euler steps on the concentric shells: ~100 % with the training solver, collapse
+    // under finer solvers.
+    ok(d, "train --dataset sphere2 --train-size 1024 --test-size 256 --batch-size 64 --lr 1e-2 --method euler --steps 2 --iterations 600 --out-dir coarse --no-check -q");
+    let out = odeflow(d, "check coarse -q");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("NOT a valid ODE flow"),
+        "{}",
+        stdout(&out)
+    );
+    let c = json(&d.join("coarse/check.json"));
+    assert_eq!(c["valid"], false);
+    assert!(c["train_accuracy"].as_f64().unwrap() > 0.95, "{c}");
+    for k in ["method", "steps", "accuracy", "drop"] {
+        assert!(c["worst"].get(k).is_some(), "worst.{k}");
+    }
+    assert!(c["worst"]["drop"].as_f64().unwrap() > 0.2);
+    assert_eq!(c["source"], "default grid");
+    assert!(d.join("coarse/check.png").is_file());
+    ok(d, "check coarse --exit-zero -q");
+    // A model whose eval.json has qualifying results reuses it.
+    ok(d, "eval coarse --methods euler --steps 2,4 -q");
+    let _ = odeflow(d, "check coarse -q");
+    assert_eq!(json(&d.join("coarse/check.json"))["source"], "eval.json");
+    // An almost untrained model is the same function under every solver: valid, exit 0.
+    let out = ok(d, "train --dataset sphere2 --train-size 256 --test-size 128 --method rk4 --steps 4 --iterations 3 --out-dir calm -q");
+    assert!(
+        stdout(&out).starts_with("VALID ODE flow"),
+        "{}",
+        stdout(&out)
+    );
+    ok(d, "check calm -q");
+    assert_eq!(json(&d.join("calm/check.json"))["valid"], true);
+}
+
+#[test]
+fn sweep_shards_merge_and_critical_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let sweep = format!(
+        "sweep --out-dir sw {TINY} --iterations 30 --methods euler --steps 2,8 --seeds 0,1 -q"
+    );
+    let out = ok(d, &format!("{sweep} --shard 1/2"));
+    assert!(
+        stdout(&out).contains("shard 1/2 finished (2 runs)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = odeflow(d, "merge sw");
+    one_line_failure(
+        &out,
+        2,
+        "merge before shard 2",
+        &["2 runs", "not finished", "euler-2-s1"],
+    );
+    ok(d, &format!("{sweep} --shard 2/2"));
+    let shard: Value = json(&d.join("sw/shards/shard-2-of-2.json"));
+    assert_eq!(shard["rows"].as_array().unwrap().len(), 2);
+    ok(d, "merge sw -q");
+    let t = json(&d.join("sw/sweep.json"));
+    let rows = t["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    let names: Vec<&str> = rows.iter().map(|r| r["run"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["euler-2-s0", "euler-2-s1", "euler-8-s0", "euler-8-s1"]
+    );
+    for r in rows {
+        assert!(r["valid"].is_boolean() && r["drop"].is_number() && r["test_accuracy"].is_number());
+    }
+    assert_eq!(t["groups"].as_array().unwrap().len(), 2);
+    assert_eq!(t["groups"][0]["seeds"], 2);
+    assert_eq!(
+        std::fs::read_to_string(d.join("sw/sweep.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        5
+    );
+    assert!(d.join("sw/sweep.png").is_file());
+    let out = ok(d, "critical-step sw -q");
+    let c = json(&d.join("sw/critical-step.json"));
+    assert_eq!(c["methods"][0]["method"], "euler");
+    assert_eq!(c["threshold"], 0.02);
+    let passing = c["methods"][0]["passing"].as_array().unwrap().len();
+    let failing = c["methods"][0]["failing"].as_array().unwrap().len();
+    assert_eq!(passing + failing, 2);
+    assert!(stdout(&out).starts_with("euler: "), "{}", stdout(&out));
+    assert!(d.join("sw/critical-step.png").is_file());
+    // Re-running skips finished runs; a different grid in the same folder is refused.
+    let out = odeflow(d, "sweep --out-dir sw --shard 1/2");
+    assert!(
+        out.status.success() && stderr(&out).contains("done before"),
+        "{}",
+        stderr(&out)
+    );
+    let out = odeflow(
+        d,
+        &format!("sweep --out-dir sw {TINY} --iterations 30 --methods euler --steps 4 -q"),
+    );
+    one_line_failure(&out, 2, "different plan", &["different sweep"]);
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let out = odeflow(d, "train --dataset imagenet --steps 2 --out-dir x");
+    one_line_failure(
+        &out,
+        2,
+        "unknown dataset",
+        &["unknown dataset 'imagenet'", "sphere2"],
+    );
+    let out = odeflow(
+        d,
+        "train --dataset mnist --data-dir no/such/folder --steps 2 --out-dir x",
+    );
+    one_line_failure(&out, 2, "missing MNIST folder", &["no/such/folder"]);
+    let out = odeflow(d, "train --dataset mnist --steps 2 --out-dir x");
+    one_line_failure(&out, 2, "MNIST without folder", &["--data-dir"]);
+    let out = odeflow(d, "sweep --out-dir s --steps 2 --shard 3/2");
+    one_line_failure(&out, 2, "bad shard", &["3/2", "k/n"]);
+    let out = odeflow(d, "train --dataset sphere2 --out-dir x");
+    one_line_failure(&out, 2, "no step", &["--steps", "--adapt"]);
+    let out = odeflow(d, "train --method rk4 --adapt --out-dir x");
+    one_line_failure(&out, 2, "adapt rk4", &["rk4", "euler or midpoint"]);
+    let out = odeflow(d, "eval nowhere");
+    one_line_failure(
+        &out,
+        2,
+        "eval without run",
+        &["nowhere", "not a run folder"],
+    );
+    ok(
+        d,
+        &format!("train {TINY} --method euler --steps 1 --iterations 10 --out-dir r --no-check -q"),
+    );
+    let out = odeflow(d, "eval r --methods euler,warp9 --steps 1");
+    one_line_failure(&out, 2, "unknown test method", &["warp9"]);
+    let out = odeflow(
+        d,
+        &format!("train {TINY} --method euler --steps 1 --iterations 10 --out-dir r"),
+    );
+    one_line_failure(&out, 2, "overwrite", &["already holds a run", "--resume"]);
+    let out = odeflow(d, "train --out-dir r --resume --lr 0.5");
+    one_line_failure(
+        &out,
+        2,
+        "resume with other flags",
+        &["--lr", "authoritative"],
+    );
+    let out = odeflow(d, "train --out-dir elsewhere --resume");
+    one_line_failure(
+        &out,
+        2,
+        "resume nothing",
+        &["nothing to resume", "elsewhere"],
+    );
+    let ck = d.join("r/checkpoint.json");
+    let text = std::fs::read_to_string(&ck).unwrap();
+    std::fs::write(&ck, &text[..text.len() / 2]).unwrap();
+    let out = odeflow(d, "train --out-dir r --resume --iterations 20");
+    one_line_failure(
+        &out,
+        2,
+        "corrupt checkpoint",
+        &["checkpoint.json", "corrupt"],
+    );
+    std::fs::write(d.join("r/model.json"), "{\"format\": 1").unwrap();
+    let out = odeflow(d, "check r");
+    one_line_failure(&out, 2, "corrupt model", &["model.json", "corrupt"]);
+}
+
+#[test]
+fn experiments_are_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ok(tmp.path(), "experiment --list");
+    let text = stdout(&out);
+    assert!(
+        text.contains("solver-dependence") && text.contains("step-adaptation"),
+        "{text}"
+    );
+}
+
+#[test]
+fn solver_dependence_experiment_writes_one_file_per_model_and_the_figure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let out = ok(d, "experiment solver-dependence --out-dir sd --train-steps 1,4 --iterations 20 --test-steps 1,4,16 --seeds 2 -q");
+    assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
+    for name in ["euler-1.json", "euler-4.json"] {
+        let r = json(&d.join("sd").join(name));
+        assert_eq!(r["seeds"], 2);
+        assert!(r["train"]["method"] == "euler" && r["train"]["accuracy_std"].is_number());
+        let results = r["results"].as_array().unwrap();
+        assert_eq!(results.len(), 9);
+        assert!(results.iter().all(|x| x["accuracy_std"].is_number()));
+        assert!(r["valid"].is_boolean() && r["worst"]["drop"].is_number());
+    }
+    assert!(d.join("sd/solver-dependence.png").is_file());
+    assert_eq!(
+        json(&d.join("sd/summary.json"))["models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+fn shared_mnist() -> Option<PathBuf> {
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/mnist"
+    ));
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipping: the shared MNIST folder {} is absent",
+            p.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn mnist_trains_from_a_folder() {
+    let Some(mnist) = shared_mnist() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(d, &format!("train --dataset mnist --data-dir {} --model mlp --hidden 16 --train-size 256 --test-size 128 --batch-size 32 --method euler --steps 1 --iterations 5 --lr 1e-3 --out-dir m --no-check -q", mnist.display()));
+    let s = json(&d.join("m/summary.json"));
+    assert_eq!(s["dataset"], "mnist");
+    assert!(s["test_accuracy"].as_f64().unwrap() > 0.1);
+    let m = json(&d.join("m/model.json"));
+    assert_eq!(m["sample_shape"], serde_json::json!([1, 28, 28]));
+    assert_eq!(m["classes"], 10);
+}
