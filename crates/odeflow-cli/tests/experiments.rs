@@ -175,9 +175,11 @@ fn memory_runs_each_depth_in_a_child_process() {
             .as_f64()
             .unwrap()
     };
-    // About two 1 MB activations per layer for backprop; parameters only for reversible.
-    assert!(slope("backprop") > 1.2, "{fits:?}");
-    assert!(slope("reversible") < 0.5, "{fits:?}");
+    // About one 0.95 MiB activation per layer for backprop; flat for reversible (the same
+    // residual function at every depth).
+    let (bp, rev) = (slope("backprop"), slope("reversible"));
+    assert!(bp > 0.7 && bp < 1.3, "{fits:?}");
+    assert!(rev.abs() < 0.2, "{fits:?}");
     let child = ok(
         dir.path(),
         "experiment resnet-memory --child --depth 2 --grad reversible",
