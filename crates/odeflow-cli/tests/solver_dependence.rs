@@ -23,6 +23,12 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The JSON result a command prints on stdout.
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(out)))
+}
+
 fn ok(dir: &Path, cmdline: &str) -> Output {
     let out = odeflow(dir, cmdline);
     assert!(out.status.success(), "{cmdline}: {}", stderr(&out));
@@ -139,9 +145,19 @@ fn train_checks_and_eval_writes_json_csv_and_plot() {
         d,
         &format!("train {TINY} --method euler --steps 2 --iterations 20 --out-dir r"),
     );
-    let line = stdout(&out);
-    assert_eq!(line.lines().count(), 1, "{line}");
-    assert!(line.contains("ODE flow"), "{line}");
+    let result = stdout_json(&out);
+    assert!(
+        result["check"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("ODE flow"),
+        "{result}"
+    );
+    assert!(result["summary"]["test_accuracy"].is_number(), "{result}");
+    assert!(
+        stderr(&out).contains("ODE flow"),
+        "the verdict is shown to people on stderr"
+    );
     for f in ["check.json", "check.png", "summary.json"] {
         assert!(d.join("r").join(f).is_file(), "{f} missing");
     }
@@ -185,10 +201,14 @@ fn check_gives_the_verdict_and_its_exit_code() {
     ok(d, "train --dataset sphere2 --train-size 1024 --test-size 256 --batch-size 64 --lr 1e-2 --method euler --steps 2 --iterations 600 --out-dir coarse --no-check -q");
     let out = odeflow(d, "check coarse -q");
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let v = stdout_json(&out);
+    assert_eq!(v["valid"], false);
     assert!(
-        stdout(&out).starts_with("NOT a valid ODE flow"),
-        "{}",
-        stdout(&out)
+        v["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("NOT a valid ODE flow"),
+        "{v}"
     );
     let c = json(&d.join("coarse/check.json"));
     assert_eq!(c["valid"], false);
@@ -206,10 +226,13 @@ fn check_gives_the_verdict_and_its_exit_code() {
     assert_eq!(json(&d.join("coarse/check.json"))["source"], "eval.json");
     // An almost untrained model is the same function under every solver: valid, exit 0.
     let out = ok(d, "train --dataset sphere2 --train-size 256 --test-size 128 --method rk4 --steps 4 --iterations 3 --out-dir calm -q");
+    let v = stdout_json(&out);
     assert!(
-        stdout(&out).starts_with("VALID ODE flow"),
-        "{}",
-        stdout(&out)
+        v["check"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("VALID ODE flow"),
+        "{v}"
     );
     ok(d, "check calm -q");
     assert_eq!(json(&d.join("calm/check.json"))["valid"], true);
@@ -223,8 +246,9 @@ fn sweep_shards_merge_and_critical_step() {
         "sweep --out-dir sw {TINY} --iterations 30 --methods euler --steps 2,8 --seeds 0,1 -q"
     );
     let out = ok(d, &format!("{sweep} --shard 1/2"));
-    assert!(
-        stdout(&out).contains("shard 1/2 finished (2 runs)"),
+    assert_eq!(
+        stdout_json(&out)["rows"].as_array().unwrap().len(),
+        2,
         "{}",
         stdout(&out)
     );
@@ -267,7 +291,7 @@ fn sweep_shards_merge_and_critical_step() {
     let passing = c["methods"][0]["passing"].as_array().unwrap().len();
     let failing = c["methods"][0]["failing"].as_array().unwrap().len();
     assert_eq!(passing + failing, 2);
-    assert!(stdout(&out).starts_with("euler: "), "{}", stdout(&out));
+    assert_eq!(stdout_json(&out)["methods"][0]["method"], "euler");
     assert!(d.join("sw/critical-step.png").is_file());
     // Re-running skips finished runs; a different grid in the same folder is refused.
     let out = odeflow(d, "sweep --out-dir sw --shard 1/2");
@@ -370,7 +394,12 @@ fn solver_dependence_experiment_writes_one_file_per_model_and_the_figure() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let out = ok(d, "experiment solver-dependence --out-dir sd --train-steps 1,4 --iterations 20 --test-steps 1,4,16 --seeds 2 -q");
-    assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
+    assert_eq!(
+        stdout_json(&out)["models"].as_array().unwrap().len(),
+        2,
+        "{}",
+        stdout(&out)
+    );
     for name in ["euler-1.json", "euler-4.json"] {
         let r = json(&d.join("sd").join(name));
         assert_eq!(r["seeds"], 2);

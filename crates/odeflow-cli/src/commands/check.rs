@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::error::{CliError, EXIT_NOT_VALID};
-use crate::output;
+use crate::output::{self, Layout};
 use crate::progress::Reporter;
 use crate::runs::check::{check_run, CHECK_FILE};
 use crate::runs::load_run_config;
@@ -44,7 +44,8 @@ pub fn run(args: CheckArgs, reporter: &Reporter) -> Result<(), CliError> {
     let threshold = args.threshold.unwrap_or(cfg.check.threshold);
     let batch = args.batch_size.unwrap_or(cfg.check.batch_size).max(1);
     let report = check_run(&args.run, threshold, batch, reporter)?;
-    output::write_stdout(format!("{}\n", report.summary).as_bytes())?;
+    reporter.note(&report.summary);
+    output::write_json(&report, None, Layout::Pretty)?;
     reporter.note(format!(
         "evaluated: {} ({} qualifying solvers); wrote {} and {}",
         report.source,

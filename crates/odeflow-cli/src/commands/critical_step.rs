@@ -187,12 +187,10 @@ pub fn run(args: CriticalStepArgs, reporter: &Reporter) -> Result<(), CliError> 
         "wrote {} and critical-step.png",
         args.sweep.join("critical-step.json").display()
     ));
-    let lines: String = report
-        .methods
-        .iter()
-        .map(|c| format!("{}\n", c.summary))
-        .collect();
-    output::write_stdout(lines.as_bytes())
+    for c in &report.methods {
+        reporter.note(&c.summary);
+    }
+    output::write_json(&report, None, Layout::Pretty)
 }
 
 #[cfg(test)]

@@ -86,6 +86,11 @@ pub fn run(args: EvalArgs, reporter: &Reporter) -> Result<(), CliError> {
     }
     let batch = args.batch_size.unwrap_or(cfg.check.batch_size).max(1);
     let report = evaluate_run(&args.run, &grid, batch, reporter)?;
+    // The report always lands in the run folder (or --out); without --out it also goes to
+    // stdout.
+    if args.out.is_none() {
+        output::write_json(&report, None, Layout::Pretty)?;
+    }
     let out = args.out.unwrap_or_else(|| args.run.join(EVAL_FILE));
     output::write_json(&report, Some(&out), Layout::Pretty)?;
     let csv = args.csv.unwrap_or_else(|| args.run.join("eval.csv"));

@@ -139,12 +139,10 @@ pub fn run(args: MergeArgs, reporter: &Reporter) -> Result<(), CliError> {
         args.sweep.join("sweep.json").display()
     ));
     let valid = table.rows.iter().filter(|r| r.valid).count();
-    output::write_stdout(
-        format!(
-            "merged {} runs ({valid} valid ODE flows) into {}\n",
-            table.rows.len(),
-            args.sweep.join("sweep.json").display()
-        )
-        .as_bytes(),
-    )
+    reporter.note(format!(
+        "merged {} runs ({valid} valid ODE flows) into {}",
+        table.rows.len(),
+        args.sweep.join("sweep.json").display()
+    ));
+    output::write_json(&table, None, Layout::Pretty)
 }

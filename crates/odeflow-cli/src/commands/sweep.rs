@@ -170,23 +170,18 @@ pub fn run(args: SweepArgs, reporter: &Reporter) -> Result<(), CliError> {
     if n == 1 {
         let table = write_merged(&args.out_dir, &plan)?;
         let valid = table.rows.iter().filter(|r| r.valid).count();
-        output::write_stdout(
-            format!(
-                "sweep finished: {} runs, {valid} valid ODE flows; table in {}\n",
-                table.rows.len(),
-                args.out_dir.join("sweep.json").display()
-            )
-            .as_bytes(),
-        )?;
+        reporter.note(format!(
+            "sweep finished: {} runs, {valid} valid ODE flows; table in {}",
+            table.rows.len(),
+            args.out_dir.join("sweep.json").display()
+        ));
+        output::write_json(&table, None, Layout::Pretty)
     } else {
-        output::write_stdout(
-            format!(
-                "shard {k}/{n} finished ({} runs); run odeflow merge {} when every shard is done\n",
-                mine.len(),
-                args.out_dir.display()
-            )
-            .as_bytes(),
-        )?;
+        reporter.note(format!(
+            "shard {k}/{n} finished ({} runs); run odeflow merge {} when every shard is done",
+            mine.len(),
+            args.out_dir.display()
+        ));
+        output::write_json(&shard, None, Layout::Pretty)
     }
-    Ok(())
 }

@@ -18,7 +18,7 @@ use clap::Args;
 
 use crate::args::positive;
 use crate::error::CliError;
-use crate::output;
+use crate::output::{self, Layout};
 use crate::progress::Reporter;
 use crate::runs::check::check_run;
 use crate::runs::config::{RunConfig, CONFIG_FILE};
@@ -392,19 +392,20 @@ pub fn run(args: TrainArgs, reporter: &Reporter) -> Result<(), CliError> {
     };
     let cfg = prepare(&dir, args.resume, fresh, &args.base, &args.solver.given())?;
     let summary = train_run(&dir, &cfg, reporter)?;
-    if cfg.check.enabled && !args.no_check {
+    // The verdict is the first thing a person reads (stderr); stdout carries the JSON result.
+    let check = if cfg.check.enabled && !args.no_check {
         let c = check_run(&dir, cfg.check.threshold, cfg.check.batch_size, reporter)?;
-        output::write_stdout(format!("{}\n", c.summary).as_bytes())?;
+        reporter.note(&c.summary);
+        Some(c)
     } else {
-        output::write_stdout(
-            format!(
-                "trained {}: test accuracy {:.4} with {} (validity not checked)\n",
-                dir.display(),
-                summary.test_accuracy,
-                summary.train.label()
-            )
-            .as_bytes(),
-        )?;
-    }
-    Ok(())
+        reporter.note(format!(
+            "trained {}: test accuracy {:.4} with {} (validity not checked)",
+            dir.display(),
+            summary.test_accuracy,
+            summary.train.label()
+        ));
+        None
+    };
+    let result = serde_json::json!({ "run": dir, "summary": summary, "check": check });
+    output::write_json(&result, None, Layout::Pretty)
 }

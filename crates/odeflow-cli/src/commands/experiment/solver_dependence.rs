@@ -292,15 +292,13 @@ pub fn run(args: SolverDependenceArgs, reporter: &Reporter) -> Result<(), CliErr
         Some(&args.out_dir.join("summary.json")),
         Layout::Pretty,
     )?;
-    let mut text = String::new();
     for (_, m) in &models {
-        text.push_str(&m.summary);
-        text.push('\n');
+        reporter.note(&m.summary);
     }
-    text.push_str(&format!(
-        "figure: {} ({:.0} s)\n",
+    reporter.note(format!(
+        "figure: {} ({:.0} s)",
         args.out_dir.join(fig_name).display(),
         summary.seconds
     ));
-    output::write_stdout(text.as_bytes())
+    output::write_json(&summary, None, Layout::Pretty)
 }

@@ -367,16 +367,17 @@ pub fn run(args: StepAdaptationArgs, reporter: &Reporter) -> Result<(), CliError
         cases: &'a [CaseResult],
     }
     let seconds = start.elapsed().as_secs_f64();
+    let out = Out {
+        method: &args.method,
+        threshold: args.threshold,
+        adapt_interval: args.adapt_interval,
+        adapt_threshold: args.adapt_threshold,
+        seconds,
+        figure: fig_name,
+        cases: &cases,
+    };
     output::write_json(
-        &Out {
-            method: &args.method,
-            threshold: args.threshold,
-            adapt_interval: args.adapt_interval,
-            adapt_threshold: args.adapt_threshold,
-            seconds,
-            figure: fig_name,
-            cases: &cases,
-        },
+        &out,
         Some(&args.out_dir.join("step-adaptation.json")),
         Layout::Pretty,
     )?;
@@ -404,5 +405,8 @@ pub fn run(args: StepAdaptationArgs, reporter: &Reporter) -> Result<(), CliError
         "figure: {} ({seconds:.0} s)\n",
         args.out_dir.join(fig_name).display()
     ));
-    output::write_stdout(text.as_bytes())
+    for line in text.lines() {
+        reporter.note(line);
+    }
+    output::write_json(&out, None, Layout::Pretty)
 }
