@@ -14,6 +14,8 @@
 //! * [`analysis`]: the three papers' analyses.
 //! * [`data`]: data sets (concentric spheres, MNIST, CIFAR-10, trajectory pairs), NPY/CSV
 //!   import and export, seeded splits and mini-batches.
+//! * [`models`]: trainable models — the S-step ODE regressor, the separable Hamiltonian
+//!   network.
 //! * [`nn`]: native CPU layers with exact VJPs, initialisers, losses, and neural vector
 //!   fields (the model zoo of the papers).
 
@@ -26,6 +28,7 @@ pub mod data;
 pub mod error;
 pub mod field;
 pub mod grad;
+pub mod models;
 pub mod nn;
 pub mod real;
 pub mod solve;

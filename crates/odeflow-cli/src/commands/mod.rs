@@ -4,6 +4,8 @@
 //! function. Adding one is a new module here, one variant in [`Command`] and one arm in
 //! [`Command::run`].
 
+pub mod experiment;
+pub mod imde;
 pub mod methods;
 pub mod solve;
 
@@ -20,6 +22,11 @@ pub enum Command {
     Solve(Box<solve::SolveArgs>),
     /// List the built-in methods: order, stages, family, FSAL, dense output, aliases.
     Methods(methods::MethodsArgs),
+    /// The inverse modified equation (or the classical modified equation) of a method for a
+    /// built-in system at one point, as JSON.
+    Imde(imde::ImdeArgs),
+    /// Run one of the papers' experiments (`--list` shows them), with plots and JSON.
+    Experiment(experiment::ExperimentArgs),
 }
 
 impl Command {
@@ -28,6 +35,8 @@ impl Command {
         match self {
             Command::Solve(args) => solve::run(*args, reporter),
             Command::Methods(args) => methods::run(args, reporter),
+            Command::Imde(args) => imde::run(args, reporter),
+            Command::Experiment(args) => experiment::run(args, reporter),
         }
     }
 }
