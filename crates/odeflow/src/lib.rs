@@ -14,7 +14,8 @@
 //! * [`analysis`]: the three papers' analyses.
 //! * [`data`]: data sets (concentric spheres, MNIST, CIFAR-10, trajectory pairs), NPY/CSV
 //!   import and export, seeded splits and mini-batches.
-//! * [`models`]: models assembled from the pieces (ResNets as depth fields, TinyResNet).
+//! * [`models`]: models assembled from the pieces — Ott et al.'s ODE classifier, Zhu et al.'s
+//!   S-step regressor and separable Hamiltonian network, Sander et al.'s depth-N ResNets.
 //! * [`nn`]: native CPU layers with exact VJPs, initialisers, losses, and neural vector
 //!   fields (the model zoo of the papers).
 

@@ -9,6 +9,7 @@ pub mod check;
 pub mod critical_step;
 pub mod eval;
 pub mod experiment;
+pub mod imde;
 pub mod merge;
 pub mod methods;
 pub mod solve;
@@ -48,7 +49,10 @@ pub enum Command {
     /// The critical step size of a sweep: the largest training step whose models pass the
     /// validity check, with the plot of accuracy drop against training step.
     CriticalStep(critical_step::CriticalStepArgs),
-    /// The papers' experiments, end to end (`odeflow experiment --list`).
+    /// The inverse modified equation (or the classical modified equation) of a method for a
+    /// built-in system at one point, as JSON.
+    Imde(imde::ImdeArgs),
+    /// Run one of the papers' experiments (`--list` shows them), with plots and JSON.
     Experiment(experiment::ExperimentArgs),
 }
 
@@ -65,6 +69,7 @@ impl Command {
             Command::Sweep(args) => sweep::run(*args, reporter),
             Command::Merge(args) => merge::run(args, reporter),
             Command::CriticalStep(args) => critical_step::run(args, reporter),
+            Command::Imde(args) => imde::run(args, reporter),
             Command::Experiment(args) => experiment::run(args, reporter),
         }
     }

@@ -18,18 +18,33 @@
 //!    recompute the forward step at `x̃ₙ` with tapes and apply [`StepBackward`]. Memory does
 //!    not grow with the number of steps; the gradient is approximate, with error O(h) for
 //!    Euler and O(h²) for Heun when the field is smooth in time (depth).
+//!
+//! [`GradSolver`] runs these for explicit Runge–Kutta methods. The structure-preserving
+//! methods have their own exact discrete adjoints: [`MidpointGradSolver`] differentiates the
+//! implicit midpoint rule by the implicit-function theorem ([`implicit`]), and
+//! [`SplitGradSolver`] the symplectic splittings of a field split into drift and kick with
+//! VJPs of each part ([`SplitVectorField`], [`splitting`]). [`DiffSolve`] is the interface
+//! they share, and [`FieldGradSolver`] picks the explicit or implicit solver by method.
 
 pub mod adjoint;
+pub mod diff_solve;
+pub mod implicit;
 mod recorder;
 mod reversible;
 mod rk_backward;
+pub mod splitting;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_structured;
 pub mod toy_field;
 
+pub use diff_solve::{DiffSolve, FieldGradSolver};
+pub use implicit::MidpointGradSolver;
 pub use recorder::{Recorder, StepRecord, TapeArena};
 pub use reversible::reconstruct;
 pub use rk_backward::StepBackward;
+pub use splitting::{SplitGradSolver, SplitVectorField};
 
 use std::sync::Arc;
 

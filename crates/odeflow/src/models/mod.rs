@@ -3,6 +3,12 @@
 //! * [`classifier`] — Ott et al.'s ODE classifier (ODE block + Linear head), trainable with
 //!   any solver and gradient method and evaluable with any other solver.
 //! * [`spec`] — serialisable descriptions of the papers' classifiers.
+//! * [`regressor`] — [`regressor::FlowRegressor`], the S-step ODE regressor
+//!   `y ≈ Φ^S_{h,f_θ}(x)` of Zhu et al. (ICML 2022), trained by mean squared error through
+//!   any differentiable solve.
+//! * [`hamiltonian`] — [`hamiltonian::SeparableHamiltonian`], the network
+//!   `H_θ(q, p) = T_θ(p) + V_θ(q)` whose symplectic gradient is the field, for
+//!   structure-preserving training.
 //! * [`depth_field`], [`resnet`], [`tiny_resnet`] — Sander et al.'s depth-N ResNets and
 //!   HeunNets as discretisations of a layer-indexed field (tied or untied, depth
 //!   interpolation), and the TinyResNet image classifier.
@@ -11,8 +17,13 @@
 
 pub mod classifier;
 pub mod depth_field;
+pub mod hamiltonian;
+pub mod regressor;
 pub mod resnet;
+mod scalar_mlp;
 pub mod spec;
+#[cfg(test)]
+mod tests_regression;
 pub mod tiny_resnet;
 pub mod workloads;
 

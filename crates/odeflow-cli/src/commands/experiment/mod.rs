@@ -3,15 +3,23 @@
 //! ```text
 //! odeflow experiment --list
 //! odeflow experiment solver-dependence --out-dir runs/solver-dependence
+//! odeflow experiment imde --out-dir results/imde
 //! odeflow experiment resnet-gradients --out-dir results/gradients
 //! ```
 //!
-//! Every experiment shows a progress bar on stderr, prints a JSON summary on stdout (or into
-//! `--out`), and writes its full results (JSON, CSV tables) and PNG plots into its output
-//! folder. Seeds are flags; the defaults finish in minutes on a 2-core CPU, and flags scale
-//! each experiment to the paper's budget. Adding an experiment is one module here and one
-//! variant (with its one-line description) in [`Experiment`].
+//! Every experiment follows the same conventions: progress bars on stderr; its summary JSON
+//! on stdout (or in `--out`); the full results (JSON with every number, CSV where tabular)
+//! and PNG plots in its output folder; seeds as flags; defaults that finish in minutes on a
+//! 2-core CPU, and flags that scale to the papers' budgets.
+//!
+//! Adding an experiment is one module in this folder (its clap `Args` struct and `run`) and
+//! one variant of [`Experiment`] with its arm in [`Experiment::run`]; the variant's doc
+//! comment is what `--list` prints.
 
+mod bars;
+pub mod common;
+pub mod conservation;
+pub mod imde;
 pub mod linear_resnet;
 pub mod resnet_common;
 pub mod resnet_depth;
@@ -23,78 +31,138 @@ pub mod solver_dependence;
 pub mod step_adaptation;
 
 use clap::{Args, Subcommand};
+use serde::Serialize;
 
 use crate::error::CliError;
-use crate::output;
+use crate::output::{self, Layout};
 use crate::progress::Reporter;
 
 /// Flags of `odeflow experiment`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct ExperimentArgs {
-    /// List the experiments (name, paper, what each shows, default cost) and exit.
+    /// List the experiments and what each one reproduces.
     #[arg(long)]
     pub list: bool,
 
+    /// With --list: print a JSON array instead of a table.
+    #[arg(long, requires = "list")]
+    pub json: bool,
+
     /// The experiment to run.
     #[command(subcommand)]
-    pub which: Option<Experiment>,
+    pub experiment: Option<Experiment>,
 }
 
-/// The experiments. The first line of each doc comment is its `--list` entry.
+/// The experiments.
 #[derive(Debug, Subcommand)]
 pub enum Experiment {
-    /// [Ott et al. 2021; ~2 min] Train on sphere2 with Euler at 2 and at 256 steps, test each with Euler, midpoint and RK4 at 1…4096 steps: the coarse model collapses under finer solvers, the fine one holds its accuracy.
+    /// Ott et al. (ICLR 2021), ~2 min: train on sphere2 with Euler at 2 and at 256 steps, test
+    /// each with Euler, midpoint and RK4 at 1…4096 steps — the coarse model collapses under
+    /// finer solvers, the fine one holds its accuracy.
     SolverDependence(solver_dependence::SolverDependenceArgs),
-    /// [Ott et al. 2021; ~1 min] Step-size adaptation during training on sphere2 (and MNIST when its files are found): the step-size trajectory and the validity verdict next to fixed-step models.
+    /// Ott et al. (ICLR 2021), ~1 min: step-size adaptation during training on sphere2 (and
+    /// MNIST when its files are found) — the step-size trajectory and the validity verdict
+    /// next to fixed-step models.
     StepAdaptation(step_adaptation::StepAdaptationArgs),
-    /// [Sander et al. 2022; seconds] Relative error of reconstructing a ResNet's input by reverse steps against depth; log-log slopes (Euler −1, Heun −3 smooth / −2 piecewise / ≈ −1.4 i.i.d.).
+    /// Zhu et al. (ICML 2022) §5.1, ~1.5 min: a field learned through S steps of a method is
+    /// the inverse modified equation, not the true field — errors against both over sweeps
+    /// of T and S with fitted log–log slopes, field errors, and rollouts of the true, IMDE
+    /// and learned fields.
+    Imde(Box<imde::ImdeExperimentArgs>),
+    /// Zhu et al. (ICML 2022) §5.2, ~3 min: energy conservation of learned pendulum models —
+    /// euler/midpoint/rk4 on an MLP against Störmer–Verlet on a separable Hamiltonian network
+    /// and the implicit midpoint rule; energy drift over 10⁴-step rollouts and phase
+    /// portraits.
+    Conservation(Box<conservation::ConservationArgs>),
+    /// Sander et al. (NeurIPS 2022), seconds: relative error of reconstructing a ResNet's
+    /// input by reverse steps against depth; log–log slopes (Euler −1, Heun −3 smooth / −2
+    /// piecewise / ≈ −1.4 i.i.d.).
     ResnetReconstruction(resnet_reconstruction::ReconstructionArgs),
-    /// [Sander et al. 2022; seconds] Reversible against backprop gradients per weight tensor (relative MSE, cosine) against depth, Euler and Heun, smooth / piecewise / i.i.d. weights.
+    /// Sander et al. (NeurIPS 2022), seconds: reversible against backprop gradients per
+    /// weight tensor (relative MSE, cosine) against depth, Euler and Heun, smooth / piecewise
+    /// / i.i.d. weights.
     ResnetGradients(resnet_gradients::GradientsArgs),
-    /// [Sander et al. 2022; minutes, MNIST] ResNet–ODE distance and weight smoothness in depth, tracked while training TinyResNets (i.i.d. against constant initialisation).
+    /// Sander et al. (NeurIPS 2022), minutes (MNIST): ResNet–ODE distance and weight
+    /// smoothness in depth, tracked while training TinyResNets (i.i.d. against constant
+    /// initialisation).
     ResnetDistance(Box<resnet_distance::DistanceArgs>),
-    /// [Sander et al. 2022; seconds] Linear ResNets trained from zero: A_n[i,j] against n at several steps; N·max‖A_{n+1} − A_n‖ stays bounded for N = 25…200.
+    /// Sander et al. (NeurIPS 2022), seconds: linear ResNets trained from zero — A_n[i,j]
+    /// against n at several steps; N·max‖A_{n+1} − A_n‖ stays bounded for N = 25…200.
     LinearResnet(linear_resnet::LinearArgs),
-    /// [Sander et al. 2022; seconds] Peak resident memory of one training iteration (500×500 input, Linear(500→8)→tanh→Linear(8→500)) against depth, backprop against reversible.
+    /// Sander et al. (NeurIPS 2022), seconds: peak resident memory of one training iteration
+    /// (500×500 input, Linear(500→8)→tanh→Linear(8→500)) against depth, backprop against
+    /// reversible.
     ResnetMemory(resnet_memory::MemoryArgs),
-    /// [Sander et al. 2022; minutes, MNIST] TinyResNet test accuracy against depth for Euler/Heun × backprop/reversible on MNIST or CIFAR-10.
+    /// Sander et al. (NeurIPS 2022), minutes (MNIST): TinyResNet test accuracy against depth
+    /// for Euler/Heun × backprop/reversible on MNIST or CIFAR-10.
     ResnetDepth(Box<resnet_depth::DepthArgs>),
 }
 
-/// `(name, description)` of every experiment, from the clap definitions.
-pub fn listing() -> Vec<(String, String)> {
-    let cmd = <Experiment as Subcommand>::augment_subcommands(clap::Command::new("experiment"));
+impl Experiment {
+    /// Runs the experiment.
+    pub fn run(self, reporter: &Reporter) -> Result<(), CliError> {
+        match self {
+            Experiment::SolverDependence(a) => solver_dependence::run(a, reporter),
+            Experiment::StepAdaptation(a) => step_adaptation::run(a, reporter),
+            Experiment::Imde(a) => imde::run(*a, reporter),
+            Experiment::Conservation(a) => conservation::run(*a, reporter),
+            Experiment::ResnetReconstruction(a) => resnet_reconstruction::run(a, reporter),
+            Experiment::ResnetGradients(a) => resnet_gradients::run(a, reporter),
+            Experiment::ResnetDistance(a) => resnet_distance::run(*a, reporter),
+            Experiment::LinearResnet(a) => linear_resnet::run(a, reporter),
+            Experiment::ResnetMemory(a) => resnet_memory::run(a, reporter),
+            Experiment::ResnetDepth(a) => resnet_depth::run(*a, reporter),
+        }
+    }
+}
+
+/// One line of `--list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExperimentInfo {
+    /// Name as the command line accepts it.
+    pub name: String,
+    /// What it reproduces (the variant's doc comment).
+    pub description: String,
+}
+
+/// Every experiment with its description.
+pub fn catalogue() -> Vec<ExperimentInfo> {
+    let cmd = Experiment::augment_subcommands(clap::Command::new("experiment"));
     cmd.get_subcommands()
-        .map(|c| {
-            let about = c.get_about().map(|a| a.to_string()).unwrap_or_default();
-            (c.get_name().to_string(), crate::error::one_line(about))
+        .map(|c| ExperimentInfo {
+            name: c.get_name().to_string(),
+            description: c
+                .get_long_about()
+                .or(c.get_about())
+                .map(|s| crate::error::one_line(s.to_string()))
+                .unwrap_or_default(),
         })
         .collect()
 }
 
 /// Runs `odeflow experiment`.
 pub fn run(args: ExperimentArgs, reporter: &Reporter) -> Result<(), CliError> {
-    match args.which {
+    match args.experiment {
+        Some(e) => e.run(reporter),
         None if args.list => {
-            let list = listing();
-            let w = list.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+            let list = catalogue();
+            if args.json {
+                return output::write_json(&list, None, Layout::Pretty);
+            }
+            let width = list.iter().map(|e| e.name.len()).max().unwrap_or(0);
             let text: String = list
-                .into_iter()
-                .map(|(name, about)| format!("{name:w$}  {about}\n"))
+                .iter()
+                .map(|e| format!("{:width$}  {}\n", e.name, e.description))
                 .collect();
             output::write_stdout(text.as_bytes())
         }
-        None => Err(CliError::input(
-            "name an experiment (see odeflow experiment --list)",
-        )),
-        Some(Experiment::SolverDependence(a)) => solver_dependence::run(a, reporter),
-        Some(Experiment::StepAdaptation(a)) => step_adaptation::run(a, reporter),
-        Some(Experiment::ResnetReconstruction(a)) => resnet_reconstruction::run(a, reporter),
-        Some(Experiment::ResnetGradients(a)) => resnet_gradients::run(a, reporter),
-        Some(Experiment::ResnetDistance(a)) => resnet_distance::run(*a, reporter),
-        Some(Experiment::LinearResnet(a)) => linear_resnet::run(a, reporter),
-        Some(Experiment::ResnetMemory(a)) => resnet_memory::run(a, reporter),
-        Some(Experiment::ResnetDepth(a)) => resnet_depth::run(*a, reporter),
+        None => {
+            let names: Vec<String> = catalogue().into_iter().map(|e| e.name).collect();
+            Err(CliError::input(format!(
+                "name an experiment ({}) or give --list",
+                names.join(", ")
+            )))
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Inverse modified differential equations (IMDE) and classical modified equations of any
-//! explicit Runge–Kutta method, to any order, for any field written generically over the
-//! scalar type.
+//! Runge–Kutta method (explicit tableaus and the implicit midpoint rule), to any order, for
+//! any field written generically over the scalar type — and what a Neural ODE learns from
+//! trajectories through an integrator, measured against them.
 //!
 //! # What is computed
 //!
@@ -65,14 +66,29 @@
 //! * [`ModifiedSeries`]: the coefficients for one tableau and order, reusable across points
 //!   (with [`Workspace`], evaluation is allocation-free).
 //! * [`ImdeField`]: the truncated series as an [`crate::solve::Rhs`] on batches.
-//! * [`report`]: everything the CLI prints, serialisable.
+//! * [`report`], [`report_series`]: everything the CLI prints, serialisable.
 //! * [`GenericField`]: what a field must provide; every [`crate::systems::System`] is one.
+//! * [`ModifiedSeries::for_method`]: the series of any catalogue method that is a
+//!   Runge–Kutta method (an implicit tableau's elementary weights obey the same recursion).
+//!
+//! # Learning fields through integrators
+//!
+//! * [`learning`]: train the paper's MLP (or a separable Hamiltonian network) inside `S`
+//!   steps of a method on trajectory pairs; the error metric `error(g₁, g₂)`; accurate flows
+//!   and discrete rollouts of learned, true and modified fields.
+//! * [`sweep`]: the study of §5.1 — errors against the true field and against the IMDE over
+//!   sweeps of `T` and `S`, with fitted log–log slopes.
+//! * [`conservation`]: the study of §5.2 — energy drift of long rollouts of models trained
+//!   with non-symplectic and symplectic methods.
 
+pub mod conservation;
 mod differentials;
 mod field;
 mod forest;
+pub mod learning;
 mod series;
 mod substitution;
+pub mod sweep;
 
 #[cfg(test)]
 mod tests;
@@ -162,8 +178,24 @@ pub fn report<F: GenericField>(
     order: usize,
     y: &[f64],
 ) -> Result<ImdeReport, ArgError> {
+    report_series(
+        field,
+        &ModifiedSeries::new(expansion, tableau, order)?,
+        h,
+        y,
+    )
+}
+
+/// [`report`] for precomputed series coefficients (any Runge–Kutta method, see
+/// [`ModifiedSeries::for_method`]).
+pub fn report_series<F: GenericField>(
+    field: &F,
+    series: &ModifiedSeries,
+    h: f64,
+    y: &[f64],
+) -> Result<ImdeReport, ArgError> {
     series::check_step(h)?;
-    let terms = ModifiedSeries::new(expansion, tableau, order)?.terms(field, y)?;
+    let terms = series.terms(field, y)?;
     let mut imde = vec![0.0; y.len()];
     let mut term_norms = Vec::with_capacity(terms.len());
     let mut hk = 1.0;
@@ -173,10 +205,10 @@ pub fn report<F: GenericField>(
         hk *= h;
     }
     Ok(ImdeReport {
-        method: tableau.name().to_string(),
-        expansion,
+        method: series.method().to_string(),
+        expansion: series.expansion(),
         h,
-        order,
+        order: series.order(),
         at: y.to_vec(),
         field: terms[0].clone(),
         imde,

@@ -7,6 +7,7 @@ use super::differentials::{elementary_differentials, GenericField, Workspace, MA
 use super::forest::TreeTable;
 use super::substitution::{integrator_coefficients, solve_substitution, Scheme};
 use crate::error::{ArgError, ShapeError};
+use crate::solve::Method;
 use crate::tableau::trees::Tree;
 use crate::tableau::ButcherTableau;
 
@@ -66,6 +67,23 @@ impl ModifiedSeries {
         tableau: &ButcherTableau,
         order: usize,
     ) -> Result<Self, ArgError> {
+        Self::from_runge_kutta(expansion, tableau.name(), tableau.a(), tableau.b(), order)
+    }
+
+    /// The coefficients of `expansion` for the Runge–Kutta method with coefficient matrix
+    /// `a` (`s × s`, explicit or implicit) and weights `b`, truncated after `h^order`.
+    ///
+    /// The elementary weights `Φ(τ) = bᵀ Π A Φ(τₖ)` of an implicit method are defined by the
+    /// same recursion as for an explicit one (the stage equations are solved order by order
+    /// in `h`), so the substitution law applies unchanged: this is how the IMDE of the
+    /// implicit midpoint rule (`a = [[1/2]]`, `b = [1]`) is computed.
+    pub fn from_runge_kutta(
+        expansion: Expansion,
+        name: &str,
+        a: &[Vec<f64>],
+        b: &[f64],
+        order: usize,
+    ) -> Result<Self, ArgError> {
         if order > MAX_ORDER {
             return Err(ArgError::invalid(
                 "order",
@@ -73,11 +91,23 @@ impl ModifiedSeries {
                 format!("the truncation order must be at most {MAX_ORDER}"),
             ));
         }
+        let s = b.len();
+        if s == 0 || a.len() != s || a.iter().any(|row| row.len() != s) {
+            return Err(ArgError::invalid(
+                "Runge–Kutta coefficients",
+                name,
+                format!("a must be {s}×{s} for {s} weights b (and s ≥ 1)"),
+            ));
+        }
+        if let Some(v) = a.iter().flatten().chain(b).find(|v| !v.is_finite()) {
+            return Err(ArgError::invalid(
+                "Runge–Kutta coefficient",
+                v,
+                format!("method '{name}': every coefficient must be finite"),
+            ));
+        }
         let table = TreeTable::new(order + 1);
-        let rk = Scheme::RungeKutta {
-            a: tableau.a(),
-            b: tableau.b(),
-        };
+        let rk = Scheme::RungeKutta { a, b };
         let beta = match expansion {
             // Φ applied to f_h equals φ: (b ⋆ Φ) = e with e(τ) = 1/γ(τ).
             Expansion::Inverse => {
@@ -105,13 +135,37 @@ impl ModifiedSeries {
         }
         Ok(Self {
             expansion,
-            method: tableau.name().to_string(),
+            method: name.to_string(),
             order,
             table,
             beta,
             weights,
             needed,
         })
+    }
+
+    /// The coefficients for a method of the catalogue: any explicit Runge–Kutta tableau, or
+    /// the implicit midpoint rule. Splitting methods are partitioned methods whose modified
+    /// equations need P-series over bicoloured trees, which this module does not implement;
+    /// they are refused with an error that says so.
+    pub fn for_method(
+        expansion: Expansion,
+        method: &Method,
+        order: usize,
+    ) -> Result<Self, ArgError> {
+        match method {
+            Method::Explicit(t) => Self::new(expansion, t, order),
+            Method::Implicit(_) => {
+                Self::from_runge_kutta(expansion, "implicit-midpoint", &[vec![0.5]], &[1.0], order)
+            }
+            Method::Splitting(s) => Err(ArgError::MethodUnsuited {
+                method: s.name.clone(),
+                reason: "is a splitting (partitioned) method: its modified equations are \
+                         P-series over bicoloured trees, not B-series; the IMDE is available \
+                         for Runge–Kutta methods (explicit tableaus and implicit-midpoint)"
+                    .into(),
+            }),
+        }
     }
 
     /// The inverse modified equation (IMDE) of `tableau` to order `order`.

@@ -3,6 +3,8 @@
 
 mod coefficients;
 mod convergence;
+mod implicit;
+mod learning;
 mod linear;
 
 use num_dual::{Dual64, DualNum, HyperDual64};
