@@ -220,7 +220,8 @@ fn svg_plots_carry_the_labels() {
 #[test]
 fn methods_json_lists_every_method() {
     let dir = tempfile::tempdir().unwrap();
-    let listed = solved(dir.path(), "methods --json");
+    let listed = solved(dir.path(), "methods");
+    assert_eq!(listed, solved(dir.path(), "methods --json"));
     let listed = listed.as_array().unwrap();
     let catalogue = odeflow::solve::method_catalogue();
     assert_eq!(listed.len(), catalogue.len());
@@ -232,7 +233,7 @@ fn methods_json_lists_every_method() {
             assert!(row.get(key).is_some(), "{} lacks {key}", info.name);
         }
     }
-    let table = odeflow(dir.path(), "methods");
+    let table = odeflow(dir.path(), "methods --table");
     let text = String::from_utf8(table.stdout).unwrap();
     assert_eq!(text.lines().count(), catalogue.len() + 1);
     for info in &catalogue {

@@ -57,7 +57,7 @@ fn files_exist(summary: &Value, dir: &Path, want: &[&str]) {
 #[test]
 fn list_names_every_experiment() {
     let dir = tempfile::tempdir().unwrap();
-    let out = odeflow(dir.path(), "experiment --list");
+    let out = odeflow(dir.path(), "experiment --list --table");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for name in [

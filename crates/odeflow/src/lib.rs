@@ -2,7 +2,6 @@
 //!
 //! Neural ODEs in which the numerical solver is part of the model.
 //!
-//! * [`analysis`]: what the solver makes a model learn — inverse modified equations.
 //! * [`tableau`]: Butcher tableaus as validated data, the method catalogue, rooted trees.
 //! * [`solve`]: the solve loop (fixed grid, adaptive with PI control and dense output,
 //!   symplectic splitting, implicit midpoint), statistics, typed failures.
@@ -11,7 +10,8 @@
 //! * [`field`]: the vector-field trait (evaluation and VJPs into caller buffers).
 //! * [`grad`]: gradient methods — backprop (discrete adjoint), continuous adjoint, reversible.
 //! * [`train`]: optimizers, schedules, the training loop, checkpoints, metrics log.
-//! * [`analysis`]: the three papers' analyses.
+//! * [`analysis`]: the three papers' analyses — solver dependence (adaptation, validity
+//!   verdict), inverse modified equations, ResNets as discretisations.
 //! * [`data`]: data sets (concentric spheres, MNIST, CIFAR-10, trajectory pairs), NPY/CSV
 //!   import and export, seeded splits and mini-batches.
 //! * [`models`]: models assembled from the pieces — Ott et al.'s ODE classifier, Zhu et al.'s
@@ -43,3 +43,8 @@ pub use real::Real;
 pub use solve::{solve, solve_split, Method, SaveAt, Solution, SolveOptions, Stats, Stepping};
 pub use state::{Batch, State};
 pub use tableau::ButcherTableau;
+
+/// The README's Rust examples, compiled and run by `cargo test` so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -1,8 +1,8 @@
-//! `odeflow methods`: the method catalogue as a table or as JSON.
+//! `odeflow methods`: the method catalogue as JSON, or as a table for people.
 //!
 //! ```text
-//! odeflow methods            # aligned table on stdout
-//! odeflow methods --json     # JSON array of odeflow::solve::MethodInfo on stdout
+//! odeflow methods            # JSON array of odeflow::solve::MethodInfo on stdout
+//! odeflow methods --table    # aligned table on stdout
 //! odeflow methods --out m.json
 //! ```
 
@@ -18,11 +18,15 @@ use crate::progress::Reporter;
 /// Flags of `odeflow methods`.
 #[derive(Debug, Args)]
 pub struct MethodsArgs {
-    /// Print JSON (an array with one object per method) instead of a table.
-    #[arg(long)]
+    /// Print JSON, an array with one object per method (the default).
+    #[arg(long, conflicts_with = "table")]
     json: bool,
 
-    /// Write the JSON listing to this file instead of stdout (implies --json).
+    /// Print an aligned table for people instead of JSON.
+    #[arg(long, conflicts_with = "out")]
+    table: bool,
+
+    /// Write the JSON listing to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 }
@@ -30,7 +34,7 @@ pub struct MethodsArgs {
 /// Runs `odeflow methods`.
 pub fn run(args: MethodsArgs, reporter: &Reporter) -> Result<(), CliError> {
     let methods = method_catalogue();
-    if args.json || args.out.is_some() {
+    if !args.table {
         output::write_json(&methods, args.out.as_deref(), Layout::Pretty)?;
         if let Some(path) = &args.out {
             reporter.note(format!(

@@ -13,7 +13,7 @@
 //! learned discrete model `Φ_{h,f_θ}` for `--rollout-steps` steps from `--y0` and records
 //! the true energy `H = p²/2 − 10 cos q` along the way.
 //!
-//! Output folder (`--out-dir`, default `experiments/conservation`): `conservation.json`
+//! Output folder (`--out-dir`, default `results/conservation`): `conservation.json`
 //! (every number, rollouts included), `models.csv` (one row per model and seed),
 //! `energy.csv` (`H(y_n) − H(y_0)` per step and model), and the plots `energy.png`
 //! (`|H(y_n) − H(y_0)|` against time, log scale) and `phase_portraits.png` (each model's
@@ -107,7 +107,7 @@ pub struct ConservationArgs {
     order: usize,
 
     /// Folder for the JSON, CSV and PNG files.
-    #[arg(long, value_name = "DIR", default_value = "experiments/conservation")]
+    #[arg(long, value_name = "DIR", default_value = "results/conservation")]
     out_dir: PathBuf,
 
     /// Write the summary JSON here instead of stdout.

@@ -15,7 +15,7 @@
 //! `‖g₁(y) − g₂(y)‖_∞` of the learned field against the true field and against the IMDE
 //! truncated at `--order`; fits log–log slopes in `h`.
 //!
-//! Output folder (`--out-dir`, default `experiments/imde`): `imde.json` (every number,
+//! Output folder (`--out-dir`, default `results/imde`): `imde.json` (every number,
 //! including every run and the rollouts), `sweeps.csv` (one row per run), `rollouts.csv`,
 //! and the plots `errors_vs_T.png`, `errors_vs_S.png` (log–log, fitted slopes in the
 //! legend), `field_errors.png` (bars at `T = --t`, `S = 1`) and `rollouts.png` (flows of
@@ -125,7 +125,7 @@ pub struct ImdeExperimentArgs {
     rollout_dt: f64,
 
     /// Folder for the JSON, CSV and PNG files.
-    #[arg(long, value_name = "DIR", default_value = "experiments/imde")]
+    #[arg(long, value_name = "DIR", default_value = "results/imde")]
     out_dir: PathBuf,
 
     /// Write the summary JSON here instead of stdout.

@@ -1,8 +1,8 @@
 //! `odeflow experiment`: the papers' experiments end to end, one subcommand each.
 //!
 //! ```text
-//! odeflow experiment --list
-//! odeflow experiment solver-dependence --out-dir runs/solver-dependence
+//! odeflow experiment --list            # JSON; --list --table for people
+//! odeflow experiment solver-dependence            # writes results/solver-dependence/
 //! odeflow experiment imde --out-dir results/imde
 //! odeflow experiment resnet-gradients --out-dir results/gradients
 //! ```
@@ -45,9 +45,13 @@ pub struct ExperimentArgs {
     #[arg(long)]
     pub list: bool,
 
-    /// With --list: print a JSON array instead of a table.
-    #[arg(long, requires = "list")]
+    /// With --list: print JSON, an array of {name, description} (the default).
+    #[arg(long, requires = "list", conflicts_with = "table")]
     pub json: bool,
+
+    /// With --list: print an aligned table for people instead of JSON.
+    #[arg(long, requires = "list")]
+    pub table: bool,
 
     /// The experiment to run.
     #[command(subcommand)]
@@ -147,7 +151,7 @@ pub fn run(args: ExperimentArgs, reporter: &Reporter) -> Result<(), CliError> {
         Some(e) => e.run(reporter),
         None if args.list => {
             let list = catalogue();
-            if args.json {
+            if !args.table {
                 return output::write_json(&list, None, Layout::Pretty);
             }
             let width = list.iter().map(|e| e.name.len()).max().unwrap_or(0);

@@ -43,7 +43,11 @@ use crate::runs::sweep::mean_std;
 #[derive(Debug, Args)]
 pub struct SolverDependenceArgs {
     /// Output folder.
-    #[arg(long, value_name = "FOLDER", default_value = "runs/solver-dependence")]
+    #[arg(
+        long,
+        value_name = "FOLDER",
+        default_value = "results/solver-dependence"
+    )]
     pub out_dir: PathBuf,
     /// Data set (concentric spheres sphere<d>).
     #[arg(long, default_value = "sphere2")]

@@ -39,7 +39,7 @@ use crate::runs::pipeline::{ensure_checked, ensure_trained};
 #[derive(Debug, Args)]
 pub struct StepAdaptationArgs {
     /// Output folder.
-    #[arg(long, value_name = "FOLDER", default_value = "runs/step-adaptation")]
+    #[arg(long, value_name = "FOLDER", default_value = "results/step-adaptation")]
     pub out_dir: PathBuf,
     /// Training method whose step is adapted: euler or midpoint.
     #[arg(long, default_value = "euler")]
