@@ -139,16 +139,20 @@ def child_env(threads: int) -> dict:
 
 
 def last_json_object(text: str) -> dict | None:
-    """The last line of `text` that parses as a JSON object (tolerates log noise)."""
-    for line in reversed(text.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                return obj
+    """The last JSON object in `text` that starts at the beginning of a line, whether it is
+    printed on one line or pretty-printed over many (tolerates log noise around it)."""
+    decoder = json.JSONDecoder()
+    starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+    for start in reversed(starts):
+        chunk = text[start:].lstrip(" \t")
+        if not chunk.startswith("{"):
+            continue
+        try:
+            obj, _ = decoder.raw_decode(chunk)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            return obj
     return None
 
 

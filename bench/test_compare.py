@@ -81,6 +81,12 @@ class DriverTests(unittest.TestCase):
         self.assertEqual(compare.last_json_object(text)["workload"], "x")
         self.assertIsNone(compare.last_json_object("no json here\n[1, 2]\n"))
 
+    def test_last_json_object_reads_pretty_printed_output(self):
+        text = 'log line\n{\n  "workload": "y",\n  "ms_iters": [\n    1.5,\n    2.0\n  ]\n}\n'
+        obj = compare.last_json_object(text)
+        self.assertEqual(obj["workload"], "y")
+        self.assertEqual(obj["ms_iters"], [1.5, 2.0])
+
     def test_stats_prefer_raw_iterations(self):
         st = compare.stats_of({"ms_per_iter": 99.0, "ms_iters": [1.0, 2.0, 30.0]})
         self.assertEqual((st["ms_per_iter"], st["ms_max"]), (2.0, 30.0))

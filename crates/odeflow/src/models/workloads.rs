@@ -10,11 +10,13 @@
 //! | `mnist-odenet64-euler8` | `odenet` C=64 + Linear(784→10), CE | (128, 1, 28, 28) | 8 Euler steps |
 //! | `cifar-odenet128-euler8` | `odenet` C=128 + Linear(3072→10), CE | (256, 3, 32, 32) | 8 Euler steps |
 //!
-//! Inputs are seeded random data of the right shape (concentric spheres for `sphere2`):
-//! the cost of an iteration does not depend on the values.
+//! Inputs (and the pendulum's regression targets) are seeded N(0, 1) data of the right
+//! shape, as in the peer scripts (`bench/workloads.py`); `sphere2` uses concentric spheres.
+//! The cost of an iteration does not depend on the values.
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 
 use super::classifier::ClassBatch;
 use super::spec::{resolve_threads, ClassifierSpec, FieldSpec, NeuralClassifier};
@@ -118,7 +120,9 @@ fn random_images(
     let x = Batch::from_vec(
         n,
         len / n,
-        (0..len).map(|_| rng.random_range(0.0..1.0f32)).collect(),
+        (0..len)
+            .map(|_| rng.sample::<f32, _>(StandardNormal))
+            .collect(),
     )
     .expect("sized above");
     ClassBatch {
@@ -208,13 +212,17 @@ impl WorkloadRunner {
                 let x = Batch::from_vec(
                     n,
                     2,
-                    (0..2 * n).map(|_| rng.random_range(-1.0..1.0f32)).collect(),
+                    (0..2 * n)
+                        .map(|_| rng.sample::<f32, _>(StandardNormal))
+                        .collect(),
                 )
                 .expect("sized");
                 let y = Batch::from_vec(
                     n,
                     2,
-                    (0..2 * n).map(|_| rng.random_range(-1.0..1.0f32)).collect(),
+                    (0..2 * n)
+                        .map(|_| rng.sample::<f32, _>(StandardNormal))
+                        .collect(),
                 )
                 .expect("sized");
                 Runner::Regressor {
