@@ -1,8 +1,13 @@
-//! Value parsers shared by the commands' flags.
+//! Value parsers shared by the commands' flags, and the resolution of a built-in system
+//! with a state given on the command line.
 //!
 //! clap calls these while parsing; an `Err(String)` becomes
 //! `invalid value '<v>' for '--flag <FLAG>': <reason>`, which names both the flag and the
 //! value. Numbers must be finite everywhere: a NaN time, step or state is always a mistake.
+
+use odeflow::systems::{BuiltinSystem, System};
+
+use crate::error::CliError;
 
 /// A comma-separated list of finite numbers, e.g. `--y0 0,1` or `--t-eval 0,0.5,1`.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +63,37 @@ pub fn join(values: &[f64]) -> String {
         .map(f64::to_string)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The built-in system `name` and a state for it: `given` (the flag `flag`'s values) or the
+/// system's demo state. For `linear` the length of `given` sets the dimension; otherwise a
+/// length that differs from the system's is an input error naming the state components.
+pub fn system_and_state(
+    name: &str,
+    given: Option<&FloatList>,
+    flag: &str,
+) -> Result<(BuiltinSystem, Vec<f64>), CliError> {
+    let mut system = BuiltinSystem::from_name(name)?;
+    let state = match given {
+        Some(list) => list.0.clone(),
+        None => system.default_y0(),
+    };
+    if let (BuiltinSystem::Linear(linear), Some(_)) = (&mut system, given) {
+        // y' = λy has as many components as the state given.
+        linear.dim = state.len();
+    }
+    if state.len() != system.dim() {
+        return Err(CliError::input(format!(
+            "{flag} {} has {} values but system '{}' has {} state components ({}); give {} comma-separated numbers",
+            join(&state),
+            state.len(),
+            system.name(),
+            system.dim(),
+            system.state_names().join(", "),
+            system.dim()
+        )));
+    }
+    Ok((system, state))
 }
 
 #[cfg(test)]

@@ -1,59 +1,10 @@
 //! End-to-end tests of the `odeflow` binary: results on disk and stdout, plots, exit codes,
 //! and one-line errors that name the offending value.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use common::{floats, json_file, odeflow, ok_json, one_line_failure, stderr};
 use serde_json::Value;
-
-/// Runs `odeflow` in `dir` with a command line split on whitespace.
-fn odeflow(dir: &Path, cmdline: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_odeflow"))
-        .args(cmdline.split_whitespace())
-        .current_dir(dir)
-        .output()
-        .expect("the odeflow binary runs")
-}
-
-/// Runs a command that must succeed and returns its JSON result from stdout.
-fn solved(dir: &Path, cmdline: &str) -> Value {
-    let out = odeflow(dir, cmdline);
-    assert!(out.status.success(), "{cmdline}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json_file(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-/// Asserts a failure with exit code `code` and exactly one `error:` line on stderr
-/// containing every `needle`; returns that line.
-fn assert_one_line_failure(out: &Output, code: i32, cmdline: &str, needles: &[&str]) -> String {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "{cmdline}: {err}");
-    assert_eq!(err.lines().count(), 1, "{cmdline}: not one line: {err}");
-    assert!(err.starts_with("error: "), "{cmdline}: {err}");
-    for needle in needles {
-        assert!(
-            err.contains(needle),
-            "{cmdline}: '{needle}' missing in: {err}"
-        );
-    }
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"));
-    err
-}
 
 #[test]
 fn solve_writes_json_with_every_key_and_a_png() {
@@ -141,7 +92,7 @@ fn solve_is_accurate_and_prints_on_stdout_without_out() {
 #[test]
 fn adaptive_solve_meets_its_tolerance_at_t_eval() {
     let dir = tempfile::tempdir().unwrap();
-    let r = solved(
+    let r = ok_json(
         dir.path(),
         "solve --system linear --method dopri5 --rtol 1e-8 --atol 1e-10 \
          --t-eval 0,0.5,1 --y0 1,2",
@@ -169,8 +120,8 @@ fn a_user_tableau_matches_the_builtin_method() {
     )
     .unwrap();
     let base = "solve --system van-der-pol --dt 0.05 --t1 3";
-    let user = solved(dir.path(), &format!("{base} --tableau heun.toml"));
-    let builtin = solved(dir.path(), &format!("{base} --method heun"));
+    let user = ok_json(dir.path(), &format!("{base} --tableau heun.toml"));
+    let builtin = ok_json(dir.path(), &format!("{base} --method heun"));
     assert_eq!(user["method"], "my-heun");
     assert_eq!(user["final"], builtin["final"]);
     assert_eq!(user["stats"]["nfe"], builtin["stats"]["nfe"]);
@@ -180,8 +131,8 @@ fn a_user_tableau_matches_the_builtin_method() {
 fn f32_solves_agree_with_f64_to_single_precision() {
     let dir = tempfile::tempdir().unwrap();
     let base = "solve --system kepler --method rk4 --steps 200 --t1 3 --save-every 3";
-    let a = solved(dir.path(), &format!("{base} --dtype f32"));
-    let b = solved(dir.path(), &format!("{base} --dtype f64"));
+    let a = ok_json(dir.path(), &format!("{base} --dtype f32"));
+    let b = ok_json(dir.path(), &format!("{base} --dtype f64"));
     assert_eq!(a["dtype"], "f32");
     let (fa, fb) = (floats(&a["final"]), floats(&b["final"]));
     let diff = fa
@@ -220,8 +171,8 @@ fn svg_plots_carry_the_labels() {
 #[test]
 fn methods_json_lists_every_method() {
     let dir = tempfile::tempdir().unwrap();
-    let listed = solved(dir.path(), "methods");
-    assert_eq!(listed, solved(dir.path(), "methods --json"));
+    let listed = ok_json(dir.path(), "methods");
+    assert_eq!(listed, ok_json(dir.path(), "methods --json"));
     let listed = listed.as_array().unwrap();
     let catalogue = odeflow::solve::method_catalogue();
     assert_eq!(listed.len(), catalogue.len());
@@ -305,7 +256,7 @@ fn bad_inputs_fail_with_one_line_naming_the_value() {
     let dir = tempfile::tempdir().unwrap();
     for (cmdline, needles) in &cases {
         let out = odeflow(dir.path(), cmdline);
-        assert_one_line_failure(&out, 2, cmdline, needles);
+        one_line_failure(&out, 2, cmdline, needles);
         assert!(out.stdout.is_empty(), "{cmdline} printed a result");
     }
 }
@@ -324,7 +275,7 @@ fn a_solver_failure_keeps_the_partial_solution() {
         "partial.json",
         "--max-steps",
     ];
-    assert_one_line_failure(&out, 1, cmdline, &needles);
+    one_line_failure(&out, 1, cmdline, &needles);
     let r = json_file(&dir.path().join("partial.json"));
     assert!(r["error"].as_str().unwrap().contains("max_steps = 5"));
     assert_eq!(r["stats"]["steps"], 5);
@@ -341,5 +292,5 @@ fn an_unwritable_out_path_is_a_runtime_error_naming_it() {
     std::fs::write(dir.path().join("blocker"), "a file, not a folder").unwrap();
     let cmdline = "solve --system harmonic --method rk4 --dt 0.1 --out blocker/r.json";
     let out = odeflow(dir.path(), cmdline);
-    assert_one_line_failure(&out, 1, cmdline, &["blocker"]);
+    one_line_failure(&out, 1, cmdline, &["blocker"]);
 }

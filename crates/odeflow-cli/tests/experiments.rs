@@ -2,37 +2,11 @@
 //! budgets: JSON summaries on stdout, result files and plots in --out-dir, one-line errors.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
+mod common;
+
+use common::{fails, odeflow, ok_json};
 use serde_json::Value;
-
-fn odeflow(dir: &Path, cmdline: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_odeflow"))
-        .args(cmdline.split_whitespace())
-        .current_dir(dir)
-        .output()
-        .expect("the odeflow binary runs")
-}
-
-fn ok(dir: &Path, cmdline: &str) -> Value {
-    let out = odeflow(dir, cmdline);
-    assert!(
-        out.status.success(),
-        "{cmdline}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn fails(dir: &Path, cmdline: &str, code: i32, needles: &[&str]) {
-    let out = odeflow(dir, cmdline);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{cmdline}: {err}");
-    assert_eq!(err.lines().count(), 1, "{cmdline}: {err}");
-    for n in needles {
-        assert!(err.contains(n), "{cmdline}: '{n}' missing in {err}");
-    }
-}
 
 /// Every file the summary lists exists; PNGs are PNGs.
 fn files_exist(summary: &Value, dir: &Path, want: &[&str]) {
@@ -76,7 +50,7 @@ fn list_names_every_experiment() {
 #[test]
 fn reconstruction_and_gradients_report_slopes_and_files() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ok(
+    let s = ok_json(
         dir.path(),
         "-q experiment resnet-reconstruction --depths 8,16,32,64 --dim 4 --batch 4 --out-dir rec",
     );
@@ -98,7 +72,7 @@ fn reconstruction_and_gradients_report_slopes_and_files() {
     let csv = std::fs::read_to_string(dir.path().join("rec/reconstruction.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 6 * 4);
 
-    let s = ok(
+    let s = ok_json(
         dir.path(),
         "-q experiment resnet-gradients --depths 8,16,32 --schemes heun --profiles smooth --dim 3 --hidden 4 --batch 4 --out-dir grad",
     );
@@ -133,7 +107,7 @@ fn reconstruction_and_gradients_report_slopes_and_files() {
 #[test]
 fn linear_resnet_smoothness_is_bounded_in_depth() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ok(
+    let s = ok_json(
         dir.path(),
         "-q experiment linear-resnet --depths 25,50 --snapshots 0,5 --out-dir lin",
     );
@@ -164,9 +138,9 @@ fn linear_resnet_smoothness_is_bounded_in_depth() {
 #[test]
 fn memory_runs_each_depth_in_a_child_process() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ok(
+    let s = ok_json(
         dir.path(),
-        "-q experiment resnet-memory --depths 1,5,9 --out-dir mem",
+        "-q experiment resnet-memory --depths 2,12,22 --out-dir mem",
     );
     files_exist(&s, dir.path(), &["memory.csv", "memory.png"]);
     let fits = s["fits"].as_array().unwrap();
@@ -176,11 +150,13 @@ fn memory_runs_each_depth_in_a_child_process() {
             .unwrap()
     };
     // About one 0.95 MiB activation per layer for backprop; flat for reversible (the same
-    // residual function at every depth).
+    // residual function at every depth). Depth 1 is left out and the depths are spread over
+    // 20 layers: the allocator's first-iteration layout (e.g. gemm's packing buffers) shifts
+    // the peak by 1–2 MiB, which over a short range would read as a per-layer slope.
     let (bp, rev) = (slope("backprop"), slope("reversible"));
     assert!(bp > 0.7 && bp < 1.3, "{fits:?}");
     assert!(rev.abs() < 0.2, "{fits:?}");
-    let child = ok(
+    let child = ok_json(
         dir.path(),
         "experiment resnet-memory --child --depth 2 --grad reversible",
     );
@@ -206,7 +182,7 @@ fn depth_and_distance_train_tiny_resnets_on_mnist() {
         "--data-dir {} --train-limit 200 --test-limit 50 --iterations 3 --batch-size 16 --channels 4",
         mnist.display()
     );
-    let s = ok(
+    let s = ok_json(
         dir.path(),
         &format!("-q experiment resnet-depth --depths 2,3 --schemes euler --min-reversible-depth 3 {data} --out-dir depth"),
     );
@@ -223,7 +199,7 @@ fn depth_and_distance_train_tiny_resnets_on_mnist() {
         .unwrap();
     assert_eq!(fallback["effective_grad"], "backprop");
 
-    let s = ok(
+    let s = ok_json(
         dir.path(),
         &format!(
             "-q experiment resnet-distance --depths 2 --every 2 --probe 8 {data} --out-dir dist"

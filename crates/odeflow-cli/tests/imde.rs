@@ -2,44 +2,15 @@
 //! stdout, files in the output folder, and one-line errors with exit code 2 for bad input.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use serde_json::Value;
+mod common;
 
-fn odeflow(dir: &Path, cmdline: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_odeflow"))
-        .args(cmdline.split_whitespace())
-        .current_dir(dir)
-        .output()
-        .expect("the odeflow binary runs")
-}
+use common::{fails, floats, odeflow, ok_json};
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok_json(dir: &Path, cmdline: &str) -> Value {
-    let out = odeflow(dir, cmdline);
-    assert!(out.status.success(), "{cmdline}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{cmdline}: {e}"))
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not an array: {v}"))
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
+/// Runs `cmdline`, which must be rejected as bad input: exit code 2, one line naming
+/// every needle.
 fn bad_input(dir: &Path, cmdline: &str, needles: &[&str]) {
-    let out = odeflow(dir, cmdline);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{cmdline}: {err}");
-    assert_eq!(err.lines().count(), 1, "{cmdline}: {err}");
-    for n in needles {
-        assert!(err.contains(n), "{cmdline}: '{n}' missing in {err}");
-    }
+    fails(dir, cmdline, 2, needles);
 }
 
 /// `(φ_h(y) − y)/h` of the pendulum from `odeflow solve` with tiny rk4 steps: for Euler the

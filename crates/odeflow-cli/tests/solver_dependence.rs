@@ -3,54 +3,11 @@
 //! exit codes, and one-line errors for bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+mod common;
+
+use common::{json_file, odeflow, ok, one_line_failure, stderr, stdout, stdout_json};
 use serde_json::Value;
-
-fn odeflow(dir: &Path, cmdline: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_odeflow"))
-        .args(cmdline.split_whitespace())
-        .current_dir(dir)
-        .output()
-        .expect("the odeflow binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The JSON result a command prints on stdout.
-fn stdout_json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(out)))
-}
-
-fn ok(dir: &Path, cmdline: &str) -> Output {
-    let out = odeflow(dir, cmdline);
-    assert!(out.status.success(), "{cmdline}: {}", stderr(&out));
-    out
-}
-
-fn json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-/// Asserts a failure with `code` and exactly one `error:` line containing every needle.
-fn one_line_failure(out: &Output, code: i32, what: &str, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "{what}: {err}");
-    assert_eq!(err.lines().count(), 1, "{what}: not one line: {err}");
-    assert!(err.starts_with("error: "), "{what}: {err}");
-    for n in needles {
-        assert!(err.contains(n), "{what}: '{n}' missing in: {err}");
-    }
-    assert!(!err.contains("panicked"));
-}
 
 /// A tiny sphere2 run: 256 training and 128 test points, batches of 32.
 const TINY: &str = "--dataset sphere2 --train-size 256 --test-size 128 --batch-size 32 --lr 1e-2 --checkpoint-every 5";
@@ -87,8 +44,8 @@ fn check_resume(extra: &str) {
         "train --out-dir part --resume --iterations 40 --no-check -q",
     );
     let (a, b) = (
-        json(&d.join("full/model.json")),
-        json(&d.join("part/model.json")),
+        json_file(&d.join("full/model.json")),
+        json_file(&d.join("part/model.json")),
     );
     assert_eq!(
         a["params"], b["params"],
@@ -128,7 +85,7 @@ fn adapted_f64_training_resumes_bit_for_bit_and_logs_the_step() {
     let checks: Vec<&Value> = log.iter().filter(|r| r.get("adapt").is_some()).collect();
     assert_eq!(checks.len(), 6);
     assert!(checks.iter().all(|r| r["acc_test"].is_number()));
-    let s = json(&d.join("a/summary.json"));
+    let s = json_file(&d.join("a/summary.json"));
     assert_eq!(s["adaptation"]["checks"], 6);
     assert_eq!(s["dtype"], "f64");
     assert!(s["adaptation"]["initial"]["step_size"].as_f64().unwrap() > 0.0);
@@ -161,7 +118,7 @@ fn train_checks_and_eval_writes_json_csv_and_plot() {
     for f in ["check.json", "check.png", "summary.json"] {
         assert!(d.join("r").join(f).is_file(), "{f} missing");
     }
-    let s = json(&d.join("r/summary.json"));
+    let s = json_file(&d.join("r/summary.json"));
     for k in ["train_accuracy", "test_accuracy", "seconds", "train"] {
         assert!(s.get(k).is_some(), "summary.{k}");
     }
@@ -169,7 +126,7 @@ fn train_checks_and_eval_writes_json_csv_and_plot() {
         d,
         "eval r --methods euler,rk4,dopri5 --steps 1,2,4 --tols 1e-3,1e-5 -q",
     );
-    let e = json(&d.join("r/eval.json"));
+    let e = json_file(&d.join("r/eval.json"));
     assert_eq!(e["train"]["method"], "euler");
     assert_eq!(e["train"]["steps"], 2);
     assert!(e["train"]["accuracy"].is_number());
@@ -210,7 +167,7 @@ fn check_gives_the_verdict_and_its_exit_code() {
             .starts_with("NOT a valid ODE flow"),
         "{v}"
     );
-    let c = json(&d.join("coarse/check.json"));
+    let c = json_file(&d.join("coarse/check.json"));
     assert_eq!(c["valid"], false);
     assert!(c["train_accuracy"].as_f64().unwrap() > 0.95, "{c}");
     for k in ["method", "steps", "accuracy", "drop"] {
@@ -223,7 +180,10 @@ fn check_gives_the_verdict_and_its_exit_code() {
     // A model whose eval.json has qualifying results reuses it.
     ok(d, "eval coarse --methods euler --steps 2,4 -q");
     let _ = odeflow(d, "check coarse -q");
-    assert_eq!(json(&d.join("coarse/check.json"))["source"], "eval.json");
+    assert_eq!(
+        json_file(&d.join("coarse/check.json"))["source"],
+        "eval.json"
+    );
     // An almost untrained model is the same function under every solver: valid, exit 0.
     let out = ok(d, "train --dataset sphere2 --train-size 256 --test-size 128 --method rk4 --steps 4 --iterations 3 --out-dir calm -q");
     let v = stdout_json(&out);
@@ -235,7 +195,7 @@ fn check_gives_the_verdict_and_its_exit_code() {
         "{v}"
     );
     ok(d, "check calm -q");
-    assert_eq!(json(&d.join("calm/check.json"))["valid"], true);
+    assert_eq!(json_file(&d.join("calm/check.json"))["valid"], true);
 }
 
 #[test]
@@ -260,10 +220,10 @@ fn sweep_shards_merge_and_critical_step() {
         &["2 runs", "not finished", "euler-2-s1"],
     );
     ok(d, &format!("{sweep} --shard 2/2"));
-    let shard: Value = json(&d.join("sw/shards/shard-2-of-2.json"));
+    let shard: Value = json_file(&d.join("sw/shards/shard-2-of-2.json"));
     assert_eq!(shard["rows"].as_array().unwrap().len(), 2);
     ok(d, "merge sw -q");
-    let t = json(&d.join("sw/sweep.json"));
+    let t = json_file(&d.join("sw/sweep.json"));
     let rows = t["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
     let names: Vec<&str> = rows.iter().map(|r| r["run"].as_str().unwrap()).collect();
@@ -285,7 +245,7 @@ fn sweep_shards_merge_and_critical_step() {
     );
     assert!(d.join("sw/sweep.png").is_file());
     let out = ok(d, "critical-step sw -q");
-    let c = json(&d.join("sw/critical-step.json"));
+    let c = json_file(&d.join("sw/critical-step.json"));
     assert_eq!(c["methods"][0]["method"], "euler");
     assert_eq!(c["threshold"], 0.02);
     let passing = c["methods"][0]["passing"].as_array().unwrap().len();
@@ -401,7 +361,7 @@ fn solver_dependence_experiment_writes_one_file_per_model_and_the_figure() {
         stdout(&out)
     );
     for name in ["euler-1.json", "euler-4.json"] {
-        let r = json(&d.join("sd").join(name));
+        let r = json_file(&d.join("sd").join(name));
         assert_eq!(r["seeds"], 2);
         assert!(r["train"]["method"] == "euler" && r["train"]["accuracy_std"].is_number());
         let results = r["results"].as_array().unwrap();
@@ -411,7 +371,7 @@ fn solver_dependence_experiment_writes_one_file_per_model_and_the_figure() {
     }
     assert!(d.join("sd/solver-dependence.png").is_file());
     assert_eq!(
-        json(&d.join("sd/summary.json"))["models"]
+        json_file(&d.join("sd/summary.json"))["models"]
             .as_array()
             .unwrap()
             .len(),
@@ -441,10 +401,10 @@ fn mnist_trains_from_a_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     ok(d, &format!("train --dataset mnist --data-dir {} --model mlp --hidden 16 --train-size 256 --test-size 128 --batch-size 32 --method euler --steps 1 --iterations 5 --lr 1e-3 --out-dir m --no-check -q", mnist.display()));
-    let s = json(&d.join("m/summary.json"));
+    let s = json_file(&d.join("m/summary.json"));
     assert_eq!(s["dataset"], "mnist");
     assert!(s["test_accuracy"].as_f64().unwrap() > 0.1);
-    let m = json(&d.join("m/model.json"));
+    let m = json_file(&d.join("m/model.json"));
     assert_eq!(m["sample_shape"], serde_json::json!([1, 28, 28]));
     assert_eq!(m["classes"], 10);
 }

@@ -16,6 +16,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use odeflow::analysis::solver_dependence::{critical_setting, CriticalSetting, SettingDrop};
 use serde::{Deserialize, Serialize};
 
 use super::merge::{axis_label, group_axis, methods_of, write_merged};
@@ -69,20 +70,20 @@ pub struct CriticalReport {
 
 /// The critical step of `method` among `groups`.
 pub fn critical_step(method: &str, groups: &[SweepGroup], threshold: f64) -> CriticalStep {
-    let mut mine: Vec<&SweepGroup> = groups.iter().filter(|g| g.method == method).collect();
-    mine.sort_by(|a, b| group_axis(a).total_cmp(&group_axis(b)));
-    let passes = |g: &SweepGroup| g.drop_max <= threshold;
-    let passing: Vec<f64> = mine
+    let mine: Vec<&SweepGroup> = groups.iter().filter(|g| g.method == method).collect();
+    let drops: Vec<SettingDrop> = mine
         .iter()
-        .filter(|g| passes(g))
-        .map(|g| group_axis(g))
+        .map(|g| SettingDrop {
+            setting: group_axis(g),
+            drop_max: g.drop_max,
+        })
         .collect();
-    let failing: Vec<f64> = mine
-        .iter()
-        .filter(|g| !passes(g))
-        .map(|g| group_axis(g))
-        .collect();
-    let critical = mine.iter().take_while(|g| passes(g)).last().copied();
+    let CriticalSetting {
+        critical,
+        passing,
+        failing,
+    } = critical_setting(&drops, threshold);
+    let critical = critical.and_then(|c| mine.iter().find(|g| group_axis(g) == c).copied());
     let adaptive = mine.first().is_some_and(|g| g.tol.is_some());
     let summary = match critical {
         Some(g) if adaptive => format!(

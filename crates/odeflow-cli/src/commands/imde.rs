@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use odeflow::analysis::imde::{report_series, Expansion, ModifiedSeries, MAX_ORDER};
-use odeflow::systems::{BuiltinSystem, System};
+use odeflow::systems::System;
 use odeflow::{ButcherTableau, Method};
 use serde::Serialize;
 
@@ -120,25 +120,7 @@ fn resolve_method(args: &ImdeArgs) -> Result<Method, CliError> {
 
 /// Runs `odeflow imde`.
 pub fn run(args: ImdeArgs, reporter: &Reporter) -> Result<(), CliError> {
-    let mut system = BuiltinSystem::from_name(&args.system)?;
-    let at = match &args.at {
-        Some(list) => list.0.clone(),
-        None => system.default_y0(),
-    };
-    if let (BuiltinSystem::Linear(linear), Some(_)) = (&mut system, &args.at) {
-        linear.dim = at.len();
-    }
-    if at.len() != system.dim() {
-        return Err(CliError::input(format!(
-            "--at {} has {} values but system '{}' has {} state components ({}); give {} comma-separated numbers",
-            args::join(&at),
-            at.len(),
-            system.name(),
-            system.dim(),
-            system.state_names().join(", "),
-            system.dim()
-        )));
-    }
+    let (system, at) = args::system_and_state(&args.system, args.at.as_ref(), "--at")?;
     if args.order > MAX_ORDER {
         return Err(CliError::input(format!(
             "--order {} is too large: the series is computed up to order {MAX_ORDER}",

@@ -59,7 +59,7 @@ pub fn parse_cifar_records<T: Real>(bytes: &[u8], path: &Path) -> Result<Dataset
             "empty file (expected CIFAR-10 records of 3073 bytes)",
         ));
     }
-    if bytes.len() % CIFAR_RECORD_BYTES != 0 {
+    if !bytes.len().is_multiple_of(CIFAR_RECORD_BYTES) {
         let full = bytes.len() / CIFAR_RECORD_BYTES;
         return Err(DataError::format(
             path,

@@ -292,7 +292,7 @@ pub fn batch_to_pairs<T: Real>(
                 format!("exceeds the {} columns of the data", b.cols()),
             ))
         }
-        None if b.cols() % 2 == 0 => b.cols() / 2,
+        None if b.cols().is_multiple_of(2) => b.cols() / 2,
         None => {
             return Err(crate::error::ArgError::invalid(
                 "columns",

@@ -114,7 +114,7 @@ impl ChannelNorm {
 
     fn check(&self, cols: usize) -> Result<usize, ArgError> {
         let c = self.channels();
-        if cols % c != 0 {
+        if !cols.is_multiple_of(c) {
             return Err(ArgError::invalid(
                 "sample size",
                 cols,

@@ -31,59 +31,33 @@ pub trait DiffSolve<S: State, F> {
     fn stats(&self) -> GradStats;
 }
 
-impl<S: State, F: VectorField<S>> DiffSolve<S, F> for GradSolver<S, F> {
-    type Grad = F::Grad;
-    fn forward(&mut self, field: &mut F, y0: &S) -> Result<&S, SolveError<S>> {
-        GradSolver::forward(self, field, y0)
-    }
-    fn backward(
-        &mut self,
-        field: &mut F,
-        dl_dy1: &S,
-        gtheta: &mut F::Grad,
-    ) -> Result<S, SolveError<S>> {
-        GradSolver::backward(self, field, dl_dy1, gtheta)
-    }
-    fn stats(&self) -> GradStats {
-        GradSolver::stats(self)
-    }
+/// `DiffSolve` for a solver type whose inherent `forward`, `backward` and `stats` have the
+/// trait's signatures, for fields bounded by `$bound`.
+macro_rules! forward_diff_solve {
+    ($solver:ident, $bound:ident) => {
+        impl<S: State, F: $bound<S>> DiffSolve<S, F> for $solver<S, F> {
+            type Grad = F::Grad;
+            fn forward(&mut self, field: &mut F, y0: &S) -> Result<&S, SolveError<S>> {
+                $solver::forward(self, field, y0)
+            }
+            fn backward(
+                &mut self,
+                field: &mut F,
+                dl_dy1: &S,
+                gtheta: &mut F::Grad,
+            ) -> Result<S, SolveError<S>> {
+                $solver::backward(self, field, dl_dy1, gtheta)
+            }
+            fn stats(&self) -> GradStats {
+                $solver::stats(self)
+            }
+        }
+    };
 }
 
-impl<S: State, F: VectorField<S>> DiffSolve<S, F> for MidpointGradSolver<S, F> {
-    type Grad = F::Grad;
-    fn forward(&mut self, field: &mut F, y0: &S) -> Result<&S, SolveError<S>> {
-        MidpointGradSolver::forward(self, field, y0)
-    }
-    fn backward(
-        &mut self,
-        field: &mut F,
-        dl_dy1: &S,
-        gtheta: &mut F::Grad,
-    ) -> Result<S, SolveError<S>> {
-        MidpointGradSolver::backward(self, field, dl_dy1, gtheta)
-    }
-    fn stats(&self) -> GradStats {
-        MidpointGradSolver::stats(self)
-    }
-}
-
-impl<S: State, F: SplitVectorField<S>> DiffSolve<S, F> for SplitGradSolver<S, F> {
-    type Grad = F::Grad;
-    fn forward(&mut self, field: &mut F, y0: &S) -> Result<&S, SolveError<S>> {
-        SplitGradSolver::forward(self, field, y0)
-    }
-    fn backward(
-        &mut self,
-        field: &mut F,
-        dl_dy1: &S,
-        gtheta: &mut F::Grad,
-    ) -> Result<S, SolveError<S>> {
-        SplitGradSolver::backward(self, field, dl_dy1, gtheta)
-    }
-    fn stats(&self) -> GradStats {
-        SplitGradSolver::stats(self)
-    }
-}
+forward_diff_solve!(GradSolver, VectorField);
+forward_diff_solve!(MidpointGradSolver, VectorField);
+forward_diff_solve!(SplitGradSolver, SplitVectorField);
 
 /// The differentiable solve of a plain [`VectorField`] for a method chosen at run time:
 /// explicit Runge–Kutta (any [`GradientMethod`]) or the implicit midpoint rule (its

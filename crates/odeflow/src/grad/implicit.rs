@@ -31,7 +31,7 @@
 //! adjoint system of the step it names).
 
 use super::GradStats;
-use crate::error::{ArgError, FailReason, Failure, ShapeError, SolveError};
+use crate::error::{ArgError, FailReason, Failure, SolveError};
 use crate::field::VectorField;
 use crate::real::Real;
 use crate::solve::{
@@ -282,22 +282,7 @@ impl<S: State, F: VectorField<S>> MidpointGradSolver<S, F> {
         dl_dy1: &S,
         gtheta: &mut F::Grad,
     ) -> Result<S, SolveError<S>> {
-        let Some(y1) = self.y1.as_ref() else {
-            return Err(ArgError::invalid(
-                "backward",
-                "called first",
-                "run forward before backward",
-            )
-            .into());
-        };
-        if dl_dy1.len() != y1.len() {
-            return Err(ArgError::Shape(ShapeError {
-                what: "dL/dy1",
-                expected: y1.len(),
-                got: dl_dy1.len(),
-            })
-            .into());
-        }
+        super::checked_final_state(self.y1.as_ref(), dl_dy1)?;
         let tol = self.tol::<S::Scalar>();
         let steps = self.grid.len() - 1;
         if self.mus.len() != steps {

@@ -57,6 +57,28 @@ use crate::state::State;
 use crate::tableau::ButcherTableau;
 use adjoint::{AdjointRhs, AdjointState};
 
+/// The final state kept by a forward pass, after checking that `backward` follows a
+/// `forward` and that `∂L/∂y(t₁)` has the state's length.
+fn checked_final_state<'a, S: State>(
+    y1: Option<&'a S>,
+    dl_dy1: &S,
+) -> Result<&'a S, SolveError<S>> {
+    let Some(y1) = y1 else {
+        return Err(
+            ArgError::invalid("backward", "called first", "run forward before backward").into(),
+        );
+    };
+    if dl_dy1.len() != y1.len() {
+        return Err(ArgError::Shape(crate::error::ShapeError {
+            what: "dL/dy1",
+            expected: y1.len(),
+            got: dl_dy1.len(),
+        })
+        .into());
+    }
+    Ok(y1)
+}
+
 /// Which gradient method a run uses.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -258,22 +280,7 @@ impl<S: State, F: VectorField<S>> GradSolver<S, F> {
         dl_dy1: &S,
         gtheta: &mut F::Grad,
     ) -> Result<S, SolveError<S>> {
-        let Some(y1) = self.y1.as_ref() else {
-            return Err(ArgError::invalid(
-                "backward",
-                "called first",
-                "run forward before backward",
-            )
-            .into());
-        };
-        if dl_dy1.len() != y1.len() {
-            return Err(ArgError::Shape(crate::error::ShapeError {
-                what: "dL/dy1",
-                expected: y1.len(),
-                got: dl_dy1.len(),
-            })
-            .into());
-        }
+        let y1 = checked_final_state(self.y1.as_ref(), dl_dy1)?;
         if !self.back.as_ref().is_some_and(|b| b.fits(y1)) {
             // First call, or the batch size changed since the buffers were made.
             self.back = Some(StepBackward::new(&self.tableau, y1));

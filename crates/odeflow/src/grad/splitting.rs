@@ -24,7 +24,7 @@
 //! requires of its implementors.
 
 use super::{implicit::failed, GradStats};
-use crate::error::{ArgError, FailReason, ShapeError, SolveError};
+use crate::error::{ArgError, FailReason, SolveError};
 use crate::real::Real;
 use crate::solve::{fixed_grid, Method, SaveAt, SolveOptions, SplitPart, Splitting, Stepping};
 use crate::state::State;
@@ -213,22 +213,7 @@ impl<S: State, F: SplitVectorField<S>> SplitGradSolver<S, F> {
         dl_dy1: &S,
         gtheta: &mut F::Grad,
     ) -> Result<S, SolveError<S>> {
-        let Some(y1) = self.y1.as_ref() else {
-            return Err(ArgError::invalid(
-                "backward",
-                "called first",
-                "run forward before backward",
-            )
-            .into());
-        };
-        if dl_dy1.len() != y1.len() {
-            return Err(ArgError::Shape(ShapeError {
-                what: "dL/dy1",
-                expected: y1.len(),
-                got: dl_dy1.len(),
-            })
-            .into());
-        }
+        let y1 = super::checked_final_state(self.y1.as_ref(), dl_dy1)?;
         let kbar = self.kbar.get_or_insert_with(|| y1.zeros_like());
         let gy = self.gy.get_or_insert_with(|| y1.zeros_like());
         let mut lambda = dl_dy1.clone();

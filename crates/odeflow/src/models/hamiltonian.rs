@@ -64,7 +64,7 @@ impl<T: Real> SeparableHamiltonian<T> {
     /// A network on states of dimension `dim` (even, at least 2) with `hidden` units per
     /// hidden layer, initialised from `seed`.
     pub fn new(dim: usize, hidden: usize, seed: u64) -> Result<Self, NnError> {
-        if dim == 0 || dim % 2 != 0 {
+        if dim == 0 || !dim.is_multiple_of(2) {
             return Err(NnError::invalid(
                 "state dimension",
                 dim,

@@ -267,7 +267,7 @@ impl<T: Real> Sequential<T> {
     fn check(&self, params: usize, x: usize, y: usize) -> Result<usize, NnError> {
         let (si, so) = (self.in_shape(), self.out_shape());
         let per = si.len().max(1);
-        if x % per != 0 {
+        if !x.is_multiple_of(per) {
             return Err(NnError::invalid(
                 "network input length",
                 x,

@@ -391,7 +391,9 @@ impl<T: Real> Trainer<T> {
             }
             on_iter(&rec);
             let every = self.cfg.checkpoint_every;
-            if (every > 0 && self.iteration % every == 0) || self.iteration == self.cfg.iterations {
+            if (every > 0 && self.iteration.is_multiple_of(every))
+                || self.iteration == self.cfg.iterations
+            {
                 self.save(model, hook)?;
             }
         }

@@ -53,7 +53,7 @@ pub fn thin<T: Clone>(points: &[T], max: usize) -> Vec<T> {
     let step = points.len().div_ceil(max.max(1)).max(1);
     let mut out: Vec<T> = points.iter().step_by(step).cloned().collect();
     if let Some(last) = points.last() {
-        if (points.len() - 1) % step != 0 {
+        if !(points.len() - 1).is_multiple_of(step) {
             out.push(last.clone());
         }
     }
@@ -82,7 +82,7 @@ impl RunProgress {
     pub fn update(&self, p: StudyProgress<'_>) {
         let done = p.run as u64 * self.iterations + p.record.iteration;
         self.bar.set_position(done);
-        if p.record.iteration == 1 || p.record.iteration % 50 == 0 {
+        if p.record.iteration == 1 || p.record.iteration.is_multiple_of(50) {
             self.bar.set_message(format!(
                 "[{}/{}] {} loss {:.2e}",
                 p.run + 1,

@@ -1,21 +1,24 @@
 //! Pieces shared by the ResNet experiments: output folders, CSV tables, value enums for
-//! schemes, weight profiles and gradient methods, and image data sets.
+//! schemes, weight profiles and gradient methods, image data sets, and the flags, progress
+//! bar, slope plots and summary of the profile sweeps (`resnet-reconstruction`,
+//! `resnet-gradients`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use odeflow::analysis::resnet::depth_sweep::{ImageData, TrainSettings};
-use odeflow::analysis::resnet::profiles::WeightProfile;
+use odeflow::analysis::resnet::profiles::{ProfileModel, ProfileSweep, WeightProfile};
 use odeflow::data::{Cifar10Options, MnistOptions};
 use odeflow::grad::GradientMethod;
-use odeflow::models::resnet::Scheme;
+use odeflow::models::resnet::{ResNetError, Scheme};
 use odeflow::models::tiny_resnet::BodyInit;
 use serde::Serialize;
+use serde_json::{json, Value};
 
 use crate::error::CliError;
 use crate::output::{self, Layout};
-use crate::plot::{self, Figure};
+use crate::plot::{self, Figure, Panel, Scale, Series};
 use crate::progress::Reporter;
 
 /// Where an experiment's results go.
@@ -187,6 +190,27 @@ impl From<GradArg> for GradientMethod {
     }
 }
 
+/// The `--grads` flag of the experiments that compare gradient methods.
+#[derive(Debug, Clone, Args)]
+pub struct GradsArgs {
+    /// Gradient methods.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "backprop,reversible"
+    )]
+    pub grads: Vec<GradArg>,
+}
+
+impl GradsArgs {
+    /// The methods, rejecting an empty list.
+    pub fn list(&self) -> Result<&[GradArg], CliError> {
+        non_empty("--grads", &self.grads)?;
+        Ok(&self.grads)
+    }
+}
+
 /// Initialisation of the body's layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InitArg {
@@ -341,6 +365,205 @@ impl TrainArgs {
     }
 }
 
+/// `--depths` and `--schemes` of a sweep over depth. The defaults and help lines are the
+/// profile sweeps'; `resnet-depth` changes them with `#[command(mut_arg("depths", ..))]`.
+#[derive(Debug, Clone, Args)]
+pub struct DepthSchemeArgs {
+    /// Depths N.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "2,4,8,16,32,64,128,256,512,1024"
+    )]
+    depths: Vec<usize>,
+
+    /// Schemes.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "euler,heun")]
+    schemes: Vec<SchemeArg>,
+}
+
+impl DepthSchemeArgs {
+    /// The depths and the schemes, rejecting an empty list.
+    pub fn checked(&self) -> Result<(Vec<usize>, Vec<Scheme>), CliError> {
+        non_empty("--depths", &self.depths)?;
+        non_empty("--schemes", &self.schemes)?;
+        let schemes = self.schemes.iter().map(|&s| s.into()).collect();
+        Ok((self.depths.clone(), schemes))
+    }
+}
+
+/// Flags of the profile sweeps (`resnet-reconstruction`, `resnet-gradients`). The defaults
+/// and help lines are `resnet-reconstruction`'s; another experiment changes one with
+/// `#[command(mut_arg("flag", ..))]` on its own flags.
+#[derive(Debug, Clone, Args)]
+pub struct ProfileSweepArgs {
+    #[command(flatten)]
+    axes: DepthSchemeArgs,
+
+    /// Weight profiles in depth.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "smooth,piecewise,iid"
+    )]
+    profiles: Vec<ProfileArg>,
+
+    /// Features d of the residual functions f(x) = tanh(Wx + b).
+    #[arg(long, default_value_t = 16)]
+    dim: usize,
+
+    /// Hidden units: f(x) = W₂ tanh(W₁x + b₁) + b₂ instead.
+    #[arg(long, value_name = "H")]
+    hidden: Option<usize>,
+
+    /// Scale of the weights.
+    #[arg(long, default_value_t = 1.5, value_parser = crate::args::finite)]
+    scale: f64,
+
+    /// Samples in the input batch.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+
+    /// Fit slopes over depths ≥ this.
+    #[arg(long, default_value_t = 8)]
+    fit_from: usize,
+
+    /// Seed of the weights and the input.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl ProfileSweepArgs {
+    /// The sweep's settings.
+    pub fn config(&self) -> Result<ProfileSweep, CliError> {
+        let (depths, schemes) = self.axes.checked()?;
+        Ok(ProfileSweep {
+            depths,
+            schemes,
+            profiles: self.profiles.iter().map(|&p| p.into()).collect(),
+            model: ProfileModel {
+                dim: self.dim,
+                hidden: self.hidden,
+                scale: self.scale,
+                seed: self.seed,
+            },
+            batch: self.batch,
+            fit_from: self.fit_from,
+        })
+    }
+}
+
+/// Runs `analysis` on `cfg` behind a progress bar named `label` (one tick per network).
+pub fn run_sweep<R>(
+    cfg: &ProfileSweep,
+    reporter: &Reporter,
+    label: &str,
+    analysis: impl FnOnce(&ProfileSweep, &mut dyn FnMut(usize, usize)) -> Result<R, ResNetError>,
+) -> Result<R, CliError> {
+    let total = (cfg.depths.len() * cfg.schemes.len() * cfg.profiles.len()) as u64;
+    let bar = reporter.bar(total, label);
+    let result =
+        analysis(cfg, &mut |done, _| bar.set_position(done as u64)).map_err(resnet_error)?;
+    bar.finish_and_clear();
+    Ok(result)
+}
+
+/// One curve of a profile sweep as plotted: `(depth, value)` points and their fitted slope.
+pub struct SlopeCurve {
+    /// Euler or Heun.
+    pub scheme: Scheme,
+    /// Weight profile.
+    pub profile: WeightProfile,
+    /// `(depth, value)` per depth.
+    pub points: Vec<(f64, f64)>,
+    /// Log–log slope of the values against depth.
+    pub slope: Option<f64>,
+}
+
+impl SlopeCurve {
+    /// The curve of `scheme` and `profile` through `(depth, value)` points.
+    pub fn new(
+        scheme: Scheme,
+        profile: WeightProfile,
+        points: impl IntoIterator<Item = (usize, f64)>,
+        slope: Option<f64>,
+    ) -> Self {
+        Self {
+            scheme,
+            profile,
+            points: points.into_iter().map(|(d, v)| (d as f64, v)).collect(),
+            slope,
+        }
+    }
+}
+
+/// A slope for people: two decimals, `–` for none.
+pub fn fmt_slope(s: Option<f64>) -> String {
+    s.map_or("–".into(), |s| format!("{s:.2}"))
+}
+
+/// One log–log panel per scheme of `cfg` (titled by `title`): each profile's curve labelled
+/// with its slope, and guides `∝ N^-1`, `N^-2`, `N^-3` through the first point.
+pub fn slope_panels(
+    cfg: &ProfileSweep,
+    curves: &[SlopeCurve],
+    title: impl Fn(Scheme) -> String,
+    y_label: &str,
+) -> Vec<Panel> {
+    let xs: Vec<f64> = cfg.depths.iter().map(|&d| d as f64).collect();
+    let mut panels = Vec::new();
+    for &scheme in &cfg.schemes {
+        let mut panel =
+            Panel::new(title(scheme), "depth N", y_label).scales(Scale::Log, Scale::Log);
+        let mut first = None;
+        for c in curves.iter().filter(|c| c.scheme == scheme) {
+            first = first.or(c.points.first().copied());
+            panel = panel.with(Series::line_markers(
+                format!("{} (slope {})", c.profile.name(), fmt_slope(c.slope)),
+                c.points.clone(),
+            ));
+        }
+        if let Some((x0, y0)) = first {
+            for k in 1..=3 {
+                // y = y0·(x/x0)^-k: a guide line through the first point.
+                let guide = xs.iter().map(|&x| (x, y0 * (x / x0).powf(-(k as f64))));
+                panel = panel.with(Series::line(format!("∝ N^-{k}"), guide.collect()));
+            }
+        }
+        panels.push(panel);
+    }
+    panels
+}
+
+/// `scheme/profile slope, …` for the closing note.
+pub fn slope_headline(curves: &[SlopeCurve]) -> String {
+    let one = |c: &SlopeCurve| {
+        let (s, p, slope) = (c.scheme.name(), c.profile.name(), fmt_slope(c.slope));
+        format!("{s}/{p} {slope}")
+    };
+    curves.iter().map(one).collect::<Vec<_>>().join(", ")
+}
+
+/// The JSON summary of a profile sweep: the experiment, its depths and `fit_from`, the
+/// per-curve `slopes`, the run time and the files written.
+pub fn sweep_summary(
+    experiment: &str,
+    cfg: &ProfileSweep,
+    slopes: Vec<Value>,
+    out: &Outputs,
+) -> Value {
+    json!({
+        "experiment": experiment,
+        "depths": cfg.depths,
+        "fit_from": cfg.fit_from,
+        "slopes": slopes,
+        "seconds": out.seconds(),
+        "files": out.files(),
+    })
+}
+
 /// Rejects an empty list given for `flag`.
 pub fn non_empty<T>(flag: &str, v: &[T]) -> Result<(), CliError> {
     if v.is_empty() {
@@ -351,16 +574,9 @@ pub fn non_empty<T>(flag: &str, v: &[T]) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A straight line `y = c·x^slope` through `(x0, y0)`, sampled at `xs` (a guide in log–log
-/// plots).
-pub fn power_law(xs: &[f64], x0: f64, y0: f64, slope: f64) -> Vec<(f64, f64)> {
-    xs.iter().map(|&x| (x, y0 * (x / x0).powf(slope))).collect()
-}
-
 /// A ResNet analysis error as a CLI error: bad settings are bad input, a failed solve is a
 /// run-time failure.
-pub fn resnet_error(e: odeflow::models::resnet::ResNetError) -> CliError {
-    use odeflow::models::resnet::ResNetError;
+pub fn resnet_error(e: ResNetError) -> CliError {
     match e {
         ResNetError::Solve(_) => CliError::runtime(format!(
             "{e}; the network blew up — lower --scale or the learning rate"

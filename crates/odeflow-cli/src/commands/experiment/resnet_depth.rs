@@ -23,7 +23,7 @@ use odeflow::models::tiny_resnet::TinyResNetConfig;
 use serde_json::json;
 
 use super::resnet_common::{
-    cell, non_empty, train_error, GradArg, OutputArgs, Outputs, SchemeArg, TrainArgs,
+    cell, train_error, DepthSchemeArgs, GradsArgs, OutputArgs, Outputs, TrainArgs,
 };
 use crate::error::CliError;
 use crate::plot::{Figure, Panel, Scale, Series};
@@ -31,28 +31,13 @@ use crate::progress::Reporter;
 
 /// Flags of `odeflow experiment resnet-depth`.
 #[derive(Debug, Args)]
+#[command(mut_arg("depths", |a| a.default_value("2,4,8").help("Depths N of the body")))]
 pub struct DepthArgs {
-    /// Depths N of the body.
-    #[arg(
-        long,
-        value_name = "LIST",
-        value_delimiter = ',',
-        default_value = "2,4,8"
-    )]
-    depths: Vec<usize>,
+    #[command(flatten)]
+    axes: DepthSchemeArgs,
 
-    /// Schemes.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "euler,heun")]
-    schemes: Vec<SchemeArg>,
-
-    /// Gradient methods.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "backprop,reversible"
-    )]
-    grads: Vec<GradArg>,
+    #[command(flatten)]
+    grads: GradsArgs,
 
     /// Bodies shallower than this train with backprop even when reversible is asked for.
     #[arg(long, default_value_t = 0)]
@@ -71,15 +56,14 @@ pub struct DepthArgs {
 
 /// Runs the experiment.
 pub fn run(args: DepthArgs, reporter: &Reporter) -> Result<(), CliError> {
-    non_empty("--depths", &args.depths)?;
-    non_empty("--schemes", &args.schemes)?;
-    non_empty("--grads", &args.grads)?;
+    let (depths, schemes) = args.axes.checked()?;
+    let grads = args.grads.list()?;
     let settings = args.train.settings(300)?;
     let data = args.train.load(reporter)?;
     let cfg = DepthSweepConfig {
-        depths: args.depths.clone(),
-        schemes: args.schemes.iter().map(|&s| s.into()).collect(),
-        grads: args.grads.iter().map(|&g| g.into()).collect(),
+        depths,
+        schemes,
+        grads: grads.iter().map(|&g| g.into()).collect(),
         model: TinyResNetConfig {
             channels: args.train.channels,
             classes: data.train.num_classes(),

@@ -17,65 +17,29 @@
 //! `gradients_per_layer.png` (`rel_err` of each layer at the largest depth).
 
 use clap::Args;
-use odeflow::analysis::resnet::gradients::{run as compare, GradError, GradientConfig};
-use odeflow::analysis::resnet::profiles::ProfileModel;
+use odeflow::analysis::resnet::gradients::{run as compare, GradError, GradientCurve};
+use odeflow::models::resnet::Scheme;
 use serde_json::json;
 
 use super::resnet_common::{
-    cell, non_empty, power_law, resnet_error, OutputArgs, Outputs, ProfileArg, SchemeArg,
+    cell, run_sweep, slope_headline, slope_panels, sweep_summary, OutputArgs, Outputs,
+    ProfileSweepArgs, SlopeCurve,
 };
 use crate::error::CliError;
 use crate::plot::{Figure, Panel, Scale, Series};
 use crate::progress::Reporter;
 
-/// Flags of `odeflow experiment resnet-gradients`.
+/// Flags of `odeflow experiment resnet-gradients`: those of `resnet-reconstruction` with
+/// other default depths and help lines.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("depths", |a| a.default_value("4,8,16,32,64,128,256,512,1024")),
+    mut_arg("batch", |a| a.help("Samples in the batch")),
+    mut_arg("seed", |a| a.help("Seed of the weights, the input and the target")),
+)]
 pub struct GradientsArgs {
-    /// Depths N.
-    #[arg(
-        long,
-        value_name = "LIST",
-        value_delimiter = ',',
-        default_value = "4,8,16,32,64,128,256,512,1024"
-    )]
-    depths: Vec<usize>,
-
-    /// Schemes.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "euler,heun")]
-    schemes: Vec<SchemeArg>,
-
-    /// Weight profiles in depth.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "smooth,piecewise,iid"
-    )]
-    profiles: Vec<ProfileArg>,
-
-    /// Features d of the residual functions f(x) = tanh(Wx + b).
-    #[arg(long, default_value_t = 16)]
-    dim: usize,
-
-    /// Hidden units: f(x) = W₂ tanh(W₁x + b₁) + b₂ instead.
-    #[arg(long, value_name = "H")]
-    hidden: Option<usize>,
-
-    /// Scale of the weights.
-    #[arg(long, default_value_t = 1.5, value_parser = crate::args::finite)]
-    scale: f64,
-
-    /// Samples in the batch.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-
-    /// Fit slopes over depths ≥ this.
-    #[arg(long, default_value_t = 8)]
-    fit_from: usize,
-
-    /// Seed of the weights, the input and the target.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sweep: ProfileSweepArgs,
 
     #[command(flatten)]
     output: OutputArgs,
@@ -93,31 +57,19 @@ fn row(scheme: &str, profile: &str, depth: usize, tensor: &str, e: &GradError) -
     ]
 }
 
-fn fmt_slope(s: Option<f64>) -> String {
-    s.map_or("–".into(), |s| format!("{s:.2}"))
+impl From<&GradientCurve> for SlopeCurve {
+    /// `rel_err` of all parameters against depth.
+    fn from(c: &GradientCurve) -> Self {
+        let points = c.points.iter().map(|p| (p.depth, p.params.rel_err));
+        SlopeCurve::new(c.scheme, c.profile, points, c.slope_rel_err)
+    }
 }
 
 /// Runs the experiment.
 pub fn run(args: GradientsArgs, reporter: &Reporter) -> Result<(), CliError> {
-    non_empty("--depths", &args.depths)?;
-    let cfg = GradientConfig {
-        depths: args.depths.clone(),
-        schemes: args.schemes.iter().map(|&s| s.into()).collect(),
-        profiles: args.profiles.iter().map(|&p| p.into()).collect(),
-        model: ProfileModel {
-            dim: args.dim,
-            hidden: args.hidden,
-            scale: args.scale,
-            seed: args.seed,
-        },
-        batch: args.batch,
-        fit_from: args.fit_from,
-    };
+    let cfg = args.sweep.config()?;
     let mut out = Outputs::new(&args.output, "resnet-gradients");
-    let total = (cfg.depths.len() * cfg.schemes.len() * cfg.profiles.len()) as u64;
-    let bar = reporter.bar(total, "gradients");
-    let result = compare(&cfg, |done, _| bar.set_position(done as u64)).map_err(resnet_error)?;
-    bar.finish_and_clear();
+    let result = run_sweep(&cfg, reporter, "gradients", |cfg, p| compare(cfg, p))?;
 
     out.json("result.json", &result)?;
     let mut rows = Vec::new();
@@ -139,42 +91,9 @@ pub fn run(args: GradientsArgs, reporter: &Reporter) -> Result<(), CliError> {
         &rows,
     )?;
 
-    let xs: Vec<f64> = cfg.depths.iter().map(|&d| d as f64).collect();
-    let mut panels = Vec::new();
-    for &scheme in &cfg.schemes {
-        let mut panel = Panel::new(
-            format!("{}: ‖g_bp − g_rev‖ / ‖g_bp‖", scheme.name()),
-            "depth N",
-            "relative error (all parameters)",
-        )
-        .scales(Scale::Log, Scale::Log);
-        let mut first = None;
-        for c in result.curves.iter().filter(|c| c.scheme == scheme) {
-            let pts: Vec<(f64, f64)> = c
-                .points
-                .iter()
-                .map(|p| (p.depth as f64, p.params.rel_err))
-                .collect();
-            first = first.or(pts.first().copied());
-            panel = panel.with(Series::line_markers(
-                format!(
-                    "{} (slope {})",
-                    c.profile.name(),
-                    fmt_slope(c.slope_rel_err)
-                ),
-                pts,
-            ));
-        }
-        if let Some((x0, y0)) = first {
-            for k in 1..=3 {
-                panel = panel.with(Series::line(
-                    format!("∝ N^-{k}"),
-                    power_law(&xs, x0, y0, -(k as f64)),
-                ));
-            }
-        }
-        panels.push(panel);
-    }
+    let curves: Vec<SlopeCurve> = result.curves.iter().map(SlopeCurve::from).collect();
+    let title = |scheme: Scheme| format!("{}: ‖g_bp − g_rev‖ / ‖g_bp‖", scheme.name());
+    let mut panels = slope_panels(&cfg, &curves, title, "relative error (all parameters)");
     let mut cos = Panel::new("1 − cosine similarity", "depth N", "1 − cos(g_bp, g_rev)")
         .scales(Scale::Log, Scale::Log);
     for c in &result.curves {
@@ -221,7 +140,7 @@ pub fn run(args: GradientsArgs, reporter: &Reporter) -> Result<(), CliError> {
         },
     )?;
 
-    let slopes: Vec<_> = result
+    let slopes = result
         .curves
         .iter()
         .map(|c| {
@@ -237,31 +156,7 @@ pub fn run(args: GradientsArgs, reporter: &Reporter) -> Result<(), CliError> {
             })
         })
         .collect();
-    let summary = json!({
-        "experiment": "resnet-gradients",
-        "depths": cfg.depths,
-        "fit_from": cfg.fit_from,
-        "slopes": slopes,
-        "seconds": out.seconds(),
-        "files": out.files(),
-    });
-    let headline = result
-        .curves
-        .iter()
-        .map(|c| {
-            format!(
-                "{}/{} {}",
-                c.scheme.name(),
-                c.profile.name(),
-                fmt_slope(c.slope_rel_err)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    out.finish(
-        &summary,
-        &args.output,
-        reporter,
-        &format!("rel_err slopes: {headline}"),
-    )
+    let summary = sweep_summary("resnet-gradients", &cfg, slopes, &out);
+    let headline = format!("rel_err slopes: {}", slope_headline(&curves));
+    out.finish(&summary, &args.output, reporter, &headline)
 }

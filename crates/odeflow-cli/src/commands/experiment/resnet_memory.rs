@@ -25,12 +25,15 @@ use clap::Args;
 use odeflow::analysis::resnet::memory::{
     current_rss_bytes, peak_rss_bytes, resnet_memory_workload, MemoryWorkload,
 };
+use odeflow::analysis::resnet::profiles::linear_fit;
 use odeflow::grad::GradientMethod;
 use odeflow::models::depth_field::Tying;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::resnet_common::{cell, non_empty, resnet_error, GradArg, OutputArgs, Outputs};
+use super::resnet_common::{
+    cell, non_empty, resnet_error, GradArg, GradsArgs, OutputArgs, Outputs,
+};
 use crate::error::CliError;
 use crate::output::{self, Layout};
 use crate::plot::{Figure, Panel, Series};
@@ -55,14 +58,8 @@ pub struct MemoryArgs {
     )]
     depths: Vec<usize>,
 
-    /// Gradient methods.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "backprop,reversible"
-    )]
-    grads: Vec<GradArg>,
+    #[command(flatten)]
+    grads: GradsArgs,
 
     /// Seed of the weights and input.
     #[arg(long, default_value_t = 0)]
@@ -159,22 +156,6 @@ fn measure(depth: usize, grad: GradArg, untied: bool, seed: u64) -> Result<Child
     })
 }
 
-/// Least-squares slope and intercept of `y` against `x`.
-fn linear_fit(pts: &[(f64, f64)]) -> Option<(f64, f64)> {
-    if pts.len() < 2 {
-        return None;
-    }
-    let n = pts.len() as f64;
-    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
-    let var: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    if var == 0.0 {
-        return None;
-    }
-    let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / var;
-    Some((slope, my - slope * mx))
-}
-
 /// Runs the experiment (or, with `--child`, one measurement).
 pub fn run(args: MemoryArgs, reporter: &Reporter) -> Result<(), CliError> {
     if args.child {
@@ -184,16 +165,16 @@ pub fn run(args: MemoryArgs, reporter: &Reporter) -> Result<(), CliError> {
         return child(depth, grad, args.untied, args.seed);
     }
     non_empty("--depths", &args.depths)?;
-    non_empty("--grads", &args.grads)?;
+    let grads = args.grads.list()?;
     if let Some(d) = args.depths.iter().find(|&&d| d == 0) {
         return Err(CliError::input(format!(
             "--depths contains {d}; depths start at 1"
         )));
     }
     let mut out = Outputs::new(&args.output, "resnet-memory");
-    let bar = reporter.bar((args.depths.len() * args.grads.len()) as u64, "peak memory");
+    let bar = reporter.bar((args.depths.len() * grads.len()) as u64, "peak memory");
     let mut reports = Vec::new();
-    for &grad in &args.grads {
+    for &grad in grads {
         for &depth in &args.depths {
             reports.push(measure(depth, grad, args.untied, args.seed)?);
             bar.inc(1);
@@ -238,7 +219,7 @@ pub fn run(args: MemoryArgs, reporter: &Reporter) -> Result<(), CliError> {
         "peak resident memory (MiB)",
     );
     let mut fits = Vec::new();
-    for &grad in &args.grads {
+    for &grad in grads {
         let name = grad_name(grad);
         let pts: Vec<(f64, f64)> = reports
             .iter()

@@ -233,27 +233,8 @@ fn hint(reason: &FailReason) -> &'static str {
 
 /// Checks the flags against each other, the system and the method.
 fn build(args: &SolveArgs) -> Result<Problem, CliError> {
-    let mut system = BuiltinSystem::from_name(&args.system)?;
+    let (system, y0) = args::system_and_state(&args.system, args.y0.as_ref(), "--y0")?;
     let method = resolve_method(args)?;
-    let y0 = match &args.y0 {
-        Some(list) => list.0.clone(),
-        None => system.default_y0(),
-    };
-    if let (BuiltinSystem::Linear(linear), Some(_)) = (&mut system, &args.y0) {
-        // y' = λy has as many components as the initial state given.
-        linear.dim = y0.len();
-    }
-    if y0.len() != system.dim() {
-        return Err(CliError::input(format!(
-            "--y0 {} has {} values but system '{}' has {} state components ({}); give {} comma-separated numbers",
-            args::join(&y0),
-            y0.len(),
-            system.name(),
-            system.dim(),
-            system.state_names().join(", "),
-            system.dim()
-        )));
-    }
     if let Method::Splitting(s) = &method {
         if !system.is_separable() {
             let separable: Vec<&str> = SYSTEM_NAMES

@@ -184,7 +184,7 @@ impl<T: Real> TrainHook<T, TinyResNet<T>> for DistanceTracker<T> {
         _batch: &ImageBatch<T>,
         metrics: &mut StepMetrics,
     ) -> Result<(), TrainError> {
-        if iteration % self.every == 0 {
+        if iteration.is_multiple_of(self.every) {
             let r = self
                 .measure(model, iteration, Some(metrics.loss))
                 .map_err(|e| TrainError::solver(iteration + 1, e))?

@@ -23,53 +23,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::profiles::{loglog_slope_from, norm, ProfileModel, WeightProfile};
-use super::reconstruction::{check_depths, random_input};
-use crate::data::derive_seed;
-use crate::error::ArgError;
+use super::profiles::{norm, ProfileSweep, WeightProfile};
 use crate::field::{Parameterized, VectorField};
 use crate::grad::GradientMethod;
+use crate::models::depth_field::DepthField;
 use crate::models::resnet::{ResNet, ResNetError, Scheme};
 use crate::state::Batch;
 
-/// Settings of the gradient analysis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GradientConfig {
-    /// Depths `N`.
-    pub depths: Vec<usize>,
-    /// Schemes to compare.
-    pub schemes: Vec<Scheme>,
-    /// Weight profiles to compare.
-    pub profiles: Vec<WeightProfile>,
-    /// The residual functions.
-    pub model: ProfileModel,
-    /// Samples in the batch.
-    pub batch: usize,
-    /// Slopes are fitted over depths `≥ fit_from`.
-    pub fit_from: usize,
-}
-
-impl Default for GradientConfig {
-    fn default() -> Self {
-        Self {
-            depths: (2..=10).map(|k| 1 << k).collect(),
-            schemes: vec![Scheme::Euler, Scheme::Heun],
-            profiles: vec![
-                WeightProfile::Smooth,
-                WeightProfile::PiecewiseSmooth,
-                WeightProfile::Iid,
-            ],
-            model: ProfileModel {
-                dim: 16,
-                hidden: None,
-                scale: 1.5,
-                seed: 0,
-            },
-            batch: 64,
-            fit_from: 8,
-        }
-    }
-}
+/// Settings of the gradient analysis (the default depths are `2, 4, …, 1024`).
+pub type GradientConfig = ProfileSweep;
 
 /// The comparison of one gradient block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,78 +130,78 @@ fn gradient(
     Ok((g, gx.into_vec()))
 }
 
+/// The errors of one network of depth `depth` and, with `per_layer`, the `rel_err` of each
+/// layer's parameters.
+fn measure(
+    scheme: Scheme,
+    depth: usize,
+    field: DepthField<f64>,
+    (x0, target): (&Batch<f64>, &Batch<f64>),
+    per_layer: bool,
+) -> Result<(GradientPoint, Option<Vec<f64>>), ResNetError> {
+    let views = field.param_views();
+    let per_fn = field.params_per_function();
+    let mut bp = ResNet::new(field.clone(), scheme, GradientMethod::Backprop, 0)?;
+    let mut rev = ResNet::new(field, scheme, GradientMethod::Reversible, 0)?;
+    let (gb, xb) = gradient(&mut bp, x0, target)?;
+    let (gr, xr) = gradient(&mut rev, x0, target)?;
+    let mut tensors: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for v in &views {
+        let key = v.name.splitn(3, '.').nth(2).unwrap_or(&v.name).to_string();
+        let e = tensors.entry(key).or_default();
+        e.0.extend_from_slice(&gb[v.range()]);
+        e.1.extend_from_slice(&gr[v.range()]);
+    }
+    let layers = per_layer.then(|| {
+        (0..depth)
+            .map(|n| {
+                let r = n * per_fn..(n + 1) * per_fn;
+                GradError::between(&gb[r.clone()], &gr[r]).rel_err
+            })
+            .collect()
+    });
+    let point = GradientPoint {
+        depth,
+        params: GradError::between(&gb, &gr),
+        input: GradError::between(&xb, &xr),
+        tensors: tensors
+            .into_iter()
+            .map(|(k, (a, b))| (k, GradError::between(&a, &b)))
+            .collect(),
+    };
+    Ok((point, layers))
+}
+
 /// Compares reversible with backprop gradients for every scheme, profile and depth;
 /// `progress` is called after each depth with the number done and the total.
 pub fn run(
     cfg: &GradientConfig,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> Result<GradientResult, ResNetError> {
-    check_depths(&cfg.depths, &cfg.schemes)?;
-    if cfg.batch == 0 {
-        return Err(ArgError::invalid("batch", 0, "must be at least 1").into());
-    }
-    let d = cfg.model.dim;
-    let x0 = random_input(cfg.batch, d, derive_seed(cfg.model.seed, 78));
-    let target = random_input(cfg.batch, d, derive_seed(cfg.model.seed, 79));
-    let total = cfg.schemes.len() * cfg.profiles.len() * cfg.depths.len();
+    let x0 = cfg.input(78);
+    let target = cfg.input(79);
     let max_depth = cfg.depths.iter().copied().max().unwrap_or(0);
-    let mut done = 0;
-    let mut curves = Vec::new();
-    for &scheme in &cfg.schemes {
-        for &profile in &cfg.profiles {
-            let mut points = Vec::new();
-            let mut per_layer = Vec::new();
-            for &depth in &cfg.depths {
-                let field = cfg.model.field(profile, depth)?;
-                let views = field.param_views();
-                let per_fn = field.params_per_function();
-                let mut bp = ResNet::new(field.clone(), scheme, GradientMethod::Backprop, 0)?;
-                let mut rev = ResNet::new(field, scheme, GradientMethod::Reversible, 0)?;
-                let (gb, xb) = gradient(&mut bp, &x0, &target)?;
-                let (gr, xr) = gradient(&mut rev, &x0, &target)?;
-                let mut tensors: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
-                for v in &views {
-                    let key = v.name.splitn(3, '.').nth(2).unwrap_or(&v.name).to_string();
-                    let e = tensors.entry(key).or_default();
-                    e.0.extend_from_slice(&gb[v.range()]);
-                    e.1.extend_from_slice(&gr[v.range()]);
-                }
-                if depth == max_depth {
-                    per_layer = (0..depth)
-                        .map(|n| {
-                            let r = n * per_fn..(n + 1) * per_fn;
-                            GradError::between(&gb[r.clone()], &gr[r]).rel_err
-                        })
-                        .collect();
-                }
-                points.push(GradientPoint {
-                    depth,
-                    params: GradError::between(&gb, &gr),
-                    input: GradError::between(&xb, &xr),
-                    tensors: tensors
-                        .into_iter()
-                        .map(|(k, (a, b))| (k, GradError::between(&a, &b)))
-                        .collect(),
-                });
-                done += 1;
-                progress(done, total);
-            }
-            let xs: Vec<f64> = points.iter().map(|p| p.depth as f64).collect();
-            let fit = |f: &dyn Fn(&GradientPoint) -> f64| {
-                let ys: Vec<f64> = points.iter().map(f).collect();
-                loglog_slope_from(&xs, &ys, cfg.fit_from as f64)
-            };
-            curves.push(GradientCurve {
-                scheme,
-                profile,
-                slope_rel_err: fit(&|p| p.params.rel_err),
-                slope_rel_mse: fit(&|p| p.params.rel_mse),
-                slope_input: fit(&|p| p.input.rel_err),
-                per_layer_at_max_depth: per_layer,
+    let sweep = cfg.sweep(
+        |scheme, depth, field| measure(scheme, depth, field, (&x0, &target), depth == max_depth),
+        progress,
+    )?;
+    let curves = sweep
+        .into_iter()
+        .map(|c| {
+            let (points, layers): (Vec<GradientPoint>, Vec<_>) = c.points.into_iter().unzip();
+            let slope =
+                |f: fn(&GradientPoint) -> f64| cfg.slope(points.iter().map(|p| (p.depth, f(p))));
+            GradientCurve {
+                scheme: c.scheme,
+                profile: c.profile,
+                slope_rel_err: slope(|p| p.params.rel_err),
+                slope_rel_mse: slope(|p| p.params.rel_mse),
+                slope_input: slope(|p| p.input.rel_err),
+                per_layer_at_max_depth: layers.into_iter().flatten().last().unwrap_or_default(),
                 points,
-            });
-        }
-    }
+            }
+        })
+        .collect();
     Ok(GradientResult {
         config: cfg.clone(),
         curves,
@@ -249,6 +211,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::resnet::profiles::ProfileModel;
 
     #[test]
     fn reversible_gradient_errors_fall_at_the_expected_rates() {

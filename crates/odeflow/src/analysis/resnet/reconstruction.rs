@@ -22,85 +22,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::profiles::{loglog_slope_from, norm, ProfileModel, WeightProfile};
-use crate::data::derive_seed;
-use crate::error::ArgError;
+pub(crate) use super::profiles::{check_depths, random_input};
+use super::profiles::{norm, ProfileSweep, WeightProfile};
 use crate::grad::GradientMethod;
 use crate::models::resnet::{ResNet, ResNetError, Scheme};
-use crate::state::Batch;
 
-/// Settings of the reconstruction analysis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReconstructionConfig {
-    /// Depths `N` (at least the scheme's minimum).
-    pub depths: Vec<usize>,
-    /// Schemes to compare.
-    pub schemes: Vec<Scheme>,
-    /// Weight profiles to compare.
-    pub profiles: Vec<WeightProfile>,
-    /// The residual functions.
-    pub model: ProfileModel,
-    /// Samples in the input batch.
-    pub batch: usize,
-    /// Slopes are fitted over depths `≥ fit_from`.
-    pub fit_from: usize,
-}
-
-impl Default for ReconstructionConfig {
-    fn default() -> Self {
-        Self {
-            depths: (1..=10).map(|k| 1 << k).collect(),
-            schemes: vec![Scheme::Euler, Scheme::Heun],
-            profiles: vec![
-                WeightProfile::Smooth,
-                WeightProfile::PiecewiseSmooth,
-                WeightProfile::Iid,
-            ],
-            model: ProfileModel {
-                dim: 16,
-                hidden: None,
-                scale: 1.5,
-                seed: 0,
-            },
-            batch: 64,
-            fit_from: 8,
-        }
-    }
-}
-
-impl ReconstructionConfig {
-    /// Checks depths and sizes.
-    pub fn validate(&self) -> Result<(), ArgError> {
-        check_depths(&self.depths, &self.schemes)?;
-        if self.batch == 0 {
-            return Err(ArgError::invalid("batch", 0, "must be at least 1"));
-        }
-        Ok(())
-    }
-}
-
-/// Rejects an empty depth list or a depth too small for one of the schemes.
-pub(crate) fn check_depths(depths: &[usize], schemes: &[Scheme]) -> Result<(), ArgError> {
-    if depths.is_empty() {
-        return Err(ArgError::invalid("depths", "[]", "give at least one depth"));
-    }
-    if schemes.is_empty() {
-        return Err(ArgError::invalid(
-            "schemes",
-            "[]",
-            "give at least one scheme",
-        ));
-    }
-    let need = schemes.iter().map(|s| s.min_depth()).max().unwrap_or(1);
-    if let Some(&d) = depths.iter().find(|&&d| d < need) {
-        return Err(ArgError::invalid(
-            "depth",
-            d,
-            format!("must be at least {need} (Heun needs two functions)"),
-        ));
-    }
-    Ok(())
-}
+/// Settings of the reconstruction analysis (the default depths are `2, 4, …, 1024`).
+pub type ReconstructionConfig = ProfileSweep;
 
 /// The error at one depth.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,56 +63,36 @@ pub struct ReconstructionResult {
     pub curves: Vec<ReconstructionCurve>,
 }
 
-/// A seeded uniform batch in `[−1, 1]`.
-pub(crate) fn random_input(rows: usize, cols: usize, seed: u64) -> Batch<f64> {
-    use rand::RngExt;
-    let mut rng = crate::data::seeded_rng(seed);
-    let data = (0..rows * cols)
-        .map(|_| rng.random_range(-1.0..1.0))
-        .collect();
-    Batch::from_vec(rows, cols, data).expect("sized")
-}
-
 /// Measures the reconstruction error for every scheme, profile and depth; `progress` is
 /// called after each network with the number done and the total.
 pub fn run(
     cfg: &ReconstructionConfig,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> Result<ReconstructionResult, ResNetError> {
-    cfg.validate()?;
-    let z = random_input(cfg.batch, cfg.model.dim, derive_seed(cfg.model.seed, 77));
-    let total = cfg.schemes.len() * cfg.profiles.len() * cfg.depths.len();
-    let mut done = 0;
-    let mut curves = Vec::new();
-    for &scheme in &cfg.schemes {
-        for &profile in &cfg.profiles {
-            let mut points = Vec::new();
-            for &depth in &cfg.depths {
-                let field = cfg.model.field(profile, depth)?;
-                let mut net = ResNet::new(field, scheme, GradientMethod::Reversible, 0)?;
-                let xn = net.infer(&z)?;
-                let rec = net.reconstruct(&xn)?;
-                let diff = norm(z.as_slice().iter().zip(rec.as_slice()).map(|(a, b)| a - b));
-                let disp = norm(z.as_slice().iter().zip(xn.as_slice()).map(|(a, b)| a - b));
-                let zn = norm(z.as_slice().iter().copied());
-                points.push(ReconstructionPoint {
-                    depth,
-                    relative_error: diff / norm(rec.as_slice().iter().copied()),
-                    relative_displacement: disp / zn,
-                });
-                done += 1;
-                progress(done, total);
-            }
-            let xs: Vec<f64> = points.iter().map(|p| p.depth as f64).collect();
-            let ys: Vec<f64> = points.iter().map(|p| p.relative_error).collect();
-            curves.push(ReconstructionCurve {
-                scheme,
-                profile,
-                slope: loglog_slope_from(&xs, &ys, cfg.fit_from as f64),
-                points,
-            });
-        }
-    }
+    let z = cfg.input(77);
+    let zn = norm(z.as_slice().iter().copied());
+    let measure = |scheme, depth, field| {
+        let mut net = ResNet::new(field, scheme, GradientMethod::Reversible, 0)?;
+        let xn = net.infer(&z)?;
+        let rec = net.reconstruct(&xn)?;
+        let diff = norm(z.as_slice().iter().zip(rec.as_slice()).map(|(a, b)| a - b));
+        let disp = norm(z.as_slice().iter().zip(xn.as_slice()).map(|(a, b)| a - b));
+        Ok(ReconstructionPoint {
+            depth,
+            relative_error: diff / norm(rec.as_slice().iter().copied()),
+            relative_displacement: disp / zn,
+        })
+    };
+    let curves = cfg
+        .sweep(measure, progress)?
+        .into_iter()
+        .map(|c| ReconstructionCurve {
+            scheme: c.scheme,
+            profile: c.profile,
+            slope: cfg.slope(c.points.iter().map(|p| (p.depth, p.relative_error))),
+            points: c.points,
+        })
+        .collect();
     Ok(ReconstructionResult {
         config: cfg.clone(),
         curves,
@@ -194,6 +102,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::resnet::profiles::ProfileModel;
 
     #[test]
     fn slopes_follow_the_local_error_orders() {

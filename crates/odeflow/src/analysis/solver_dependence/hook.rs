@@ -200,7 +200,7 @@ where
         let (name, value) = stepping_metric(&opts.stepping, opts.t0, opts.t1);
         metrics.extra.insert(name.into(), value);
         let interval = self.interval();
-        if interval == 0 || (iteration + 1) % interval != 0 {
+        if interval == 0 || !(iteration + 1).is_multiple_of(interval) {
             return Ok(());
         }
         let acc_train = match metrics.accuracy {
