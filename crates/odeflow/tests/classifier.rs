@@ -3,7 +3,7 @@
 
 use odeflow::data::{spheres, Dataset};
 use odeflow::grad::GradientMethod;
-use odeflow::models::{ClassBatch, ClassifierSpec, DatasetSource, FieldSpec};
+use odeflow::models::{ClassBatch, ClassifierSpec, DatasetSource, FieldSpec, NeuralClassifier};
 use odeflow::solve::{Method, SolveOptions};
 use odeflow::train::{NoHook, OptimizerConfig, TrainConfig, Trainable, Trainer};
 
@@ -157,10 +157,9 @@ fn training_on_spheres_learns_and_reproduces() {
     assert_eq!(a1, a2);
 }
 
-#[test]
-fn evaluation_counts_every_sample_and_reports_nfe() {
-    let data = spheres::<f64>(2, 37, 2).unwrap();
-    let mut m = spec(0)
+/// The sphere2 classifier trained with 4 Euler steps (seed 1), as the evaluation tests use it.
+fn sphere2_euler4() -> NeuralClassifier<f64> {
+    spec(0)
         .build::<f64>(
             &[1, 2],
             2,
@@ -169,7 +168,13 @@ fn evaluation_counts_every_sample_and_reports_nfe() {
             SolveOptions::steps(0.0, 1.0, 4),
             1,
         )
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn evaluation_counts_every_sample_and_reports_nfe() {
+    let data = spheres::<f64>(2, 37, 2).unwrap();
+    let mut m = sphere2_euler4();
     let e = m
         .evaluate(
             &data,
@@ -199,16 +204,7 @@ fn evaluation_counts_every_sample_and_reports_nfe() {
 #[test]
 fn a_blown_up_solve_counts_as_wrong_not_as_an_error() {
     let data = spheres::<f64>(2, 20, 2).unwrap();
-    let mut m = spec(0)
-        .build::<f64>(
-            &[1, 2],
-            2,
-            Method::from_name("euler").unwrap(),
-            GradientMethod::Backprop,
-            SolveOptions::steps(0.0, 1.0, 4),
-            1,
-        )
-        .unwrap();
+    let mut m = sphere2_euler4();
     let mut p = vec![0.0; m.num_params()];
     m.read_params(&mut p);
     p.iter_mut().for_each(|v| *v *= 1e3);
