@@ -19,6 +19,14 @@ pub struct Cli {
     #[arg(long, short, global = true)]
     pub quiet: bool,
 
+    /// Print the JSON result on stdout instead of the human summary.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Also write the JSON result to this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -30,7 +38,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_exit(&e),
     };
-    let reporter = Reporter::new(cli.quiet);
+    let reporter = Reporter::new(cli.quiet).with_output(cli.json, cli.out.clone());
     match cli.command.run(&reporter) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Status(code)) => ExitCode::from(code),

@@ -65,6 +65,16 @@ impl fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
+impl From<odeflow::runs::RunError> for CliError {
+    fn from(e: odeflow::runs::RunError) -> Self {
+        use odeflow::runs::RunError;
+        match e {
+            RunError::Input(m) => CliError::Input(m),
+            RunError::Runtime(m) | RunError::Cancelled(m) => CliError::Runtime(m),
+        }
+    }
+}
+
 impl From<ArgError> for CliError {
     fn from(e: ArgError) -> Self {
         CliError::input(e.to_string())

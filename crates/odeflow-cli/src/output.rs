@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -51,14 +51,10 @@ pub fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
     }
 }
 
-/// Writes `bytes` to `path` atomically, creating parent folders.
+/// Writes `bytes` to `path` atomically, creating parent folders (the library's
+/// [`odeflow::runs::files::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    write_via_temp(path, |tmp| {
-        let mut f = fs::File::create(tmp).map_err(|e| io_error("create", tmp, &e))?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| io_error("write", tmp, &e))
-    })
+    Ok(odeflow::runs::files::write_atomic(path, bytes)?)
 }
 
 /// Lets `write` produce the file at a temporary path next to `path`, then renames it into
@@ -68,7 +64,7 @@ pub fn write_via_temp(
     write: impl FnOnce(&Path) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
     create_parent(path)?;
-    let tmp = temp_path(path);
+    let tmp = odeflow::runs::files::temp_path(path);
     let result = write(&tmp).and_then(|()| {
         fs::rename(&tmp, path).map_err(|e| {
             CliError::runtime(format!(
@@ -95,24 +91,6 @@ pub fn create_parent(path: &Path) -> Result<(), CliError> {
         }),
         _ => Ok(()),
     }
-}
-
-/// `dir/.name.<pid>.tmp.<ext>` for `dir/name.<ext>`.
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".into());
-    let pid = std::process::id();
-    let tmp = match path.extension() {
-        Some(ext) => format!(".{name}.{pid}.tmp.{}", ext.to_string_lossy()),
-        None => format!(".{name}.{pid}.tmp"),
-    };
-    path.with_file_name(tmp)
-}
-
-fn io_error(what: &str, path: &Path, e: &io::Error) -> CliError {
-    CliError::runtime(format!("cannot {what} '{}': {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -153,7 +131,7 @@ mod tests {
 
     #[test]
     fn temp_names_keep_the_extension() {
-        let t = temp_path(Path::new("out/plot.png"));
+        let t = odeflow::runs::files::temp_path(Path::new("out/plot.png"));
         assert_eq!(t.extension().unwrap(), "png");
         assert_eq!(t.parent().unwrap(), Path::new("out"));
         assert!(t

@@ -100,7 +100,7 @@ fn train_checks_and_eval_writes_json_csv_and_plot() {
     let d = tmp.path();
     let out = ok(
         d,
-        &format!("train {TINY} --method euler --steps 2 --iterations 20 --out-dir r"),
+        &format!("train {TINY} --method euler --steps 2 --iterations 20 --out-dir r --json"),
     );
     let result = stdout_json(&out);
     assert!(
@@ -111,9 +111,11 @@ fn train_checks_and_eval_writes_json_csv_and_plot() {
         "{result}"
     );
     assert!(result["summary"]["test_accuracy"].is_number(), "{result}");
+    // Without --json, people get the summary and the verdict on stdout.
+    let human = stdout(&ok(d, "check r -q --exit-zero"));
     assert!(
-        stderr(&out).contains("ODE flow"),
-        "the verdict is shown to people on stderr"
+        human.contains("ODE flow") && human.contains("test solver"),
+        "{human}"
     );
     for f in ["check.json", "check.png", "summary.json"] {
         assert!(d.join("r").join(f).is_file(), "{f} missing");
@@ -156,9 +158,28 @@ fn check_gives_the_verdict_and_its_exit_code() {
     // Two Euler steps on the concentric shells: ~100 % with the training solver, collapse
     // under finer solvers.
     ok(d, "train --dataset sphere2 --train-size 1024 --test-size 256 --batch-size 64 --lr 1e-2 --method euler --steps 2 --iterations 600 --out-dir coarse --no-check -q");
-    let out = odeflow(d, "check coarse -q");
+    let out = odeflow(d, "check coarse -q --json");
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let v = stdout_json(&out);
+    // The drop is beyond the noise: most predictions change and McNemar's p is tiny.
+    let (changed, p) = (
+        v["worst"]["changed"].as_f64().unwrap(),
+        v["worst"]["p_value"].as_f64().unwrap(),
+    );
+    assert!(changed > 0.2 && p < 1e-6, "{v}");
+    // For people: the verdict, the training solver and a table, on one screen.
+    let out = odeflow(d, "check coarse -q");
+    assert_eq!(out.status.code(), Some(3));
+    let text = stdout(&out);
+    assert!(text.starts_with("NOT a valid ODE flow"), "{text}");
+    assert!(
+        text.contains("trained with euler, 2 steps") && text.contains("p"),
+        "{text}"
+    );
+    assert!(text.lines().count() <= 24, "more than one screen: {text}");
+    let out = ok(d, "check coarse -q --exit-zero --out verdict.json");
+    assert_eq!(json_file(&d.join("verdict.json"))["valid"], false);
+    assert!(stdout(&out).contains("JSON result written to verdict.json"));
     assert_eq!(v["valid"], false);
     assert!(
         v["summary"]
@@ -185,7 +206,7 @@ fn check_gives_the_verdict_and_its_exit_code() {
         "eval.json"
     );
     // An almost untrained model is the same function under every solver: valid, exit 0.
-    let out = ok(d, "train --dataset sphere2 --train-size 256 --test-size 128 --method rk4 --steps 4 --iterations 3 --out-dir calm -q");
+    let out = ok(d, "train --dataset sphere2 --train-size 256 --test-size 128 --method rk4 --steps 4 --iterations 3 --out-dir calm -q --json");
     let v = stdout_json(&out);
     assert!(
         v["check"]["summary"]
@@ -205,7 +226,7 @@ fn sweep_shards_merge_and_critical_step() {
     let sweep = format!(
         "sweep --out-dir sw {TINY} --iterations 30 --methods euler --steps 2,8 --seeds 0,1 -q"
     );
-    let out = ok(d, &format!("{sweep} --shard 1/2"));
+    let out = ok(d, &format!("{sweep} --shard 1/2 --json"));
     assert_eq!(
         stdout_json(&out)["rows"].as_array().unwrap().len(),
         2,
@@ -244,7 +265,7 @@ fn sweep_shards_merge_and_critical_step() {
         5
     );
     assert!(d.join("sw/sweep.png").is_file());
-    let out = ok(d, "critical-step sw -q");
+    let out = ok(d, "critical-step sw -q --json");
     let c = json_file(&d.join("sw/critical-step.json"));
     assert_eq!(c["methods"][0]["method"], "euler");
     assert_eq!(c["threshold"], 0.02);
@@ -353,7 +374,7 @@ fn experiments_are_listed() {
 fn solver_dependence_experiment_writes_one_file_per_model_and_the_figure() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let out = ok(d, "experiment solver-dependence --out-dir sd --train-steps 1,4 --iterations 20 --test-steps 1,4,16 --seeds 2 -q");
+    let out = ok(d, "experiment solver-dependence --out-dir sd --train-steps 1,4 --iterations 20 --test-steps 1,4,16 --seeds 2 -q --json");
     assert_eq!(
         stdout_json(&out)["models"].as_array().unwrap().len(),
         2,
@@ -379,20 +400,25 @@ fn solver_dependence_experiment_writes_one_file_per_model_and_the_figure() {
     );
 }
 
+/// The MNIST test files for tests: the folder `$ODEFLOW_TEST_MNIST` names (`.ci/run` sets
+/// it), relative paths taken from the workspace root.
 fn shared_mnist() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/mnist"
-    ));
-    if p.is_dir() {
-        Some(p)
+    let Some(v) = std::env::var_os("ODEFLOW_TEST_MNIST") else {
+        eprintln!("skipping: ODEFLOW_TEST_MNIST is not set");
+        return None;
+    };
+    let p = PathBuf::from(v);
+    let p = if p.is_relative() {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(p)
     } else {
-        eprintln!(
-            "skipping: the shared MNIST folder {} is absent",
-            p.display()
-        );
-        None
-    }
+        p
+    };
+    assert!(
+        p.is_dir(),
+        "ODEFLOW_TEST_MNIST={} is not a folder",
+        p.display()
+    );
+    Some(p)
 }
 
 #[test]

@@ -16,6 +16,11 @@
 //!   import and export, seeded splits and mini-batches.
 //! * [`models`]: models assembled from the pieces — Ott et al.'s ODE classifier, Zhu et al.'s
 //!   S-step regressor and separable Hamiltonian network, Sander et al.'s depth-N ResNets.
+//! * [`runs`]: the training pipeline as library calls — run configuration, training a run
+//!   folder (adaptation, checkpoints, resume), evaluation under a grid of test solvers, the
+//!   ODE-validity verdict for any [`runs::FlowModel`], sweeps, shards, merge, critical step.
+//! * [`stats`], [`report`]: mean ± std, line fits, paired tests; one number format and one
+//!   table writer.
 //! * [`nn`]: native CPU layers with exact VJPs, initialisers, losses, and neural vector
 //!   fields (the model zoo of the papers).
 
@@ -31,8 +36,11 @@ pub mod grad;
 pub mod models;
 pub mod nn;
 pub mod real;
+pub mod report;
+pub mod runs;
 pub mod solve;
 pub mod state;
+pub mod stats;
 pub mod systems;
 pub mod tableau;
 pub mod train;

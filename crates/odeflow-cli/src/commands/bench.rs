@@ -9,7 +9,6 @@
 //! warm-up), `peak_mib` (the process's peak resident memory, VmHWM) and more. The workloads
 //! are defined in `odeflow::models::workloads`, identically to the peer scripts in `bench/`.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
@@ -20,7 +19,6 @@ use odeflow::models::{Workload, WorkloadRunner};
 use serde::Serialize;
 
 use crate::error::CliError;
-use crate::output::{self, Layout};
 use crate::progress::Reporter;
 
 /// Flags of `odeflow bench`.
@@ -55,10 +53,6 @@ pub struct BenchArgs {
     /// Seed of the model and data.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-
-    /// Write the JSON result to this file instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    out: Option<PathBuf>,
 }
 
 /// The result of `odeflow bench`.
@@ -148,7 +142,14 @@ fn run_memory(
         w.grad,
         peak_rss_mib().unwrap_or(f64::NAN)
     ));
-    output::write_json(&result, args.out.as_deref(), Layout::Pretty)
+    reporter.result(&result, || {
+        format!(
+            "resnet-memory depth {} ({}): peak {:.1} MiB\n",
+            args.depth,
+            w.grad,
+            peak_rss_mib().unwrap_or(f64::NAN)
+        )
+    })
 }
 
 /// Runs `odeflow bench`.
@@ -210,9 +211,17 @@ pub fn run(args: BenchArgs, reporter: &Reporter) -> Result<(), CliError> {
         loss_last: last.loss,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    reporter.note(format!(
-        "{}: {:.2} ms per iteration (median of {})",
-        result.workload, median, args.iters
-    ));
-    output::write_json(&result, args.out.as_deref(), Layout::Pretty)
+    reporter.result(&result, || {
+        format!(
+            "{}: {:.2} ms per iteration (median of {}, min {:.2}, max {:.2}); {} parameters, loss {:.4} → {:.4}\n",
+            result.workload,
+            median,
+            args.iters,
+            result.ms_min,
+            result.ms_max,
+            result.params,
+            result.loss_first,
+            result.loss_last
+        )
+    })
 }

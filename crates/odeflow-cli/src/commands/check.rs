@@ -10,17 +10,19 @@
 //! accuracy within `--threshold` of the training solver's. The run's `eval.json` is reused
 //! when it belongs to the current model; otherwise the training method at 1×–16× the training
 //! steps and the next higher-order methods are evaluated. Writes `check.json` and `check.png`
-//! into the run folder and prints the one-line verdict on stdout.
+//! into the run folder and prints the verdict, a table of the qualifying solvers (accuracy,
+//! drop, the fraction of changed predictions, McNemar's p-value) and the files written on
+//! stdout (`--json`: the JSON report).
 
 use std::path::PathBuf;
 
 use clap::Args;
+use odeflow::runs::check::{check_run, CheckReport, CHECK_FILE};
+use odeflow::runs::load_run_config;
 
 use crate::error::{CliError, EXIT_NOT_VALID};
-use crate::output::{self, Layout};
-use crate::progress::Reporter;
-use crate::runs::check::{check_run, CHECK_FILE};
-use crate::runs::load_run_config;
+use crate::plot::runs::noise_label;
+use crate::progress::{Reporter, RunObserver};
 
 /// Flags of `odeflow check`.
 #[derive(Debug, Args)]
@@ -38,22 +40,65 @@ pub struct CheckArgs {
     pub exit_zero: bool,
 }
 
+/// The check for people: the verdict line, a table of the qualifying solvers (accuracy,
+/// drop, changed predictions, p-value) and where the files went — one screen.
+pub fn human_check(report: &CheckReport, files: &str) -> String {
+    use odeflow::report::{cell, Table};
+    let v = &report.verdict;
+    let mut t = Table::new(&["test solver", "accuracy", "drop", "changed", "p"]);
+    let mut rows: Vec<_> = report
+        .results
+        .iter()
+        .filter(|r| odeflow::analysis::solver_dependence::qualifies(r, &report.train))
+        .collect();
+    rows.sort_by(|a, b| a.accuracy.total_cmp(&b.accuracy));
+    let shown = rows.len().min(12);
+    for r in &rows[..shown] {
+        t.push(vec![
+            cell(r.solver().label()),
+            format!("{:.4}", r.accuracy),
+            format!("{:+.4}", v.train_accuracy - r.accuracy),
+            r.changed
+                .map(|c| format!("{:.1}%", 100.0 * c))
+                .unwrap_or_default(),
+            cell(r.p_value),
+        ]);
+    }
+    let more = if rows.len() > shown {
+        format!(
+            "  … and {} more (the {} lowest shown)\n",
+            rows.len() - shown,
+            shown
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{}\n\ntrained with {}: test accuracy {:.4}; {} qualifying solvers ({}), worst: {}\n{}{more}\n{files}\n",
+        v.summary,
+        report.train.label(),
+        v.train_accuracy,
+        v.compared,
+        report.source,
+        noise_label(&v.worst),
+        t.to_text()
+    )
+}
+
 /// Runs `odeflow check`.
 pub fn run(args: CheckArgs, reporter: &Reporter) -> Result<(), CliError> {
     let cfg = load_run_config(&args.run)?;
     let threshold = args.threshold.unwrap_or(cfg.check.threshold);
     let batch = args.batch_size.unwrap_or(cfg.check.batch_size).max(1);
-    let report = check_run(&args.run, threshold, batch, reporter)?;
-    reporter.note(&report.summary);
-    output::write_json(&report, None, Layout::Pretty)?;
-    reporter.note(format!(
-        "evaluated: {} ({} qualifying solvers); wrote {} and {}",
-        report.source,
-        report.compared,
+    let observer = RunObserver::new(reporter);
+    let report = check_run(&args.run, threshold, batch, &observer)?;
+    let files = format!(
+        "wrote {} and {}",
         args.run.join(CHECK_FILE).display(),
         args.run.join(&report.plot).display()
-    ));
-    if report.valid || args.exit_zero {
+    );
+    reporter.result(&report, || human_check(&report, &files))?;
+    if report.verdict.valid || args.exit_zero {
         Ok(())
     } else {
         Err(CliError::Status(EXIT_NOT_VALID))

@@ -8,23 +8,25 @@
 //!
 //! Writes `eval.json` (keys `train` and `results`), `eval.csv` and `eval.png` (accuracy
 //! against the number of test steps on a log axis, one line per test method, the training
-//! configuration marked) into the run folder, or where `--out`, `--csv`, `--plot` say.
+//! configuration marked) into the run folder (the CSV and plot where `--csv`, `--plot` say),
+//! and prints a table of the test solvers (`--json`: the report).
 
 use std::path::PathBuf;
 
 use clap::Args;
 
+use odeflow::runs::evaluate::{
+    build_grid, evaluate_run, powers_of_two, report_table, EvalReport, EVAL_FILE,
+};
+use odeflow::runs::load_run_config;
+use odeflow::runs::model_file::{ModelFile, MODEL_FILE};
+
 use crate::args::positive;
 use crate::error::CliError;
 use crate::output::{self, Layout};
+use crate::plot::runs::accuracy_panels;
 use crate::plot::{self, Figure};
-use crate::progress::Reporter;
-use crate::runs::evaluate::{
-    build_grid, evaluate_run, powers_of_two, to_csv, EvalReport, EVAL_FILE,
-};
-use crate::runs::load_run_config;
-use crate::runs::model_file::{ModelFile, MODEL_FILE};
-use crate::runs::plots::accuracy_panels;
+use crate::progress::{Reporter, RunObserver};
 
 /// Flags of `odeflow eval`.
 #[derive(Debug, Args)]
@@ -44,9 +46,6 @@ pub struct EvalArgs {
     /// Samples per evaluation batch (default: the run's).
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
-    /// The JSON report (default RUN/eval.json).
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
     /// The CSV table (default RUN/eval.csv).
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
@@ -85,16 +84,12 @@ pub fn run(args: EvalArgs, reporter: &Reporter) -> Result<(), CliError> {
         plot::Format::from_path(p)?;
     }
     let batch = args.batch_size.unwrap_or(cfg.check.batch_size).max(1);
-    let report = evaluate_run(&args.run, &grid, batch, reporter)?;
-    // The report always lands in the run folder (or --out); without --out it also goes to
-    // stdout.
-    if args.out.is_none() {
-        output::write_json(&report, None, Layout::Pretty)?;
-    }
-    let out = args.out.unwrap_or_else(|| args.run.join(EVAL_FILE));
-    output::write_json(&report, Some(&out), Layout::Pretty)?;
+    let report = evaluate_run(&args.run, &grid, batch, &RunObserver::new(reporter))?;
+    let json = args.run.join(EVAL_FILE);
+    output::write_json(&report, Some(&json), Layout::Pretty)?;
+    let table = report_table(&report);
     let csv = args.csv.unwrap_or_else(|| args.run.join("eval.csv"));
-    output::write_atomic(&csv, to_csv(&report).as_bytes())?;
+    output::write_atomic(&csv, table.to_csv().as_bytes())?;
     let png = args.plot.unwrap_or_else(|| args.run.join("eval.png"));
     let title = format!(
         "{} trained with {} (test accuracy {:.3})",
@@ -103,28 +98,28 @@ pub fn run(args: EvalArgs, reporter: &Reporter) -> Result<(), CliError> {
         report.train.accuracy
     );
     plot::save(&eval_figure(&report, &title), &png)?;
-    reporter.note(format!(
-        "trained with {}: test accuracy {:.4}",
-        report.train.solver.label(),
-        report.train.accuracy
-    ));
-    for r in &report.results {
-        reporter.note(format!(
-            "  {:<28} {:.4}{}",
-            r.solver().label(),
-            r.accuracy,
-            if r.diverged > 0 {
-                format!("  ({} diverged)", r.diverged)
-            } else {
-                String::new()
-            }
-        ));
-    }
-    reporter.note(format!(
-        "wrote {}, {}, {}",
-        out.display(),
-        csv.display(),
-        png.display()
-    ));
-    Ok(())
+    reporter.result(&report, || {
+        let mut t =
+            odeflow::report::Table::new(&["test solver", "accuracy", "changed", "diverged"]);
+        for r in &report.results {
+            t.push(vec![
+                r.solver().label(),
+                format!("{:.4}", r.accuracy),
+                r.changed
+                    .map(|c| format!("{:.1}%", 100.0 * c))
+                    .unwrap_or_default(),
+                r.diverged.to_string(),
+            ]);
+        }
+        format!(
+            "trained with {}: test accuracy {:.4} on {} samples\n{}wrote {}, {}, {}\n",
+            report.train.solver.label(),
+            report.train.accuracy,
+            report.samples,
+            t.to_text(),
+            json.display(),
+            csv.display(),
+            png.display()
+        )
+    })
 }

@@ -25,7 +25,6 @@ use serde::Serialize;
 
 use crate::args::{self, FloatList};
 use crate::error::CliError;
-use crate::output::{self, Layout};
 use crate::progress::Reporter;
 
 /// Which modified equation.
@@ -75,10 +74,6 @@ pub struct ImdeArgs {
     /// Inverse (IMDE) or forward (classical modified equation).
     #[arg(long, value_enum, default_value_t = ExpansionArg::Inverse)]
     expansion: ExpansionArg,
-
-    /// Write the JSON result to this file instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    out: Option<PathBuf>,
 }
 
 /// The JSON result.
@@ -154,15 +149,35 @@ pub fn run(args: ImdeArgs, reporter: &Reporter) -> Result<(), CliError> {
         term_norms: report.term_norms,
         terms: args.terms.then_some(report.terms),
     };
-    output::write_json(&out, args.out.as_deref(), Layout::Pretty)?;
-    reporter.note(format!(
-        "{} of {} for {} at h = {}: {} trees up to order {}",
-        expansion.name(),
-        out.method,
-        out.system,
-        out.h,
-        series.num_trees(),
-        out.order + 1
-    ));
-    Ok(())
+    let trees = series.num_trees();
+    reporter.result(&out, || {
+        let names = &out.state_names;
+        let row = |v: &[f64]| -> String {
+            v.iter()
+                .map(|x| format!("{x:.6e}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut text = format!(
+            "{} of {} for {} at h = {} ({trees} trees up to order {}), at ({}) = ({})\n",
+            expansion.name(),
+            out.method,
+            out.system,
+            out.h,
+            out.order + 1,
+            names.join(", "),
+            row(&out.at)
+        );
+        text.push_str(&format!("  field f      = ({})\n", row(&out.field)));
+        text.push_str(&format!("  modified f_h = ({})\n", row(&out.imde)));
+        text.push_str(&format!(
+            "  term norms   = {}\n",
+            out.term_norms
+                .iter()
+                .map(|v| odeflow::report::short(*v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        text
+    })
 }

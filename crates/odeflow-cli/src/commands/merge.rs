@@ -11,22 +11,18 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use odeflow::report::{cell, Table};
+use odeflow::runs::sweep::{group_axis, merge, methods_of, SweepGroup, SweepPlan, SweepTable};
+
 use crate::error::CliError;
-use crate::output::{self, Layout};
 use crate::plot::{self, Figure, Legend, Panel, Scale, Series};
 use crate::progress::Reporter;
-use crate::runs::sweep::{collect_rows, group_rows, table_csv, SweepGroup, SweepPlan, SweepTable};
 
 /// Flags of `odeflow merge`.
 #[derive(Debug, Args)]
 pub struct MergeArgs {
     /// The sweep folder (`odeflow sweep --out-dir`).
     pub sweep: PathBuf,
-}
-
-/// The x value of a group: the training step size, or the tolerance.
-pub fn group_axis(g: &SweepGroup) -> f64 {
-    g.tol.or(g.step_size).unwrap_or(f64::NAN)
 }
 
 /// The x-axis label for a set of groups.
@@ -39,17 +35,6 @@ pub fn axis_label(groups: &[SweepGroup]) -> &'static str {
         (false, true) => "training tolerance",
         _ => "training step size h",
     }
-}
-
-/// Methods in order of appearance.
-pub fn methods_of(groups: &[SweepGroup]) -> Vec<String> {
-    let mut m: Vec<String> = Vec::new();
-    for g in groups {
-        if !m.contains(&g.method) {
-            m.push(g.method.clone());
-        }
-    }
-    m
 }
 
 /// The sweep figure: accuracy with the training solver, and the worst accuracy drop under a
@@ -114,35 +99,43 @@ pub fn sweep_figure(table: &SweepTable) -> Figure {
     }
 }
 
-/// Collects the rows of the sweep in `dir` and writes `sweep.json`, `sweep.csv` and
-/// `sweep.png`.
+/// Merges the sweep in `dir` (library: `sweep.json`, `sweep.csv`) and draws `sweep.png`.
 pub fn write_merged(dir: &Path, plan: &SweepPlan) -> Result<SweepTable, CliError> {
-    let rows = collect_rows(dir, plan)?;
-    let table = SweepTable {
-        plan: plan.clone(),
-        threshold: plan.base.check.threshold,
-        groups: group_rows(&rows),
-        rows,
-    };
-    output::write_json(&table, Some(&dir.join("sweep.json")), Layout::Pretty)?;
-    output::write_atomic(&dir.join("sweep.csv"), table_csv(&table.rows).as_bytes())?;
+    let table = merge(dir, plan)?;
     plot::save(&sweep_figure(&table), &dir.join("sweep.png"))?;
     Ok(table)
+}
+
+/// The sweep for people: one line per group (method × step, mean ± std over seeds).
+pub fn human_table(table: &SweepTable, dir: &Path) -> String {
+    let mut t = Table::new(&[
+        "method", "steps", "h / tol", "seeds", "accuracy", "± std", "drop", "valid",
+    ]);
+    for g in &table.groups {
+        t.push(vec![
+            cell(g.method.as_str()),
+            cell(g.steps),
+            cell(group_axis(g)),
+            cell(g.seeds),
+            format!("{:.4}", g.test_accuracy),
+            format!("{:.4}", g.test_accuracy_std),
+            format!("{:.4}", g.drop),
+            format!("{}/{}", g.valid, g.seeds),
+        ]);
+    }
+    let valid = table.rows.iter().filter(|r| r.valid).count();
+    format!(
+        "{} runs, {valid} valid ODE flows (threshold {})\n{}wrote {}, sweep.csv and sweep.png\n",
+        table.rows.len(),
+        table.threshold,
+        t.to_text(),
+        dir.join("sweep.json").display()
+    )
 }
 
 /// Runs `odeflow merge`.
 pub fn run(args: MergeArgs, reporter: &Reporter) -> Result<(), CliError> {
     let plan = SweepPlan::load(&args.sweep)?;
     let table = write_merged(&args.sweep, &plan)?;
-    reporter.note(format!(
-        "wrote {}, sweep.csv and sweep.png",
-        args.sweep.join("sweep.json").display()
-    ));
-    let valid = table.rows.iter().filter(|r| r.valid).count();
-    reporter.note(format!(
-        "merged {} runs ({valid} valid ODE flows) into {}",
-        table.rows.len(),
-        args.sweep.join("sweep.json").display()
-    ));
-    output::write_json(&table, None, Layout::Pretty)
+    reporter.result(&table, || human_table(&table, &args.sweep))
 }

@@ -6,47 +6,21 @@
 //! odeflow methods --out m.json
 //! ```
 
-use std::path::PathBuf;
-
 use clap::Args;
 use odeflow::solve::{method_catalogue, MethodInfo, MethodKind};
 
 use crate::error::CliError;
-use crate::output::{self, Layout};
 use crate::progress::Reporter;
 
 /// Flags of `odeflow methods`.
 #[derive(Debug, Args)]
-pub struct MethodsArgs {
-    /// Print JSON, an array with one object per method (the default).
-    #[arg(long, conflicts_with = "table")]
-    json: bool,
-
-    /// Print an aligned table for people instead of JSON.
-    #[arg(long, conflicts_with = "out")]
-    table: bool,
-
-    /// Write the JSON listing to this file instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    out: Option<PathBuf>,
-}
+pub struct MethodsArgs {}
 
 /// Runs `odeflow methods`.
 pub fn run(args: MethodsArgs, reporter: &Reporter) -> Result<(), CliError> {
+    let _ = args;
     let methods = method_catalogue();
-    if !args.table {
-        output::write_json(&methods, args.out.as_deref(), Layout::Pretty)?;
-        if let Some(path) = &args.out {
-            reporter.note(format!(
-                "wrote {} methods to {}",
-                methods.len(),
-                path.display()
-            ));
-        }
-        Ok(())
-    } else {
-        output::write_stdout(table(&methods).as_bytes())
-    }
+    reporter.result(&methods, || table(&methods))
 }
 
 fn kind_name(kind: MethodKind) -> &'static str {

@@ -19,14 +19,18 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::merge::write_merged;
+use odeflow::runs::pipeline::{ensure_checked, ensure_trained};
+use odeflow::runs::sweep::{
+    parse_shard, row_of_run, settle_plan, shard_path, ShardFile, SweepPlan,
+};
+use odeflow::runs::{Observer, RunConfig};
+
+use super::merge::{human_table, write_merged};
 use super::train::BaseFlags;
 use crate::args::positive;
 use crate::error::CliError;
 use crate::output::{self, Layout};
-use crate::progress::Reporter;
-use crate::runs::pipeline::{ensure_checked, ensure_trained};
-use crate::runs::sweep::{parse_shard, row_of_run, shard_path, ShardFile, SweepPlan, PLAN_FILE};
+use crate::progress::{Reporter, RunObserver};
 
 /// Flags of `odeflow sweep`.
 #[derive(Debug, Args)]
@@ -85,50 +89,35 @@ impl SweepArgs {
     }
 }
 
-/// The plan of `dir`: the one the flags describe (which must match a plan already in the
-/// folder), or the folder's own when no grid flag is given.
-fn settle_plan(args: &SweepArgs) -> Result<SweepPlan, CliError> {
-    let dir = &args.out_dir;
-    let existing = dir.join(PLAN_FILE).exists();
-    if existing && !args.grid_given() {
-        return SweepPlan::load(dir);
-    }
-    let plan = args.plan()?;
-    plan.runs()?; // validates every grid point
-    if existing {
-        let old = SweepPlan::load(dir)?;
-        if old != plan {
-            return Err(CliError::input(format!(
-                "'{}' holds a different sweep ({}); repeat its flags, give none to continue it, or choose another --out-dir",
-                dir.display(),
-                dir.join(PLAN_FILE).display()
-            )));
-        }
+/// The plan of the sweep folder: the one the flags describe, or the folder's own when no
+/// grid flag is given (see [`settle_plan`]).
+fn plan_of(args: &SweepArgs) -> Result<SweepPlan, CliError> {
+    let given = if args.grid_given() {
+        Some(args.plan()?)
     } else {
-        let text = format!("# odeflow sweep plan\n{}", plan.to_toml()?);
-        output::write_atomic(&dir.join(PLAN_FILE), text.as_bytes())?;
-    }
-    Ok(plan)
+        None
+    };
+    Ok(settle_plan(&args.out_dir, given)?)
 }
 
 /// Trains and checks one run of a sweep unless it is finished; returns whether it was.
 fn run_one(
     dir: &Path,
     name: &str,
-    cfg: &crate::runs::config::RunConfig,
-    reporter: &Reporter,
+    cfg: &RunConfig,
+    observer: &dyn Observer,
 ) -> Result<bool, CliError> {
     if row_of_run(dir, name, cfg)?.is_some() {
         return Ok(true);
     }
-    ensure_trained(dir, cfg, reporter)?;
-    ensure_checked(dir, cfg.check.threshold, cfg.check.batch_size, reporter)?;
+    ensure_trained(dir, cfg, observer)?;
+    ensure_checked(dir, cfg.check.threshold, cfg.check.batch_size, observer)?;
     Ok(false)
 }
 
 /// Runs `odeflow sweep`.
 pub fn run(args: SweepArgs, reporter: &Reporter) -> Result<(), CliError> {
-    let plan = settle_plan(&args)?;
+    let plan = plan_of(&args)?;
     let runs = plan.runs()?;
     let (k, n) = args.shard.unwrap_or((1, 1));
     let mine: Vec<_> = runs.iter().filter(|r| r.index % n == k - 1).collect();
@@ -144,9 +133,10 @@ pub fn run(args: SweepArgs, reporter: &Reporter) -> Result<(), CliError> {
         runs: mine.iter().map(|r| r.name.clone()).collect(),
         rows: Vec::new(),
     };
+    let observer = RunObserver::new(reporter);
     for (i, r) in mine.iter().enumerate() {
         let dir = args.out_dir.join("runs").join(&r.name);
-        let skipped = run_one(&dir, &r.name, &r.config, reporter)?;
+        let skipped = run_one(&dir, &r.name, &r.config, &observer)?;
         let row = row_of_run(&dir, &r.name, &r.config)?.ok_or_else(|| {
             CliError::runtime(format!("the run '{}' did not finish", dir.display()))
         })?;
@@ -169,19 +159,15 @@ pub fn run(args: SweepArgs, reporter: &Reporter) -> Result<(), CliError> {
     }
     if n == 1 {
         let table = write_merged(&args.out_dir, &plan)?;
-        let valid = table.rows.iter().filter(|r| r.valid).count();
-        reporter.note(format!(
-            "sweep finished: {} runs, {valid} valid ODE flows; table in {}",
-            table.rows.len(),
-            args.out_dir.join("sweep.json").display()
-        ));
-        output::write_json(&table, None, Layout::Pretty)
+        reporter.result(&table, || human_table(&table, &args.out_dir))
     } else {
-        reporter.note(format!(
-            "shard {k}/{n} finished ({} runs); run odeflow merge {} when every shard is done",
-            mine.len(),
-            args.out_dir.display()
-        ));
-        output::write_json(&shard, None, Layout::Pretty)
+        reporter.result(&shard, || {
+            format!(
+                "shard {k}/{n} finished ({} runs, {} valid ODE flows); run odeflow merge {} when every shard is done\n",
+                shard.rows.len(),
+                shard.rows.iter().filter(|r| r.valid).count(),
+                args.out_dir.display()
+            )
+        })
     }
 }

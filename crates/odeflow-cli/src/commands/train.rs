@@ -10,21 +10,19 @@
 //!
 //! The run folder receives `config.toml`, `checkpoint.json`, `metrics.jsonl`, `model.json`,
 //! `summary.json`, `training.png`, and — unless `--no-check` — `check.json` and `check.png`;
-//! the one-line verdict is printed on stdout.
+//! a short summary and the verdict are printed on stdout (`--json`: the JSON result).
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use odeflow::runs::check::check_run;
+use odeflow::runs::model_file::MODEL_FILE;
+use odeflow::runs::{resumed_config, train_run, write_config, RunConfig};
+use odeflow::solve::SolverSpec;
 
 use crate::args::positive;
 use crate::error::CliError;
-use crate::output::{self, Layout};
-use crate::progress::Reporter;
-use crate::runs::check::check_run;
-use crate::runs::config::{RunConfig, CONFIG_FILE};
-use crate::runs::model_file::SolverSpec;
-use crate::runs::train::train_run;
-use crate::runs::{load_run_config, model_file::MODEL_FILE};
+use crate::progress::{Reporter, RunObserver};
 
 /// Flags that configure a run, except the training solver and the seed (shared by `train`
 /// and `sweep`). Each overrides the value of `--config`.
@@ -308,15 +306,6 @@ pub struct TrainArgs {
     pub base: BaseFlags,
 }
 
-/// Writes the run's `config.toml`.
-pub fn write_config(dir: &Path, cfg: &RunConfig) -> Result<(), CliError> {
-    let text = format!(
-        "# odeflow run configuration (resolved: every default filled in)\n{}",
-        cfg.to_toml()?
-    );
-    output::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())
-}
-
 /// The configuration for `dir`: a fresh one from flags, or (with `resume`) the folder's own
 /// with `--iterations`/`--checkpoint-every` applied. Refuses to overwrite an existing run.
 pub fn prepare(
@@ -327,30 +316,16 @@ pub fn prepare(
     extra_given: &[&'static str],
 ) -> Result<RunConfig, CliError> {
     if resume {
-        if !dir.join(CONFIG_FILE).exists() {
-            return Err(CliError::input(format!(
-                "nothing to resume in '{}': it holds no {CONFIG_FILE}",
-                dir.display()
-            )));
-        }
         let mut given = base.given();
         given.extend_from_slice(extra_given);
-        if !given.is_empty() {
+        if !given.is_empty() && dir.join(odeflow::runs::CONFIG_FILE).exists() {
             return Err(CliError::input(format!(
-                "with --resume the run's {CONFIG_FILE} is authoritative; drop {} (only --iterations and --checkpoint-every may change)",
+                "with --resume the run's {} is authoritative; drop {} (only --iterations and --checkpoint-every may change)",
+                odeflow::runs::CONFIG_FILE,
                 given.join(", ")
             )));
         }
-        let mut cfg = load_run_config(dir)?;
-        if let Some(n) = base.iterations {
-            cfg.train.iterations = n;
-        }
-        if let Some(n) = base.checkpoint_every {
-            cfg.train.checkpoint_every = n;
-        }
-        cfg.resolve()?;
-        write_config(dir, &cfg)?;
-        Ok(cfg)
+        Ok(resumed_config(dir, base.iterations, base.checkpoint_every)?)
     } else {
         let mut cfg = fresh()?;
         cfg.resolve()?;
@@ -391,21 +366,31 @@ pub fn run(args: TrainArgs, reporter: &Reporter) -> Result<(), CliError> {
         }
     };
     let cfg = prepare(&dir, args.resume, fresh, &args.base, &args.solver.given())?;
-    let summary = train_run(&dir, &cfg, reporter)?;
-    // The verdict is the first thing a person reads (stderr); stdout carries the JSON result.
+    let observer = RunObserver::new(reporter);
+    let summary = train_run(&dir, &cfg, &observer)?;
     let check = if cfg.check.enabled && !args.no_check {
-        let c = check_run(&dir, cfg.check.threshold, cfg.check.batch_size, reporter)?;
-        reporter.note(&c.summary);
-        Some(c)
+        Some(check_run(
+            &dir,
+            cfg.check.threshold,
+            cfg.check.batch_size,
+            &observer,
+        )?)
     } else {
-        reporter.note(format!(
-            "trained {}: test accuracy {:.4} with {} (validity not checked)",
-            dir.display(),
-            summary.test_accuracy,
-            summary.train.label()
-        ));
         None
     };
     let result = serde_json::json!({ "run": dir, "summary": summary, "check": check });
-    output::write_json(&result, None, Layout::Pretty)
+    reporter.result(&result, || {
+        let verdict = match &check {
+            Some(c) => c.verdict.summary.clone(),
+            None => "validity not checked (--no-check)".into(),
+        };
+        format!(
+            "trained {} iterations in {:.1} s: test accuracy {:.4} with {}\n{verdict}\nrun folder: {}\n",
+            summary.iterations,
+            summary.seconds,
+            summary.test_accuracy,
+            summary.train.label(),
+            dir.display()
+        )
+    })
 }

@@ -11,6 +11,7 @@
 
 mod panel;
 
+pub mod runs;
 use std::path::Path;
 use std::sync::OnceLock;
 

@@ -45,10 +45,10 @@ pub fn ok(dir: &Path, cmdline: &str) -> Output {
     out
 }
 
-/// Runs a command that must succeed and returns its JSON result from stdout.
+/// Runs a command that must succeed with `--json` and returns its JSON result from stdout.
 #[allow(dead_code)]
 pub fn ok_json(dir: &Path, cmdline: &str) -> Value {
-    let out = ok(dir, cmdline);
+    let out = ok(dir, &format!("{cmdline} --json"));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{cmdline}: {e}"))
 }
 

@@ -104,6 +104,32 @@ impl<S: State, F: VectorField<S>> FieldGradSolver<S, F> {
     }
 }
 
+impl<S: State, F: VectorField<S>> FieldGradSolver<S, F> {
+    /// The solve options (interval, stepping).
+    pub fn options(&self) -> &SolveOptions {
+        match self {
+            Self::RungeKutta(s) => s.options(),
+            Self::Midpoint(s) => s.options(),
+        }
+    }
+
+    /// Replaces the stepping (e.g. a step size adapted during training).
+    pub fn set_stepping(&mut self, stepping: crate::solve::Stepping) -> Result<(), ArgError> {
+        match self {
+            Self::RungeKutta(s) => s.set_stepping(stepping),
+            Self::Midpoint(s) => s.set_stepping(stepping),
+        }
+    }
+
+    /// The gradient method (`backprop` for implicit midpoint: its exact IFT gradient).
+    pub fn gradient_method(&self) -> &GradientMethod {
+        match self {
+            Self::RungeKutta(s) => s.gradient_method(),
+            Self::Midpoint(_) => &GradientMethod::Backprop,
+        }
+    }
+}
+
 impl<S: State, F: VectorField<S>> DiffSolve<S, F> for FieldGradSolver<S, F> {
     type Grad = F::Grad;
     fn forward(&mut self, field: &mut F, y0: &S) -> Result<&S, SolveError<S>> {

@@ -143,6 +143,20 @@ impl<S: State, F: VectorField<S>> MidpointGradSolver<S, F> {
         &self.opts
     }
 
+    /// Replaces the stepping (fixed grids only).
+    pub fn set_stepping(&mut self, stepping: Stepping) -> Result<(), ArgError> {
+        let opts = SolveOptions {
+            stepping,
+            ..self.opts.clone()
+        };
+        let fresh = Self::new(&Method::Implicit(self.implicit.clone()), opts)?;
+        self.opts = fresh.opts;
+        self.grid = fresh.grid;
+        self.mus.clear();
+        self.y0_prev = None;
+        Ok(())
+    }
+
     /// Counters of the last forward/backward pass (`forward.implicit_iterations` counts the
     /// midpoint iterations, `backward_vjp` every VJP of the adjoint iterations).
     pub fn stats(&self) -> GradStats {

@@ -12,17 +12,16 @@
 //! with any other solver by [`OdeClassifier::evaluate`], which is how solver dependence is
 //! measured: train with one solver, test with many.
 
-use serde::Serialize;
-
+use super::flow_model::{evaluate_flow, EvalOutcome, FlowModel};
 use crate::data::{BatchOrder, Dataset};
 use crate::error::ArgError;
 use crate::field::{FieldRhs, Parameterized, VectorField};
-use crate::grad::{GradSolver, GradientMethod};
+use crate::grad::{DiffSolve, FieldGradSolver, GradientMethod};
 use crate::nn::loss::{accuracy, softmax_cross_entropy};
 use crate::nn::{Network, Tape};
 use crate::real::Real;
 use crate::solve::{solve, Method, SaveAt, SolveOptions, Stats};
-use crate::state::{Batch, State};
+use crate::state::Batch;
 use crate::train::{BatchSource, StepMetrics, TrainError, Trainable};
 
 /// One labelled mini-batch.
@@ -85,24 +84,6 @@ impl<T: Real> BatchSource<ClassBatch<T>> for DatasetSource<'_, T> {
     }
 }
 
-/// Test-set performance of a classifier with one solver.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EvalOutcome {
-    /// Correct predictions / total, over the whole set.
-    pub accuracy: f64,
-    /// Mean cross-entropy.
-    pub loss: f64,
-    /// Field evaluations per solve (mean over batches).
-    pub nfe: f64,
-    /// Samples evaluated.
-    pub samples: usize,
-    /// Samples whose solve failed (e.g. the state blew up to infinity): counted as wrong.
-    pub diverged: usize,
-    /// The first solver failure, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure: Option<String>,
-}
-
 /// The networks of an [`OdeClassifier`].
 pub struct ClassifierParts<T: Real, F> {
     /// Optional network before the ODE block.
@@ -127,7 +108,7 @@ pub struct OdeClassifier<T: Real, F: VectorField<Batch<T>, Grad = Vec<T>>> {
     pub field: F,
     /// The head after the ODE block.
     pub head: Network<T>,
-    solver: GradSolver<Batch<T>, F>,
+    solver: FieldGradSolver<Batch<T>, F>,
     augment: usize,
     enc_tape: Tape<T>,
     head_tape: Tape<T>,
@@ -173,8 +154,8 @@ impl<T: Real, F: VectorField<Batch<T>, Grad = Vec<T>> + Parameterized<T>> OdeCla
                 format!("the head's input size must equal the field's dimension {field_dim}"),
             ));
         }
-        let solver = GradSolver::new(
-            method,
+        let solver = FieldGradSolver::new(
+            &method,
             grad,
             SolveOptions {
                 t0: opts.t0,
@@ -204,12 +185,12 @@ impl<T: Real, F: VectorField<Batch<T>, Grad = Vec<T>> + Parameterized<T>> OdeCla
     }
 
     /// The training solver.
-    pub fn solver(&self) -> &GradSolver<Batch<T>, F> {
+    pub fn solver(&self) -> &FieldGradSolver<Batch<T>, F> {
         &self.solver
     }
 
     /// The training solver, mutable (e.g. to adapt its step size).
-    pub fn solver_mut(&mut self) -> &mut GradSolver<Batch<T>, F> {
+    pub fn solver_mut(&mut self) -> &mut FieldGradSolver<Batch<T>, F> {
         &mut self.solver
     }
 
@@ -287,9 +268,8 @@ impl<T: Real, F: VectorField<Batch<T>, Grad = Vec<T>> + Parameterized<T>> OdeCla
     }
 
     /// Exact accuracy (correct / total) and mean loss over `data` with any solver, in
-    /// batches of `batch_size`, with batch-norm layers in evaluation mode. A batch whose solve
-    /// fails (a model that only works with its training solver can blow up under another) is
-    /// counted as wrong, with infinite loss, and reported in `diverged` and `failure`.
+    /// batches of `batch_size`, with batch-norm layers in evaluation mode (see
+    /// [`evaluate_flow`]).
     pub fn evaluate(
         &mut self,
         data: &Dataset<T>,
@@ -297,50 +277,24 @@ impl<T: Real, F: VectorField<Batch<T>, Grad = Vec<T>> + Parameterized<T>> OdeCla
         opts: &SolveOptions,
         batch_size: usize,
     ) -> Result<EvalOutcome, String> {
-        self.set_train(false);
-        let bs = batch_size.max(1);
-        let (mut correct, mut loss, mut nfe, mut batches) = (0.0, 0.0, 0.0, 0usize);
-        let (mut diverged, mut failure) = (0usize, None);
-        let mut xb = Batch::zeros(0, data.inputs().cols());
-        let mut g = Batch::zeros(0, 0);
-        let idx: Vec<usize> = (0..data.len()).collect();
-        for chunk in idx.chunks(bs) {
-            xb.gather_rows(data.inputs(), chunk);
-            let labels: Vec<usize> = chunk.iter().map(|&i| data.labels()[i]).collect();
-            let (logits, stats) = match self.logits_with(&xb, method, opts) {
-                Ok(r) => r,
-                Err(e) => {
-                    diverged += chunk.len();
-                    failure.get_or_insert(e);
-                    loss = f64::INFINITY;
-                    continue;
-                }
-            };
-            if !logits.is_finite() {
-                diverged += chunk.len();
-                failure.get_or_insert_with(|| "the logits are not finite".to_string());
-                loss = f64::INFINITY;
-                nfe += stats.nfe as f64;
-                batches += 1;
-                continue;
-            }
-            g.resize(logits.rows(), logits.cols());
-            loss += softmax_cross_entropy(&logits, &labels, &mut g).map_err(|e| e.to_string())?
-                * chunk.len() as f64;
-            correct += accuracy(&logits, &labels).map_err(|e| e.to_string())? * chunk.len() as f64;
-            nfe += stats.nfe as f64;
-            batches += 1;
-        }
-        self.set_train(true);
-        let n = data.len().max(1) as f64;
-        Ok(EvalOutcome {
-            accuracy: correct / n,
-            loss: loss / n,
-            nfe: nfe / batches.max(1) as f64,
-            samples: data.len(),
-            diverged,
-            failure,
-        })
+        evaluate_flow(self, data, method, opts, batch_size)
+    }
+}
+
+impl<T: Real, F: VectorField<Batch<T>, Grad = Vec<T>> + Parameterized<T>> FlowModel<T>
+    for OdeClassifier<T, F>
+{
+    fn outputs(
+        &mut self,
+        x: &Batch<T>,
+        method: &Method,
+        opts: &SolveOptions,
+    ) -> Result<(Batch<T>, Stats), String> {
+        self.logits_with(x, method, opts)
+    }
+
+    fn set_eval(&mut self, eval: bool) {
+        self.set_train(!eval);
     }
 }
 

@@ -2,6 +2,8 @@
 //!
 //! * [`classifier`] — Ott et al.'s ODE classifier (ODE block + Linear head), trainable with
 //!   any solver and gradient method and evaluable with any other solver.
+//! * [`flow_model`] — [`FlowModel`], what the validity check needs from any model whose
+//!   middle is an ODE, and the evaluation of one model under one solver.
 //! * [`spec`] — serialisable descriptions of the papers' classifiers.
 //! * [`regressor`] — [`regressor::FlowRegressor`], the S-step ODE regressor
 //!   `y ≈ Φ^S_{h,f_θ}(x)` of Zhu et al. (ICML 2022), trained by mean squared error through
@@ -17,6 +19,7 @@
 
 pub mod classifier;
 pub mod depth_field;
+pub mod flow_model;
 pub mod hamiltonian;
 pub mod regressor;
 pub mod resnet;
@@ -27,6 +30,9 @@ mod tests_regression;
 pub mod tiny_resnet;
 pub mod workloads;
 
-pub use classifier::{ClassBatch, ClassifierParts, DatasetSource, EvalOutcome, OdeClassifier};
+pub use classifier::{ClassBatch, ClassifierParts, DatasetSource, OdeClassifier};
+pub use flow_model::{
+    evaluate_flow, evaluate_regression, EvalOutcome, FlowModel, RegressionOutcome,
+};
 pub use spec::{ClassifierSpec, FieldSpec, NeuralClassifier};
 pub use workloads::{Workload, WorkloadRunner};

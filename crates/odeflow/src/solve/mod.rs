@@ -26,15 +26,17 @@ mod fixed;
 mod implicit;
 mod method;
 mod rk;
+pub mod spec;
 mod splitting;
 
 pub use controller::{hairer_initial_step, PiController};
 pub use implicit::{ImplicitIteration, ImplicitOptions};
 pub use method::{method_catalogue, Method, MethodInfo, MethodKind};
 pub use rk::{Attempt, RkStepper};
+pub use spec::SolverSpec;
 pub use splitting::{SplitPart, Splitting};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{ArgError, FailReason, Failure, SolveError};
 use crate::state::State;
@@ -105,7 +107,7 @@ impl<S: State, F: SplitRhs<S>> Rhs<S> for Unsplit<'_, F, S> {
 use num_traits::One;
 
 /// How steps are placed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Stepping {
     /// A fixed grid with step `h > 0`: `ceil((t1 − t0)/h)` steps, the last one shortened to
     /// land exactly on `t1` (one step when `h ≥ |t1 − t0|`).
@@ -117,7 +119,7 @@ pub enum Stepping {
 }
 
 /// Settings of adaptive stepping.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdaptiveOptions {
     /// Relative tolerance (> 0).
     pub rtol: f64,
@@ -129,7 +131,8 @@ pub struct AdaptiveOptions {
     pub controller: PiController,
     /// Smallest allowed step (a smaller one is a step-underflow failure).
     pub min_step: f64,
-    /// Largest allowed step (`f64::INFINITY` for none).
+    /// Largest allowed step (`f64::INFINITY` for none; `null` in JSON).
+    #[serde(with = "infinite_as_null")]
     pub max_step: f64,
 }
 
@@ -147,8 +150,25 @@ impl AdaptiveOptions {
     }
 }
 
+/// `f64::INFINITY` as JSON `null` (JSON has no infinity) and back.
+mod infinite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_infinite() && *v > 0.0 {
+            s.serialize_none()
+        } else {
+            s.serialize_f64(*v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
+}
+
 /// Which points a solve keeps.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SaveAt {
     /// Only the final state.
     Final,
@@ -161,7 +181,7 @@ pub enum SaveAt {
 }
 
 /// Everything a solve needs besides the method, the field and the initial state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SolveOptions {
     /// Initial time.
     pub t0: f64,

@@ -45,6 +45,13 @@ pub enum TrainError {
         /// The value.
         loss: f64,
     },
+    /// The caller asked to stop (see [`Trainer::run_until`]); the last completed iteration
+    /// is checkpointed.
+    #[error("cancelled after iteration {iteration}")]
+    Cancelled {
+        /// The last completed iteration.
+        iteration: u64,
+    },
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -325,6 +332,27 @@ impl<T: Real> Trainer<T> {
         D: BatchSource<M::Batch>,
         H: TrainHook<T, M>,
     {
+        self.run_until(model, data, hook, |r| {
+            on_iter(r);
+            true
+        })
+    }
+
+    /// [`Trainer::run`], stopping early when `on_iter` returns `false`: the last completed
+    /// iteration is then checkpointed and [`TrainError::Cancelled`] returned, so a later
+    /// resume continues bit for bit.
+    pub fn run_until<M, D, H>(
+        &mut self,
+        model: &mut M,
+        data: &mut D,
+        hook: &mut H,
+        mut on_iter: impl FnMut(&IterationRecord) -> bool,
+    ) -> Result<TrainSummary, TrainError>
+    where
+        M: Trainable<T>,
+        D: BatchSource<M::Batch>,
+        H: TrainHook<T, M>,
+    {
         let start = Instant::now();
         let mut log = match &self.cfg.out_dir {
             Some(dir) => {
@@ -389,12 +417,19 @@ impl<T: Real> Trainer<T> {
                     source,
                 })?;
             }
-            on_iter(&rec);
+            let go_on = on_iter(&rec);
             let every = self.cfg.checkpoint_every;
             if (every > 0 && self.iteration.is_multiple_of(every))
                 || self.iteration == self.cfg.iterations
+                || !go_on
             {
                 self.save(model, hook)?;
+            }
+            if !go_on && self.iteration < self.cfg.iterations {
+                model.write_params(&self.params);
+                return Err(TrainError::Cancelled {
+                    iteration: self.iteration,
+                });
             }
         }
         model.write_params(&self.params);

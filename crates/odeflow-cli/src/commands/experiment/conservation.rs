@@ -248,9 +248,9 @@ pub fn run(args: ConservationArgs, reporter: &Reporter) -> Result<(), CliError> 
         files,
         seconds,
     };
-    output::write_json(&summary, args.out.as_deref(), Layout::Pretty)?;
+    let mut human = String::new();
     for m in &summary.models {
-        reporter.note(format!(
+        human.push_str(&format!(
             "{:>32}: max |ΔH| {:.2e}, growth (last/first tenth) {}",
             m.method.clone()
                 + if m.model == ModelKind::Hamiltonian {
@@ -263,12 +263,13 @@ pub fn run(args: ConservationArgs, reporter: &Reporter) -> Result<(), CliError> 
                 .growth
                 .map_or("–".to_string(), |g| format!("{g:.2}"))
         ));
+        human.push('\n');
     }
-    reporter.note(format!(
-        "conservation: done in {seconds:.0} s; files in {}",
+    human.push_str(&format!(
+        "conservation: done in {seconds:.0} s; files in {}\n",
         dir.display()
     ));
-    Ok(())
+    reporter.result(&summary, || human)
 }
 
 fn label(study: &ConservationStudy, i: usize) -> String {

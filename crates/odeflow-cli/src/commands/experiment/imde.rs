@@ -303,9 +303,9 @@ pub fn run(args: ImdeExperimentArgs, reporter: &Reporter) -> Result<(), CliError
         files,
         seconds,
     };
-    output::write_json(&summary, args.out.as_deref(), Layout::Pretty)?;
+    let mut human = String::new();
     for m in &summary.methods {
-        reporter.note(format!(
+        human.push_str(&format!(
             "{} (order {}): slope vs f {} (T) / {} (S), vs IMDE {} / {}",
             m.method,
             m.order,
@@ -314,12 +314,13 @@ pub fn run(args: ImdeExperimentArgs, reporter: &Reporter) -> Result<(), CliError
             slope_text(m.slopes.t_imde),
             slope_text(m.slopes.s_imde)
         ));
+        human.push('\n');
     }
-    reporter.note(format!(
-        "imde: done in {seconds:.0} s; files in {}",
+    human.push_str(&format!(
+        "imde: done in {seconds:.0} s; files in {}\n",
         dir.display()
     ));
-    Ok(())
+    reporter.result(&summary, || human)
 }
 
 /// The `(T = t_fixed, S = 1)` point of a method.

@@ -1,14 +1,14 @@
 //! `odeflow experiment`: the papers' experiments end to end, one subcommand each.
 //!
 //! ```text
-//! odeflow experiment --list            # JSON; --list --table for people
+//! odeflow experiment --list            # for people; --list --json for scripts
 //! odeflow experiment solver-dependence            # writes results/solver-dependence/
 //! odeflow experiment imde --out-dir results/imde
 //! odeflow experiment resnet-gradients --out-dir results/gradients
 //! ```
 //!
-//! Every experiment follows the same conventions: progress bars on stderr; its summary JSON
-//! on stdout (or in `--out`); the full results (JSON with every number, CSV where tabular)
+//! Every experiment follows the same conventions: progress bars on stderr; a short summary
+//! on stdout (`--json`: its summary JSON; `--out FILE`: the JSON in a file); the full results (JSON with every number, CSV where tabular)
 //! and PNG plots in its output folder; seeds as flags; defaults that finish in minutes on a
 //! 2-core CPU, and flags that scale to the papers' budgets.
 //!
@@ -34,7 +34,6 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::error::CliError;
-use crate::output::{self, Layout};
 use crate::progress::Reporter;
 
 /// Flags of `odeflow experiment`.
@@ -44,14 +43,6 @@ pub struct ExperimentArgs {
     /// List the experiments and what each one reproduces.
     #[arg(long)]
     pub list: bool,
-
-    /// With --list: print JSON, an array of {name, description} (the default).
-    #[arg(long, requires = "list", conflicts_with = "table")]
-    pub json: bool,
-
-    /// With --list: print an aligned table for people instead of JSON.
-    #[arg(long, requires = "list")]
-    pub table: bool,
 
     /// The experiment to run.
     #[command(subcommand)]
@@ -151,15 +142,12 @@ pub fn run(args: ExperimentArgs, reporter: &Reporter) -> Result<(), CliError> {
         Some(e) => e.run(reporter),
         None if args.list => {
             let list = catalogue();
-            if !args.table {
-                return output::write_json(&list, None, Layout::Pretty);
-            }
-            let width = list.iter().map(|e| e.name.len()).max().unwrap_or(0);
-            let text: String = list
-                .iter()
-                .map(|e| format!("{:width$}  {}\n", e.name, e.description))
-                .collect();
-            output::write_stdout(text.as_bytes())
+            reporter.result(&list, || {
+                let width = list.iter().map(|e| e.name.len()).max().unwrap_or(0);
+                list.iter()
+                    .map(|e| format!("{:width$}  {}\n", e.name, e.description))
+                    .collect()
+            })
         }
         None => {
             let names: Vec<String> = catalogue().into_iter().map(|e| e.name).collect();

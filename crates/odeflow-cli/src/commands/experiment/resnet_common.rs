@@ -24,10 +24,6 @@ use crate::progress::Reporter;
 /// Where an experiment's results go.
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
-    /// Write the JSON summary to this file instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-
     /// Folder for the full results (result.json, CSV tables) and the PNG plots
     /// [default: results/<experiment>].
     #[arg(long, value_name = "DIR")]
@@ -107,21 +103,21 @@ impl Outputs {
             .collect()
     }
 
-    /// Writes the summary to `--out` or stdout and notes the files on stderr.
+    /// Emits the summary (human text, `--json`, `--out`; see [`Reporter::result`]).
     pub fn finish<T: Serialize>(
         &self,
         summary: &T,
-        args: &OutputArgs,
+        _args: &OutputArgs,
         reporter: &Reporter,
         headline: &str,
     ) -> Result<(), CliError> {
-        output::write_json(summary, args.out.as_deref(), Layout::Pretty)?;
-        reporter.note(format!(
-            "{headline} ({:.1} s); wrote {}",
-            self.seconds(),
-            self.files().join(", ")
-        ));
-        Ok(())
+        reporter.result(summary, || {
+            format!(
+                "{headline} ({:.1} s)\nwrote {}\n",
+                self.seconds(),
+                self.files().join(", ")
+            )
+        })
     }
 }
 

@@ -20,24 +20,16 @@
 //! under `runs/` (an interrupted experiment resumes from them).
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::Args;
-use odeflow::analysis::solver_dependence::WorstCase;
-use serde::{Deserialize, Serialize};
+use odeflow::runs::evaluate::powers_of_two;
+use odeflow::runs::study::{solver_dependence, summary, SolverDependenceConfig};
 
 use crate::args::positive;
 use crate::error::CliError;
-use crate::output::{self, Layout};
+use crate::plot::runs::accuracy_panels;
 use crate::plot::{self, Figure};
-use crate::progress::Reporter;
-use crate::runs::check::verdict_of;
-use crate::runs::config::RunConfig;
-use crate::runs::evaluate::{build_grid, powers_of_two, EvalReport, EvalRow, TrainEval};
-use crate::runs::model_file::SolverSpec;
-use crate::runs::pipeline::{ensure_checked, ensure_evaluated, ensure_trained};
-use crate::runs::plots::accuracy_panels;
-use crate::runs::sweep::mean_std;
+use crate::progress::{Reporter, RunObserver};
 
 /// Flags of `odeflow experiment solver-dependence`.
 #[derive(Debug, Args)]
@@ -84,176 +76,37 @@ pub struct SolverDependenceArgs {
     pub threshold: f64,
 }
 
-/// One trained configuration, averaged over seeds: the keys of `odeflow eval` plus the
-/// verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelResult {
-    /// `train`, `results` (means over seeds, with `accuracy_std` for several seeds), …
-    #[serde(flatten)]
-    pub report: EvalReport,
-    /// Verdict on the mean accuracies.
-    pub valid: bool,
-    /// The worst qualifying test solver (on the means).
-    pub worst: WorstCase,
-    /// The verdict in one sentence.
-    pub summary: String,
-    /// Seeds whose own model is a valid ODE flow.
-    pub seeds_valid: usize,
-    /// The run folders.
-    pub runs: Vec<String>,
-    /// Training time summed over seeds, in seconds.
-    pub train_seconds: f64,
-}
-
-/// Averages the evaluation reports of several seeds of one configuration.
-pub fn average(reports: &[EvalReport]) -> EvalReport {
-    let first = &reports[0];
-    let n = reports.len();
-    let seeds = (n > 1).then_some(n);
-    let (acc, sd) = mean_std(&reports.iter().map(|r| r.train.accuracy).collect::<Vec<_>>());
-    let results = (0..first.results.len())
-        .map(|i| {
-            let rows: Vec<&EvalRow> = reports.iter().map(|r| &r.results[i]).collect();
-            let (a, s) = mean_std(&rows.iter().map(|r| r.accuracy).collect::<Vec<_>>());
-            let losses: Option<Vec<f64>> = rows.iter().map(|r| r.loss).collect();
-            EvalRow {
-                accuracy: a,
-                accuracy_std: seeds.map(|_| s),
-                loss: losses.map(|l| l.iter().sum::<f64>() / n as f64),
-                nfe: rows.iter().map(|r| r.nfe).sum::<f64>() / n as f64,
-                diverged: rows.iter().map(|r| r.diverged).sum::<usize>() / n,
-                ..rows[0].clone()
-            }
-        })
-        .collect();
-    EvalReport {
-        model: reports
-            .iter()
-            .map(|r| r.model.as_str())
-            .collect::<Vec<_>>()
-            .join(","),
-        dtype: first.dtype.clone(),
-        samples: first.samples,
-        seeds,
-        train: TrainEval {
-            solver: first.train.solver.clone(),
-            accuracy: acc,
-            accuracy_std: seeds.map(|_| sd),
-        },
-        results,
-    }
-}
-
-/// The experiment's summary file.
-#[derive(Debug, Serialize)]
-struct Summary<'a> {
-    dataset: &'a str,
-    iterations: u64,
-    lr: f64,
-    batch_size: usize,
-    seeds: u64,
-    dtype: &'a str,
-    threshold: f64,
-    seconds: f64,
-    models: Vec<SummaryModel>,
-    figure: &'a str,
-}
-
-#[derive(Debug, Serialize)]
-struct SummaryModel {
-    train: SolverSpec,
-    file: String,
-    test_accuracy: f64,
-    valid: bool,
-    worst: WorstCase,
-    summary: String,
-}
-
-/// Runs `odeflow experiment solver-dependence`.
+/// Runs `odeflow experiment solver-dependence`: the library's study, then its figure.
 pub fn run(args: SolverDependenceArgs, reporter: &Reporter) -> Result<(), CliError> {
-    let start = Instant::now();
-    if args.seeds == 0 || args.train_steps.is_empty() {
-        return Err(CliError::input(
-            "--seeds and --train-steps need at least one value",
-        ));
-    }
-    let test_steps = args
-        .test_steps
-        .clone()
-        .unwrap_or_else(|| powers_of_two(4096));
-    let grid = build_grid(&args.test_methods, &test_steps, &[])?;
-    let mut base = RunConfig::default();
-    base.data.name = args.dataset.clone();
-    base.dtype = args.dtype.clone();
-    base.solver.method = args.train_method.clone();
-    base.train.iterations = args.iterations;
-    base.train.lr = args.lr;
-    base.train.batch_size = args.batch_size;
-    base.check.threshold = args.threshold;
-    if !matches!(base.data.kind()?, crate::runs::config::DataKind::Spheres(_)) {
-        return Err(CliError::input(format!(
-            "--dataset {} is not a concentric-spheres data set (sphere<d>)",
-            args.dataset
-        )));
-    }
-    let mut models = Vec::new();
+    let cfg = SolverDependenceConfig {
+        dataset: args.dataset.clone(),
+        train_method: args.train_method.clone(),
+        train_steps: args.train_steps.clone(),
+        test_methods: args.test_methods.clone(),
+        test_steps: args
+            .test_steps
+            .clone()
+            .unwrap_or_else(|| powers_of_two(4096)),
+        iterations: args.iterations,
+        lr: args.lr,
+        batch_size: args.batch_size,
+        seeds: args.seeds,
+        dtype: args.dtype.clone(),
+        threshold: args.threshold,
+    };
+    let study = solver_dependence(&args.out_dir, &cfg, &RunObserver::new(reporter))?;
     let mut panels = Vec::new();
-    let total = args.train_steps.len() as u64 * args.seeds;
-    let mut done = 0;
-    for &steps in &args.train_steps {
-        let mut reports = Vec::new();
-        let mut runs = Vec::new();
-        let mut seeds_valid = 0;
-        let mut seconds = 0.0;
-        for seed in 0..args.seeds {
-            let mut cfg = base.clone();
-            cfg.solver.steps = Some(steps);
-            cfg.seed = seed;
-            cfg.resolve()?;
-            let name = format!("{}-{steps}-s{seed}", args.train_method);
-            let dir = args.out_dir.join("runs").join(&name);
-            done += 1;
-            reporter.note(format!("[{done}/{total}] training {name}"));
-            let s = ensure_trained(&dir, &cfg, reporter)?;
-            seconds += s.seconds;
-            reporter.note(format!(
-                "[{done}/{total}] evaluating {name} with {} test solvers",
-                grid.len()
-            ));
-            let report = ensure_evaluated(&dir, &grid, cfg.check.batch_size, reporter)?;
-            let check = ensure_checked(&dir, args.threshold, cfg.check.batch_size, reporter)?;
-            seeds_valid += usize::from(check.valid);
-            reports.push(report);
-            runs.push(format!("runs/{name}"));
-        }
-        let mean = average(&reports);
-        let v = verdict_of(&mean, args.threshold)?;
-        let slug = mean.train.solver.slug();
+    for m in &study.models {
         let title = format!(
             "trained with {}: {}",
-            mean.train.solver.label(),
-            if v.valid {
+            m.report.train.solver.label(),
+            if m.valid {
                 "valid ODE flow".to_string()
             } else {
-                format!("NOT an ODE flow (drop {:.2})", v.worst.drop)
+                format!("NOT an ODE flow (drop {:.2})", m.worst.drop)
             }
         );
-        panels.extend(accuracy_panels(&title, &mean, Some(args.threshold)));
-        let m = ModelResult {
-            report: mean,
-            valid: v.valid,
-            worst: v.worst,
-            summary: v.summary,
-            seeds_valid,
-            runs,
-            train_seconds: seconds,
-        };
-        output::write_json(
-            &m,
-            Some(&args.out_dir.join(format!("{slug}.json"))),
-            Layout::Pretty,
-        )?;
-        models.push((slug, m));
+        panels.extend(accuracy_panels(&title, &m.report, Some(args.threshold)));
     }
     let fig_name = "solver-dependence.png";
     let fig = Figure {
@@ -269,40 +122,24 @@ pub fn run(args: SolverDependenceArgs, reporter: &Reporter) -> Result<(), CliErr
         panels,
     };
     plot::save(&fig, &args.out_dir.join(fig_name))?;
-    let summary = Summary {
-        dataset: &args.dataset,
-        iterations: args.iterations,
-        lr: args.lr,
-        batch_size: args.batch_size,
-        seeds: args.seeds,
-        dtype: &args.dtype,
-        threshold: args.threshold,
-        seconds: start.elapsed().as_secs_f64(),
-        figure: fig_name,
-        models: models
+    reporter.result(&summary(&study), || {
+        let lines: Vec<String> = study
+            .models
             .iter()
-            .map(|(slug, m)| SummaryModel {
-                train: m.report.train.solver.clone(),
-                file: format!("{slug}.json"),
-                test_accuracy: m.report.train.accuracy,
-                valid: m.valid,
-                worst: m.worst.clone(),
-                summary: m.summary.clone(),
+            .map(|m| {
+                format!(
+                    "{:<24} test accuracy {:.4}  {}",
+                    m.report.train.solver.label(),
+                    m.report.train.accuracy,
+                    m.summary
+                )
             })
-            .collect(),
-    };
-    output::write_json(
-        &summary,
-        Some(&args.out_dir.join("summary.json")),
-        Layout::Pretty,
-    )?;
-    for (_, m) in &models {
-        reporter.note(&m.summary);
-    }
-    reporter.note(format!(
-        "figure: {} ({:.0} s)",
-        args.out_dir.join(fig_name).display(),
-        summary.seconds
-    ));
-    output::write_json(&summary, None, Layout::Pretty)
+            .collect();
+        format!(
+            "{}\nfigure: {} ({:.0} s)\n",
+            lines.join("\n"),
+            args.out_dir.join(fig_name).display(),
+            study.seconds
+        )
+    })
 }

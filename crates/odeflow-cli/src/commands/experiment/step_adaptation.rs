@@ -7,7 +7,7 @@
 //! the step is halved, otherwise a 10 % larger step is tried. Fixed-step models (Euler at 2,
 //! 8 and 32 steps) are trained with the same budget. Every model gets the validity check.
 //!
-//! With MNIST (`--mnist DIR`, by default the project's shared data folder when present) the
+//! With MNIST (`--mnist DIR`, by default MNIST in odeflow's data store when present) the
 //! same is done on a small budget: the first 2000 training and 1000 test images of the
 //! folder, 500 iterations, and an MLP field with 64 hidden units on the flattened image
 //! (`--mnist-model odenet` uses Ott et al.'s convolutional field, about 15× slower per
@@ -18,22 +18,20 @@
 //! `step-adaptation.png` (the trajectory, and each model's accuracy with its training solver
 //! against its worst accuracy under a more accurate solver), and the run folders.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use odeflow::analysis::solver_dependence::WorstCase;
-use odeflow::train::read_log;
+use odeflow::report::short;
+use odeflow::runs::study::{adaptation_case, CaseResult};
+use odeflow::runs::RunConfig;
 use serde::Serialize;
 
 use crate::args::positive;
 use crate::error::CliError;
 use crate::output::{self, Layout};
 use crate::plot::{self, Figure, Legend, Panel, Scale, Series};
-use crate::progress::Reporter;
-use crate::runs::config::RunConfig;
-use crate::runs::model_file::short;
-use crate::runs::pipeline::{ensure_checked, ensure_trained};
+use crate::progress::{Reporter, RunObserver};
 
 /// Flags of `odeflow experiment step-adaptation`.
 #[derive(Debug, Args)]
@@ -71,7 +69,7 @@ pub struct StepAdaptationArgs {
     /// Largest tolerated accuracy drop of the validity check.
     #[arg(long, default_value_t = 0.02)]
     pub threshold: f64,
-    /// Folder of the MNIST IDX files (default: the shared data folder, when present).
+    /// Folder of the MNIST IDX files (default: MNIST in odeflow's data store, when present).
     #[arg(long, value_name = "FOLDER")]
     pub mnist: Option<PathBuf>,
     /// Skip MNIST.
@@ -94,136 +92,10 @@ pub struct StepAdaptationArgs {
     pub mnist_fixed_steps: Vec<usize>,
 }
 
-/// The shared MNIST folder next to the repository, or `data/mnist` in the working folder.
+/// MNIST in odeflow's data store (`$ODEFLOW_DATA/mnist`, else the cache folder), when
+/// present.
 fn default_mnist() -> Option<PathBuf> {
-    [
-        PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/data/mnist"
-        )),
-        PathBuf::from("data/mnist"),
-    ]
-    .into_iter()
-    .find(|p| p.is_dir())
-}
-
-/// One trained model of the experiment.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelEntry {
-    /// Name (`adapted`, `euler-2`, …).
-    pub name: String,
-    /// Run folder, relative to the output folder.
-    pub run: String,
-    /// Whether its step was adapted.
-    pub adapted: bool,
-    /// Step size at the start of training.
-    pub initial_step_size: f64,
-    /// Step size at the end of training.
-    pub final_step_size: f64,
-    /// Steps on [0, 1] at the end.
-    pub final_steps: usize,
-    /// Mean field evaluations per training forward solve.
-    pub nfe_forward_mean: f64,
-    /// Test accuracy with the (final) training solver.
-    pub test_accuracy: f64,
-    /// The verdict.
-    pub valid: bool,
-    /// The worst more-accurate solver.
-    pub worst: WorstCase,
-    /// The verdict in one sentence.
-    pub summary: String,
-    /// Training time in seconds.
-    pub seconds: f64,
-}
-
-/// The models of one data set.
-#[derive(Debug, Clone, Serialize)]
-pub struct CaseResult {
-    /// Data set.
-    pub dataset: String,
-    /// Iterations.
-    pub iterations: u64,
-    /// Adapted and fixed-step models.
-    pub models: Vec<ModelEntry>,
-    /// `(iteration, h)` of the adapted run at each change of the step (and at both ends).
-    pub trajectory: Vec<(u64, f64)>,
-}
-
-/// Trains the adapted and fixed-step models of one data set and checks them.
-fn run_case(
-    out: &Path,
-    label: &str,
-    base: &RunConfig,
-    fixed: &[usize],
-    reporter: &Reporter,
-) -> Result<CaseResult, CliError> {
-    let mut models = Vec::new();
-    let mut trajectory = Vec::new();
-    let mut jobs: Vec<(String, RunConfig)> = Vec::new();
-    let mut adapted = base.clone();
-    adapted.adapt.enabled = true;
-    adapted.resolve()?;
-    jobs.push(("adapted".into(), adapted));
-    for &n in fixed {
-        let mut c = base.clone();
-        c.solver.steps = Some(n);
-        c.resolve()?;
-        jobs.push((format!("{}-{n}", base.solver.method), c));
-    }
-    for (name, cfg) in jobs {
-        let dir = out.join(label).join(&name);
-        reporter.note(format!("{label}: training {name}"));
-        let s = ensure_trained(&dir, &cfg, reporter)?;
-        let check = ensure_checked(&dir, cfg.check.threshold, cfg.check.batch_size, reporter)?;
-        let is_adapted = s.adaptation.is_some();
-        let initial = s
-            .adaptation
-            .as_ref()
-            .map_or(s.train.clone(), |a| a.initial.clone());
-        let h_of = |spec: &crate::runs::model_file::SolverSpec| {
-            spec.step_size
-                .unwrap_or_else(|| 1.0 / spec.steps.unwrap_or(1) as f64)
-        };
-        if is_adapted {
-            let log = read_log(&dir.join(odeflow::train::METRICS_FILE)).map_err(|e| {
-                CliError::runtime(format!(
-                    "cannot read the metrics of '{}': {e}",
-                    dir.display()
-                ))
-            })?;
-            let mut last = f64::NAN;
-            let n = log.len();
-            for (i, r) in log.iter().enumerate() {
-                let (Some(it), Some(h)) = (r["iteration"].as_u64(), r["h"].as_f64()) else {
-                    continue;
-                };
-                if h != last || i + 1 == n {
-                    trajectory.push((it, h));
-                    last = h;
-                }
-            }
-        }
-        models.push(ModelEntry {
-            run: format!("{label}/{name}"),
-            name,
-            adapted: is_adapted,
-            initial_step_size: h_of(&initial),
-            final_step_size: h_of(&s.train),
-            final_steps: s.train.steps.unwrap_or(1),
-            nfe_forward_mean: s.nfe_forward_mean,
-            test_accuracy: s.test_accuracy,
-            valid: check.valid,
-            worst: check.worst,
-            summary: check.summary,
-            seconds: s.seconds,
-        });
-    }
-    Ok(CaseResult {
-        dataset: base.data.name.clone(),
-        iterations: base.train.iterations,
-        models,
-        trajectory,
-    })
+    odeflow::runs::config::data_folder("mnist", None).ok()
 }
 
 /// The two panels of one data set: the adapted step against iterations (fixed steps as
@@ -301,12 +173,13 @@ pub fn run(args: StepAdaptationArgs, reporter: &Reporter) -> Result<(), CliError
     base.adapt.interval = args.adapt_interval;
     base.adapt.threshold = args.adapt_threshold;
     base.check.threshold = args.threshold;
-    let mut cases = vec![run_case(
+    let observer = RunObserver::new(reporter);
+    let mut cases = vec![adaptation_case(
         &args.out_dir,
         "sphere2",
         &base,
         &args.fixed_steps,
-        reporter,
+        &observer,
     )?];
     let mnist = if args.no_mnist {
         None
@@ -335,12 +208,12 @@ pub fn run(args: StepAdaptationArgs, reporter: &Reporter) -> Result<(), CliError
                 "mlp" => m.model.hidden = Some(vec![64]),
                 _ => m.model.channels = Some(8),
             }
-            cases.push(run_case(
+            cases.push(adaptation_case(
                 &args.out_dir,
                 "mnist",
                 &m,
                 &args.mnist_fixed_steps,
-                reporter,
+                &observer,
             )?);
         }
         None => {
@@ -405,8 +278,5 @@ pub fn run(args: StepAdaptationArgs, reporter: &Reporter) -> Result<(), CliError
         "figure: {} ({seconds:.0} s)\n",
         args.out_dir.join(fig_name).display()
     ));
-    for line in text.lines() {
-        reporter.note(line);
-    }
-    output::write_json(&out, None, Layout::Pretty)
+    reporter.result(&out, || text)
 }

@@ -125,10 +125,6 @@ pub struct SolveArgs {
     #[arg(long, value_enum, default_value_t = Dtype::F64)]
     dtype: Dtype,
 
-    /// Write the JSON result to this file instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    out: Option<PathBuf>,
-
     /// Plot the states against t (and the phase portrait of 2-D systems) to a .png or .svg.
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
@@ -174,22 +170,28 @@ pub fn run(args: SolveArgs, reporter: &Reporter) -> Result<(), CliError> {
         solution,
         failure.as_ref().map(|f| f.0.clone()),
     );
-    output::write_json(&summary, args.out.as_deref(), Layout::Compact)?;
+    if let Some(path) = reporter.out() {
+        output::write_json(&summary, Some(path), Layout::Compact)?;
+    }
     if let Some(path) = &args.plot {
         plot::save(
             &report::figure(&summary, problem.system.is_separable()),
             path,
         )?;
     }
-    let written: Vec<String> = [args.out.as_ref(), args.plot.as_ref()]
+    let written: Vec<String> = [reporter.out(), args.plot.as_deref()]
         .into_iter()
         .flatten()
         .map(|p| p.display().to_string())
         .collect();
     if let Some((message, reason)) = failure {
-        let kept = match &args.out {
+        let kept = match reporter.out() {
             Some(path) => format!("partial solution written to {}", path.display()),
-            None => "partial solution printed on stdout".to_string(),
+            None if reporter.is_json() => {
+                output::write_json(&summary, None, Layout::Compact)?;
+                "partial solution printed on stdout".to_string()
+            }
+            None => "give --json or --out FILE to keep the partial solution".to_string(),
         };
         return Err(CliError::runtime(format!(
             "{message} ({kept}); {}",
@@ -202,7 +204,7 @@ pub fn run(args: SolveArgs, reporter: &Reporter) -> Result<(), CliError> {
         .flatten()
         .map(|(name, d)| format!(", {name} drift {d:.3e}"))
         .collect::<String>();
-    reporter.note(format!(
+    let line = format!(
         "solved {} with {}: {} steps, {} evaluations{drift}{}",
         summary.system,
         summary.method,
@@ -213,8 +215,12 @@ pub fn run(args: SolveArgs, reporter: &Reporter) -> Result<(), CliError> {
         } else {
             format!("; wrote {}", written.join(", "))
         }
-    ));
-    Ok(())
+    );
+    if reporter.is_json() {
+        output::write_json(&summary, None, Layout::Compact)
+    } else {
+        output::write_stdout(format!("{line}\n").as_bytes())
+    }
 }
 
 /// What to try after a solver failure.

@@ -15,4 +15,4 @@ pub use adaptation::{
 pub use critical::{critical_setting, CriticalSetting, SettingDrop};
 pub use hook::{classifier_initial_step, stepping_metric, AdaptationHook, Adapter, EventCounts};
 pub use initial_step::ott_initial_step;
-pub use verdict::{qualifies, verdict, EvalResult, SolverSetting, Verdict, WorstCase};
+pub use verdict::{fails, qualifies, verdict, EvalRow, Verdict, WorstCase, SIGNIFICANCE};

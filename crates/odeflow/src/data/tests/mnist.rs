@@ -3,20 +3,25 @@ use std::path::{Path, PathBuf};
 use super::write_file;
 use crate::data::{load_mnist, read_idx_pair, DataError, MnistOptions, MnistSource};
 
+/// The MNIST test files the folder `$ODEFLOW_TEST_MNIST` names (`.ci/run` sets it;
+/// relative paths from the workspace root).
 fn shared_mnist() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/mnist"
-    ));
-    if dir.join("t10k-images-idx3-ubyte.gz").is_file() {
-        Some(dir)
+    let Some(v) = std::env::var_os("ODEFLOW_TEST_MNIST") else {
+        println!("skipping: ODEFLOW_TEST_MNIST is not set");
+        return None;
+    };
+    let dir = PathBuf::from(v);
+    let dir = if dir.is_relative() {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(dir)
     } else {
-        println!(
-            "skipping: the shared MNIST folder {} is absent",
-            dir.display()
-        );
-        None
-    }
+        dir
+    };
+    assert!(
+        dir.join("t10k-images-idx3-ubyte.gz").is_file(),
+        "ODEFLOW_TEST_MNIST={} holds no MNIST test files",
+        dir.display()
+    );
+    Some(dir)
 }
 
 /// IDX bytes: magic `0x000008nd`, big-endian dims, data.

@@ -8,28 +8,28 @@
 
 use std::path::Path;
 
-use odeflow::analysis::solver_dependence::{classifier_initial_step, AdaptationHook};
-use odeflow::data::derive_seed;
-use odeflow::models::DatasetSource;
-use odeflow::solve::{AdaptiveOptions, Stepping};
-use odeflow::train::{
+use crate::analysis::solver_dependence::{classifier_initial_step, AdaptationHook};
+use crate::data::derive_seed;
+use crate::models::DatasetSource;
+use crate::solve::{AdaptiveOptions, Stepping};
+use crate::train::{
     checkpoint_path, read_log, BatchSource, CheckpointError, TrainConfig, TrainError, Trainer,
     METRICS_FILE,
 };
-use odeflow::Real;
+use crate::Real;
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
 use super::data::load_data;
-use super::model_file::{options, ModelFile, SolverSpec, MODEL_FILE};
-use super::plots;
-use crate::error::CliError;
-use crate::output::{self, Layout};
-use crate::progress::Reporter;
+use super::model_file::{ModelFile, MODEL_FILE};
+use super::{files, Observer, RunError};
+use crate::report::short;
+use crate::solve::spec::unit_options as options;
+use crate::solve::SolverSpec;
 
 /// The summary file's name inside a run folder.
 pub const SUMMARY_FILE: &str = "summary.json";
-/// The training-curve plot's name inside a run folder.
+/// The training-curve plot's name inside a run folder (drawn by the CLI).
 pub const TRAINING_PLOT: &str = "training.png";
 
 /// What the adaptation did.
@@ -83,26 +83,38 @@ pub struct RunSummary {
     pub adaptation: Option<AdaptationSummary>,
 }
 
-/// Trains (or resumes) the run in `dir` with `cfg` (already resolved) and writes its files.
-pub fn train_run(dir: &Path, cfg: &RunConfig, reporter: &Reporter) -> Result<RunSummary, CliError> {
+/// Trains (or resumes, when `dir` holds a checkpoint) the run in `dir` with `cfg` (already
+/// resolved, see [`RunConfig::resolve`]) and writes `model.json`, `summary.json`,
+/// `checkpoint.json` and `metrics.jsonl`. Progress goes to `observer` (stage `"train"`, one
+/// unit per iteration); when it asks to stop, the last iteration is checkpointed and
+/// [`RunError::Cancelled`] returned.
+pub fn train_run(
+    dir: &Path,
+    cfg: &RunConfig,
+    observer: &dyn Observer,
+) -> Result<RunSummary, RunError> {
     match cfg.dtype.as_str() {
-        "f64" => train_typed::<f64>(dir, cfg, reporter),
-        _ => train_typed::<f32>(dir, cfg, reporter),
+        "f64" => train_typed::<f64>(dir, cfg, observer),
+        _ => train_typed::<f32>(dir, cfg, observer),
     }
 }
 
-fn train_error(e: TrainError, dir: &Path) -> CliError {
+fn train_error(e: TrainError, dir: &Path) -> RunError {
     match e {
         TrainError::Arg(a) => a.into(),
+        TrainError::Cancelled { iteration } => RunError::Cancelled(format!(
+            "training cancelled after iteration {iteration}; resume it with odeflow train --out-dir {} --resume",
+            dir.display()
+        )),
         TrainError::Checkpoint(
             c @ (CheckpointError::Corrupt { .. }
             | CheckpointError::Checksum { .. }
             | CheckpointError::Mismatch { .. }),
-        ) => CliError::input(format!(
+        ) => RunError::input(format!(
             "{c} (delete it to start the run in '{}' afresh)",
             dir.display()
         )),
-        other => CliError::runtime(format!(
+        other => RunError::runtime(format!(
             "training stopped at {other} (the last completed iteration is checkpointed in '{}')",
             dir.display()
         )),
@@ -112,8 +124,8 @@ fn train_error(e: TrainError, dir: &Path) -> CliError {
 fn train_typed<T: Real>(
     dir: &Path,
     cfg: &RunConfig,
-    reporter: &Reporter,
-) -> Result<RunSummary, CliError> {
+    observer: &dyn Observer,
+) -> Result<RunSummary, RunError> {
     let data = load_data::<T>(&cfg.data)?;
     let method = cfg.solver.method()?;
     let grad = cfg.solver.grad()?;
@@ -172,7 +184,7 @@ fn train_typed<T: Real>(
     } else {
         Trainer::new(tcfg, &model).map_err(|e| train_error(e, dir))?
     };
-    reporter.note(format!(
+    observer.note(&format!(
         "run '{}': {} with {} training and {} test samples",
         dir.display(),
         cfg.data.name,
@@ -181,43 +193,45 @@ fn train_typed<T: Real>(
     ));
     let done = trainer.iteration();
     if done > cfg.train.iterations {
-        return Err(CliError::input(format!(
+        return Err(RunError::input(format!(
             "the run in '{}' has already trained {done} iterations, more than --iterations {}",
             dir.display(),
             cfg.train.iterations
         )));
     }
     if done > 0 && done < cfg.train.iterations {
-        reporter.note(format!(
+        observer.note(&format!(
             "resuming '{}' at iteration {done} of {}",
             dir.display(),
             cfg.train.iterations
         ));
     }
-    let bar = reporter.bar(cfg.train.iterations, "train");
-    bar.set_position(done);
+    observer.stage("train", cfg.train.iterations);
+    observer.progress(done, "");
     let every = (cfg.train.iterations / 200).max(1);
-    trainer
-        .run(&mut model, &mut source, &mut hook, |rec| {
-            if rec.iteration % every == 0 || rec.iteration == cfg.train.iterations {
-                let step = match (rec.extra.get("h"), rec.extra.get("tol")) {
-                    (Some(h), _) => format!(" h {}", super::model_file::short(*h)),
-                    (_, Some(t)) => format!(" tol {}", super::model_file::short(*t)),
-                    _ => String::new(),
-                };
-                bar.set_message(format!(
+    let trained = trainer.run_until(&mut model, &mut source, &mut hook, |rec| {
+        if rec.iteration % every == 0 || rec.iteration == cfg.train.iterations {
+            let step = match (rec.extra.get("h"), rec.extra.get("tol")) {
+                (Some(h), _) => format!(" h {}", short(*h)),
+                (_, Some(t)) => format!(" tol {}", short(*t)),
+                _ => String::new(),
+            };
+            observer.progress(
+                rec.iteration,
+                &format!(
                     "loss {:.4} acc {:.3}{step}",
                     rec.loss,
                     rec.accuracy.unwrap_or(f64::NAN)
-                ));
-            }
-            bar.set_position(rec.iteration);
-        })
-        .map_err(|e| train_error(e, dir))?;
-    bar.finish_and_clear();
+                ),
+            );
+        }
+        !observer.cancelled()
+    });
+    observer.stage_done();
+    trained.map_err(|e| train_error(e, dir))?;
 
     let log = read_log(&dir.join(METRICS_FILE)).map_err(|e| {
-        CliError::runtime(format!(
+        RunError::runtime(format!(
             "cannot read the metrics log in '{}': {e}",
             dir.display()
         ))
@@ -245,12 +259,13 @@ fn train_typed<T: Real>(
     let bs = cfg.check.batch_size;
     let tr = model
         .evaluate(&data.train, &method, &opts, bs)
-        .map_err(CliError::runtime)?;
+        .map_err(RunError::runtime)?;
     let te = model
         .evaluate(&data.test, &method, &opts, bs)
-        .map_err(CliError::runtime)?;
+        .map_err(RunError::runtime)?;
     let file = ModelFile::new(
         &model,
+        &cfg.data.name,
         spec,
         data.sample_shape().to_vec(),
         data.classes(),
@@ -286,15 +301,9 @@ fn train_typed<T: Real>(
             at_cap: hook.counts.at_cap,
         }),
     };
-    output::write_json(&summary, Some(&dir.join(SUMMARY_FILE)), Layout::Pretty)?;
-    let adaptive = summary.train.tol.is_some();
-    let fig = plots::training_figure(
-        &format!("training: {} on {}", summary.train.label(), cfg.data.name),
-        &log,
-        cfg.adapt.enabled || adaptive,
-    );
-    crate::plot::save(&fig, &dir.join(TRAINING_PLOT))?;
-    reporter.note(format!(
+    files::write_json(&summary, &dir.join(SUMMARY_FILE))?;
+    observer.trained(dir, &summary, &log);
+    observer.note(&format!(
         "trained {} iterations ({:.1} s): test accuracy {:.4} with {}",
         summary.iterations,
         summary.seconds,
@@ -305,10 +314,6 @@ fn train_typed<T: Real>(
 }
 
 /// Reads a run's `summary.json`.
-pub fn load_summary(dir: &Path) -> Result<RunSummary, CliError> {
-    let path = dir.join(SUMMARY_FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| CliError::input(format!("cannot read '{}': {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| CliError::input(format!("'{}' is corrupt: {e}", path.display())))
+pub fn load_summary(dir: &Path) -> Result<RunSummary, RunError> {
+    files::read_json(&dir.join(SUMMARY_FILE), "the run summary")
 }

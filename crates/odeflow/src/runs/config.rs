@@ -10,7 +10,8 @@
 //!
 //! [data]
 //! name = "sphere2"        # sphere<d> (sphere2, sphere3, sphere10, sphere900), mnist, cifar10
-//! # dir = "data/mnist"    # the folder of the IDX / CIFAR-10 binary files
+//! # dir = "data/mnist"    # the folder of the IDX / CIFAR-10 binary files (default: see
+//!                         # [`data_folder`]: $ODEFLOW_DATA/<name>, ~/.cache/odeflow/data/<name>)
 //! # train_size = 2000     # spheres: points drawn; images: the first N of the training part
 //! # test_size = 1000
 //! data_seed = 0
@@ -43,13 +44,13 @@
 
 use std::path::{Path, PathBuf};
 
-use odeflow::grad::GradientMethod;
-use odeflow::solve::{AdaptiveOptions, Method, Stepping};
-use odeflow::ArgError;
+use crate::grad::GradientMethod;
+use crate::solve::{AdaptiveOptions, Method, SolverSpec, Stepping};
+use crate::ArgError;
 use serde::{Deserialize, Serialize};
 
 pub use super::settings::{AdaptConfig, CheckConfig, ModelConfig, TrainingConfig};
-use crate::error::CliError;
+use super::RunError;
 
 /// The file name of the resolved configuration inside a run folder.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -143,7 +144,7 @@ impl DataConfig {
             "mnist" => Ok(DataKind::Mnist),
             "cifar10" | "cifar-10" => Ok(DataKind::Cifar10),
             n if n.starts_with("sphere") => {
-                let cfg = odeflow::data::SpheresConfig::from_name(n)?;
+                let cfg = crate::data::SpheresConfig::from_name(n)?;
                 Ok(DataKind::Spheres(cfg.dim))
             }
             other => Err(ArgError::Unknown {
@@ -198,6 +199,12 @@ impl SolverConfig {
         GradientMethod::from_name(&self.grad)
     }
 
+    /// The training solver, when a stepping is set (`None`: the adaptation chooses it).
+    pub fn spec(&self) -> Result<Option<SolverSpec>, ArgError> {
+        let m = self.method()?;
+        Ok(self.stepping()?.map(|s| SolverSpec::new(&m, &s)))
+    }
+
     /// The stepping given by `steps`, `step_size` or `tol` (`None` when none is set: the
     /// adaptation then chooses the initial step).
     pub fn stepping(&self) -> Result<Option<Stepping>, ArgError> {
@@ -232,39 +239,58 @@ impl SolverConfig {
     }
 }
 
+/// The root of odeflow's data store: `$ODEFLOW_DATA`, else `$XDG_CACHE_HOME/odeflow/data`,
+/// else `~/.cache/odeflow/data`.
+pub fn data_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("ODEFLOW_DATA").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("odeflow").join("data")
+}
+
+/// The folder of an image data set's files: `explicit` (`--data-dir`) when given, else
+/// `<data_root()>/<name>`. A missing folder is an error that says where odeflow looked and
+/// how to get the files.
+pub fn data_folder(name: &str, explicit: Option<&Path>) -> Result<PathBuf, RunError> {
+    let dir = match explicit {
+        Some(d) => d.to_path_buf(),
+        None => data_root().join(name),
+    };
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let what = if dir.exists() {
+        "is not a folder"
+    } else {
+        "does not exist"
+    };
+    let looked = match explicit {
+        Some(_) => "the folder given by --data-dir".to_string(),
+        None => "--data-dir (not given), then $ODEFLOW_DATA, then the cache folder".to_string(),
+    };
+    Err(RunError::input(format!(
+        "dataset {name}: the data folder '{}' {what} (looked at {looked}); download the files with `odeflow data download {name}` or pass --data-dir FOLDER",
+        dir.display()
+    )))
+}
+
 impl RunConfig {
     /// Fills in defaults that depend on other settings and checks everything that can be
     /// checked without data.
-    pub fn resolve(&mut self) -> Result<(), CliError> {
+    pub fn resolve(&mut self) -> Result<(), RunError> {
         let kind = self.data.kind()?;
         if matches!(kind, DataKind::Mnist | DataKind::Cifar10) {
-            let dir = self.data.dir.as_ref().ok_or_else(|| {
-                CliError::input(format!(
-                    "dataset {} needs --data-dir FOLDER (the folder of its files)",
-                    self.data.name
-                ))
-            })?;
-            if !dir.is_dir() {
-                return Err(CliError::input(format!(
-                    "dataset {}: the data folder '{}' does not exist",
-                    self.data.name,
-                    dir.display()
-                )));
-            }
-            if !dir.is_dir() {
-                return Err(CliError::input(format!(
-                    "dataset {}: the data folder '{}' does not exist",
-                    self.data.name,
-                    dir.display()
-                )));
-            }
+            let dir = data_folder(&self.data.name, self.data.dir.as_deref())?;
             // Store an absolute path, so the run can be evaluated from any folder.
-            if let Ok(abs) = std::fs::canonicalize(dir) {
-                self.data.dir = Some(abs);
-            }
+            self.data.dir = Some(std::fs::canonicalize(&dir).unwrap_or(dir));
         }
         if !matches!(self.dtype.as_str(), "f32" | "f64") {
-            return Err(CliError::input(format!(
+            return Err(RunError::input(format!(
                 "unknown dtype '{}'; known: f32, f64",
                 self.dtype
             )));
@@ -281,7 +307,7 @@ impl RunConfig {
             .into());
         }
         if stepping.is_none() && !self.adapt.enabled {
-            return Err(CliError::input(
+            return Err(RunError::input(
                 "give the training step: --steps N, --step-size H, --tol TOL (adaptive methods), or --adapt to let the adaptation choose it",
             ));
         }
@@ -303,10 +329,10 @@ impl RunConfig {
                     Some(Stepping::FixedCount(_) | Stepping::FixedStep(_))
                 )
             {
-                return Err(CliError::input(format!("--adapt with {name} adapts a tolerance: give --tol (or nothing) instead of --steps/--step-size")));
+                return Err(RunError::input(format!("--adapt with {name} adapts a tolerance: give --tol (or nothing) instead of --steps/--step-size")));
             }
             if fixed && matches!(stepping, Some(Stepping::Adaptive(_))) {
-                return Err(CliError::input(format!(
+                return Err(RunError::input(format!(
                     "--adapt with {name} adapts a step size: give --steps/--step-size (or nothing) instead of --tol"
                 )));
             }
@@ -314,19 +340,24 @@ impl RunConfig {
         if matches!(grad, GradientMethod::Reversible)
             && matches!(stepping, Some(Stepping::Adaptive(_)))
         {
-            return Err(CliError::input(
+            return Err(RunError::input(
                 "--grad reversible needs a fixed grid: give --steps or --step-size",
             ));
         }
         self.train.optimizer()?;
+        if self.train.checkpoint_every == 0 {
+            return Err(RunError::input(
+                "checkpoint_every = 0 is invalid: checkpoint at least every N ≥ 1 iterations (a run must be resumable)",
+            ));
+        }
         if self.train.iterations == 0 {
-            return Err(CliError::input("--iterations must be at least 1"));
+            return Err(RunError::input("--iterations must be at least 1"));
         }
         if self.train.batch_size == 0 || self.check.batch_size == 0 {
-            return Err(CliError::input("batch sizes must be at least 1"));
+            return Err(RunError::input("batch sizes must be at least 1"));
         }
         if !(0.0..=1.0).contains(&self.check.threshold) {
-            return Err(CliError::input(format!(
+            return Err(RunError::input(format!(
                 "check threshold = {} is invalid: it must lie in [0, 1]",
                 self.check.threshold
             )));
@@ -335,12 +366,12 @@ impl RunConfig {
     }
 
     /// Reads a configuration file (TOML).
-    pub fn load(path: &Path) -> Result<Self, CliError> {
+    pub fn load(path: &Path) -> Result<Self, RunError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            CliError::input(format!("cannot read the config '{}': {e}", path.display()))
+            RunError::input(format!("cannot read the config '{}': {e}", path.display()))
         })?;
         toml::from_str(&text).map_err(|e| {
-            CliError::input(format!(
+            RunError::input(format!(
                 "the config '{}' is not a valid run configuration: {}",
                 path.display(),
                 e.message()
@@ -349,9 +380,9 @@ impl RunConfig {
     }
 
     /// The configuration as TOML text.
-    pub fn to_toml(&self) -> Result<String, CliError> {
+    pub fn to_toml(&self) -> Result<String, RunError> {
         toml::to_string_pretty(self)
-            .map_err(|e| CliError::runtime(format!("cannot write the configuration: {e}")))
+            .map_err(|e| RunError::runtime(format!("cannot write the configuration: {e}")))
     }
 }
 
@@ -388,7 +419,13 @@ mod tests {
         let e = c.resolve().unwrap_err();
         assert!(e.message().contains("unknown dataset 'imagenet'"), "{e}");
         c.data.name = "mnist".into();
-        assert!(c.resolve().unwrap_err().message().contains("--data-dir"));
+        c.data.dir = Some("/nonexistent/odeflow-data".into());
+        let e = c.resolve().unwrap_err();
+        assert!(
+            e.message().contains("/nonexistent/odeflow-data")
+                && e.message().contains("odeflow data download mnist"),
+            "{e}"
+        );
         let mut c = RunConfig::default();
         c.solver.method = "rk4".into();
         c.adapt.enabled = true;

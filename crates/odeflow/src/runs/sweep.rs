@@ -17,14 +17,20 @@
 
 use std::path::{Path, PathBuf};
 
-use odeflow::analysis::solver_dependence::WorstCase;
 use serde::{Deserialize, Serialize};
 
 use super::check::load_check;
 use super::config::RunConfig;
-use super::model_file::{short, ModelFile, SolverSpec, MODEL_FILE};
+use super::model_file::{ModelFile, MODEL_FILE};
 use super::train::load_summary;
-use crate::error::CliError;
+use super::{files, RunError};
+use crate::analysis::solver_dependence::{
+    critical_setting, CriticalSetting, SettingDrop, WorstCase,
+};
+use crate::report::{cell, short, Table};
+use crate::solve::spec::steps_of;
+use crate::solve::SolverSpec;
+use crate::stats::mean_std;
 
 /// The plan file's name in a sweep folder.
 pub const PLAN_FILE: &str = "sweep.toml";
@@ -63,15 +69,30 @@ pub struct PlannedRun {
 
 impl SweepPlan {
     /// Every run of the plan, with its resolved configuration.
-    pub fn runs(&self) -> Result<Vec<PlannedRun>, CliError> {
+    pub fn runs(&self) -> Result<Vec<PlannedRun>, RunError> {
         if self.methods.is_empty() || self.seeds.is_empty() {
-            return Err(CliError::input(
+            return Err(RunError::input(
                 "a sweep needs at least one method and one seed",
             ));
         }
+        fn unique<V: PartialEq + std::fmt::Debug>(what: &str, v: &[V]) -> Result<(), RunError> {
+            for (i, x) in v.iter().enumerate() {
+                if v[..i].contains(x) {
+                    return Err(RunError::input(format!(
+                        "the sweep lists {what} {x:?} twice: give each once (a repeated seed would be counted as an independent one)"
+                    )));
+                }
+            }
+            Ok(())
+        }
+        unique("method", &self.methods)?;
+        unique("step count", &self.steps)?;
+        unique("step size", &self.step_sizes)?;
+        unique("tolerance", &self.tols)?;
+        unique("seed", &self.seeds)?;
         let mut out = Vec::new();
         for m in &self.methods {
-            let method = odeflow::Method::from_name(m)?;
+            let method = crate::Method::from_name(m)?;
             let mut settings: Vec<(Option<usize>, Option<f64>, Option<f64>)> = Vec::new();
             if method.is_adaptive() && !self.tols.is_empty() {
                 settings.extend(self.tols.iter().map(|&t| (None, None, Some(t))));
@@ -80,7 +101,7 @@ impl SweepPlan {
                 settings.extend(self.step_sizes.iter().map(|&h| (None, Some(h), None)));
             }
             if settings.is_empty() {
-                return Err(CliError::input(format!(
+                return Err(RunError::input(format!(
                     "the sweep has no setting for method '{m}': give --steps, --step-sizes or (for adaptive methods) --tols"
                 )));
             }
@@ -107,25 +128,50 @@ impl SweepPlan {
     }
 
     /// Reads `OUT/sweep.toml`.
-    pub fn load(dir: &Path) -> Result<Self, CliError> {
+    pub fn load(dir: &Path) -> Result<Self, RunError> {
         let path = dir.join(PLAN_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            CliError::input(format!(
+            RunError::input(format!(
                 "'{}' is not a sweep folder: cannot read {}: {e}",
                 dir.display(),
                 path.display()
             ))
         })?;
         toml::from_str(&text).map_err(|e| {
-            CliError::input(format!("'{}' is corrupt: {}", path.display(), e.message()))
+            RunError::input(format!("'{}' is corrupt: {}", path.display(), e.message()))
         })
     }
 
     /// The plan as TOML.
-    pub fn to_toml(&self) -> Result<String, CliError> {
+    pub fn to_toml(&self) -> Result<String, RunError> {
         toml::to_string_pretty(self)
-            .map_err(|e| CliError::runtime(format!("cannot write the sweep plan: {e}")))
+            .map_err(|e| RunError::runtime(format!("cannot write the sweep plan: {e}")))
     }
+}
+
+/// The plan of the sweep folder `dir`: `given` (which must match a plan already in the
+/// folder, and is written to `sweep.toml` when the folder has none), or the folder's own
+/// plan when `given` is `None`. Every grid point is validated.
+pub fn settle_plan(dir: &Path, given: Option<SweepPlan>) -> Result<SweepPlan, RunError> {
+    let existing = dir.join(PLAN_FILE).exists();
+    let Some(plan) = given else {
+        return SweepPlan::load(dir);
+    };
+    plan.runs()?;
+    if existing {
+        let old = SweepPlan::load(dir)?;
+        if old != plan {
+            return Err(RunError::input(format!(
+                "'{}' holds a different sweep ({}); repeat its flags, give none to continue it, or choose another --out-dir",
+                dir.display(),
+                dir.join(PLAN_FILE).display()
+            )));
+        }
+    } else {
+        let text = format!("# odeflow sweep plan\n{}", plan.to_toml()?);
+        files::write_atomic(&dir.join(PLAN_FILE), text.as_bytes())?;
+    }
+    Ok(plan)
 }
 
 /// Parses `k/n` (1 ≤ k ≤ n).
@@ -185,7 +231,7 @@ impl SweepRow {
 
 /// The row of a finished run folder, or `None` when it is not finished (no check, or a check
 /// of an earlier state of the model, or fewer iterations than configured).
-pub fn row_of_run(dir: &Path, name: &str, cfg: &RunConfig) -> Result<Option<SweepRow>, CliError> {
+pub fn row_of_run(dir: &Path, name: &str, cfg: &RunConfig) -> Result<Option<SweepRow>, RunError> {
     if !dir.join(super::check::CHECK_FILE).exists() || !dir.join(MODEL_FILE).exists() {
         return Ok(None);
     }
@@ -216,9 +262,9 @@ pub fn row_of_run(dir: &Path, name: &str, cfg: &RunConfig) -> Result<Option<Swee
         seed: cfg.seed,
         test_accuracy: summary.test_accuracy,
         train_accuracy: summary.train_accuracy,
-        valid: check.valid,
-        drop: check.worst.drop,
-        worst: check.worst,
+        valid: check.verdict.valid,
+        drop: check.verdict.worst.drop,
+        worst: check.verdict.worst,
         seconds: summary.seconds,
         final_solver: summary.train,
     }))
@@ -252,14 +298,6 @@ pub struct SweepGroup {
     pub drop_max: f64,
     /// Seeds whose model is valid.
     pub valid: usize,
-}
-
-/// Mean and (population) standard deviation.
-pub fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n;
-    (m, var.sqrt())
 }
 
 /// Groups rows by method and axis value, in order of appearance.
@@ -313,32 +351,45 @@ pub struct SweepTable {
 
 /// The table as CSV, one row per run.
 pub fn table_csv(rows: &[SweepRow]) -> String {
-    let mut s = String::from(
-        "run,method,order,steps,step_size,tol,seed,test_accuracy,train_accuracy,valid,drop,worst_method,worst_steps,worst_tol,worst_accuracy,seconds\n",
-    );
-    let o = |v: Option<f64>| v.map(short).unwrap_or_default();
+    let mut t = Table::new(&[
+        "run",
+        "method",
+        "order",
+        "steps",
+        "step_size",
+        "tol",
+        "seed",
+        "test_accuracy",
+        "train_accuracy",
+        "valid",
+        "drop",
+        "worst_method",
+        "worst_steps",
+        "worst_tol",
+        "worst_accuracy",
+        "seconds",
+    ]);
     for r in rows {
-        s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3}\n",
-            r.run,
-            r.method,
-            r.order,
-            r.steps.map(|n| n.to_string()).unwrap_or_default(),
-            o(r.step_size),
-            o(r.tol),
-            r.seed,
-            r.test_accuracy,
-            r.train_accuracy,
-            r.valid,
-            r.drop,
-            r.worst.method,
-            r.worst.steps.map(|n| n.to_string()).unwrap_or_default(),
-            o(r.worst.tol),
-            r.worst.accuracy,
-            r.seconds
-        ));
+        t.push(vec![
+            cell(r.run.as_str()),
+            cell(r.method.as_str()),
+            cell(r.order),
+            cell(r.steps),
+            cell(r.step_size),
+            cell(r.tol),
+            cell(r.seed),
+            cell(r.test_accuracy),
+            cell(r.train_accuracy),
+            cell(r.valid),
+            cell(r.drop),
+            cell(r.worst.method.as_str()),
+            cell(r.worst.steps),
+            cell(r.worst.tol),
+            cell(r.worst.accuracy),
+            cell(r.seconds),
+        ]);
     }
-    s
+    t.to_csv()
 }
 
 /// The shard file of shard `k` of `n`.
@@ -361,17 +412,13 @@ pub struct ShardFile {
 
 /// Every row of the plan: from the run folders when finished there, else from shard files.
 /// Runs found in neither are returned by name in the error.
-pub fn collect_rows(dir: &Path, plan: &SweepPlan) -> Result<Vec<SweepRow>, CliError> {
+pub fn collect_rows(dir: &Path, plan: &SweepPlan) -> Result<Vec<SweepRow>, RunError> {
     let mut from_shards: Vec<SweepRow> = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir.join("shards")) {
         for e in entries.flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "json") {
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| CliError::input(format!("cannot read '{}': {e}", p.display())))?;
-                let f: ShardFile = serde_json::from_str(&text).map_err(|e| {
-                    CliError::input(format!("'{}' is not a shard file: {e}", p.display()))
-                })?;
+                let f: ShardFile = files::read_json(&p, "the shard file")?;
                 from_shards.extend(f.rows);
             }
         }
@@ -391,7 +438,7 @@ pub fn collect_rows(dir: &Path, plan: &SweepPlan) -> Result<Vec<SweepRow>, CliEr
     if !missing.is_empty() {
         let n = missing.len();
         let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
-        return Err(CliError::input(format!(
+        return Err(RunError::input(format!(
             "{n} run{} of the sweep in '{}' not finished: {}{} — run the missing shards (odeflow sweep --out-dir {} --shard k/n) first",
             if n == 1 { " is" } else { "s are" },
             dir.display(),
@@ -401,6 +448,144 @@ pub fn collect_rows(dir: &Path, plan: &SweepPlan) -> Result<Vec<SweepRow>, CliEr
         )));
     }
     Ok(rows)
+}
+
+/// Collects the rows of the sweep in `dir` and writes `sweep.json` and `sweep.csv`.
+pub fn merge(dir: &Path, plan: &SweepPlan) -> Result<SweepTable, RunError> {
+    let rows = collect_rows(dir, plan)?;
+    let table = SweepTable {
+        plan: plan.clone(),
+        threshold: plan.base.check.threshold,
+        groups: group_rows(&rows),
+        rows,
+    };
+    files::write_json(&table, &dir.join("sweep.json"))?;
+    files::write_atomic(&dir.join("sweep.csv"), table_csv(&table.rows).as_bytes())?;
+    Ok(table)
+}
+
+/// The sweep table of `dir`: `sweep.json` when present, else merged now.
+pub fn load_or_merge(dir: &Path) -> Result<SweepTable, RunError> {
+    let path = dir.join("sweep.json");
+    if path.exists() {
+        files::read_json(&path, "the sweep table")
+    } else {
+        merge(dir, &SweepPlan::load(dir)?)
+    }
+}
+
+/// The x value of a group: the training step size, or the tolerance.
+pub fn group_axis(g: &SweepGroup) -> f64 {
+    g.tol.or(g.step_size).unwrap_or(f64::NAN)
+}
+
+/// Methods in order of appearance.
+pub fn methods_of(groups: &[SweepGroup]) -> Vec<String> {
+    let mut m: Vec<String> = Vec::new();
+    for g in groups {
+        if !m.contains(&g.method) {
+            m.push(g.method.clone());
+        }
+    }
+    m
+}
+
+/// The critical step of one method.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CriticalStep {
+    /// Method.
+    pub method: String,
+    /// The critical training step size (fixed-step methods), if any step passes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critical_step_size: Option<f64>,
+    /// Steps on [0, 1] at the critical step size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critical_steps: Option<usize>,
+    /// The critical tolerance (adaptive methods), if any passes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critical_tol: Option<f64>,
+    /// Grid values (step sizes or tolerances) whose models all pass.
+    pub passing: Vec<f64>,
+    /// Grid values with at least one failing model.
+    pub failing: Vec<f64>,
+    /// One sentence.
+    pub summary: String,
+}
+
+/// `critical-step.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CriticalReport {
+    /// Threshold on the accuracy drop.
+    pub threshold: f64,
+    /// One entry per method.
+    pub methods: Vec<CriticalStep>,
+}
+
+/// The critical step of `method` among `groups` (see
+/// [`crate::analysis::solver_dependence::critical`]).
+pub fn critical_step(method: &str, groups: &[SweepGroup], threshold: f64) -> CriticalStep {
+    let mine: Vec<&SweepGroup> = groups.iter().filter(|g| g.method == method).collect();
+    let drops: Vec<SettingDrop> = mine
+        .iter()
+        .map(|g| SettingDrop {
+            setting: group_axis(g),
+            drop_max: g.drop_max,
+        })
+        .collect();
+    let CriticalSetting {
+        critical,
+        passing,
+        failing,
+    } = critical_setting(&drops, threshold);
+    let critical = critical.and_then(|c| mine.iter().find(|g| group_axis(g) == c).copied());
+    let adaptive = mine.first().is_some_and(|g| g.tol.is_some());
+    let steps = |g: &SweepGroup| g.steps.unwrap_or_else(|| steps_of(group_axis(g)));
+    let summary = match critical {
+        Some(g) if adaptive => format!(
+            "{method}: critical tolerance {} — the largest training tolerance whose models (and those of every tighter one) pass the check at threshold {threshold}",
+            short(group_axis(g))
+        ),
+        Some(g) => format!(
+            "{method}: critical step size h* = {} ({} steps) — the largest training step whose models (and those of every smaller one) pass the check at threshold {threshold}",
+            short(group_axis(g)),
+            steps(g)
+        ),
+        None => format!(
+            "{method}: no critical step — even the finest training setting of the sweep fails the check at threshold {threshold}; sweep finer steps"
+        ),
+    };
+    CriticalStep {
+        method: method.into(),
+        critical_step_size: critical.filter(|_| !adaptive).map(group_axis),
+        critical_steps: critical.filter(|_| !adaptive).map(steps),
+        critical_tol: critical.filter(|_| adaptive).map(group_axis),
+        passing,
+        failing,
+        summary,
+    }
+}
+
+/// The critical step of every method of a sweep table at `threshold` (the table's own when
+/// `None`), written to `dir/critical-step.json`.
+pub fn critical_report(
+    dir: &Path,
+    table: &SweepTable,
+    threshold: Option<f64>,
+) -> Result<CriticalReport, RunError> {
+    let threshold = threshold.unwrap_or(table.threshold);
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(RunError::input(format!(
+            "--threshold {threshold} is invalid: it must lie in [0, 1]"
+        )));
+    }
+    let groups = group_rows(&table.rows);
+    let methods = methods_of(&groups)
+        .iter()
+        .map(|m| critical_step(m, &groups, threshold))
+        .collect();
+    let report = CriticalReport { threshold, methods };
+    files::write_json(&report, &dir.join("critical-step.json"))?;
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -441,6 +626,39 @@ mod tests {
         assert_eq!(runs[3].config.seed, 1);
         let text = plan.to_toml().unwrap();
         assert_eq!(toml::from_str::<SweepPlan>(&text).unwrap(), plan);
-        assert_eq!(mean_std(&[1.0, 3.0]), (2.0, 1.0));
+        let mut dup = plan.clone();
+        dup.seeds = vec![0, 0];
+        let e = dup.runs().unwrap_err();
+        assert!(e.message().contains("seed 0 twice"), "{e}");
+    }
+
+    fn g(steps: usize, drop_max: f64) -> SweepGroup {
+        SweepGroup {
+            method: "euler".into(),
+            steps: Some(steps),
+            step_size: Some(1.0 / steps as f64),
+            tol: None,
+            seeds: 1,
+            test_accuracy: 0.9,
+            test_accuracy_std: 0.0,
+            drop: drop_max,
+            drop_std: 0.0,
+            drop_max,
+            valid: usize::from(drop_max <= 0.02),
+        }
+    }
+
+    #[test]
+    fn the_critical_step_is_the_largest_step_below_which_all_pass() {
+        // h = 1/64, 1/16 pass; 1/8 fails; 1/4 passes again (by chance); 1/2 fails.
+        let groups = vec![g(2, 0.4), g(4, 0.01), g(8, 0.3), g(16, 0.0), g(64, 0.01)];
+        let c = critical_step("euler", &groups, 0.02);
+        assert_eq!(c.critical_steps, Some(16));
+        assert_eq!(c.critical_step_size, Some(1.0 / 16.0));
+        assert_eq!(c.passing.len(), 3);
+        assert_eq!(c.failing, vec![0.125, 0.5]);
+        let none = critical_step("euler", &[g(64, 0.5)], 0.02);
+        assert!(none.critical_step_size.is_none());
+        assert!(none.summary.contains("no critical step"));
     }
 }

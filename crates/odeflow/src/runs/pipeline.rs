@@ -7,24 +7,22 @@ use std::path::Path;
 use super::check::{check_run, load_check, CheckReport, CHECK_FILE};
 use super::config::{RunConfig, CONFIG_FILE};
 use super::evaluate::{evaluate_run, load_report, EvalReport, EVAL_FILE};
-use super::model_file::{ModelFile, SolverSpec, MODEL_FILE};
+use super::model_file::{ModelFile, MODEL_FILE};
 use super::train::{load_summary, train_run, RunSummary, SUMMARY_FILE};
-use crate::commands::train::write_config;
-use crate::error::CliError;
-use crate::output::{self, Layout};
-use crate::progress::Reporter;
+use super::{files, write_config, Observer, RunError};
+use crate::solve::SolverSpec;
 
 /// Trains the run in `dir` with `cfg` (resolved) unless it is finished; resumes a
 /// half-trained run from its checkpoint. A folder configured differently is an error.
 pub fn ensure_trained(
     dir: &Path,
     cfg: &RunConfig,
-    reporter: &Reporter,
-) -> Result<RunSummary, CliError> {
+    observer: &dyn Observer,
+) -> Result<RunSummary, RunError> {
     if dir.join(CONFIG_FILE).exists() {
         let old = super::load_run_config(dir)?;
         if old != *cfg {
-            return Err(CliError::input(format!(
+            return Err(RunError::input(format!(
                 "the run folder '{}' was configured differently; delete it to retrain with these settings",
                 dir.display()
             )));
@@ -40,7 +38,7 @@ pub fn ensure_trained(
     } else {
         write_config(dir, cfg)?;
     }
-    train_run(dir, cfg, reporter)
+    train_run(dir, cfg, observer)
 }
 
 /// The run's evaluation on `grid`, computed unless `eval.json` already holds exactly this
@@ -49,8 +47,8 @@ pub fn ensure_evaluated(
     dir: &Path,
     grid: &[SolverSpec],
     batch: usize,
-    reporter: &Reporter,
-) -> Result<EvalReport, CliError> {
+    observer: &dyn Observer,
+) -> Result<EvalReport, RunError> {
     let path = dir.join(EVAL_FILE);
     let model = ModelFile::load(&dir.join(MODEL_FILE))?;
     if path.exists() {
@@ -65,8 +63,8 @@ pub fn ensure_evaluated(
             }
         }
     }
-    let r = evaluate_run(dir, grid, batch, reporter)?;
-    output::write_json(&r, Some(&path), Layout::Pretty)?;
+    let r = evaluate_run(dir, grid, batch, observer)?;
+    files::write_json(&r, &path)?;
     Ok(r)
 }
 
@@ -76,15 +74,15 @@ pub fn ensure_checked(
     dir: &Path,
     threshold: f64,
     batch: usize,
-    reporter: &Reporter,
-) -> Result<CheckReport, CliError> {
+    observer: &dyn Observer,
+) -> Result<CheckReport, RunError> {
     if dir.join(CHECK_FILE).exists() {
         let model = ModelFile::load(&dir.join(MODEL_FILE))?;
         if let Ok(c) = load_check(dir) {
-            if c.model == model.fingerprint && c.threshold == threshold {
+            if c.model == model.fingerprint && c.verdict.threshold == threshold {
                 return Ok(c);
             }
         }
     }
-    check_run(dir, threshold, batch, reporter)
+    check_run(dir, threshold, batch, observer)
 }

@@ -3,7 +3,10 @@
 
 use serde_json::Value;
 
-use super::evaluate::{EvalReport, EvalRow};
+use odeflow::analysis::solver_dependence::{Verdict, WorstCase};
+use odeflow::report::short;
+use odeflow::runs::{EvalReport, EvalRow};
+
 use crate::plot::{Figure, Legend, Panel, Scale, Series};
 
 /// Mean of a sliding window of `w` values ending at each point (shorter at the start).
@@ -162,6 +165,54 @@ pub fn accuracy_panels(title: &str, report: &EvalReport, threshold: Option<f64>)
         panels.push(panel);
     }
     panels
+}
+
+/// The check figure: accuracy against test steps with the threshold line and the worst
+/// case, labelled with its drop, the fraction of changed predictions and the paired test's
+/// p-value.
+pub fn check_figure(report: &EvalReport, v: &Verdict, title: &str) -> Figure {
+    let head = if v.valid {
+        "VALID ODE flow"
+    } else {
+        "NOT a valid ODE flow"
+    };
+    let mut panels = accuracy_panels(title, report, Some(v.threshold));
+    let w = &v.worst;
+    let x = w.steps.map(|s| s as f64).or(w.tol);
+    if let Some(x) = x {
+        let adaptive = w.tol.is_some();
+        let idx = if adaptive { panels.len() - 1 } else { 0 };
+        if let Some(p) = panels.get_mut(idx) {
+            p.series.push(Series::markers(
+                format!("worst: {} ({})", worst_label(w), noise_label(w)),
+                vec![(x, w.accuracy)],
+            ));
+        }
+    }
+    Figure {
+        title: format!("{head}: {}", report.train.solver.label()),
+        panels,
+    }
+}
+
+fn worst_label(w: &WorstCase) -> String {
+    match (w.steps, w.tol) {
+        (Some(n), _) => format!("{}, {n} steps", w.method),
+        (_, Some(t)) => format!("{}, tol {}", w.method, short(t)),
+        _ => w.method.clone(),
+    }
+}
+
+/// `drop 0.43, 45% changed, p = 1e-30`.
+pub fn noise_label(w: &WorstCase) -> String {
+    let mut s = format!("drop {:.3}", w.drop);
+    if let Some(c) = w.changed {
+        s.push_str(&format!(", {:.0}% changed", 100.0 * c));
+    }
+    if let Some(p) = w.p_value {
+        s.push_str(&format!(", p = {}", short(p)));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! The sections of a run configuration that need no cross-checks with the others: the model,
 //! optimisation, adaptation and check settings (see [`super::config`]).
 
-use odeflow::analysis::solver_dependence::AdaptationConfig;
-use odeflow::models::{ClassifierSpec, FieldSpec};
-use odeflow::train::OptimizerConfig;
-use odeflow::ArgError;
+use crate::analysis::solver_dependence::AdaptationConfig;
+use crate::models::{ClassifierSpec, FieldSpec};
+use crate::train::OptimizerConfig;
+use crate::ArgError;
 use serde::{Deserialize, Serialize};
 
 use super::config::DataKind;

@@ -10,23 +10,19 @@
 //!   crop/flip augmentation is not applied (batches stay a pure function of the iteration,
 //!   which exact resumption needs).
 
-use odeflow::data::{
+use crate::data::{
     load_cifar10, load_mnist, ChannelNorm, Cifar10Options, Dataset, MnistOptions, SpheresConfig,
+    TrainTest,
 };
-use odeflow::Real;
+use crate::Real;
 
 use super::config::{DataConfig, DataKind};
-use crate::error::CliError;
+use super::RunError;
 
-/// Training and test set of a run.
-pub struct RunData<T> {
-    /// Training samples.
-    pub train: Dataset<T>,
-    /// Test samples.
-    pub test: Dataset<T>,
-}
+/// Training and test set of a run (the one train/test pair type of the library).
+pub type RunData<T> = TrainTest<Dataset<T>>;
 
-impl<T: Real> RunData<T> {
+impl<T: Real> TrainTest<Dataset<T>> {
     /// Shape of one sample.
     pub fn sample_shape(&self) -> &[usize] {
         self.train.sample_shape()
@@ -39,8 +35,8 @@ impl<T: Real> RunData<T> {
 }
 
 /// Loads the data set a configuration names.
-pub fn load_data<T: Real>(cfg: &DataConfig) -> Result<RunData<T>, CliError> {
-    let data_err = |e: odeflow::data::DataError| CliError::input(e.to_string());
+pub fn load_data<T: Real>(cfg: &DataConfig) -> Result<RunData<T>, RunError> {
+    let data_err = |e: crate::data::DataError| RunError::input(e.to_string());
     let (mut train, mut test, norm) = match cfg.kind()? {
         DataKind::Spheres(dim) => {
             let s = SpheresConfig {
@@ -50,15 +46,12 @@ pub fn load_data<T: Real>(cfg: &DataConfig) -> Result<RunData<T>, CliError> {
                 seed: cfg.data_seed,
             };
             if s.train == 0 || s.test == 0 {
-                return Err(CliError::input(
+                return Err(RunError::input(
                     "train_size and test_size must be at least 1",
                 ));
             }
             let tt = s.generate::<T>()?;
-            return Ok(RunData {
-                train: tt.train,
-                test: tt.test,
-            });
+            return Ok(tt);
         }
         DataKind::Mnist => {
             let dir = image_dir(cfg)?;
@@ -82,7 +75,7 @@ pub fn load_data<T: Real>(cfg: &DataConfig) -> Result<RunData<T>, CliError> {
     for (n, set) in [(cfg.train_size, &mut train), (cfg.test_size, &mut test)] {
         if let Some(n) = n {
             if n == 0 {
-                return Err(CliError::input(
+                return Err(RunError::input(
                     "train_size and test_size must be at least 1",
                 ));
             }
@@ -90,13 +83,13 @@ pub fn load_data<T: Real>(cfg: &DataConfig) -> Result<RunData<T>, CliError> {
         }
         norm.apply(set)?;
     }
-    Ok(RunData { train, test })
+    Ok(TrainTest { train, test })
 }
 
-fn image_dir(cfg: &DataConfig) -> Result<&std::path::Path, CliError> {
+fn image_dir(cfg: &DataConfig) -> Result<&std::path::Path, RunError> {
     cfg.dir.as_deref().ok_or_else(|| {
-        CliError::input(format!(
-            "dataset {} needs --data-dir FOLDER (the folder of its files)",
+        RunError::input(format!(
+            "dataset {} has no data folder: resolve the configuration first (RunConfig::resolve)",
             cfg.name
         ))
     })
