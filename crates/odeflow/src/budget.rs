@@ -171,9 +171,8 @@ impl Budget {
         };
         let memory_bytes = match memory {
             None => default_memory_budget(),
-            Some(s) => parse_bytes(s).map_err(|why| {
-                BudgetError::invalid(MEMORY_BUDGET_VAR, format!("'{s}'"), why)
-            })?,
+            Some(s) => parse_bytes(s)
+                .map_err(|why| BudgetError::invalid(MEMORY_BUDGET_VAR, format!("'{s}'"), why))?,
         };
         Ok(Budget {
             max_steps,
@@ -259,12 +258,13 @@ impl Budget {
         count: u64,
         bytes_per_element: u64,
     ) -> Result<u64, BudgetError> {
-        let bytes = count
-            .checked_mul(bytes_per_element)
-            .ok_or_else(|| BudgetError::MemoryOverflow {
-                what: what.to_string(),
-                budget: self.memory_bytes,
-            })?;
+        let bytes =
+            count
+                .checked_mul(bytes_per_element)
+                .ok_or_else(|| BudgetError::MemoryOverflow {
+                    what: what.to_string(),
+                    budget: self.memory_bytes,
+                })?;
         self.check_bytes(what, bytes)?;
         Ok(bytes)
     }
@@ -324,7 +324,11 @@ pub fn steps_for_step_size(h: f64, span: f64) -> Result<u64, BudgetError> {
     // 2^64 is exactly representable; every f64 below it converts without saturating.
     if !(n < 18_446_744_073_709_551_616.0) {
         return Err(BudgetError::StepsOverflow {
-            what: format!("a step size of {} over a span of {}", readable(h), readable(len)),
+            what: format!(
+                "a step size of {} over a span of {}",
+                readable(h),
+                readable(len)
+            ),
             steps: n,
             max: None,
         });
@@ -415,10 +419,13 @@ pub fn default_memory_budget() -> u64 {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|t| mem_total_from_meminfo(&t));
-    let cgroup = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .find_map(|t| t.trim().parse::<u64>().ok());
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .filter_map(|p| std::fs::read_to_string(p).ok())
+    .find_map(|t| t.trim().parse::<u64>().ok());
     memory_budget_from(total, cgroup)
 }
 
@@ -581,7 +588,9 @@ mod tests {
     fn step_budget_messages_name_the_value_and_the_remedy() {
         let b = Budget::new(DEFAULT_MAX_STEPS, 18 * GIB);
         assert_eq!(b.check_step_size("--step-size 0.001", 1e-3, 1.0), Ok(1000));
-        let e = b.check_step_size("--step-size 1e-9", 1e-9, 1.0).unwrap_err();
+        let e = b
+            .check_step_size("--step-size 1e-9", 1e-9, 1.0)
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "--step-size 1e-9 means 1000000000 steps per solve, over the budget of 1000000 \
@@ -591,7 +600,10 @@ mod tests {
             .check_step_size("--step-size 1e-300", 1e-300, 1.0)
             .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.starts_with("--step-size 1e-300 means about 1e300 steps"), "{msg}");
+        assert!(
+            msg.starts_with("--step-size 1e-300 means about 1e300 steps"),
+            "{msg}"
+        );
         assert!(!msg.contains('\n') && msg.len() < 200, "{msg}");
         let e = b.check_step_size("--step-size 0", 0.0, 1.0).unwrap_err();
         assert_eq!(e.to_string(), "--step-size 0 must be positive and finite");
@@ -616,7 +628,10 @@ mod tests {
         assert!(matches!(e, BudgetError::MemoryOverflow { .. }));
         assert!(e.to_string().contains("overflows"), "{e}");
         let e = b.check_shape("an IDX array", &[1 << 31, 1 << 31, 1 << 31], 1);
-        assert!(matches!(e, Err(BudgetError::MemoryOverflow { .. })), "{e:?}");
+        assert!(
+            matches!(e, Err(BudgetError::MemoryOverflow { .. })),
+            "{e:?}"
+        );
         assert_eq!(b.check_shape("empty", &[0, u64::MAX, u64::MAX], 8), Ok(0));
         assert!(b.check_bytes("x", 18 * GIB).is_ok());
         assert!(b.check_bytes("x", 18 * GIB + 1).is_err());
@@ -655,7 +670,9 @@ mod tests {
         assert_eq!(parse_bytes("2T"), Ok(2 << 40));
         assert_eq!(parse_bytes("100B"), Ok(100));
         assert_eq!(parse_bytes("1_000"), Ok(1000));
-        for bad in ["", "G", "abc", "-1G", "1e9", "inf", "NaN", "1.2.3M", "5X", "16385P"] {
+        for bad in [
+            "", "G", "abc", "-1G", "1e9", "inf", "NaN", "1.2.3M", "5X", "16385P",
+        ] {
             assert!(parse_bytes(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(
@@ -674,15 +691,22 @@ mod tests {
         assert_eq!(b.memory_bytes(), default_memory_budget());
         let b = Budget::from_values(None, None).unwrap();
         assert_eq!(b.max_steps(), DEFAULT_MAX_STEPS);
-        let e = Budget::from_values(Some("lots"), None).unwrap_err().to_string();
+        let e = Budget::from_values(Some("lots"), None)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "ODEFLOW_MAX_STEPS 'lots' is not a positive whole number of steps (e.g. 1000000 or 1e7)"
         );
         assert!(Budget::from_values(Some("0"), None).is_err());
         assert!(Budget::from_values(Some("1.5"), None).is_err());
-        let e = Budget::from_values(None, Some("16Q")).unwrap_err().to_string();
-        assert!(e.starts_with("ODEFLOW_MEMORY_BUDGET '16Q' is not a byte size"), "{e}");
+        let e = Budget::from_values(None, Some("16Q"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("ODEFLOW_MEMORY_BUDGET '16Q' is not a byte size"),
+            "{e}"
+        );
         // The process environment (whatever it holds) is read without panicking.
         let _ = Budget::from_env();
     }

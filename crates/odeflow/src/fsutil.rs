@@ -90,10 +90,7 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
         drop(file);
         fs::rename(&tmp, path).map_err(|e| {
             let e = context(e, "cannot replace", path);
-            io::Error::new(
-                e.kind(),
-                format!("{e} (it is {})", describe_path(path)),
-            )
+            io::Error::new(e.kind(), format!("{e} (it is {})", describe_path(path)))
         })
     })();
     if result.is_err() {
@@ -238,10 +235,7 @@ impl FolderLock {
                 return Err(LockError::Held { dir, pid, what });
             }
             Err(fs::TryLockError::Error(e)) => {
-                return Err(io_err(
-                    format!("cannot lock '{}': {e}", path.display()),
-                    e,
-                ))
+                return Err(io_err(format!("cannot lock '{}': {e}", path.display()), e))
             }
         }
         let record = format!(
@@ -255,10 +249,7 @@ impl FolderLock {
             .and_then(|_| file.write_all(record.as_bytes()))
             .and_then(|()| file.sync_data());
         if let Err(e) = written {
-            return Err(io_err(
-                format!("cannot write '{}': {e}", path.display()),
-                e,
-            ));
+            return Err(io_err(format!("cannot write '{}': {e}", path.display()), e));
         }
         Ok(FolderLock { file, dir })
     }
@@ -466,10 +457,7 @@ mod tests {
         );
         assert_eq!(parse_holder("1234"), (Some(1234), None));
         assert_eq!(parse_holder("garbage"), (None, None));
-        assert_eq!(
-            parse_holder("x y z"),
-            (None, Some("y z".into()))
-        );
+        assert_eq!(parse_holder("x y z"), (None, Some("y z".into())));
         assert_eq!(holder_words(None, Some("train")), "another process");
     }
 }
