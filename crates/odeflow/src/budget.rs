@@ -368,7 +368,7 @@ fn parse_count(s: &str) -> Option<u64> {
         return (n > 0).then_some(n);
     }
     let x: f64 = s.parse().ok()?;
-    (x >= 1.0 && x < 18_446_744_073_709_551_616.0 && x.fract() == 0.0).then_some(x as u64)
+    ((1.0..18_446_744_073_709_551_616.0).contains(&x) && x.fract() == 0.0).then_some(x as u64)
 }
 
 /// Parses a byte size: a number of bytes (`1048576`), or a number (decimals allowed) with a
