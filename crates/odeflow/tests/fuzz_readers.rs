@@ -875,3 +875,86 @@ fn reader_errors_name_the_file() {
         .to_string();
     assert!(msg.contains("missing.csv"), "{msg}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Run files: checkpoints and the metrics log.
+
+fn checkpoint_bytes() -> Vec<u8> {
+    use odeflow::train::{Checkpoint, OptimizerState};
+    let opt = OptimizerState {
+        t: 3,
+        m: vec![0.1, -0.2],
+        v: vec![1e-8, 3.0],
+    };
+    let c = Checkpoint::new(
+        42,
+        "f64",
+        vec![0.5, -1.0 / 3.0],
+        opt,
+        serde_json::json!({"h": 0.25}),
+        serde_json::json!({"model": "x"}),
+    );
+    serde_json::to_vec(&c).unwrap()
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    #[test]
+    fn checkpoints_mutated(muts in prop::collection::vec(mutation(), 1..4)) {
+        use odeflow::train::Checkpoint;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.json");
+        let valid = checkpoint_bytes();
+        let mut bytes = valid.clone();
+        for m in &muts {
+            apply(&mut bytes, m);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let (r, largest) = largest_allocation(|| Checkpoint::load(&path));
+        prop_assert!(largest <= allowance(bytes.len()));
+        match r {
+            // A mutation that keeps the payload (whitespace, the free-form metadata) may
+            // still load; the numbers it carries are then the original ones.
+            Ok(c) => {
+                let original: Checkpoint = serde_json::from_slice(&valid).unwrap();
+                prop_assert_eq!(&c.params, &original.params);
+                prop_assert_eq!(&c.optimizer, &original.optimizer);
+                prop_assert_eq!(c.iteration, original.iteration);
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                prop_assert!(msg.contains("checkpoint.json"), "{msg}");
+            }
+        }
+    }
+
+    /// A run killed while writing leaves a torn last line (any bytes, not necessarily
+    /// UTF-8); resuming keeps the whole lines up to the checkpoint and drops the rest.
+    #[test]
+    fn metrics_log_with_a_torn_tail_resumes(
+        lines in 1u64..6,
+        keep in 0u64..6,
+        tail in prop::collection::vec(any::<u8>(), 0..24),
+    ) {
+        use odeflow::train::{read_log, MetricsLog};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut bytes = Vec::new();
+        for i in 1..=lines {
+            bytes.extend_from_slice(format!("{{\"iteration\":{i},\"loss\":0.5}}\n").as_bytes());
+        }
+        bytes.extend_from_slice(&tail);
+        std::fs::write(&path, &bytes).unwrap();
+        let log = MetricsLog::resume(&path, keep);
+        prop_assert!(log.is_ok(), "{:?}", log.err());
+        drop(log);
+        let records = read_log(&path).unwrap();
+        prop_assert_eq!(records.len() as u64, lines.min(keep));
+        // Reading the torn file itself is an error naming the file, or succeeds.
+        std::fs::write(&path, &bytes).unwrap();
+        if let Err(e) = read_log(&path) {
+            prop_assert!(e.to_string().contains("metrics.jsonl"), "{e}");
+        }
+    }
+}
