@@ -171,8 +171,11 @@ impl Budget {
         };
         let memory_bytes = match memory {
             None => default_memory_budget(),
-            Some(s) => parse_bytes(s)
-                .map_err(|why| BudgetError::invalid(MEMORY_BUDGET_VAR, format!("'{s}'"), why))?,
+            Some(s) => match parse_bytes(s) {
+                Ok(0) => Err("must be more than 0 bytes".to_string()),
+                other => other,
+            }
+            .map_err(|why| BudgetError::invalid(MEMORY_BUDGET_VAR, format!("'{s}'"), why))?,
         };
         Ok(Budget {
             max_steps,
@@ -700,6 +703,10 @@ mod tests {
         );
         assert!(Budget::from_values(Some("0"), None).is_err());
         assert!(Budget::from_values(Some("1.5"), None).is_err());
+        let e = Budget::from_values(None, Some("0"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "ODEFLOW_MEMORY_BUDGET '0' must be more than 0 bytes");
         let e = Budget::from_values(None, Some("16Q"))
             .unwrap_err()
             .to_string();
@@ -709,6 +716,57 @@ mod tests {
         );
         // The process environment (whatever it holds) is read without panicking.
         let _ = Budget::from_env();
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+
+        #[test]
+        fn readable_is_short_and_reads_back(bits in proptest::prelude::any::<u64>()) {
+            let x = f64::from_bits(bits);
+            let s = readable(x);
+            proptest::prop_assert!(s.len() <= 24, "{s}");
+            if x.is_finite() {
+                proptest::prop_assert_eq!(s.parse::<f64>().unwrap(), x);
+            }
+        }
+
+        #[test]
+        fn human_bytes_is_short_and_close(n in proptest::prelude::any::<u64>()) {
+            let s = human_bytes(n);
+            proptest::prop_assert!(s.len() <= 8, "{s}");
+            let (v, unit) = s.split_once(' ').unwrap();
+            let k = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+                .iter()
+                .position(|u| *u == unit)
+                .unwrap();
+            let back = v.parse::<f64>().unwrap() * 1024f64.powi(k as i32);
+            // One decimal below 10 units, none above: within 5 % (exact for bytes).
+            proptest::prop_assert!((back - n as f64).abs() <= 0.05 * n as f64 + 0.5, "{n}: {s}");
+        }
+
+        #[test]
+        fn byte_sizes_never_panic(s in "\\PC{0,12}") {
+            let _ = parse_bytes(&s);
+            let _ = Budget::from_values(Some(&s), Some(&s));
+        }
+
+        #[test]
+        fn byte_sizes_round_trip(n in 0u64..(1 << 40), shift in 0usize..5) {
+            let unit = ["", "K", "M", "G", "T"][shift];
+            let n = n >> (10 * shift);
+            proptest::prop_assert_eq!(parse_bytes(&format!("{n}{unit}")), Ok(n << (10 * shift)));
+        }
+
+        #[test]
+        fn step_counts_cover_the_span(h in 1e-6f64..10.0, span in 0f64..100.0) {
+            let n = steps_for_step_size(h, span).unwrap();
+            // n steps reach the end (up to the 1e-9·h noise ignored), n - 1 do not.
+            proptest::prop_assert!(n as f64 * h >= span - 1e-9 * h * (n as f64 + 1.0));
+            if n > 1 {
+                proptest::prop_assert!(((n - 1) as f64) * h < span);
+            }
+        }
     }
 
     #[test]
