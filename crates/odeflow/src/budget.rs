@@ -288,6 +288,40 @@ impl Budget {
     }
 }
 
+impl Budget {
+    /// Checks a data set of `samples` samples of `values_per_sample` values of a scalar type
+    /// named `scalar` (`"f32"`, `"f64"`) of `bytes_per_value` bytes, and returns its bytes.
+    /// The message names the shape: "a data set of 1e9 × 784 f32 values needs 2.9 TiB, over
+    /// the memory budget of 18 GiB (ODEFLOW_MEMORY_BUDGET)".
+    pub fn check_dataset(
+        &self,
+        samples: u64,
+        values_per_sample: u64,
+        scalar: &str,
+        bytes_per_value: u64,
+    ) -> Result<u64, BudgetError> {
+        let what = format!(
+            "a data set of {} × {} {scalar} values",
+            readable_count(samples),
+            readable_count(values_per_sample)
+        );
+        self.check_shape(&what, &[samples, values_per_sample], bytes_per_value)
+    }
+}
+
+/// A count for messages: plain digits (`60000`, `123456789`), or a short scientific form
+/// when that is exact and the count is at least 10⁶ (`1e9`, `2.5e6`).
+pub fn readable_count(n: u64) -> String {
+    if n >= 1_000_000 {
+        let x = n as f64;
+        let short = approx(x);
+        if short.parse::<f64>().ok() == Some(x) && x as u64 == n {
+            return short;
+        }
+    }
+    n.to_string()
+}
+
 /// The product of `dims`, or `None` when it overflows `u64` (a zero anywhere gives 0).
 pub fn checked_product(dims: &[u64]) -> Option<u64> {
     if dims.contains(&0) {
@@ -641,6 +675,29 @@ mod tests {
         assert!(b.with_memory_bytes(0).check_bytes("x", 1).is_err());
         assert_eq!(checked_product(&[]), Some(1));
         assert_eq!(checked_product(&[u64::MAX, 2]), None);
+    }
+
+    #[test]
+    fn data_set_checks_name_the_shape() {
+        let b = Budget::new(DEFAULT_MAX_STEPS, 18 * GIB);
+        let e = b.check_dataset(1_000_000_000, 784, "f32", 4).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a data set of 1e9 × 784 f32 values needs 2.9 TiB, over the memory budget of \
+             18 GiB (ODEFLOW_MEMORY_BUDGET)"
+        );
+        assert_eq!(b.check_dataset(60_000, 784, "f32", 4), Ok(60_000 * 784 * 4));
+        let e = b.check_dataset(u64::MAX, 3072, "f64", 8).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "a data set of 18446744073709551615 × 3072 f64 values needs more than 16 EiB"
+            ),
+            "{e}"
+        );
+        assert_eq!(readable_count(60_000), "60000");
+        assert_eq!(readable_count(2_500_000), "2.5e6");
+        assert_eq!(readable_count(123_456_789), "123456789");
+        assert_eq!(readable_count(1 << 31), "2147483648");
     }
 
     #[test]
