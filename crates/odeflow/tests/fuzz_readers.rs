@@ -392,6 +392,40 @@ fn a_gzip_bomb_is_refused_at_the_limit() {
     );
 }
 
+#[test]
+fn a_file_over_the_memory_budget_is_refused_before_it_is_read() {
+    use odeflow::data::read_file_maybe_gz_limited;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t10k-images-idx3-ubyte");
+    // A sparse 2 MiB file: nothing is written, so the test is cheap.
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    let (r, largest) = largest_allocation(|| read_file_maybe_gz_limited(&path, 1 << 20));
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains("the file is 2 MiB, over the memory budget of 1 MiB"),
+        "{msg}"
+    );
+    assert!(largest < 1 << 16, "{largest}");
+    assert_eq!(
+        read_file_maybe_gz_limited(&path, 2 << 20).unwrap().len(),
+        2 << 20
+    );
+}
+
+#[test]
+fn a_csv_file_that_is_not_utf8_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.csv");
+    std::fs::write(&path, b"p,q\n1,2\n3,\xff\n").unwrap();
+    let msg = odeflow::data::read_csv::<f64>(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("data.csv: line 3: not UTF-8 text"), "{msg}");
+}
+
 // ---------------------------------------------------------------------------------------
 // NPY.
 

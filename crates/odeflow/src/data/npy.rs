@@ -227,10 +227,11 @@ pub fn parse_npy<T: Real>(bytes: &[u8], path: &Path) -> Result<Batch<T>, DataErr
     Ok(Batch::from_vec(rows, cols, data)?)
 }
 
-/// Reads an NPY file into a batch.
+/// Reads an NPY file into a batch (a file larger than the memory budget is refused before
+/// it is read).
 pub fn read_npy<T: Real>(path: impl AsRef<Path>) -> Result<Batch<T>, DataError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = super::read_capped(path, super::memory_limit(path)?)?;
     parse_npy(&bytes, path)
 }
 
