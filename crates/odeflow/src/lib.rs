@@ -23,15 +23,21 @@
 //!   table writer.
 //! * [`nn`]: native CPU layers with exact VJPs, initialisers, losses, and neural vector
 //!   fields (the model zoo of the papers).
+//! * [`fsutil`]: atomic file writes, an exclusive per-folder lock naming its holder, and
+//!   words for what a path is.
+//! * [`budget`]: step and memory budgets checked before work starts, with one-line errors,
+//!   and readable numbers and byte sizes for messages.
 
 // Numerical kernels index several arrays with one loop variable, and `!(x > 0.0)` is the
 // NaN-rejecting comparison on purpose.
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod analysis;
+pub mod budget;
 pub mod data;
 pub mod error;
 pub mod field;
+pub mod fsutil;
 pub mod grad;
 pub mod models;
 pub mod nn;

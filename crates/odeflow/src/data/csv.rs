@@ -131,12 +131,21 @@ pub fn parse_csv<T: Real + FromStr>(
     Ok((names, Batch::from_vec(rows, cols, data)?))
 }
 
-/// Reads a CSV file into `(column names, batch)`.
+/// Reads a CSV file into `(column names, batch)` (a file larger than the memory budget is
+/// refused before it is read).
 pub fn read_csv<T: Real + FromStr>(
     path: impl AsRef<Path>,
 ) -> Result<(Vec<String>, Batch<T>), DataError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = super::read_capped(path, super::memory_limit(path)?)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
+        DataError::format(
+            path,
+            format!("line {line}: not UTF-8 text (an invalid byte at offset {at})"),
+        )
+    })?;
     parse_csv(&text, path)
 }
 

@@ -95,7 +95,8 @@ pub fn read_idx(path: &Path, ndim: usize) -> Result<IdxArray, DataError> {
 }
 
 /// Reads an IDX image file and its label file into a data set: pixels `/255`, shape
-/// `(1, rows, cols)`, labels checked against `num_classes`.
+/// `(1, rows, cols)`, labels checked against `num_classes`. A file with no images is an
+/// error.
 pub fn read_idx_pair<T: Real>(
     images: &Path,
     labels: &Path,
@@ -104,6 +105,14 @@ pub fn read_idx_pair<T: Real>(
     let img = read_idx(images, 3)?;
     let lab = read_idx(labels, 1)?;
     let (n, rows, cols) = (img.dims[0], img.dims[1], img.dims[2]);
+    // With no images nothing in the file backs the declared image size (which may be
+    // 2^32 × 2^32), and a data set without samples cannot be trained on or evaluated.
+    if n == 0 {
+        return Err(DataError::format(
+            images,
+            format!("holds no images (its header declares 0 images of {rows} × {cols} pixels)"),
+        ));
+    }
     if lab.dims[0] != n {
         return Err(DataError::Mismatch {
             first: images.into(),

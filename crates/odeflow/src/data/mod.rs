@@ -50,12 +50,56 @@ pub(crate) fn byte_to_unit<T: crate::real::Real>() -> [T; 256] {
     std::array::from_fn(|b| T::of(b as f64 / 255.0))
 }
 
-/// The contents of `path`, decompressed when it is gzip (starts with `1f 8b`).
+/// The memory budget ([`crate::budget::Budget::from_env`]: `ODEFLOW_MEMORY_BUDGET`, or
+/// three quarters of the machine's memory); a malformed variable is an error about `path`.
+pub(crate) fn memory_limit(path: &Path) -> Result<u64, DataError> {
+    crate::budget::Budget::from_env()
+        .map(|b| b.memory_bytes())
+        .map_err(|e| DataError::format(path, format!("cannot be read: {e}")))
+}
+
+/// The bytes of `path`, refusing a file larger than `limit` before reading it (reading it
+/// would otherwise ask for its whole size at once and abort the process when that fails).
+pub(crate) fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| DataError::io(path, e))?
+        .len();
+    if len > limit {
+        return Err(DataError::format(
+            path,
+            format!(
+                "the file is {}, over the memory budget of {} (ODEFLOW_MEMORY_BUDGET)",
+                crate::budget::human_bytes(len),
+                crate::budget::human_bytes(limit)
+            ),
+        ));
+    }
+    std::fs::read(path).map_err(|e| DataError::io(path, e))
+}
+
+/// The contents of `path`, decompressed when it is gzip (starts with `1f 8b`). The file
+/// and its decompressed contents are limited to the memory budget (`ODEFLOW_MEMORY_BUDGET`,
+/// or three quarters of the machine's memory), so
+/// that a file too large for memory, or a corrupt or malicious one that expands without
+/// end (a "gzip bomb"), is an error rather than an allocation abort or an out-of-memory
+/// kill; see [`read_file_maybe_gz_limited`].
 pub fn read_file_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    read_file_maybe_gz_limited(path, memory_limit(path)?)
+}
+
+/// [`read_file_maybe_gz`] with an explicit limit in bytes on the file and on its
+/// decompressed contents: a larger file is refused before it is read, and a stream that
+/// decompresses to more is an error naming the file and the limit, found after at most
+/// `limit + 1` bytes were produced (memory grows with the data actually decompressed,
+/// never with a size the file declares).
+pub fn read_file_maybe_gz_limited(path: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
+    let raw = read_capped(path, limit)?;
     if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        let mut out = Vec::with_capacity(raw.len() * 4);
+        // A guess for the output size, never more than the limit.
+        let guess = (raw.len() as u64).saturating_mul(4).min(limit) as usize;
+        let mut out = Vec::with_capacity(guess);
         flate2::read::MultiGzDecoder::new(&raw[..])
+            .take(limit.saturating_add(1))
             .read_to_end(&mut out)
             .map_err(|e| DataError::Gzip {
                 path: path.into(),
@@ -64,6 +108,16 @@ pub fn read_file_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
                     _ => e.to_string(),
                 },
             })?;
+        if out.len() as u64 > limit {
+            return Err(DataError::Gzip {
+                path: path.into(),
+                reason: format!(
+                    "decompresses to more than {}, over the memory budget (raise it with \
+                     ODEFLOW_MEMORY_BUDGET if the file is genuine)",
+                    crate::budget::human_bytes(limit)
+                ),
+            });
+        }
         Ok(out)
     } else {
         Ok(raw)

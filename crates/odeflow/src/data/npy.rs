@@ -30,6 +30,9 @@ use crate::state::Batch;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
+/// The most columns an array with no rows may declare (see [`parse_npy`]).
+pub const MAX_EMPTY_COLS: usize = 1 << 20;
+
 /// A parsed header value.
 #[derive(Debug, Clone, PartialEq)]
 enum Value {
@@ -121,7 +124,9 @@ fn parse_header_dict(s: &str) -> Result<Vec<(String, Value)>, String> {
     }
 }
 
-/// Parses an NPY file's bytes into a batch; `path` names the source in errors.
+/// Parses an NPY file's bytes into a batch; `path` names the source in errors. Sizes are
+/// checked against the file's length before anything is allocated; an array with no rows
+/// may declare at most [`MAX_EMPTY_COLS`] columns.
 pub fn parse_npy<T: Real>(bytes: &[u8], path: &Path) -> Result<Batch<T>, DataError> {
     let fmt = |r: String| DataError::format(path, r);
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
@@ -194,6 +199,14 @@ pub fn parse_npy<T: Real>(bytes: &[u8], path: &Path) -> Result<Batch<T>, DataErr
         Some(Value::Tuple(s)) => return Err(fmt(format!("shape {s:?} is not 1-D or 2-D"))),
         _ => return Err(fmt("the NPY header has no tuple 'shape'".into())),
     };
+    // An empty array's column count is backed by no data: bound it, or a caller that names
+    // every column (pair data) or sizes a model by it would allocate without limit.
+    if rows == 0 && cols > MAX_EMPTY_COLS {
+        return Err(fmt(format!(
+            "shape (0, {cols}) declares {cols} columns but no rows; an empty array may have \
+             at most {MAX_EMPTY_COLS} columns"
+        )));
+    }
     let expected = (rows as u64)
         .checked_mul(cols as u64)
         .and_then(|n| n.checked_mul(width))
@@ -214,10 +227,11 @@ pub fn parse_npy<T: Real>(bytes: &[u8], path: &Path) -> Result<Batch<T>, DataErr
     Ok(Batch::from_vec(rows, cols, data)?)
 }
 
-/// Reads an NPY file into a batch.
+/// Reads an NPY file into a batch (a file larger than the memory budget is refused before
+/// it is read).
 pub fn read_npy<T: Real>(path: impl AsRef<Path>) -> Result<Batch<T>, DataError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = super::read_capped(path, super::memory_limit(path)?)?;
     parse_npy(&bytes, path)
 }
 

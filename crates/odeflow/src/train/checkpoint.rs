@@ -2,13 +2,12 @@
 //!
 //! A checkpoint is one JSON document (parameters and optimizer moments as shortest
 //! round-trip decimals, so `f32` and `f64` values come back exactly) with a CRC-32 of the
-//! numeric payload. It is written to `<name>.tmp`, flushed to disk and renamed over the old
-//! file, so a run killed at any moment leaves either the previous or the new checkpoint,
+//! numeric payload. It is written to a temporary sibling, flushed to disk and renamed over
+//! the old file ([`crate::fsutil::write_atomic`]), so a run killed at any moment leaves either the previous or the new checkpoint,
 //! never a torn one. Loading a truncated or edited file is a [`CheckpointError`] that names
 //! the file and what is wrong.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -170,20 +169,10 @@ impl Checkpoint {
 }
 
 /// Writes `bytes` to `path` atomically: a sibling temporary file is written, synced and
-/// renamed over `path`. Parent folders are created.
+/// renamed over `path`; on failure it is removed. Parent folders are created. The same as
+/// [`crate::fsutil::write_atomic`], kept here for existing callers.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)
+    crate::fsutil::write_atomic(path, bytes)
 }
 
 #[cfg(test)]
@@ -213,7 +202,12 @@ mod tests {
         let c = sample();
         c.save(&p).unwrap();
         assert_eq!(Checkpoint::load(&p).unwrap(), c);
-        assert!(!dir.path().join("sub/ckpt.json.tmp").exists());
+        // No temporary file is left beside it.
+        let names: Vec<_> = fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("ckpt.json")]);
     }
 
     #[test]

@@ -32,18 +32,19 @@ impl MetricsLog {
     }
 
     /// Opens an existing log for a run resumed after iteration `iteration`: lines whose
-    /// `"iteration"` is larger are removed.
+    /// `"iteration"` is larger are removed, and so is anything that is not a whole record
+    /// (such as the torn last line of a killed run, which may end inside a multi-byte
+    /// character: lines are read as bytes, not text).
     pub fn resume(path: &Path, iteration: u64) -> std::io::Result<Self> {
         if path.exists() {
             let mut kept = Vec::new();
-            for line in BufReader::new(File::open(path)?).lines() {
-                let line = line?;
-                let it = serde_json::from_str::<serde_json::Value>(&line)
+            for line in fs::read(path)?.split(|&b| b == b'\n') {
+                let it = serde_json::from_slice::<serde_json::Value>(line)
                     .ok()
                     .and_then(|v| v.get("iteration").and_then(|i| i.as_u64()));
                 match it {
                     Some(i) if i <= iteration => {
-                        kept.extend_from_slice(line.as_bytes());
+                        kept.extend_from_slice(line);
                         kept.push(b'\n');
                     }
                     _ => {}
@@ -71,15 +72,15 @@ impl MetricsLog {
     }
 }
 
-/// Reads every record of a metrics log.
+/// Reads every record of a metrics log; an error names the file and the line.
 pub fn read_log(path: &Path) -> std::io::Result<Vec<serde_json::Value>> {
     let mut out = Vec::new();
-    for (n, line) in BufReader::new(File::open(path)?).lines().enumerate() {
+    for (n, line) in BufReader::new(File::open(path)?).split(b'\n').enumerate() {
         let line = line?;
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let v = serde_json::from_str(&line).map_err(|e| {
+        let v = serde_json::from_slice(&line).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("{} line {}: {e}", path.display(), n + 1),
