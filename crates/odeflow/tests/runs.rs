@@ -87,6 +87,38 @@ fn a_cancelled_run_resumes_bit_for_bit() {
 }
 
 #[test]
+fn a_locked_run_folder_is_refused_and_budgets_are_checked_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("busy");
+    let held = odeflow::runs::files::lock(&dir, "train").unwrap();
+    let e = runs::train_new(&dir, tiny("euler", 2, 2), &Silent).unwrap_err();
+    let pid = std::process::id().to_string();
+    assert!(
+        e.message().contains("in use by process") && e.message().contains(&pid),
+        "{e}"
+    );
+    drop(held);
+    runs::train_new(&dir, tiny("euler", 2, 2), &Silent).unwrap();
+    // A step size that implies 10⁹ steps is refused before any work, naming the value.
+    let mut c = tiny("euler", 2, 2);
+    c.solver.steps = None;
+    c.solver.step_size = Some(1e-9);
+    let e = runs::train_new(&tmp.path().join("tiny-h"), c, &Silent).unwrap_err();
+    assert!(e.message().contains("--step-size 1e-9"), "{e}");
+    let mut c = tiny("euler", 2, 2);
+    c.data.train_size = Some(usize::MAX / 4);
+    let e = runs::train_new(&tmp.path().join("huge"), c, &Silent).unwrap_err();
+    assert!(
+        e.message().contains("memory budget") || e.message().contains("budget"),
+        "{e}"
+    );
+    let mut c = tiny("euler", 2, 2);
+    c.train.checkpoint_every = 0;
+    let e = runs::train_new(&tmp.path().join("zero"), c, &Silent).unwrap_err();
+    assert!(e.message().contains("checkpoint_every = 0"), "{e}");
+}
+
+#[test]
 fn a_model_of_another_run_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));

@@ -21,7 +21,7 @@ use clap::Args;
 
 use odeflow::runs::pipeline::{ensure_checked, ensure_trained};
 use odeflow::runs::sweep::{
-    parse_shard, row_of_run, settle_plan, shard_path, ShardFile, SweepPlan,
+    lock_shard, parse_shard, row_of_run, settle_plan, shard_path, ShardFile, SweepPlan,
 };
 use odeflow::runs::{Observer, RunConfig};
 
@@ -120,6 +120,7 @@ pub fn run(args: SweepArgs, reporter: &Reporter) -> Result<(), CliError> {
     let plan = plan_of(&args)?;
     let runs = plan.runs()?;
     let (k, n) = args.shard.unwrap_or((1, 1));
+    let _lock = lock_shard(&args.out_dir, k, n)?;
     let mine: Vec<_> = runs.iter().filter(|r| r.index % n == k - 1).collect();
     reporter.note(format!(
         "sweep '{}': {} runs in all, {} in shard {k}/{n}",

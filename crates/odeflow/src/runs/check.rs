@@ -14,8 +14,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::evaluate::{
-    default_check_grid, evaluate_model, evaluate_run, load_report, EvalReport, EvalRow, TrainEval,
-    EVAL_FILE,
+    default_check_grid, evaluate_model, evaluate_unlocked, load_report, EvalReport, EvalRow,
+    TrainEval, EVAL_FILE,
 };
 use super::model_file::{ModelFile, MODEL_FILE};
 use super::{files, Observer, RunError};
@@ -234,6 +234,7 @@ pub fn check_run(
     observer: &dyn Observer,
 ) -> Result<CheckReport, RunError> {
     check_threshold(threshold)?;
+    let _lock = files::lock(dir, "check")?;
     let model = ModelFile::load(&dir.join(MODEL_FILE))?;
     let eval_path = dir.join(EVAL_FILE);
     let mut reused = None;
@@ -254,7 +255,7 @@ pub fn check_run(
         Some((r, v)) => (r, v, EVAL_FILE.to_string()),
         None => {
             let grid = default_check_grid(&model.train);
-            let r = evaluate_run(dir, &grid, batch, observer)?;
+            let r = evaluate_unlocked(dir, &grid, batch, observer)?;
             let v = verdict_of(&r, threshold)?;
             (r, v, "default grid".to_string())
         }

@@ -345,6 +345,9 @@ impl RunConfig {
             ));
         }
         self.train.optimizer()?;
+        let budget =
+            crate::budget::Budget::from_env().map_err(|e| RunError::input(e.to_string()))?;
+        self.check_budget(&budget, kind, &method, stepping.as_ref())?;
         if self.train.checkpoint_every == 0 {
             return Err(RunError::input(
                 "checkpoint_every = 0 is invalid: checkpoint at least every N ≥ 1 iterations (a run must be resumable)",
@@ -362,6 +365,88 @@ impl RunConfig {
                 self.check.threshold
             )));
         }
+        Ok(())
+    }
+
+    /// Checks every size this configuration gives against `budget` before any work starts:
+    /// the steps per solve its stepping implies, the tolerance, the data set's memory and
+    /// the activations one backprop iteration keeps. Errors name the value and what it
+    /// would need.
+    pub fn check_budget(
+        &self,
+        budget: &crate::budget::Budget,
+        kind: DataKind,
+        method: &Method,
+        stepping: Option<&Stepping>,
+    ) -> Result<(), RunError> {
+        use crate::budget::{check_tolerance, readable};
+        let err = |e: crate::budget::BudgetError| RunError::input(e.to_string());
+        let steps = match stepping {
+            Some(Stepping::FixedCount(n)) => {
+                budget
+                    .check_steps(&format!("--steps {n}"), *n as u64)
+                    .map_err(err)?;
+                *n as u64
+            }
+            Some(Stepping::FixedStep(h)) => budget
+                .check_step_size(&format!("--step-size {}", readable(*h)), *h, 1.0)
+                .map_err(err)?,
+            Some(Stepping::Adaptive(a)) => {
+                check_tolerance("--tol", a.rtol).map_err(err)?;
+                1
+            }
+            None => 1,
+        };
+        if self.adapt.enabled {
+            let cap = self.adapt.max_steps;
+            if !(cap >= 1.0 && cap.is_finite()) {
+                return Err(RunError::input(format!(
+                    "adapt.max_steps = {} is invalid: give at least 1 step",
+                    readable(cap)
+                )));
+            }
+            budget
+                .check_steps(&format!("--adapt-max-steps {}", readable(cap)), cap as u64)
+                .map_err(err)?;
+        }
+        let bytes: u64 = if self.dtype == "f64" { 8 } else { 4 };
+        let (sample, default_sizes): (Vec<u64>, (u64, u64)) = match kind {
+            DataKind::Spheres(d) => (vec![1, d as u64], (2000, 1000)),
+            DataKind::Mnist => (vec![1, 28, 28], (60_000, 10_000)),
+            DataKind::Cifar10 => (vec![3, 32, 32], (50_000, 10_000)),
+        };
+        let per_sample: u64 = sample.iter().product();
+        let n = self.data.train_size.map_or(default_sizes.0, |n| n as u64)
+            + self.data.test_size.map_or(default_sizes.1, |n| n as u64);
+        budget
+            .check_dataset(n, per_sample, &self.dtype, bytes)
+            .map_err(err)?;
+        // Activations kept by backprop: per field evaluation about two hidden layers of the
+        // field's width, once per stage of every step, for every sample of a batch.
+        let state = per_sample + self.model.augment as u64 * per_sample / sample[0].max(1);
+        let width = match self.model.kind.as_str() {
+            "mlp" => self
+                .model
+                .hidden
+                .as_ref()
+                .map_or(128, |h| h.iter().sum::<usize>() as u64),
+            _ => 2 * self.model.channels.unwrap_or(64) as u64 * per_sample / sample[0].max(1),
+        };
+        let stages = method.tableau().map_or(1, |t| t.stages() as u64);
+        let evals = steps.saturating_mul(stages);
+        let what = format!(
+            "training {} {} steps × {stages} stages on batches of {} (activations kept for the backward pass)",
+            method.name(),
+            steps,
+            self.train.batch_size
+        );
+        budget
+            .check_shape(
+                &what,
+                &[self.train.batch_size as u64, width + state, evals.max(1)],
+                bytes,
+            )
+            .map_err(err)?;
         Ok(())
     }
 

@@ -72,12 +72,24 @@ pub fn load_data<T: Real>(cfg: &DataConfig) -> Result<RunData<T>, RunError> {
             (c.data.train, c.data.test, ChannelNorm::cifar10())
         }
     };
-    for (n, set) in [(cfg.train_size, &mut train), (cfg.test_size, &mut test)] {
+    for (what, n, set) in [
+        ("train_size", cfg.train_size, &mut train),
+        ("test_size", cfg.test_size, &mut test),
+    ] {
         if let Some(n) = n {
             if n == 0 {
                 return Err(RunError::input(
                     "train_size and test_size must be at least 1",
                 ));
+            }
+            if n > set.len() {
+                return Err(RunError::input(format!(
+                    "{} = {n} is larger than the {} images available in '{}': give at most {} (nothing is capped silently)",
+                    what,
+                    set.len(),
+                    cfg.dir.as_deref().map_or_else(String::new, |d| d.display().to_string()),
+                    set.len()
+                )));
             }
             *set = set.take(n);
         }

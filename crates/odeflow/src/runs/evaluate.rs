@@ -75,6 +75,16 @@ pub fn build_grid(
     steps: &[usize],
     tols: &[f64],
 ) -> Result<Vec<SolverSpec>, RunError> {
+    let budget = crate::budget::Budget::from_env().map_err(|e| RunError::input(e.to_string()))?;
+    for &n in steps {
+        budget
+            .check_steps(&format!("test steps {n}"), n as u64)
+            .map_err(|e| RunError::input(e.to_string()))?;
+    }
+    for &t in tols {
+        crate::budget::check_tolerance("test tolerance", t)
+            .map_err(|e| RunError::input(e.to_string()))?;
+    }
     let mut grid: Vec<SolverSpec> = Vec::new();
     for name in methods {
         let m = Method::from_name(name)?;
@@ -235,6 +245,17 @@ pub fn evaluate_model<T: Real, M: FlowModel<T> + ?Sized>(
 /// `grid`. The model must belong to the run: its data set, architecture, dtype and data
 /// shape are checked against the run's configuration and data.
 pub fn evaluate_run(
+    dir: &Path,
+    grid: &[SolverSpec],
+    batch: usize,
+    observer: &dyn Observer,
+) -> Result<EvalReport, RunError> {
+    let _lock = files::lock(dir, "eval")?;
+    evaluate_unlocked(dir, grid, batch, observer)
+}
+
+/// [`evaluate_run`] for a caller that holds the folder's lock.
+pub(crate) fn evaluate_unlocked(
     dir: &Path,
     grid: &[SolverSpec],
     batch: usize,

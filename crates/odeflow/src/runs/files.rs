@@ -2,7 +2,6 @@
 //! synced, renamed over the target), read with errors that name the file.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -13,24 +12,29 @@ use super::RunError;
 /// Writes `bytes` to `path` atomically, creating parent folders. On failure the temporary
 /// file is removed and `path` is left as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    crate::fsutil::write_atomic(path, bytes).map_err(|e| {
+        RunError::runtime(format!(
+            "cannot write '{}': {e} (the folder is {})",
+            path.display(),
+            path.parent()
+                .map_or("missing", |d| crate::fsutil::describe_path(d))
+        ))
+    })
+}
+
+/// Takes the exclusive lock of the run or sweep folder `dir` (created when missing) for
+/// `what` (`"train"`, `"check"`, …): a second writer gets one line naming the folder and
+/// the holder's PID. Released when the returned value is dropped or the process dies.
+pub fn lock(dir: &Path, what: &str) -> Result<crate::fsutil::FolderLock, RunError> {
+    if !dir.exists() {
         fs::create_dir_all(dir).map_err(|e| {
-            RunError::runtime(format!(
-                "cannot create the folder '{}' for '{}': {e}",
-                dir.display(),
-                path.display()
-            ))
+            RunError::runtime(format!("cannot create the folder '{}': {e}", dir.display()))
         })?;
     }
-    let tmp = temp_path(path);
-    let result = fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| fs::rename(&tmp, path))
-        .map_err(|e| RunError::runtime(format!("cannot write '{}': {e}", path.display())));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::fsutil::FolderLock::acquire(dir, what).map_err(|e| match e {
+        crate::fsutil::LockError::Held { .. } => RunError::input(e.to_string()),
+        _ => RunError::runtime(e.to_string()),
+    })
 }
 
 /// `dir/.name.<pid>.tmp.<ext>` for `dir/name.<ext>` (the extension kept, so format-sniffing

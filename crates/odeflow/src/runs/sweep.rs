@@ -392,6 +392,16 @@ pub fn table_csv(rows: &[SweepRow]) -> String {
     t.to_csv()
 }
 
+/// Takes the lock of shard `k` of `n` of the sweep in `dir` (the folder
+/// `dir/shards/.shard-k-of-n`): two processes running the same shard are refused, two
+/// shards run side by side.
+pub fn lock_shard(dir: &Path, k: usize, n: usize) -> Result<crate::fsutil::FolderLock, RunError> {
+    files::lock(
+        &dir.join("shards").join(format!(".shard-{k}-of-{n}")),
+        "sweep shard",
+    )
+}
+
 /// The shard file of shard `k` of `n`.
 pub fn shard_path(dir: &Path, k: usize, n: usize) -> PathBuf {
     dir.join("shards").join(format!("shard-{k}-of-{n}.json"))
@@ -452,6 +462,7 @@ pub fn collect_rows(dir: &Path, plan: &SweepPlan) -> Result<Vec<SweepRow>, RunEr
 
 /// Collects the rows of the sweep in `dir` and writes `sweep.json` and `sweep.csv`.
 pub fn merge(dir: &Path, plan: &SweepPlan) -> Result<SweepTable, RunError> {
+    let _lock = files::lock(dir, "merge")?;
     let rows = collect_rows(dir, plan)?;
     let table = SweepTable {
         plan: plan.clone(),

@@ -93,6 +93,7 @@ pub fn train_run(
     cfg: &RunConfig,
     observer: &dyn Observer,
 ) -> Result<RunSummary, RunError> {
+    let _lock = files::lock(dir, "train")?;
     match cfg.dtype.as_str() {
         "f64" => train_typed::<f64>(dir, cfg, observer),
         _ => train_typed::<f32>(dir, cfg, observer),
