@@ -233,7 +233,7 @@ impl std::fmt::Display for PathKind {
         f.write_str(match self {
             PathKind::File => "a file",
             PathKind::Directory => "a directory",
-            PathKind::Missing => "missing",
+            PathKind::Missing => "does not exist",
         })
     }
 }
@@ -259,7 +259,9 @@ pub enum DownloadError {
         known: String,
     },
     /// The server answered with an HTTP error status (404, 500, …).
-    #[error("{url}: the server answered HTTP {status}; check the URL (or --mirror) and try again later")]
+    #[error(
+        "{url}: the server answered HTTP {status}; check the URL (or --mirror) and try again later"
+    )]
     HttpStatus {
         /// The URL requested.
         url: String,
@@ -834,7 +836,11 @@ pub fn unpack_tar_gz(
     dir: &Path,
     unpacked: &Unpacked,
 ) -> Result<Vec<String>, DownloadError> {
-    let tmp = dir.join(format!(".{}.{}.unpack", unpacked.subdir, std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}.unpack",
+        unpacked.subdir,
+        std::process::id()
+    ));
     let _ = fs::remove_dir_all(&tmp);
     let cleanup = TempDir(tmp.clone());
     fs::create_dir_all(&tmp).map_err(|e| DownloadError::io(&tmp, &e))?;
@@ -915,7 +921,10 @@ mod tests {
                 assert!(f.size > 0);
             }
         }
-        assert_eq!(spec("mnist").unwrap().files[0].name, "t10k-images-idx3-ubyte.gz");
+        assert_eq!(
+            spec("mnist").unwrap().files[0].name,
+            "t10k-images-idx3-ubyte.gz"
+        );
         assert!(spec("imagenet").is_none());
         assert_eq!(
             spec("cifar10").unwrap().final_files()[5],
@@ -939,7 +948,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = download("imagenet", dir.path(), None, &NoProgress).unwrap_err();
         assert!(e.is_input());
-        assert!(e.to_string().contains("mnist, fashion-mnist, cifar10"), "{e}");
+        assert!(
+            e.to_string().contains("mnist, fashion-mnist, cifar10"),
+            "{e}"
+        );
 
         let blocker = dir.path().join("file");
         fs::write(&blocker, "x").unwrap();
@@ -947,7 +959,10 @@ mod tests {
         assert!(e.is_input());
         assert!(e.to_string().contains("(a file)"), "{e}");
         let e = download("mnist", &blocker.join("sub/mnist"), None, &NoProgress).unwrap_err();
-        assert!(e.to_string().contains(&blocker.display().to_string()), "{e}");
+        assert!(
+            e.to_string().contains(&blocker.display().to_string()),
+            "{e}"
+        );
         assert!(e.to_string().contains("it is a file"), "{e}");
         assert!(!e.to_string().contains('\n'));
     }
