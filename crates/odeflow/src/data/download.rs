@@ -1044,4 +1044,161 @@ mod tests {
         ));
         assert!(!is_valid(&dir.path().join("none"), &good));
     }
+
+    /// A one-shot-per-connection HTTP/1.1 server on 127.0.0.1 serving `files` (404 for
+    /// anything else); it stops after `max` connections or 30 seconds.
+    fn serve(
+        files: Vec<(&'static str, Vec<u8>)>,
+        max: usize,
+    ) -> (String, std::thread::JoinHandle<usize>) {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!(
+            "http://127.0.0.1:{}/",
+            listener.local_addr().unwrap().port()
+        );
+        let handle = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let mut served = 0;
+            while served < max && std::time::Instant::now() < deadline {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                served += 1;
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut reader = io::BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let mut stream = stream;
+                match files.iter().find(|(n, _)| path == format!("/{n}")) {
+                    Some((_, body)) => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = stream.write_all(body);
+                    }
+                    None => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        );
+                    }
+                }
+            }
+            served
+        });
+        (base, handle)
+    }
+
+    fn leak(s: String) -> &'static str {
+        Box::leak(s.into_boxed_str())
+    }
+
+    /// Counts the bytes reported, to check the progress protocol.
+    #[derive(Default)]
+    struct Count(std::cell::Cell<u64>, std::cell::Cell<u32>);
+
+    impl Progress for Count {
+        fn start(&self, _file: &str, total: Option<u64>) {
+            assert!(total.is_some());
+        }
+        fn advance(&self, bytes: u64) {
+            self.0.set(self.0.get() + bytes);
+        }
+        fn done(&self, _file: &str) {
+            self.1.set(self.1.get() + 1);
+        }
+    }
+
+    #[test]
+    fn archive_download_falls_back_to_the_next_mirror_and_unpacks() {
+        let archive = tar_gz(&[("batches/a.bin", b"abc"), ("batches/b.bin", b"de")]);
+        let file = RemoteFile {
+            name: "small.tar.gz",
+            size: archive.len() as u64,
+            sha256: leak(hex(&Sha256::digest(&archive))),
+        };
+        let refused = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+        };
+        let (base, server) = serve(vec![("small.tar.gz", archive.clone())], 1);
+        let spec = DatasetSpec {
+            name: "small",
+            title: "Small",
+            mirrors: Box::leak(vec![leak(refused), leak(base)].into_boxed_slice()),
+            files: Box::leak(vec![file].into_boxed_slice()),
+            unpack: Some(SMALL),
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("root/small");
+        let count = Count::default();
+        let report = download_spec(&spec, &dir, None, &count).unwrap();
+        assert_eq!(server.join().unwrap(), 1);
+        assert_eq!(report.files[0].action, FileAction::Downloaded);
+        assert!(report.files[0]
+            .url
+            .as_deref()
+            .unwrap()
+            .ends_with("/small.tar.gz"));
+        assert_eq!(report.unpacked, vec!["batches/a.bin", "batches/b.bin"]);
+        assert_eq!(report.bytes_downloaded, archive.len() as u64);
+        assert_eq!((count.0.get(), count.1.get()), (archive.len() as u64, 1));
+        assert!(is_unpacked(&dir, &SMALL));
+        // The tarball is gone, nothing temporary is left.
+        let mut left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["batches"]);
+        // A second run needs no network at all.
+        let again = download_spec(&spec, &dir, Some("http://127.0.0.1:1/"), &NoProgress).unwrap();
+        assert_eq!(again.files[0].action, FileAction::AlreadyUnpacked);
+        assert_eq!(again.bytes_downloaded, 0);
+    }
+
+    #[test]
+    fn every_mirror_failing_reports_the_primary_one() {
+        let (base, server) = serve(vec![], 2);
+        let file = RemoteFile {
+            name: "x.bin",
+            size: 3,
+            sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        };
+        let spec = DatasetSpec {
+            name: "x",
+            title: "X",
+            mirrors: Box::leak(
+                vec![leak(format!("{base}a/")), leak(format!("{base}b"))].into_boxed_slice(),
+            ),
+            files: Box::leak(vec![file].into_boxed_slice()),
+            unpack: None,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let e = download_spec(&spec, tmp.path(), None, &NoProgress).unwrap_err();
+        assert_eq!(server.join().unwrap(), 2);
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("{base}a/x.bin")), "{msg}");
+        assert!(
+            msg.contains("HTTP 404") && msg.contains("1 fallback"),
+            "{msg}"
+        );
+        assert!(e.is_network() && !e.is_input());
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
 }
