@@ -238,30 +238,26 @@ impl RunConfig {
     pub fn resolve(&mut self) -> Result<(), CliError> {
         let kind = self.data.kind()?;
         if matches!(kind, DataKind::Mnist | DataKind::Cifar10) {
-            let dir = self.data.dir.as_ref().ok_or_else(|| {
-                CliError::input(format!(
-                    "dataset {} needs --data-dir FOLDER (the folder of its files)",
-                    self.data.name
-                ))
-            })?;
-            if !dir.is_dir() {
-                return Err(CliError::input(format!(
-                    "dataset {}: the data folder '{}' does not exist",
-                    self.data.name,
-                    dir.display()
-                )));
+            if let Some(dir) = &self.data.dir {
+                if !dir.is_dir() {
+                    return Err(CliError::input(format!(
+                        "dataset {}: the data folder '{}' does not exist",
+                        self.data.name,
+                        dir.display()
+                    )));
+                }
             }
-            if !dir.is_dir() {
-                return Err(CliError::input(format!(
-                    "dataset {}: the data folder '{}' does not exist",
-                    self.data.name,
-                    dir.display()
-                )));
-            }
+            // The one lookup rule: --data-dir (itself or its <name> subfolder), else
+            // $ODEFLOW_DATA/<name>, else the platform cache folder.
+            let name = if kind == DataKind::Mnist {
+                "mnist"
+            } else {
+                "cifar10"
+            };
+            let dir = odeflow::data::store::dataset_dir(name, self.data.dir.as_deref())
+                .map_err(CliError::input)?;
             // Store an absolute path, so the run can be evaluated from any folder.
-            if let Ok(abs) = std::fs::canonicalize(dir) {
-                self.data.dir = Some(abs);
-            }
+            self.data.dir = Some(std::fs::canonicalize(&dir).unwrap_or(dir));
         }
         if !matches!(self.dtype.as_str(), "f32" | "f64") {
             return Err(CliError::input(format!(
@@ -388,7 +384,11 @@ mod tests {
         let e = c.resolve().unwrap_err();
         assert!(e.message().contains("unknown dataset 'imagenet'"), "{e}");
         c.data.name = "mnist".into();
-        assert!(c.resolve().unwrap_err().message().contains("--data-dir"));
+        let empty = tempfile::tempdir().unwrap();
+        c.data.dir = Some(empty.path().into());
+        let e = c.resolve().unwrap_err();
+        assert!(e.message().contains("odeflow data download mnist"), "{e}");
+        assert!(e.message().contains("--data-dir"), "{e}");
         let mut c = RunConfig::default();
         c.solver.method = "rk4".into();
         c.adapt.enabled = true;

@@ -96,13 +96,19 @@ pub fn dataset_dir_with(
     }
     looked.push(dir);
     let looked: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
+    let command = match explicit {
+        Some(dir) => format!(
+            "odeflow data download {} --dir {}",
+            spec.name,
+            dir.display()
+        ),
+        None => format!("odeflow data download {}", spec.name),
+    };
     Err(format!(
-        "no {} files in {} (looked for {}); run `odeflow data download {}` (it saves to {}), or pass --data-dir with a folder holding them",
+        "no {} files in {} (looked for {}); run `{command}`, or pass --data-dir with a folder holding them",
         spec.title,
         looked.join(" or "),
         required_description(spec),
-        spec.name,
-        looked.last().expect("one folder is always tried"),
     ))
 }
 
@@ -145,7 +151,10 @@ pub fn holds(spec: &DatasetSpec, dir: &Path) -> bool {
         Some(u) => [dir.to_path_buf(), dir.join(u.subdir)]
             .iter()
             .any(|d| u.files.iter().any(|(n, _)| d.join(n).is_file())),
-        None => required_idx(spec).iter().all(|n| present(dir, n)),
+        // The names the MNIST loader accepts: raw or gzip, `-idx` or `.idx`.
+        None => [("images", 3), ("labels", 1)].iter().all(|(kind, ndim)| {
+            super::idx::find_file(dir, &super::idx::candidates("t10k", kind, *ndim)).is_some()
+        }),
     }
 }
 
@@ -259,10 +268,10 @@ mod tests {
         assert!(e.contains(&root.join("mnist").display().to_string()), "{e}");
         assert!(e.contains("t10k-images-idx3-ubyte.gz"), "{e}");
 
-        // <root>/<name>, the test pair suffices (raw or gzip).
+        // <root>/<name>, the test pair suffices (raw or gzip, either name variant).
         touch(&root.join("mnist/t10k-images-idx3-ubyte.gz"));
         assert!(dataset_dir_with("mnist", Some(root), &none).is_err());
-        touch(&root.join("mnist/t10k-labels-idx1-ubyte"));
+        touch(&root.join("mnist/t10k-labels.idx1-ubyte"));
         assert_eq!(
             dataset_dir_with("mnist", Some(root), &none).unwrap(),
             root.join("mnist")

@@ -71,7 +71,8 @@ pub struct StepAdaptationArgs {
     /// Largest tolerated accuracy drop of the validity check.
     #[arg(long, default_value_t = 0.02)]
     pub threshold: f64,
-    /// Folder of the MNIST IDX files (default: the shared data folder, when present).
+    /// Folder of the MNIST IDX files (default: $ODEFLOW_DATA/mnist, else
+    /// ~/.cache/odeflow/data/mnist, when it holds them; see `odeflow data`).
     #[arg(long, value_name = "FOLDER")]
     pub mnist: Option<PathBuf>,
     /// Skip MNIST.
@@ -94,17 +95,10 @@ pub struct StepAdaptationArgs {
     pub mnist_fixed_steps: Vec<usize>,
 }
 
-/// The shared MNIST folder next to the repository, or `data/mnist` in the working folder.
+/// The MNIST folder under the data root (`$ODEFLOW_DATA/mnist`, else the platform cache
+/// folder; see `odeflow data`), when it holds the files.
 fn default_mnist() -> Option<PathBuf> {
-    [
-        PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/data/mnist"
-        )),
-        PathBuf::from("data/mnist"),
-    ]
-    .into_iter()
-    .find(|p| p.is_dir())
+    odeflow::data::store::dataset_dir("mnist", None).ok()
 }
 
 /// One trained model of the experiment.
