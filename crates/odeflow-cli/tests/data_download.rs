@@ -137,16 +137,32 @@ fn answer(
     Ok(())
 }
 
+/// The folder `ODEFLOW_TEST_MNIST` names, or `None` when it is unset. A relative value is
+/// taken relative to the current folder or, failing that, to the workspace root (cargo runs
+/// tests in the package folder); a value that names no folder is an error, not a skip.
+fn mnist_env() -> Option<PathBuf> {
+    let value = PathBuf::from(std::env::var_os("ODEFLOW_TEST_MNIST").filter(|v| !v.is_empty())?);
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tried = [value.clone(), workspace.join(&value)];
+    match tried.iter().find(|p| p.join(T10K_IMAGES).is_file()) {
+        Some(p) => Some(p.clone()),
+        None => panic!(
+            "ODEFLOW_TEST_MNIST={}: no {T10K_IMAGES} in {} or {}",
+            value.display(),
+            tried[0].display(),
+            tried[1].display()
+        ),
+    }
+}
+
 /// The shared MNIST test folder, or `None` (with a message) when `ODEFLOW_TEST_MNIST` is
 /// unset.
 fn mnist_source(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("ODEFLOW_TEST_MNIST").filter(|v| !v.is_empty()) {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None => {
-            eprintln!("skipping {test}: set ODEFLOW_TEST_MNIST to a folder holding {T10K_IMAGES} and {T10K_LABELS}");
-            None
-        }
+    let dir = mnist_env();
+    if dir.is_none() {
+        eprintln!("skipping {test}: set ODEFLOW_TEST_MNIST to a folder holding {T10K_IMAGES} and {T10K_LABELS}");
     }
+    dir
 }
 
 /// The names in `dir`, sorted (empty when it does not exist).
@@ -257,9 +273,9 @@ fn fake_images() -> Vec<u8> {
 #[test]
 fn a_corrupted_file_is_a_checksum_mismatch_and_is_discarded() {
     let mut body = fake_images();
-    if let Some(src) = std::env::var_os("ODEFLOW_TEST_MNIST").filter(|v| !v.is_empty()) {
+    if let Some(src) = mnist_env() {
         // With the real file at hand, corrupt one byte of it.
-        body = fs::read(Path::new(&src).join(T10K_IMAGES)).unwrap();
+        body = fs::read(src.join(T10K_IMAGES)).unwrap();
         body[1000] ^= 0xff;
     }
     let server = Server::start(

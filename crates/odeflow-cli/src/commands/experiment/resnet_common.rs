@@ -245,8 +245,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
     pub dataset: DatasetArg,
 
-    /// Folder with the data set's files, or a data root holding <name>/ [default:
-    /// $ODEFLOW_DATA/<name>, else ~/.cache/odeflow/data/<name>; see `odeflow data`].
+    /// Folder with the data set's files, or a data root holding NAME/ [default:
+    /// $ODEFLOW_DATA/NAME, else ~/.cache/odeflow/data/NAME; see `odeflow data`].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
