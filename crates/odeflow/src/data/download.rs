@@ -1201,4 +1201,38 @@ mod tests {
         assert!(e.is_network() && !e.is_input());
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
+
+    #[test]
+    fn disk_full_is_named_and_every_message_is_one_line() {
+        let p = Path::new("/data/mnist/.x.part");
+        let e = DownloadError::io(p, &io::Error::from_raw_os_error(28));
+        assert!(matches!(e, DownloadError::DiskFull { .. }), "{e:?}");
+        assert!(e.to_string().contains("no space left") && e.to_string().contains("/data/mnist"));
+        assert!(!e.is_network() && !e.is_input());
+        let other = DownloadError::io(p, &io::Error::from_raw_os_error(5));
+        assert!(matches!(other, DownloadError::Io { .. }));
+        let errors = [
+            e,
+            other,
+            DownloadError::HttpStatus {
+                url: "u".into(),
+                status: 404,
+            },
+            DownloadError::Truncated {
+                url: "u".into(),
+                expected: 9,
+                got: 4,
+                reason: "r".into(),
+            },
+            DownloadError::ChecksumMismatch {
+                url: "u".into(),
+                file: "f".into(),
+                expected: "a".into(),
+                got: "b".into(),
+            },
+        ];
+        for e in errors {
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+    }
 }
