@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod check;
 pub mod critical_step;
+pub mod data;
 pub mod eval;
 pub mod experiment;
 pub mod imde;
@@ -54,6 +55,9 @@ pub enum Command {
     Imde(imde::ImdeArgs),
     /// Run one of the papers' experiments (`--list` shows them), with plots and JSON.
     Experiment(experiment::ExperimentArgs),
+    /// Download MNIST, Fashion-MNIST or CIFAR-10 (checked against built-in SHA-256
+    /// digests), or list the data sets on disk.
+    Data(data::DataArgs),
 }
 
 impl Command {
@@ -71,6 +75,7 @@ impl Command {
             Command::CriticalStep(args) => critical_step::run(args, reporter),
             Command::Imde(args) => imde::run(args, reporter),
             Command::Experiment(args) => experiment::run(args, reporter),
+            Command::Data(args) => data::run(args, reporter),
         }
     }
 }

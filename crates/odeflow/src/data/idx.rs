@@ -193,7 +193,7 @@ pub struct Mnist<T> {
 }
 
 /// File names tried for one IDX file, e.g. `("t10k", "images", 3)`.
-fn candidates(prefix: &str, kind: &str, ndim: usize) -> Vec<String> {
+pub(crate) fn candidates(prefix: &str, kind: &str, ndim: usize) -> Vec<String> {
     let mut v = Vec::new();
     for sep in ['-', '.'] {
         let base = format!("{prefix}-{kind}{sep}idx{ndim}-ubyte");

@@ -9,16 +9,20 @@
 //! * Pairs `(x, φ_T(x))` of the exact flow of a built-in system, computed with a
 //!   high-accuracy reference integrator (Zhu et al. 2022) — [`trajectories`].
 //! * NPY and CSV import/export of batches and pair data — [`npy`], [`csv`].
+//! * Downloading MNIST, Fashion-MNIST and CIFAR-10 with built-in SHA-256 checksums —
+//!   [`download`]; where data sets live on disk (one lookup rule) — [`store`].
 //!
 //! Errors are [`DataError`]s; those about a file name the file and what is wrong with it.
 
 pub mod cifar;
 pub mod csv;
 pub mod dataset;
+pub mod download;
 pub mod error;
 pub mod idx;
 pub mod npy;
 pub mod spheres;
+pub mod store;
 pub mod trajectories;
 pub mod transforms;
 

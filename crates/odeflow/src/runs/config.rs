@@ -10,8 +10,8 @@
 //!
 //! [data]
 //! name = "sphere2"        # sphere<d> (sphere2, sphere3, sphere10, sphere900), mnist, cifar10
-//! # dir = "data/mnist"    # the folder of the IDX / CIFAR-10 binary files (default: see
-//!                         # [`data_folder`]: $ODEFLOW_DATA/<name>, ~/.cache/odeflow/data/<name>)
+//! # dir = "data/mnist"    # the folder of the IDX / CIFAR-10 binary files (default:
+//!                         # $ODEFLOW_DATA/<name>, else ~/.cache/odeflow/data/<name>)
 //! # train_size = 2000     # spheres: points drawn; images: the first N of the training part
 //! # test_size = 1000
 //! data_seed = 0
@@ -239,53 +239,30 @@ impl SolverConfig {
     }
 }
 
-/// The root of odeflow's data store: `$ODEFLOW_DATA`, else `$XDG_CACHE_HOME/odeflow/data`,
-/// else `~/.cache/odeflow/data`.
-pub fn data_root() -> PathBuf {
-    if let Some(d) = std::env::var_os("ODEFLOW_DATA").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    cache.join("odeflow").join("data")
-}
-
-/// The folder of an image data set's files: `explicit` (`--data-dir`) when given, else
-/// `<data_root()>/<name>`. A missing folder is an error that says where odeflow looked and
-/// how to get the files.
-pub fn data_folder(name: &str, explicit: Option<&Path>) -> Result<PathBuf, RunError> {
-    let dir = match explicit {
-        Some(d) => d.to_path_buf(),
-        None => data_root().join(name),
-    };
-    if dir.is_dir() {
-        return Ok(dir);
-    }
-    let what = if dir.exists() {
-        "is not a folder"
-    } else {
-        "does not exist"
-    };
-    let looked = match explicit {
-        Some(_) => "the folder given by --data-dir".to_string(),
-        None => "--data-dir (not given), then $ODEFLOW_DATA, then the cache folder".to_string(),
-    };
-    Err(RunError::input(format!(
-        "dataset {name}: the data folder '{}' {what} (looked at {looked}); download the files with `odeflow data download {name}` or pass --data-dir FOLDER",
-        dir.display()
-    )))
-}
-
 impl RunConfig {
     /// Fills in defaults that depend on other settings and checks everything that can be
     /// checked without data.
     pub fn resolve(&mut self) -> Result<(), RunError> {
         let kind = self.data.kind()?;
         if matches!(kind, DataKind::Mnist | DataKind::Cifar10) {
-            let dir = data_folder(&self.data.name, self.data.dir.as_deref())?;
+            if let Some(dir) = &self.data.dir {
+                if !dir.is_dir() {
+                    return Err(RunError::input(format!(
+                        "dataset {}: the data folder '{}' does not exist",
+                        self.data.name,
+                        dir.display()
+                    )));
+                }
+            }
+            // The one lookup rule: --data-dir (itself or its <name> subfolder), else
+            // $ODEFLOW_DATA/<name>, else the platform cache folder.
+            let name = if kind == DataKind::Mnist {
+                "mnist"
+            } else {
+                "cifar10"
+            };
+            let dir = crate::data::store::dataset_dir(name, self.data.dir.as_deref())
+                .map_err(RunError::input)?;
             // Store an absolute path, so the run can be evaluated from any folder.
             self.data.dir = Some(std::fs::canonicalize(&dir).unwrap_or(dir));
         }
@@ -504,13 +481,11 @@ mod tests {
         let e = c.resolve().unwrap_err();
         assert!(e.message().contains("unknown dataset 'imagenet'"), "{e}");
         c.data.name = "mnist".into();
-        c.data.dir = Some("/nonexistent/odeflow-data".into());
+        let empty = tempfile::tempdir().unwrap();
+        c.data.dir = Some(empty.path().into());
         let e = c.resolve().unwrap_err();
-        assert!(
-            e.message().contains("/nonexistent/odeflow-data")
-                && e.message().contains("odeflow data download mnist"),
-            "{e}"
-        );
+        assert!(e.message().contains("odeflow data download mnist"), "{e}");
+        assert!(e.message().contains("--data-dir"), "{e}");
         let mut c = RunConfig::default();
         c.solver.method = "rk4".into();
         c.adapt.enabled = true;

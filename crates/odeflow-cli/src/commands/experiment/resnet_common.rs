@@ -241,7 +241,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
     pub dataset: DatasetArg,
 
-    /// Folder with the data set's files [default for mnist: ../shared/data/mnist].
+    /// Folder with the data set's files, or a data root holding NAME/ [default:
+    /// $ODEFLOW_DATA/NAME, else ~/.cache/odeflow/data/NAME; see `odeflow data`].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
@@ -300,18 +301,13 @@ impl TrainArgs {
     pub fn load(&self, reporter: &Reporter) -> Result<ImageData<f32>, CliError> {
         let data = match self.dataset {
             DatasetArg::Mnist => {
-                let dir = self
-                    .data_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("../shared/data/mnist"));
+                let dir = odeflow::data::store::dataset_dir("mnist", self.data_dir.as_deref())
+                    .map_err(CliError::input)?;
                 ImageData::mnist(&dir, &MnistOptions::default())
             }
             DatasetArg::Cifar10 => {
-                let dir = self.data_dir.clone().ok_or_else(|| {
-                    CliError::input(
-                        "--dataset cifar10 needs --data-dir (the folder with data_batch_*.bin / test_batch.bin)",
-                    )
-                })?;
+                let dir = odeflow::data::store::dataset_dir("cifar10", self.data_dir.as_deref())
+                    .map_err(CliError::input)?;
                 ImageData::cifar10(&dir, &Cifar10Options::default())
             }
         }

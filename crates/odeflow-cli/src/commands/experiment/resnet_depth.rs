@@ -9,7 +9,8 @@
 //! ```
 //!
 //! The defaults fit a 2-core CPU in a few minutes: MNIST (the folder `--data-dir`, default
-//! `../shared/data/mnist`; with only the test files present a seeded 8 000/2 000 split of
+//! `$ODEFLOW_DATA/mnist`, else `~/.cache/odeflow/data/mnist` — see `odeflow data download
+//! mnist`; with only the test files present a seeded 8 000/2 000 split of
 //! them), depths 2, 4, 8, 300 iterations of batch 64, SGD (lr 0.1, momentum 0.9, weight
 //! decay 5·10⁻⁴, ×0.1 at 2/3 of the run). The paper's budget is the full CIFAR-10 with crop
 //! and flip for many epochs: raise `--iterations` and the depths.

@@ -69,7 +69,8 @@ pub struct StepAdaptationArgs {
     /// Largest tolerated accuracy drop of the validity check.
     #[arg(long, default_value_t = 0.02)]
     pub threshold: f64,
-    /// Folder of the MNIST IDX files (default: MNIST in odeflow's data store, when present).
+    /// Folder of the MNIST IDX files (default: $ODEFLOW_DATA/mnist, else
+    /// ~/.cache/odeflow/data/mnist, when it holds them; see `odeflow data`).
     #[arg(long, value_name = "FOLDER")]
     pub mnist: Option<PathBuf>,
     /// Skip MNIST.
@@ -92,10 +93,10 @@ pub struct StepAdaptationArgs {
     pub mnist_fixed_steps: Vec<usize>,
 }
 
-/// MNIST in odeflow's data store (`$ODEFLOW_DATA/mnist`, else the cache folder), when
-/// present.
+/// The MNIST folder under the data root (`$ODEFLOW_DATA/mnist`, else the platform cache
+/// folder; see `odeflow data`), when it holds the files.
 fn default_mnist() -> Option<PathBuf> {
-    odeflow::runs::config::data_folder("mnist", None).ok()
+    odeflow::data::store::dataset_dir("mnist", None).ok()
 }
 
 /// The two panels of one data set: the adapted step against iterations (fixed steps as
