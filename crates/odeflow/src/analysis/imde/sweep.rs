@@ -31,41 +31,7 @@ use crate::state::Batch;
 use crate::systems::{BuiltinSystem, System, SystemField};
 use crate::train::IterationRecord;
 
-/// Least-squares line `log y = slope · log x + intercept`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct LineFit {
-    /// Slope (the observed order).
-    pub slope: f64,
-    /// Intercept (natural logarithms).
-    pub intercept: f64,
-}
-
-/// The log–log least-squares fit of positive finite `(x, y)` pairs; `None` with fewer than
-/// two usable points or a single distinct `x`.
-pub fn loglog_fit(xs: &[f64], ys: &[f64]) -> Option<LineFit> {
-    let pts: Vec<(f64, f64)> = xs
-        .iter()
-        .zip(ys)
-        .filter(|(x, y)| x.is_finite() && y.is_finite() && **x > 0.0 && **y > 0.0)
-        .map(|(x, y)| (x.ln(), y.ln()))
-        .collect();
-    let n = pts.len() as f64;
-    if pts.len() < 2 {
-        return None;
-    }
-    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    if sxx == 0.0 {
-        return None;
-    }
-    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let slope = sxy / sxx;
-    Some(LineFit {
-        slope,
-        intercept: my - slope * mx,
-    })
-}
+pub use crate::stats::{loglog_fit, LineFit};
 
 /// Settings of the study.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -340,13 +306,7 @@ fn data_at(cfg: &ImdeStudyConfig, system: &BuiltinSystem, t: f64) -> Result<Data
     Ok(DataAt { t, data, truth })
 }
 
-/// Mean and (population) standard deviation.
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n;
-    (m, var.sqrt())
-}
+use crate::stats::mean_std;
 
 /// Runs the study ([module docs](self)); `progress` is called after every iteration.
 pub fn run_imde_study(

@@ -275,18 +275,7 @@ pub(crate) fn random_input(rows: usize, cols: usize, seed: u64) -> Batch<f64> {
 /// Least-squares slope and intercept of `y` against `x`; `None` with fewer than two points
 /// or when all `x` are equal.
 pub fn linear_fit(pts: &[(f64, f64)]) -> Option<(f64, f64)> {
-    if pts.len() < 2 {
-        return None;
-    }
-    let n = pts.len() as f64;
-    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
-    let var: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    if var == 0.0 {
-        return None;
-    }
-    let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / var;
-    Some((slope, my - slope * mx))
+    crate::stats::linear_fit(pts).map(|f| (f.slope, f.intercept))
 }
 
 /// Least-squares slope of `log y` against `log x` over the points with positive, finite
