@@ -142,8 +142,8 @@ impl Reporter {
 
 /// The CLI's [`Observer`] of library pipeline calls: a bar per stage, log lines, and the
 /// run folder's plots (`training.png` when a run is trained, `check.png` when it is
-/// checked). A plot that cannot be written is reported as a log line; the first such error
-/// is kept in [`RunObserver::plot_error`].
+/// checked). A plot that cannot be written is reported as a log line at once, and
+/// [`RunObserver::finish`] turns the first such error into the command's failure.
 pub struct RunObserver<'a> {
     reporter: &'a Reporter,
     bar: RefCell<Option<(String, ProgressBar)>>,
@@ -160,9 +160,13 @@ impl<'a> RunObserver<'a> {
         }
     }
 
-    /// The first plot that could not be written, if any.
-    pub fn plot_error(&self) -> Option<CliError> {
-        self.plot_error.borrow().clone()
+    /// Ends the command's use of the observer: the first plot that could not be written is
+    /// the command's error (the pipeline's files are written either way).
+    pub fn finish(self) -> Result<(), CliError> {
+        match self.plot_error.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn plot(&self, fig: &crate::plot::Figure, path: &Path) {

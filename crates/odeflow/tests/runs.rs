@@ -152,29 +152,39 @@ impl FlowModel<f64> for Rotation {
         opts: &SolveOptions,
     ) -> Result<(Batch<f64>, Stats), String> {
         let w = self.omega;
-        let mut f = |_t: f64, z: &Batch<f64>, dz: &mut Batch<f64>| {
-            for (d, p) in dz
-                .as_mut_slice()
-                .chunks_exact_mut(2)
-                .zip(z.as_slice().chunks_exact(2))
-            {
-                d[0] = -w * p[1];
-                d[1] = w * p[0];
-            }
-        };
-        let o = SolveOptions {
-            save: SaveAt::Final,
-            ..opts.clone()
-        };
-        let sol = solve(method, &mut f, x, &o).map_err(|e| e.to_string())?;
-        let logits = sol
-            .y_final
+        let (z1, stats) = solve_linear([[0.0, -w], [w, 0.0]], x, method, opts)?;
+        let logits = z1
             .as_slice()
             .chunks_exact(2)
             .flat_map(|p| [-p[0], p[0]])
             .collect();
-        Ok((Batch::from_vec(x.rows(), 2, logits).unwrap(), sol.stats))
+        Ok((Batch::from_vec(x.rows(), 2, logits).unwrap(), stats))
     }
+}
+
+/// The final states of `z' = A z` from the rows of `x`, solved with `method` and `opts`.
+fn solve_linear(
+    a: [[f64; 2]; 2],
+    x: &Batch<f64>,
+    method: &Method,
+    opts: &SolveOptions,
+) -> Result<(Batch<f64>, Stats), String> {
+    let mut f = |_t: f64, z: &Batch<f64>, dz: &mut Batch<f64>| {
+        for (d, p) in dz
+            .as_mut_slice()
+            .chunks_exact_mut(2)
+            .zip(z.as_slice().chunks_exact(2))
+        {
+            d[0] = a[0][0] * p[0] + a[0][1] * p[1];
+            d[1] = a[1][0] * p[0] + a[1][1] * p[1];
+        }
+    };
+    let o = SolveOptions {
+        save: SaveAt::Final,
+        ..opts.clone()
+    };
+    let sol = solve(method, &mut f, x, &o).map_err(|e| e.to_string())?;
+    Ok((sol.y_final, sol.stats))
 }
 
 /// Points on the unit circle at angles `a_k`, labelled by the sign of `cos(a_k + θ)`.
@@ -257,23 +267,7 @@ impl FlowModel<f64> for Linear {
         method: &Method,
         opts: &SolveOptions,
     ) -> Result<(Batch<f64>, Stats), String> {
-        let a = self.a;
-        let mut f = |_t: f64, z: &Batch<f64>, dz: &mut Batch<f64>| {
-            for (d, p) in dz
-                .as_mut_slice()
-                .chunks_exact_mut(2)
-                .zip(z.as_slice().chunks_exact(2))
-            {
-                d[0] = a[0][0] * p[0] + a[0][1] * p[1];
-                d[1] = a[1][0] * p[0] + a[1][1] * p[1];
-            }
-        };
-        let o = SolveOptions {
-            save: SaveAt::Final,
-            ..opts.clone()
-        };
-        let sol = solve(method, &mut f, x, &o).map_err(|e| e.to_string())?;
-        Ok((sol.y_final, sol.stats))
+        solve_linear(self.a, x, method, opts)
     }
 }
 

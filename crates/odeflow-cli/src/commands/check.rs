@@ -92,6 +92,7 @@ pub fn run(args: CheckArgs, reporter: &Reporter) -> Result<(), CliError> {
     let batch = args.batch_size.unwrap_or(cfg.check.batch_size).max(1);
     let observer = RunObserver::new(reporter);
     let report = check_run(&args.run, threshold, batch, &observer)?;
+    observer.finish()?;
     let files = format!(
         "wrote {} and {}",
         args.run.join(CHECK_FILE).display(),

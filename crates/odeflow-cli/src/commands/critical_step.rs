@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use odeflow::report::short;
-use odeflow::runs::sweep::{critical_report, group_axis, group_rows, load_or_merge, SweepGroup};
+use odeflow::runs::sweep::{critical_report, group_axis, group_rows, load_table, SweepGroup};
 
 use super::merge::axis_label;
 use crate::error::CliError;
@@ -37,7 +37,7 @@ pub struct CriticalStepArgs {
 /// Runs `odeflow critical-step`.
 pub fn run(args: CriticalStepArgs, reporter: &Reporter) -> Result<(), CliError> {
     let table = if args.sweep.join("sweep.json").exists() {
-        load_or_merge(&args.sweep)?
+        load_table(&args.sweep)?
     } else {
         super::merge::write_merged(
             &args.sweep,

@@ -158,6 +158,7 @@ pub fn run(args: SweepArgs, reporter: &Reporter) -> Result<(), CliError> {
             Layout::Pretty,
         )?;
     }
+    observer.finish()?;
     if n == 1 {
         let table = write_merged(&args.out_dir, &plan)?;
         reporter.result(&table, || human_table(&table, &args.out_dir))

@@ -378,6 +378,7 @@ pub fn run(args: TrainArgs, reporter: &Reporter) -> Result<(), CliError> {
     } else {
         None
     };
+    observer.finish()?;
     let result = serde_json::json!({ "run": dir, "summary": summary, "check": check });
     reporter.result(&result, || {
         let verdict = match &check {

@@ -61,6 +61,11 @@ pub fn verdict_of(report: &EvalReport, threshold: f64) -> Result<Verdict, RunErr
     )?)
 }
 
+/// `grid`, or the default grid of [`default_check_grid`] for `train`.
+fn grid_or_default(grid: Option<&[SolverSpec]>, train: &SolverSpec) -> Vec<SolverSpec> {
+    grid.map_or_else(|| default_check_grid(train), <[SolverSpec]>::to_vec)
+}
+
 fn check_threshold(threshold: f64) -> Result<(), RunError> {
     if !(0.0..=1.0).contains(&threshold) {
         return Err(RunError::input(format!(
@@ -87,16 +92,9 @@ pub fn check_classifier<T: Real, M: FlowModel<T> + ?Sized>(
     observer: &dyn Observer,
 ) -> Result<(Verdict, EvalReport), RunError> {
     check_threshold(threshold)?;
-    let default;
-    let grid = match grid {
-        Some(g) => g,
-        None => {
-            default = default_check_grid(train);
-            &default
-        }
-    };
+    let grid = grid_or_default(grid, train);
     let (train_eval, results) =
-        evaluate_model(model, test, train, grid, interval, batch, observer)?;
+        evaluate_model(model, test, train, &grid, interval, batch, observer)?;
     let report = EvalReport {
         model: name.into(),
         dtype: T::NAME.into(),
@@ -128,14 +126,7 @@ pub fn check_regressor<T: Real, M: FlowModel<T> + ?Sized>(
     seed: u64,
 ) -> Result<(Verdict, EvalReport), RunError> {
     check_threshold(threshold)?;
-    let default;
-    let grid = match grid {
-        Some(g) => g,
-        None => {
-            default = default_check_grid(train);
-            &default
-        }
-    };
+    let grid = grid_or_default(grid, train);
     let mut eval = |s: &SolverSpec| -> Result<RegressionOutcome, RunError> {
         let m = s.method()?;
         evaluate_regression(model, x, y, &m, &s.options_on(interval.0, interval.1), 1024)
@@ -166,7 +157,7 @@ pub fn check_regressor<T: Real, M: FlowModel<T> + ?Sized>(
         )));
     }
     let mut results = Vec::with_capacity(grid.len());
-    for s in grid {
+    for s in &grid {
         let e = eval(s)?;
         let moved = base
             .outputs

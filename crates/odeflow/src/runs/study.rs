@@ -247,11 +247,6 @@ pub fn summary(study: &SolverDependenceStudy) -> serde_json::Value {
     })
 }
 
-/// The training solver of a configuration.
-pub fn train_solver(m: &ModelResult) -> &SolverSpec {
-    &m.report.train.solver
-}
-
 /// One trained model of the experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelEntry {

@@ -475,14 +475,9 @@ pub fn merge(dir: &Path, plan: &SweepPlan) -> Result<SweepTable, RunError> {
     Ok(table)
 }
 
-/// The sweep table of `dir`: `sweep.json` when present, else merged now.
-pub fn load_or_merge(dir: &Path) -> Result<SweepTable, RunError> {
-    let path = dir.join("sweep.json");
-    if path.exists() {
-        files::read_json(&path, "the sweep table")
-    } else {
-        merge(dir, &SweepPlan::load(dir)?)
-    }
+/// Reads the merged table `dir/sweep.json`.
+pub fn load_table(dir: &Path) -> Result<SweepTable, RunError> {
+    files::read_json(&dir.join("sweep.json"), "the sweep table")
 }
 
 /// The x value of a group: the training step size, or the tolerance.

@@ -98,11 +98,6 @@ impl SolverSpec {
         }
     }
 
-    /// True for adaptive stepping (a tolerance).
-    pub fn is_adaptive(&self) -> bool {
-        self.tol.is_some()
-    }
-
     /// Solve options on `[0, 1]`.
     pub fn options(&self) -> SolveOptions {
         unit_options(self.stepping())

@@ -94,7 +94,9 @@ pub fn run(args: SolverDependenceArgs, reporter: &Reporter) -> Result<(), CliErr
         dtype: args.dtype.clone(),
         threshold: args.threshold,
     };
-    let study = solver_dependence(&args.out_dir, &cfg, &RunObserver::new(reporter))?;
+    let observer = RunObserver::new(reporter);
+    let study = solver_dependence(&args.out_dir, &cfg, &observer)?;
+    observer.finish()?;
     let mut panels = Vec::new();
     for m in &study.models {
         let title = format!(

@@ -221,6 +221,7 @@ pub fn run(args: StepAdaptationArgs, reporter: &Reporter) -> Result<(), CliError
             reporter.note("MNIST skipped: no folder found (give --mnist FOLDER with the IDX files)")
         }
     }
+    observer.finish()?;
     let fig = Figure {
         title: format!(
             "Step-size adaptation (Ott et al.): {} with the step adapted during training vs fixed steps",
