@@ -34,6 +34,18 @@ pub fn positive(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Parses a count of at least 1 (batch sizes), e.g. `--batch-size 100`.
+pub fn count(s: &str) -> Result<usize, String> {
+    let v: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a whole number"))?;
+    if v == 0 {
+        return Err("must be at least 1, got 0".into());
+    }
+    Ok(v)
+}
+
 /// Parses a comma-separated list of finite numbers.
 pub fn float_list(s: &str) -> Result<FloatList, String> {
     if s.trim().is_empty() {
@@ -56,11 +68,12 @@ pub fn float_list(s: &str) -> Result<FloatList, String> {
         .map(FloatList)
 }
 
-/// Formats numbers as a comma-separated list (the inverse of [`float_list`]).
+/// Formats numbers as a comma-separated list (the inverse of [`float_list`]), each as the
+/// user would write it (`1e300`, never a 300-digit decimal).
 pub fn join(values: &[f64]) -> String {
     values
         .iter()
-        .map(f64::to_string)
+        .map(|&v| odeflow::budget::readable(v))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -109,6 +122,11 @@ mod tests {
         assert!(float_list("").is_err());
         assert!(float_list("1,,2").unwrap_err().contains("item 1"));
         assert_eq!(join(&[0.0, 1.5]), "0,1.5");
+        assert_eq!(join(&[1e300, -1e-12]), "1e300,-1e-12");
+        assert_eq!(
+            float_list(&join(&[0.1, 1e300])).unwrap().0,
+            vec![0.1, 1e300]
+        );
     }
 
     #[test]

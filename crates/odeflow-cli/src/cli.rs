@@ -27,6 +27,16 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,
 
+    /// Step budget of every solve (overrides ODEFLOW_MAX_STEPS; default 1000000; for
+    /// `solve`'s adaptive stepping, attempts, default 100000).
+    #[arg(long, global = true, value_name = "N")]
+    pub max_steps: Option<String>,
+
+    /// Memory budget: bytes or with K/M/G/T, e.g. 4G (overrides ODEFLOW_MEMORY_BUDGET;
+    /// default ¾ of the machine's memory).
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub memory_budget: Option<String>,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -38,6 +48,14 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_exit(&e),
     };
+    if let Err(e) = apply_budget_flags(cli.max_steps.as_deref(), cli.memory_budget.as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(e.exit_code());
+    }
+    if let Some(Err(e)) = cli.out.as_deref().map(crate::output::check_target) {
+        eprintln!("error: --out: {e}");
+        return ExitCode::from(e.exit_code());
+    }
     let reporter = Reporter::new(cli.quiet).with_output(cli.json, cli.out.clone());
     match cli.command.run(&reporter) {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,6 +65,29 @@ pub fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Checks `--max-steps` and `--memory-budget` and hands them to every budget check of the
+/// library through the variables they override (`odeflow::budget::Budget::from_env`).
+fn apply_budget_flags(max_steps: Option<&str>, memory: Option<&str>) -> Result<(), CliError> {
+    use odeflow::budget::{Budget, MAX_STEPS_VAR, MEMORY_BUDGET_VAR};
+    if max_steps.is_none() && memory.is_none() {
+        return Ok(());
+    }
+    // Each flag is checked alone, so that the error names the flag and not the variable.
+    if let Some(v) = max_steps {
+        Budget::from_values(Some(v), None)
+            .map_err(|e| CliError::input(e.to_string().replace(MAX_STEPS_VAR, "--max-steps")))?;
+        // The process is single-threaded here; nothing reads the environment concurrently.
+        std::env::set_var(MAX_STEPS_VAR, v);
+    }
+    if let Some(v) = memory {
+        Budget::from_values(None, Some(v)).map_err(|e| {
+            CliError::input(e.to_string().replace(MEMORY_BUDGET_VAR, "--memory-budget"))
+        })?;
+        std::env::set_var(MEMORY_BUDGET_VAR, v);
+    }
+    Ok(())
 }
 
 /// Help and version go out as clap prints them; every parse error becomes one line.

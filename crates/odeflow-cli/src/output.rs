@@ -4,7 +4,6 @@
 //! folder (same extension, so format-sniffing writers such as plotters' PNG encoder still
 //! work), which is then renamed over the target. Missing parent folders are created.
 
-use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -57,45 +56,58 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     Ok(odeflow::runs::files::write_atomic(path, bytes)?)
 }
 
-/// Lets `write` produce the file at a temporary path next to `path`, then renames it into
-/// place. On failure the temporary file is removed and `path` is left untouched.
+/// Checks, before any work, that a file can be put at `path`: it is not a folder, and no
+/// part of its folder is a regular file. The message says what the path is.
+pub fn check_target(path: &Path) -> Result<(), CliError> {
+    if path.is_dir() {
+        return Err(CliError::input(format!(
+            "cannot write the file '{}': it is a directory; give a file name",
+            path.display()
+        )));
+    }
+    if let Some(b) = path
+        .ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| std::fs::symlink_metadata(a).is_ok() && !a.is_dir())
+    {
+        return Err(CliError::input(format!(
+            "cannot write the file '{}': '{}' is {}, not a folder",
+            path.display(),
+            b.display(),
+            odeflow::fsutil::describe_path(b)
+        )));
+    }
+    Ok(())
+}
+
+/// Lets `write` produce the file at a temporary path next to `path` (same extension, so
+/// format-sniffing encoders work), then renames it into place
+/// ([`odeflow::fsutil::write_atomic_with`]). On failure the temporary file is removed and
+/// `path` is left untouched.
 pub fn write_via_temp(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
-    create_parent(path)?;
-    let tmp = odeflow::runs::files::temp_path(path);
-    let result = write(&tmp).and_then(|()| {
-        fs::rename(&tmp, path).map_err(|e| {
-            CliError::runtime(format!(
-                "cannot move the finished file into '{}': {e}",
-                path.display()
-            ))
+    let mut failed = None;
+    odeflow::fsutil::write_atomic_with(path, |tmp| {
+        write(tmp).map_err(|e| {
+            let msg = e.to_string();
+            failed = Some(e);
+            io::Error::other(msg)
         })
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Creates the folder that will hold `path`.
-pub fn create_parent(path: &Path) -> Result<(), CliError> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => fs::create_dir_all(dir).map_err(|e| {
-            CliError::runtime(format!(
-                "cannot create the folder '{}' for '{}': {e}",
-                dir.display(),
-                path.display()
-            ))
-        }),
-        _ => Ok(()),
-    }
+    })
+    .map_err(|e| {
+        failed
+            .take()
+            .unwrap_or_else(|| CliError::runtime(format!("cannot write '{}': {e}", path.display())))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn atomic_write_creates_folders_and_leaves_no_temp_file() {
@@ -130,15 +142,22 @@ mod tests {
     }
 
     #[test]
-    fn temp_names_keep_the_extension() {
-        let t = odeflow::runs::files::temp_path(Path::new("out/plot.png"));
-        assert_eq!(t.extension().unwrap(), "png");
-        assert_eq!(t.parent().unwrap(), Path::new("out"));
-        assert!(t
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with(".plot.png."));
+    fn images_keep_their_extension_while_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out/plot.png");
+        write_via_temp(&path, |tmp| {
+            assert_eq!(tmp.extension().unwrap(), "png");
+            assert_eq!(tmp.parent().unwrap(), path.parent().unwrap());
+            assert!(tmp
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".plot."));
+            fs::write(tmp, b"img").map_err(|e| CliError::runtime(e.to_string()))
+        })
+        .unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"img");
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! --step-size 1e-9 means 1000000000 steps per solve, over the budget of 1000000 (raise it with --max-steps or ODEFLOW_MAX_STEPS)
-//! a data set of 1e9 × 784 f32 values needs 2.9 TiB, over the memory budget of 18 GiB (ODEFLOW_MEMORY_BUDGET)
+//! a data set of 1e9 × 784 f32 values needs 2.9 TiB, over the memory budget of 18 GiB (raise it with --memory-budget or ODEFLOW_MEMORY_BUDGET)
 //! ```
 //!
 //! The limits come from the environment ([`Budget::from_env`]): `ODEFLOW_MAX_STEPS` (default
@@ -75,7 +75,8 @@ pub enum BudgetError {
     },
     /// More memory than the memory budget allows.
     #[error(
-        "{what} needs {}, over the memory budget of {} ({MEMORY_BUDGET_VAR})",
+        "{what} needs {}, over the memory budget of {} (raise it with --memory-budget or \
+         {MEMORY_BUDGET_VAR})",
         human_bytes(*bytes),
         human_bytes(*budget)
     )]
@@ -90,7 +91,7 @@ pub enum BudgetError {
     /// A size whose byte count overflows `u64`.
     #[error(
         "{what} needs more than 16 EiB (its size overflows), over the memory budget of {} \
-         ({MEMORY_BUDGET_VAR})",
+         (raise it with --memory-budget or {MEMORY_BUDGET_VAR})",
         human_bytes(*budget)
     )]
     MemoryOverflow {
@@ -658,7 +659,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "a data set of 1e9 × 784 f32 values needs 2.9 TiB, over the memory budget of \
-             18 GiB (ODEFLOW_MEMORY_BUDGET)"
+             18 GiB (raise it with --memory-budget or ODEFLOW_MEMORY_BUDGET)"
         );
         assert_eq!(b.check_elements("small", 1000, 8), Ok(8000));
         let e = b.check_elements("huge", u64::MAX / 2, 4).unwrap_err();
@@ -684,7 +685,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "a data set of 1e9 × 784 f32 values needs 2.9 TiB, over the memory budget of \
-             18 GiB (ODEFLOW_MEMORY_BUDGET)"
+             18 GiB (raise it with --memory-budget or ODEFLOW_MEMORY_BUDGET)"
         );
         assert_eq!(b.check_dataset(60_000, 784, "f32", 4), Ok(60_000 * 784 * 4));
         let e = b.check_dataset(u64::MAX, 3072, "f64", 8).unwrap_err();

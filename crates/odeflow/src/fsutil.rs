@@ -63,36 +63,55 @@ fn context(e: io::Error, what: &str, path: &Path) -> io::Error {
 /// temporary file is removed and `path` is left as it was. Errors keep their
 /// [`io::ErrorKind`] and name the file.
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
-    let path = path.as_ref();
+    write_atomic_with(path.as_ref(), |tmp| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(tmp)
+            .map_err(|e| context(e, "cannot open", tmp))?;
+        file.write_all(bytes)
+            .map_err(|e| context(e, "cannot write", tmp))
+    })
+}
+
+/// The general form of [`write_atomic`] for writers that insist on a path (an image
+/// encoder): `write` fills the (already created, empty) temporary file at the path it is
+/// given, which is then synced and renamed over `path`. On any failure, `write`'s included,
+/// the temporary file is removed, `path` is left as it was and `write`'s error is returned.
+pub fn write_atomic_with<E: From<io::Error>>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(dir) = dir {
-        fs::create_dir_all(dir).map_err(|e| context(e, "cannot create the folder", dir))?;
+        create_folder(dir)?;
     }
     // A fresh temporary file: never write into one another writer may be using. The plain
     // name is tried first; a second writer of the same file in this process (or a file left
     // by a crashed process whose PID was reused) moves on to names with a counter.
     let mut attempt = 0;
-    let (tmp, mut file) = loop {
+    let tmp = loop {
         let tmp = temp_path(path, attempt)?;
         match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-            Ok(f) => break (tmp, f),
+            Ok(_) => break tmp,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 1_000_000 => {
                 attempt = TMP_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
             }
-            Err(e) => return Err(context(e, "cannot create the temporary file", &tmp)),
+            Err(e) => return Err(context(e, "cannot create the temporary file", &tmp).into()),
         }
     };
-    let result = (|| {
-        file.write_all(bytes)
-            .map_err(|e| context(e, "cannot write", &tmp))?;
-        file.sync_all()
-            .map_err(|e| context(e, "cannot sync", &tmp))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(|e| {
-            let e = context(e, "cannot replace", path);
-            io::Error::new(e.kind(), format!("{e} (it is {})", describe_path(path)))
+    let result = write(&tmp).and_then(|()| {
+        let sync = File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| context(e, "cannot sync", &tmp));
+        sync.and_then(|()| {
+            fs::rename(&tmp, path).map_err(|e| {
+                let e = context(e, "cannot replace", path);
+                io::Error::new(e.kind(), format!("{e} (it is {})", describe_path(path)))
+            })
         })
-    })();
+        .map_err(E::from)
+    });
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
         return result;
@@ -103,6 +122,30 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Creates the folder `dir` and its parents. When a part of the path exists but is not a
+/// folder, the error says which part and what it is ("'out' is a regular file"), not the
+/// bare "File exists" of the OS.
+pub fn create_folder(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir).map_err(|e| {
+        let blocker = dir
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .find(|a| fs::symlink_metadata(a).is_ok() && !a.is_dir());
+        match blocker {
+            Some(b) => io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot create the folder '{}': '{}' is {}, not a folder",
+                    dir.display(),
+                    b.display(),
+                    describe_path(b)
+                ),
+            ),
+            None => context(e, "cannot create the folder", dir),
+        }
+    })
 }
 
 /// What is at `p`, in words for messages: "a regular file", "a directory", "a symlink",

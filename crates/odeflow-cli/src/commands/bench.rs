@@ -29,9 +29,9 @@ pub struct BenchArgs {
     /// Linear(500→8) → tanh → Linear(8→500) applied --depth times to a 500×500 input).
     workload: String,
 
-    /// Depth of the resnet-memory workload.
-    #[arg(long, default_value_t = 1)]
-    depth: usize,
+    /// Depth of the resnet-memory workload [default: 1].
+    #[arg(long)]
+    depth: Option<usize>,
 
     /// resnet-memory: give every layer its own weights (default: the same function at every
     /// depth).
@@ -103,9 +103,16 @@ fn run_memory(
     grad: &GradientMethod,
     reporter: &Reporter,
 ) -> Result<(), CliError> {
-    if args.depth == 0 {
+    let depth = args.depth.unwrap_or(1);
+    if depth == 0 {
         return Err(CliError::input("--depth must be at least 1"));
     }
+    super::experiment::common::check_steps(&format!("--depth {depth}"), depth as u64)?;
+    super::experiment::common::check_memory(
+        &format!("backprop through depth {depth} on a 500 × 500 input (--depth)"),
+        &[&[depth as u64, 500, 508]],
+        4,
+    )?;
     let mut times = Vec::new();
     let mut last = None;
     for _ in 0..args.iters {
@@ -114,7 +121,7 @@ fn run_memory(
         } else {
             Tying::Tied
         };
-        let w = resnet_memory_workload(args.depth, grad, tying, args.seed)
+        let w = resnet_memory_workload(depth, grad, tying, args.seed)
             .map_err(|e| CliError::input(e.to_string()))?;
         times.push((w.forward_seconds + w.backward_seconds + w.step_seconds) * 1e3);
         last = Some(w);
@@ -124,7 +131,7 @@ fn run_memory(
     sorted.sort_by(f64::total_cmp);
     let result = serde_json::json!({
         "workload": "resnet-memory",
-        "depth": args.depth,
+        "depth": depth,
         "tied": !args.untied,
         "grad": w.grad,
         "ms_per_iter": sorted[sorted.len() / 2],
@@ -138,14 +145,14 @@ fn run_memory(
     });
     reporter.note(format!(
         "resnet-memory depth {} ({}): peak {:.1} MiB",
-        args.depth,
+        depth,
         w.grad,
         peak_rss_mib().unwrap_or(f64::NAN)
     ));
     reporter.result(&result, || {
         format!(
             "resnet-memory depth {} ({}): peak {:.1} MiB\n",
-            args.depth,
+            depth,
             w.grad,
             peak_rss_mib().unwrap_or(f64::NAN)
         )
@@ -157,6 +164,23 @@ pub fn run(args: BenchArgs, reporter: &Reporter) -> Result<(), CliError> {
     let grad = GradientMethod::from_name(&args.grad)?;
     if args.iters == 0 {
         return Err(CliError::input("--iters must be at least 1"));
+    }
+    for (flag, n) in [("--iters", args.iters), ("--warmup", args.warmup)] {
+        super::experiment::common::check_steps(&format!("{flag} {n}"), n as u64)?;
+    }
+    if args.workload != "resnet-memory" {
+        if let Some(d) = args.depth {
+            return Err(CliError::input(format!(
+                "--depth {d} does not apply: only the resnet-memory workload has a depth, not {}",
+                args.workload
+            )));
+        }
+        if args.untied {
+            return Err(CliError::input(format!(
+                "--untied does not apply: only the resnet-memory workload has layers to untie, not {}",
+                args.workload
+            )));
+        }
     }
     if args.workload == "resnet-memory" {
         return run_memory(&args, &grad, reporter);

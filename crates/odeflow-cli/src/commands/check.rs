@@ -30,10 +30,10 @@ pub struct CheckArgs {
     /// The run folder (written by `odeflow train`).
     pub run: PathBuf,
     /// Largest tolerated drop of test accuracy (default: the run's, 0.02).
-    #[arg(long, value_name = "DROP")]
+    #[arg(long, value_name = "DROP", value_parser = crate::args::finite, allow_hyphen_values = true)]
     pub threshold: Option<f64>,
     /// Samples per evaluation batch (default: the run's).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::count)]
     pub batch_size: Option<usize>,
     /// Exit with 0 also when the model is not a valid ODE flow.
     #[arg(long)]

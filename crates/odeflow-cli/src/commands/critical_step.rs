@@ -30,7 +30,7 @@ pub struct CriticalStepArgs {
     /// The sweep folder (`odeflow sweep --out-dir`).
     pub sweep: PathBuf,
     /// Largest tolerated accuracy drop (default: the sweep's check threshold).
-    #[arg(long, value_name = "DROP")]
+    #[arg(long, value_name = "DROP", value_parser = crate::args::finite, allow_hyphen_values = true)]
     pub threshold: Option<f64>,
 }
 

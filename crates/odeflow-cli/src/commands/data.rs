@@ -158,6 +158,18 @@ struct Listing {
 }
 
 fn run_list(args: ListArgs, reporter: &Reporter) -> Result<(), CliError> {
+    if let Some(dir) = &args.output.dir {
+        if !dir.is_dir() {
+            let what = match odeflow::fsutil::describe_path(dir) {
+                "missing" => "does not exist".to_string(),
+                kind => format!("is {kind}, not a folder"),
+            };
+            return Err(CliError::input(format!(
+                "--dir {} {what}; give the data root (the folder odeflow data download --dir wrote to)",
+                dir.display()
+            )));
+        }
+    }
     let root = store::data_root(args.output.dir.as_deref());
     let listing = Listing {
         datasets: store::status(&root),

@@ -44,7 +44,7 @@ pub struct EvalArgs {
     #[arg(long, value_delimiter = ',', value_name = "TOL,TOL", value_parser = positive)]
     pub tols: Vec<f64>,
     /// Samples per evaluation batch (default: the run's).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::count)]
     pub batch_size: Option<usize>,
     /// The CSV table (default RUN/eval.csv).
     #[arg(long, value_name = "FILE")]
@@ -82,6 +82,12 @@ pub fn run(args: EvalArgs, reporter: &Reporter) -> Result<(), CliError> {
     let grid = build_grid(&methods, &steps, &tols)?;
     if let Some(p) = &args.plot {
         plot::Format::from_path(p)?;
+    }
+    for p in [args.csv.as_deref(), args.plot.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        output::check_target(p)?;
     }
     let batch = args.batch_size.unwrap_or(cfg.check.batch_size).max(1);
     let report = evaluate_run(&args.run, &grid, batch, &RunObserver::new(reporter))?;

@@ -116,6 +116,16 @@ fn resolve_method(args: &ImdeArgs) -> Result<Method, CliError> {
 /// Runs `odeflow imde`.
 pub fn run(args: ImdeArgs, reporter: &Reporter) -> Result<(), CliError> {
     let (system, at) = args::system_and_state(&args.system, args.at.as_ref(), "--at")?;
+    if args.h == 0.0 {
+        return Err(CliError::input(
+            "--h 0 is not a step: the modified equation of a zero step is the field itself; give a nonzero --h",
+        ));
+    }
+    if args.order == 0 {
+        return Err(CliError::input(
+            "--order 0 keeps no term beyond the field itself; give --order 1 or more",
+        ));
+    }
     if args.order > MAX_ORDER {
         return Err(CliError::input(format!(
             "--order {} is too large: the series is computed up to order {MAX_ORDER}",
@@ -136,6 +146,14 @@ pub fn run(args: ImdeArgs, reporter: &Reporter) -> Result<(), CliError> {
     let series = ModifiedSeries::for_method(expansion, &method, args.order)?;
     let report = report_series(&system, &series, args.h, &at)?;
     spinner.finish_and_clear();
+    let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+    if !(finite(&report.field) && finite(&report.imde) && finite(&report.term_norms)) {
+        return Err(CliError::input(format!(
+            "the modified equation at --at {} with --h {} overflows f64 (a term is not finite); give a smaller --h or a smaller --at",
+            args::join(&at),
+            odeflow::budget::readable(args.h)
+        )));
+    }
     let out = Output {
         system: system.name().to_string(),
         state_names: system.state_names(),

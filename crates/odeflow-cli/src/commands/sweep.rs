@@ -78,6 +78,9 @@ impl SweepArgs {
         base.solver.steps = None;
         base.solver.step_size = None;
         base.solver.tol = None;
+        let mut probe = base.clone();
+        probe.model.resolve(probe.data.kind()?)?;
+        self.base.check_applies(&probe)?;
         Ok(SweepPlan {
             methods: self.methods.clone().unwrap_or_else(|| vec!["euler".into()]),
             steps: self.steps.clone().unwrap_or_default(),
@@ -120,6 +123,13 @@ pub fn run(args: SweepArgs, reporter: &Reporter) -> Result<(), CliError> {
     let plan = plan_of(&args)?;
     let runs = plan.runs()?;
     let (k, n) = args.shard.unwrap_or((1, 1));
+    if n > runs.len() {
+        return Err(CliError::input(format!(
+            "--shard {k}/{n} splits a grid of {} runs into {n} slices, so some would be empty; use n ≤ {}",
+            runs.len(),
+            runs.len()
+        )));
+    }
     let _lock = lock_shard(&args.out_dir, k, n)?;
     let mine: Vec<_> = runs.iter().filter(|r| r.index % n == k - 1).collect();
     reporter.note(format!(

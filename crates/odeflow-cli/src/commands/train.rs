@@ -20,7 +20,7 @@ use odeflow::runs::model_file::MODEL_FILE;
 use odeflow::runs::{resumed_config, train_run, write_config, RunConfig};
 use odeflow::solve::SolverSpec;
 
-use crate::args::positive;
+use crate::args::{finite, positive};
 use crate::error::CliError;
 use crate::progress::{Reporter, RunObserver};
 
@@ -78,13 +78,13 @@ pub struct BaseFlags {
     #[arg(long)]
     pub optimizer: Option<String>,
     /// Learning rate (1e-4).
-    #[arg(long, value_parser = positive)]
+    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub lr: Option<f64>,
     /// SGD momentum (0.9).
-    #[arg(long)]
+    #[arg(long, value_parser = finite, allow_hyphen_values = true)]
     pub momentum: Option<f64>,
     /// L2 weight decay (0).
-    #[arg(long)]
+    #[arg(long, value_parser = finite, allow_hyphen_values = true)]
     pub weight_decay: Option<f64>,
     /// Scalar type: f32 (default, faster) or f64.
     #[arg(long)]
@@ -100,22 +100,22 @@ pub struct BaseFlags {
     #[arg(long, value_name = "N")]
     pub adapt_interval: Option<u64>,
     /// Adaptation: largest tolerated batch-accuracy gap (0.1).
-    #[arg(long, value_name = "GAP")]
+    #[arg(long, value_name = "GAP", value_parser = finite, allow_hyphen_values = true)]
     pub adapt_threshold: Option<f64>,
     /// Adaptation: largest number of steps on [0, 1] (500).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = finite, allow_hyphen_values = true)]
     pub adapt_max_steps: Option<f64>,
     /// Adaptation: growth factor (1.1).
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", value_parser = finite, allow_hyphen_values = true)]
     pub adapt_grow: Option<f64>,
     /// Adaptation: largest step size (1).
-    #[arg(long, value_name = "H")]
+    #[arg(long, value_name = "H", value_parser = positive, allow_hyphen_values = true)]
     pub adapt_max_h: Option<f64>,
     /// Adaptation: initial tolerance of adaptive methods (1e-6).
-    #[arg(long, value_name = "TOL", value_parser = positive)]
+    #[arg(long, value_name = "TOL", value_parser = positive, allow_hyphen_values = true)]
     pub adapt_initial_tol: Option<f64>,
     /// Largest tolerated test-accuracy drop of the validity check (0.02).
-    #[arg(long, value_name = "DROP")]
+    #[arg(long, value_name = "DROP", value_parser = finite, allow_hyphen_values = true)]
     pub check_threshold: Option<f64>,
     /// Samples per evaluation batch (1000).
     #[arg(long, value_name = "N")]
@@ -132,10 +132,10 @@ pub struct SolverFlags {
     #[arg(long, value_name = "N")]
     pub steps: Option<usize>,
     /// Training step size on [0, 1] (last step shortened).
-    #[arg(long, value_name = "H", value_parser = positive)]
+    #[arg(long, value_name = "H", value_parser = positive, allow_hyphen_values = true)]
     pub step_size: Option<f64>,
     /// Tolerance (rtol = atol) of an adaptive training method.
-    #[arg(long, value_name = "TOL", value_parser = positive)]
+    #[arg(long, value_name = "TOL", value_parser = positive, allow_hyphen_values = true)]
     pub tol: Option<f64>,
     /// Seed of the model and the batch order (0).
     #[arg(long)]
@@ -254,6 +254,94 @@ impl BaseFlags {
     }
 }
 
+impl BaseFlags {
+    /// Refuses a flag given that the resolved configuration `c` would ignore (an MLP width
+    /// for a convolutional model, SGD momentum for Adam, an adaptation setting without
+    /// `--adapt`, a data folder for generated spheres): a flag is never accepted in silence.
+    pub fn check_applies(&self, c: &RunConfig) -> Result<(), CliError> {
+        let not = |flag: &str, value: &dyn std::fmt::Display, why: String| {
+            Err(CliError::input(format!(
+                "{flag} {value} does not apply: {why}"
+            )))
+        };
+        let kind = c.model.kind.as_str();
+        if kind != "mlp" {
+            if let Some(h) = &self.hidden {
+                let list: Vec<String> = h.iter().map(|w| w.to_string()).collect();
+                return not(
+                    "--hidden",
+                    &list.join(","),
+                    format!("model {kind} has no hidden widths; use --channels, or --model mlp"),
+                );
+            }
+            if let Some(a) = &self.activation {
+                return not(
+                    "--activation",
+                    a,
+                    format!("model {kind} has a fixed activation; use --model mlp to choose one"),
+                );
+            }
+        } else if let Some(ch) = self.channels {
+            return not(
+                "--channels",
+                &ch,
+                "model mlp has hidden widths, not channels; use --hidden".into(),
+            );
+        }
+        if let Some(m) = self.momentum {
+            if !c.train.optimizer.eq_ignore_ascii_case("sgd") {
+                return not(
+                    "--momentum",
+                    &m,
+                    format!(
+                        "it is a setting of SGD, and the optimizer is {}; add --optimizer sgd",
+                        c.train.optimizer
+                    ),
+                );
+            }
+        }
+        if let Some(d) = &self.data_dir {
+            if c.data.name.starts_with("sphere") {
+                return not(
+                    "--data-dir",
+                    &d.display(),
+                    format!("data set {} is generated, not read from files", c.data.name),
+                );
+            }
+        }
+        if !c.adapt.enabled {
+            let adapt_flags: [(&str, Option<String>); 6] = [
+                (
+                    "--adapt-interval",
+                    self.adapt_interval.map(|v| v.to_string()),
+                ),
+                (
+                    "--adapt-threshold",
+                    self.adapt_threshold.map(|v| v.to_string()),
+                ),
+                (
+                    "--adapt-max-steps",
+                    self.adapt_max_steps.map(|v| v.to_string()),
+                ),
+                ("--adapt-grow", self.adapt_grow.map(|v| v.to_string())),
+                ("--adapt-max-h", self.adapt_max_h.map(|v| v.to_string())),
+                (
+                    "--adapt-initial-tol",
+                    self.adapt_initial_tol.map(|v| v.to_string()),
+                ),
+            ];
+            if let Some((flag, Some(v))) = adapt_flags.into_iter().find(|(_, v)| v.is_some()) {
+                return not(
+                    flag,
+                    &v,
+                    "it is a setting of the step adaptation; add --adapt".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 impl SolverFlags {
     /// Overrides the solver and seed of `c` with the flags given (a new step kind replaces
     /// the configured one).
@@ -329,6 +417,7 @@ pub fn prepare(
     } else {
         let mut cfg = fresh()?;
         cfg.resolve()?;
+        base.check_applies(&cfg)?;
         for f in ["checkpoint.json", MODEL_FILE] {
             if dir.join(f).exists() {
                 return Err(CliError::input(format!(
@@ -365,6 +454,11 @@ pub fn run(args: TrainArgs, reporter: &Reporter) -> Result<(), CliError> {
             PathBuf::from("runs").join(format!("{}-{slug}-s{}", c.data.name, c.seed))
         }
     };
+    if let (true, Some(t)) = (args.no_check, args.base.check_threshold) {
+        return Err(CliError::input(format!(
+            "--check-threshold {t} does not apply with --no-check (no check is made); drop one of them"
+        )));
+    }
     let cfg = prepare(&dir, args.resume, fresh, &args.base, &args.solver.given())?;
     let observer = RunObserver::new(reporter);
     let summary = train_run(&dir, &cfg, &observer)?;

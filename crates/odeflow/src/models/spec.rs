@@ -143,9 +143,14 @@ impl ClassifierSpec {
             }
             (FieldSpec::Mlp { hidden, activation }, _) => {
                 let d: usize = sample_shape.iter().product::<usize>() + a;
-                let act: Activation = activation.parse().map_err(|e: crate::nn::NnError| {
-                    ArgError::invalid("activation", activation, e.to_string())
-                })?;
+                let act: Activation =
+                    activation
+                        .parse()
+                        .map_err(|_: crate::nn::NnError| ArgError::Unknown {
+                            kind: "activation",
+                            name: activation.clone(),
+                            known: "relu, tanh, sigmoid, softplus, silu (swish)".into(),
+                        })?;
                 let mut b = SequentialBuilder::new(Shape::Flat(d));
                 for &w in hidden {
                     b = b.linear(w).activation(act);

@@ -239,6 +239,10 @@ impl SolverConfig {
     }
 }
 
+/// Most workers a run may split its batch over (`--threads`): more only adds threads that
+/// wait (and thousands exhaust the process's thread limit).
+pub const MAX_THREADS: usize = 1024;
+
 impl RunConfig {
     /// Fills in defaults that depend on other settings and checks everything that can be
     /// checked without data.
@@ -248,9 +252,10 @@ impl RunConfig {
             if let Some(dir) = &self.data.dir {
                 if !dir.is_dir() {
                     return Err(RunError::input(format!(
-                        "dataset {}: the data folder '{}' does not exist",
+                        "dataset {}: the data folder '{}' is {}, not a folder",
                         self.data.name,
-                        dir.display()
+                        dir.display(),
+                        crate::fsutil::describe_path(dir)
                     )));
                 }
             }
@@ -342,6 +347,38 @@ impl RunConfig {
                 self.check.threshold
             )));
         }
+        for (flag, size) in [
+            ("--train-size", self.data.train_size),
+            ("--test-size", self.data.test_size),
+        ] {
+            if size == Some(0) {
+                return Err(RunError::input(format!(
+                    "{flag} 0 is invalid: a data set needs at least 1 sample"
+                )));
+            }
+        }
+        if self.model.threads > MAX_THREADS {
+            return Err(RunError::input(format!(
+                "--threads {} is too many workers: give at most {MAX_THREADS} (0 uses every core)",
+                self.model.threads
+            )));
+        }
+        // Build the model once (f32, no data read) so that every architecture error — an
+        // unknown activation, a method or gradient that cannot train it — is reported before
+        // the run folder is written to.
+        let (shape, classes): (Vec<usize>, usize) = match kind {
+            DataKind::Spheres(d) => (vec![1, d], 2),
+            DataKind::Mnist => (vec![1, 28, 28], 10),
+            DataKind::Cifar10 => (vec![3, 32, 32], 10),
+        };
+        self.model.spec().build::<f32>(
+            &shape,
+            classes,
+            method,
+            grad,
+            crate::solve::spec::unit_options(stepping.unwrap_or(Stepping::FixedStep(1.0))),
+            self.seed,
+        )?;
         Ok(())
     }
 

@@ -85,6 +85,19 @@ pub fn build_grid(
         crate::budget::check_tolerance("test tolerance", t)
             .map_err(|e| RunError::input(e.to_string()))?;
     }
+    if let Some(&t) = tols.first() {
+        let mut adaptive = false;
+        for name in methods {
+            adaptive |= Method::from_name(name)?.is_adaptive();
+        }
+        if !adaptive {
+            return Err(RunError::input(format!(
+                "--tols {} does not apply: none of the test methods ({}) is adaptive; add an embedded pair such as dopri5, or drop --tols",
+                crate::budget::readable(t),
+                methods.join(", ")
+            )));
+        }
+    }
     let mut grid: Vec<SolverSpec> = Vec::new();
     for name in methods {
         let m = Method::from_name(name)?;

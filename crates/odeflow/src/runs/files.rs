@@ -2,7 +2,7 @@
 //! synced, renamed over the target), read with errors that name the file.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -12,14 +12,8 @@ use super::RunError;
 /// Writes `bytes` to `path` atomically, creating parent folders. On failure the temporary
 /// file is removed and `path` is left as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    crate::fsutil::write_atomic(path, bytes).map_err(|e| {
-        RunError::runtime(format!(
-            "cannot write '{}': {e} (the folder is {})",
-            path.display(),
-            path.parent()
-                .map_or("missing", |d| crate::fsutil::describe_path(d))
-        ))
-    })
+    crate::fsutil::write_atomic(path, bytes)
+        .map_err(|e| RunError::runtime(format!("cannot write '{}': {e}", path.display())))
 }
 
 /// Takes the exclusive lock of the run or sweep folder `dir` (created when missing) for
@@ -27,29 +21,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
 /// the holder's PID. Released when the returned value is dropped or the process dies.
 pub fn lock(dir: &Path, what: &str) -> Result<crate::fsutil::FolderLock, RunError> {
     if !dir.exists() {
-        fs::create_dir_all(dir).map_err(|e| {
-            RunError::runtime(format!("cannot create the folder '{}': {e}", dir.display()))
-        })?;
+        crate::fsutil::create_folder(dir).map_err(|e| RunError::runtime(e.to_string()))?;
     }
     crate::fsutil::FolderLock::acquire(dir, what).map_err(|e| match e {
         crate::fsutil::LockError::Held { .. } => RunError::input(e.to_string()),
         _ => RunError::runtime(e.to_string()),
     })
-}
-
-/// `dir/.name.<pid>.tmp.<ext>` for `dir/name.<ext>` (the extension kept, so format-sniffing
-/// writers still work).
-pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".into());
-    let pid = std::process::id();
-    let tmp = match path.extension() {
-        Some(ext) => format!(".{name}.{pid}.tmp.{}", ext.to_string_lossy()),
-        None => format!(".{name}.{pid}.tmp"),
-    };
-    path.with_file_name(tmp)
 }
 
 /// Writes `value` as indented JSON (with a final newline) atomically.

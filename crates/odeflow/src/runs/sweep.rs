@@ -79,7 +79,7 @@ impl SweepPlan {
             for (i, x) in v.iter().enumerate() {
                 if v[..i].contains(x) {
                     return Err(RunError::input(format!(
-                        "the sweep lists {what} {x:?} twice: give each once (a repeated seed would be counted as an independent one)"
+                        "the sweep lists {what} {x:?} twice: give each once (a repeated entry would be counted as an independent run)"
                     )));
                 }
             }
@@ -90,6 +90,19 @@ impl SweepPlan {
         unique("step size", &self.step_sizes)?;
         unique("tolerance", &self.tols)?;
         unique("seed", &self.seeds)?;
+        if let Some(t) = self.tols.first() {
+            let mut adaptive = false;
+            for m in &self.methods {
+                adaptive |= crate::Method::from_name(m)?.is_adaptive();
+            }
+            if !adaptive {
+                return Err(RunError::input(format!(
+                    "--tols {} does not apply: none of the methods ({}) is adaptive; add an embedded pair such as dopri5, or drop --tols",
+                    crate::budget::readable(*t),
+                    self.methods.join(", ")
+                )));
+            }
+        }
         let mut out = Vec::new();
         for m in &self.methods {
             let method = crate::Method::from_name(m)?;
@@ -131,6 +144,13 @@ impl SweepPlan {
     pub fn load(dir: &Path) -> Result<Self, RunError> {
         let path = dir.join(PLAN_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| {
+            if !dir.is_dir() {
+                return RunError::input(format!(
+                    "'{}' is not a sweep folder: it is {}",
+                    dir.display(),
+                    crate::fsutil::describe_path(dir)
+                ));
+            }
             RunError::input(format!(
                 "'{}' is not a sweep folder: cannot read {}: {e}",
                 dir.display(),

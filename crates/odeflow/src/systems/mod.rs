@@ -240,7 +240,11 @@ pub fn invariant_drift<Sys: System>(
     let mut worst = vec![0.0f64; i0.len()];
     for y in states {
         for (w, (a, b)) in worst.iter_mut().zip(sys.invariants(y).iter().zip(&i0)) {
-            *w = w.max((a - b).abs());
+            // NaN (an invariant that overflowed: inf − inf) is kept, never dropped by max.
+            let d = (a - b).abs();
+            if d.is_nan() || d > *w {
+                *w = d;
+            }
         }
     }
     sys.invariant_names()

@@ -124,6 +124,7 @@ pub enum TableauError {
 /// # embedded_order = 1
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TableauSpec {
     /// Method name.
     pub name: String,

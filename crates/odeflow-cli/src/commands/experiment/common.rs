@@ -31,10 +31,50 @@ pub fn seeds(count: u64, base: u64) -> Vec<u64> {
 
 /// Creates the output folder (and its parents).
 pub fn create_dir(dir: &Path) -> Result<PathBuf, CliError> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        CliError::runtime(format!("cannot create the folder '{}': {e}", dir.display()))
-    })?;
+    odeflow::fsutil::create_folder(dir).map_err(|e| CliError::runtime(e.to_string()))?;
     Ok(dir.to_path_buf())
+}
+
+/// The budget of this process (`--max-steps`, `--memory-budget` or their variables).
+fn budget() -> Result<odeflow::budget::Budget, CliError> {
+    odeflow::budget::Budget::from_env().map_err(|e| CliError::input(e.to_string()))
+}
+
+/// Checks, before any work starts, that `what` (the flags that size it, e.g. `--depths
+/// 100000000`) needs at most the memory budget: `terms` are products of dimensions, each in
+/// elements of `bytes` bytes, summed with overflow checked.
+pub fn check_memory(what: &str, terms: &[&[u64]], bytes: u64) -> Result<(), CliError> {
+    let b = budget()?;
+    let mut total: u64 = 0;
+    for dims in terms {
+        let n = odeflow::budget::checked_product(dims)
+            .and_then(|n| n.checked_mul(bytes))
+            .and_then(|n| total.checked_add(n));
+        total = match n {
+            Some(t) => t,
+            None => {
+                return b
+                    .check_shape(what, &[u64::MAX, 2], 1)
+                    .map(|_| ())
+                    .map_err(|e| CliError::input(e.to_string()))
+            }
+        };
+    }
+    b.check_bytes(what, total)
+        .map_err(|e| CliError::input(e.to_string()))
+}
+
+/// Checks a count of steps (or layers, or iterations) against the step budget; `what` is
+/// the flag and its value (`--depths 100000000`).
+pub fn check_steps(what: &str, n: u64) -> Result<(), CliError> {
+    let max = budget()?.max_steps();
+    if n > max {
+        return Err(CliError::input(format!(
+            "{what} is over the step budget of {max} (raise it with --max-steps or {})",
+            odeflow::budget::MAX_STEPS_VAR
+        )));
+    }
+    Ok(())
 }
 
 /// A CSV table written atomically: a header row and rows of already formatted cells.

@@ -178,6 +178,22 @@ fn config(args: &ConservationArgs) -> Result<ConservationConfig, CliError> {
         imde_order: args.order,
     };
     cfg.validate()?;
+    common::check_steps(
+        &format!("--rollout-steps {}", cfg.rollout_steps),
+        cfg.rollout_steps as u64,
+    )?;
+    let (w, n) = (
+        cfg.learn.hidden as u64,
+        (cfg.train_points + cfg.test_points) as u64,
+    );
+    common::check_memory(
+        &format!(
+            "MLPs of width {w} on {n} pairs with rollouts of {} steps (--hidden, --train-points, --test-points, --rollout-steps)",
+            cfg.rollout_steps
+        ),
+        &[&[16, w, w], &[4, n, w], &[cfg.models.len() as u64, cfg.rollout_steps as u64, 4]],
+        8,
+    )?;
     Ok(cfg)
 }
 

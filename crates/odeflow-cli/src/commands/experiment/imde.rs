@@ -231,6 +231,33 @@ fn config(args: &ImdeExperimentArgs) -> Result<ImdeStudyConfig, CliError> {
         rollout_dt: args.rollout_dt,
     };
     cfg.validate()?;
+    if cfg.order == 0 {
+        return Err(CliError::input(
+            "--order 0 keeps no term beyond the field itself; give --order 1 or more",
+        ));
+    }
+    let (w, n) = (
+        cfg.learn.hidden as u64,
+        (cfg.train_points + cfg.test_points) as u64,
+    );
+    common::check_memory(
+        &format!("an MLP of width {w} on {n} pairs (--hidden, --train-points, --test-points)"),
+        &[&[8, w, w], &[4, n, w]],
+        8,
+    )?;
+    let rollout = (cfg.rollout_t / cfg.rollout_dt).ceil();
+    common::check_steps(
+        &format!(
+            "--rollout-t {} with --rollout-dt {}",
+            odeflow::budget::readable(cfg.rollout_t),
+            odeflow::budget::readable(cfg.rollout_dt)
+        ),
+        if rollout.is_finite() {
+            rollout as u64
+        } else {
+            u64::MAX
+        },
+    )?;
     Ok(cfg)
 }
 

@@ -17,6 +17,7 @@ use clap::Args;
 use odeflow::analysis::resnet::linear::{train_linear_resnet, LinearResNetConfig};
 use serde_json::json;
 
+use super::common;
 use super::resnet_common::{cell, non_empty, OutputArgs, Outputs};
 use crate::error::CliError;
 use crate::plot::{Figure, Panel, Scale, Series};
@@ -46,9 +47,9 @@ pub struct LinearArgs {
     #[arg(long, default_value_t = 1e-5, value_parser = crate::args::positive)]
     tol: f64,
 
-    /// Step budget.
-    #[arg(long, default_value_t = 10_000)]
-    max_steps: usize,
+    /// Optimisation steps per depth at most.
+    #[arg(long = "max-iterations", default_value_t = 10_000, value_parser = crate::args::count)]
+    max_iterations: usize,
 
     /// Seed of the target B = I + G.
     #[arg(long, default_value_t = 1)]
@@ -74,6 +75,15 @@ pub struct LinearArgs {
 /// Runs the experiment.
 pub fn run(args: LinearArgs, reporter: &Reporter) -> Result<(), CliError> {
     non_empty("--depths", &args.depths)?;
+    let depth = args.depths.iter().copied().max().unwrap_or(0) as u64;
+    let d = args.dim as u64;
+    common::check_steps(&format!("--depths {depth}"), depth)?;
+    // Weights, gradients and the snapshots of a depth-N linear ResNet: N matrices d × d each.
+    common::check_memory(
+        &format!("a linear ResNet of depth {depth} with {d} × {d} weights (--depths, --dim)"),
+        &[&[depth, d, d, 4 + args.snapshots.len() as u64]],
+        8,
+    )?;
     let plot_depth = match args.plot_depth {
         Some(d) if !args.depths.contains(&d) => {
             return Err(CliError::input(format!(
@@ -87,7 +97,7 @@ pub fn run(args: LinearArgs, reporter: &Reporter) -> Result<(), CliError> {
     };
     let mut out = Outputs::new(&args.output, "linear-resnet");
     let bar = reporter.bar(
-        (args.depths.len() * args.max_steps) as u64,
+        (args.depths.len() * args.max_iterations) as u64,
         "linear ResNets",
     );
     let mut results = Vec::new();
@@ -97,12 +107,12 @@ pub fn run(args: LinearArgs, reporter: &Reporter) -> Result<(), CliError> {
             depth,
             lr: args.lr,
             tol: args.tol,
-            max_steps: args.max_steps,
+            max_steps: args.max_iterations,
             seed: args.seed,
             snapshots: args.snapshots.clone(),
             ..Default::default()
         };
-        let base = (k * args.max_steps) as u64;
+        let base = (k * args.max_iterations) as u64;
         let r = train_linear_resnet(&cfg, |step, _| {
             if step % 50 == 0 {
                 bar.set_position(base + step as u64);
@@ -110,7 +120,7 @@ pub fn run(args: LinearArgs, reporter: &Reporter) -> Result<(), CliError> {
         })?;
         if !r.converged {
             reporter.note(format!(
-                "depth {depth}: not converged after {} steps (loss {:.3e}); lower --lr or raise --max-steps",
+                "depth {depth}: not converged after {} steps (loss {:.3e}); lower --lr or raise --max-iterations",
                 r.steps, r.final_loss
             ));
         }

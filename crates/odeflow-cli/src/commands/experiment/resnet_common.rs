@@ -431,6 +431,22 @@ impl ProfileSweepArgs {
     /// The sweep's settings.
     pub fn config(&self) -> Result<ProfileSweep, CliError> {
         let (depths, schemes) = self.axes.checked()?;
+        let depth = depths.iter().copied().max().unwrap_or(0) as u64;
+        let (d, h, n) = (
+            self.dim as u64,
+            self.hidden.unwrap_or(self.dim) as u64,
+            self.batch as u64,
+        );
+        super::common::check_steps(&format!("--depths {depth}"), depth)?;
+        // Per layer: the weights (d × h, twice with a hidden layer) and the activations of
+        // the batch (n × (d + h)), kept for every layer, in f64.
+        super::common::check_memory(
+            &format!(
+                "a depth-{depth} network of width {d} (hidden {h}) on a batch of {n} (--depths, --dim, --hidden, --batch)"
+            ),
+            &[&[depth, 2, d, h], &[depth, n, d + h]],
+            8,
+        )?;
         Ok(ProfileSweep {
             depths,
             schemes,

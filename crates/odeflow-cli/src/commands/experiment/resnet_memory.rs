@@ -31,6 +31,7 @@ use odeflow::models::depth_field::Tying;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::common;
 use super::resnet_common::{
     cell, non_empty, resnet_error, GradArg, GradsArgs, OutputArgs, Outputs,
 };
@@ -172,6 +173,14 @@ pub fn run(args: MemoryArgs, reporter: &Reporter) -> Result<(), CliError> {
         )));
     }
     let mut out = Outputs::new(&args.output, "resnet-memory");
+    let depth = args.depths.iter().copied().max().unwrap_or(0) as u64;
+    common::check_steps(&format!("--depths {depth}"), depth)?;
+    // Backprop keeps the 500 × 500 input's activations at every layer (f32).
+    common::check_memory(
+        &format!("backprop through depth {depth} on a 500 × 500 input (--depths)"),
+        &[&[depth, 500, 508]],
+        4,
+    )?;
     let bar = reporter.bar((args.depths.len() * grads.len()) as u64, "peak memory");
     let mut reports = Vec::new();
     for &grad in grads {

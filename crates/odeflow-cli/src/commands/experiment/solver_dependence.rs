@@ -94,6 +94,7 @@ pub fn run(args: SolverDependenceArgs, reporter: &Reporter) -> Result<(), CliErr
         dtype: args.dtype.clone(),
         threshold: args.threshold,
     };
+    super::common::create_dir(&args.out_dir)?;
     let observer = RunObserver::new(reporter);
     let study = solver_dependence(&args.out_dir, &cfg, &observer)?;
     observer.finish()?;

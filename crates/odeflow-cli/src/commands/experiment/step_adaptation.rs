@@ -174,6 +174,25 @@ pub fn run(args: StepAdaptationArgs, reporter: &Reporter) -> Result<(), CliError
     base.adapt.interval = args.adapt_interval;
     base.adapt.threshold = args.adapt_threshold;
     base.check.threshold = args.threshold;
+    // The MNIST folder is looked up (and a bad --mnist refused) before any training.
+    let mnist = if args.no_mnist {
+        None
+    } else {
+        match &args.mnist {
+            Some(d) if !d.is_dir() => {
+                return Err(CliError::input(format!(
+                    "--mnist {} is {}, not a folder",
+                    d.display(),
+                    odeflow::fsutil::describe_path(d)
+                )))
+            }
+            Some(d) => Some(
+                odeflow::data::store::dataset_dir("mnist", Some(d))
+                    .map_err(|e| CliError::input(format!("--mnist {}: {e}", d.display())))?,
+            ),
+            None => default_mnist(),
+        }
+    };
     let observer = RunObserver::new(reporter);
     let mut cases = vec![adaptation_case(
         &args.out_dir,
@@ -182,20 +201,6 @@ pub fn run(args: StepAdaptationArgs, reporter: &Reporter) -> Result<(), CliError
         &args.fixed_steps,
         &observer,
     )?];
-    let mnist = if args.no_mnist {
-        None
-    } else {
-        match &args.mnist {
-            Some(d) if !d.is_dir() => {
-                return Err(CliError::input(format!(
-                    "--mnist {}: no such folder",
-                    d.display()
-                )))
-            }
-            Some(d) => Some(d.clone()),
-            None => default_mnist(),
-        }
-    };
     match &mnist {
         Some(dir) => {
             let mut m = base.clone();

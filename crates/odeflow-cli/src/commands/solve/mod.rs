@@ -116,11 +116,6 @@ pub struct SolveArgs {
     #[arg(long, value_name = "LIST", value_parser = args::float_list, allow_hyphen_values = true)]
     t_eval: Option<FloatList>,
 
-    /// Step budget: attempts of an adaptive solve [default: 100000], or the largest fixed
-    /// grid allowed [default: 1000000].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    max_steps: Option<u64>,
-
     /// Scalar type the solver computes in.
     #[arg(long, value_enum, default_value_t = Dtype::F64)]
     dtype: Dtype,
@@ -142,6 +137,9 @@ struct Problem {
 pub fn run(args: SolveArgs, reporter: &Reporter) -> Result<(), CliError> {
     if let Some(path) = &args.plot {
         plot::Format::from_path(path)?;
+    }
+    if let Some(path) = &args.plot {
+        output::check_target(path)?;
     }
     let problem = build(&args)?;
     let spinner = reporter.spinner(format!(
@@ -198,6 +196,16 @@ pub fn run(args: SolveArgs, reporter: &Reporter) -> Result<(), CliError> {
             hint(&reason)
         )));
     }
+    if let Some((name, d)) = summary
+        .invariant_drift
+        .iter()
+        .flatten()
+        .find(|(_, d)| !d.is_finite())
+    {
+        return Err(CliError::runtime(format!(
+            "the {name} drift is {d}: the {name} overflowed f64 along the solution (the states grew too large); use a smaller --t1 or a smaller --y0"
+        )));
+    }
     let drift = summary
         .invariant_drift
         .iter()
@@ -240,6 +248,7 @@ fn hint(reason: &FailReason) -> &'static str {
 /// Checks the flags against each other, the system and the method.
 fn build(args: &SolveArgs) -> Result<Problem, CliError> {
     let (system, y0) = args::system_and_state(&args.system, args.y0.as_ref(), "--y0")?;
+    check_state_fits(&system, &y0, args.dtype)?;
     let method = resolve_method(args)?;
     if let Method::Splitting(s) = &method {
         if !system.is_separable() {
@@ -264,11 +273,14 @@ fn build(args: &SolveArgs) -> Result<Problem, CliError> {
         (None, None) => SaveAt::Steps,
     };
     let adaptive = matches!(stepping, Stepping::Adaptive(_));
-    let max_steps = args.max_steps.unwrap_or(if adaptive {
-        DEFAULT_MAX_ADAPTIVE_STEPS
-    } else {
-        DEFAULT_MAX_FIXED_STEPS
-    });
+    // The global --max-steps (or ODEFLOW_MAX_STEPS) when given, else this command's defaults.
+    let max_steps = match std::env::var(odeflow::budget::MAX_STEPS_VAR) {
+        Ok(v) if !v.trim().is_empty() => odeflow::budget::Budget::from_env()
+            .map_err(|e| CliError::input(e.to_string()))?
+            .max_steps(),
+        _ if adaptive => DEFAULT_MAX_ADAPTIVE_STEPS,
+        _ => DEFAULT_MAX_FIXED_STEPS,
+    };
     let opts = SolveOptions {
         t0: args.t0,
         t1,
@@ -286,6 +298,38 @@ fn build(args: &SolveArgs) -> Result<Problem, CliError> {
         y0,
         opts,
     })
+}
+
+/// Refuses an initial state the computation cannot represent: a component beyond the
+/// range of `dtype` (it would start as ±inf), or a conserved quantity that overflows f64 at
+/// the start (its drift could not be measured). The message names the value given.
+fn check_state_fits(system: &BuiltinSystem, y0: &[f64], dtype: Dtype) -> Result<(), CliError> {
+    if dtype == Dtype::F32 {
+        if let Some((i, v)) = y0
+            .iter()
+            .enumerate()
+            .find(|(_, v)| v.abs() > f64::from(f32::MAX))
+        {
+            return Err(CliError::input(format!(
+                "--y0 component {i} = {} does not fit in f32 (largest {:e}); use --dtype f64 or a smaller value",
+                odeflow::budget::readable(*v),
+                f32::MAX
+            )));
+        }
+    }
+    for (name, value) in system
+        .invariant_names()
+        .into_iter()
+        .zip(system.invariants(y0))
+    {
+        if !value.is_finite() {
+            return Err(CliError::input(format!(
+                "--y0 {}: the {name} of this state is {value} in f64 arithmetic (it overflows), so its drift cannot be measured; give a smaller state",
+                args::join(y0)
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn resolve_method(args: &SolveArgs) -> Result<Method, CliError> {
@@ -331,6 +375,10 @@ fn stepping(args: &SolveArgs, method: &Method) -> Result<Stepping, CliError> {
             embedded.join(", ")
         )));
     }
+    if let Some(rtol) = args.rtol {
+        odeflow::budget::check_tolerance("--rtol", rtol)
+            .map_err(|e| CliError::input(e.to_string()))?;
+    }
     Ok(Stepping::Adaptive(AdaptiveOptions::new(
         args.rtol.unwrap_or(DEFAULT_RTOL),
         args.atol.unwrap_or(DEFAULT_ATOL),
@@ -352,7 +400,8 @@ fn save_grid(t0: f64, t1: f64, every: f64) -> Result<Vec<f64>, CliError> {
     let count = span / every;
     if count > MAX_SAVE_POINTS {
         return Err(CliError::input(format!(
-            "--save-every {every} on [{t0}, {t1}] would save {count:.3e} points, more than {MAX_SAVE_POINTS:e}; use a larger --save-every"
+            "--save-every {} on [{t0}, {t1}] would save {count:.3e} points, more than {MAX_SAVE_POINTS:e}; use a larger --save-every",
+            odeflow::budget::readable(every)
         )));
     }
     let dir = if t1 >= t0 { 1.0 } else { -1.0 };
@@ -370,14 +419,19 @@ fn save_grid(t0: f64, t1: f64, every: f64) -> Result<Vec<f64>, CliError> {
 /// Refuses fixed grids longer than the step budget before allocating them.
 fn check_grid_size(opts: &SolveOptions, budget: u64) -> Result<(), CliError> {
     let (steps, flag) = match opts.stepping {
-        Stepping::FixedStep(h) => (((opts.t1 - opts.t0).abs() / h).ceil(), format!("--dt {h}")),
+        Stepping::FixedStep(h) => (
+            ((opts.t1 - opts.t0).abs() / h).ceil(),
+            format!("--dt {}", odeflow::budget::readable(h)),
+        ),
         Stepping::FixedCount(n) => (n as f64, format!("--steps {n}")),
         Stepping::Adaptive(_) => return Ok(()),
     };
     if steps > budget as f64 {
         return Err(CliError::input(format!(
-            "{flag} on [{}, {}] takes {steps:.0} steps, more than --max-steps {budget}; raise --max-steps or take fewer, larger steps",
-            opts.t0, opts.t1
+            "{flag} on [{}, {}] takes {} steps, more than --max-steps {budget}; raise --max-steps or take fewer, larger steps",
+            opts.t0,
+            opts.t1,
+            odeflow::budget::readable(steps)
         )));
     }
     Ok(())

@@ -201,7 +201,8 @@ pub fn report_series<F: GenericField>(
     let mut hk = 1.0;
     for term in &terms {
         imde.iter_mut().zip(term).for_each(|(s, t)| *s += hk * t);
-        term_norms.push(hk * term.iter().map(|t| t * t).sum::<f64>().sqrt());
+        // |h|^k: a norm, also for a negative (backward) step.
+        term_norms.push(hk.abs() * term.iter().map(|t| t * t).sum::<f64>().sqrt());
         hk *= h;
     }
     Ok(ImdeReport {
