@@ -118,18 +118,26 @@ fn run_one(
     Ok(false)
 }
 
-/// Runs `odeflow sweep`.
-pub fn run(args: SweepArgs, reporter: &Reporter) -> Result<(), CliError> {
-    let plan = plan_of(&args)?;
-    let runs = plan.runs()?;
-    let (k, n) = args.shard.unwrap_or((1, 1));
-    if n > runs.len() {
+/// Refuses more shards than runs (some array tasks would have nothing to do).
+fn check_shard(k: usize, n: usize, runs: usize) -> Result<(), CliError> {
+    if n > runs {
         return Err(CliError::input(format!(
-            "--shard {k}/{n} splits a grid of {} runs into {n} slices, so some would be empty; use n ≤ {}",
-            runs.len(),
-            runs.len()
+            "--shard {k}/{n} splits a grid of {runs} runs into {n} slices, so some would be empty; use n ≤ {runs}"
         )));
     }
+    Ok(())
+}
+
+/// Runs `odeflow sweep`.
+pub fn run(args: SweepArgs, reporter: &Reporter) -> Result<(), CliError> {
+    let (k, n) = args.shard.unwrap_or((1, 1));
+    if args.grid_given() {
+        // Before the plan is written to the folder.
+        check_shard(k, n, args.plan()?.runs()?.len())?;
+    }
+    let plan = plan_of(&args)?;
+    let runs = plan.runs()?;
+    check_shard(k, n, runs.len())?;
     let _lock = lock_shard(&args.out_dir, k, n)?;
     let mine: Vec<_> = runs.iter().filter(|r| r.index % n == k - 1).collect();
     reporter.note(format!(

@@ -72,7 +72,7 @@ pub(crate) fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, DataError>
         return Err(DataError::format(
             path,
             format!(
-                "the file is {}, over the memory budget of {} (ODEFLOW_MEMORY_BUDGET)",
+                "the file is {}, over the memory budget of {} (raise it with --memory-budget or ODEFLOW_MEMORY_BUDGET)",
                 crate::budget::human_bytes(len),
                 crate::budget::human_bytes(limit)
             ),

@@ -214,9 +214,19 @@ impl SolverConfig {
             self.tol.is_some(),
         ];
         if given.iter().filter(|&&g| g).count() > 1 {
+            let named: Vec<String> = [
+                self.steps.map(|n| format!("--steps {n}")),
+                self.step_size
+                    .map(|h| format!("--step-size {}", crate::budget::readable(h))),
+                self.tol
+                    .map(|t| format!("--tol {}", crate::budget::readable(t))),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             return Err(ArgError::invalid(
                 "training step",
-                "steps/step_size/tol",
+                named.join(" and "),
                 "give only one of --steps, --step-size and --tol",
             ));
         }
@@ -251,11 +261,14 @@ impl RunConfig {
         if matches!(kind, DataKind::Mnist | DataKind::Cifar10) {
             if let Some(dir) = &self.data.dir {
                 if !dir.is_dir() {
+                    let what = match crate::fsutil::describe_path(dir) {
+                        "missing" => "does not exist".to_string(),
+                        kind => format!("is {kind}, not a folder"),
+                    };
                     return Err(RunError::input(format!(
-                        "dataset {}: the data folder '{}' is {}, not a folder",
+                        "dataset {}: the data folder '{}' {what}",
                         self.data.name,
-                        dir.display(),
-                        crate::fsutil::describe_path(dir)
+                        dir.display()
                     )));
                 }
             }

@@ -431,7 +431,7 @@ fn check_grid_size(opts: &SolveOptions, budget: u64) -> Result<(), CliError> {
             "{flag} on [{}, {}] takes {} steps, more than --max-steps {budget}; raise --max-steps or take fewer, larger steps",
             opts.t0,
             opts.t1,
-            odeflow::budget::readable(steps)
+            odeflow::budget::readable_count(steps as u64)
         )));
     }
     Ok(())
