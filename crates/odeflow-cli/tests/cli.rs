@@ -289,10 +289,10 @@ fn a_solver_failure_keeps_the_partial_solution() {
 }
 
 #[test]
-fn an_unwritable_out_path_is_a_runtime_error_naming_it() {
+fn an_unwritable_out_path_is_refused_before_work_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("blocker"), "a file, not a folder").unwrap();
     let cmdline = "solve --system harmonic --method rk4 --dt 0.1 --out blocker/r.json";
     let out = odeflow(dir.path(), cmdline);
-    one_line_failure(&out, 1, cmdline, &["blocker"]);
+    one_line_failure(&out, 2, cmdline, &["'blocker' is a regular file"]);
 }
