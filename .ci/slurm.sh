@@ -71,7 +71,7 @@ say "munge: a fresh key in $W, munged on a private socket"
 mkdir -p "$W/munge"
 dd if=/dev/urandom of="$W/munge/munge.key" bs=1024 count=1 status=none
 chown -R munge:munge "$W/munge" 2>/dev/null || skip "there is no 'munge' user (the munge package did not install it)"
-chmod 700 "$W/munge"
+chmod 711 "$W/munge"  # munged wants execute permission for all on its socket folder
 chmod 400 "$W/munge/munge.key"
 SOCK="$W/munge/munge.socket"
 runuser -u munge -- munged --key-file="$W/munge/munge.key" --socket="$SOCK" \

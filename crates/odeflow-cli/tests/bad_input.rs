@@ -6,9 +6,10 @@
 //!
 //! Every case runs in a fresh copy of one fixture folder: a tiny trained run (`run`), a tiny
 //! sweep (`sw`), copies of the run with a model of another data set (`run_other`), a
-//! truncated model (`run_trunc`) and a config with an unknown key (`run_badcfg`), a sweep
-//! plan with an unknown key (`sw_badplan`), a regular file (`afile`), an empty folder
-//! (`emptydir`), and TOML files with an unknown key, a syntax error and a wrong tableau.
+//! truncated model (`run_trunc`), a config with an unknown key (`run_badcfg`) and a corrupt
+//! metrics line (`run_badlog`), a sweep plan with an unknown key (`sw_badplan`), a regular
+//! file (`afile`), an empty folder (`emptydir`), and TOML files with an unknown key, a syntax
+//! error and a wrong tableau.
 
 mod common;
 
@@ -119,6 +120,7 @@ const CASES: &[Case] = &[
     case("training tolerance below f64 resolution", "train --dataset sphere2 --method dopri5 --tol 1e-300", 2, &["--tol 1e-300"]),
     case("run folder is a regular file", "train --dataset sphere2 --method euler --steps 2 --out-dir afile", 1, &["'afile'", "regular file"]),
     case("resume without a run", "train --resume --out-dir nonexist", 2, &["'nonexist'", "config.toml"]),
+    case("corrupt metrics line on resume", "train --resume --out-dir run_badlog --iterations 4", 2, &["run_badlog/metrics.jsonl", "line 1", "garbage"]),
     case("changed setting on resume", "train --resume --out-dir run --lr 0.1", 2, &["--lr"]),
     case("overwriting a run", "train --dataset sphere2 --method euler --steps 2 --out-dir run", 2, &["'run'", "--resume"]),
     case("image data folder missing", "train --dataset mnist --method euler --steps 2 --data-dir nonexist", 2, &["'nonexist'", "does not exist"]),
@@ -246,6 +248,13 @@ fn template() -> &'static Path {
         let mut cfg = fs::read_to_string(d.join("run/config.toml")).unwrap();
         cfg.push_str("bogus = 1\n");
         fs::write(d.join("run_badcfg/config.toml"), cfg).unwrap();
+        copy_dir(&d.join("run"), &d.join("run_badlog"));
+        let log = fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
+        fs::write(
+            d.join("run_badlog/metrics.jsonl"),
+            format!("garbage\n{log}"),
+        )
+        .unwrap();
         copy_dir(&d.join("sw"), &d.join("sw_badplan"));
         let mut plan = fs::read_to_string(d.join("sw/sweep.toml")).unwrap();
         plan.push_str("bogus = 1\n");

@@ -963,13 +963,14 @@ proptest! {
         }
     }
 
-    /// A run killed while writing leaves a torn last line (any bytes, not necessarily
-    /// UTF-8); resuming keeps the whole lines up to the checkpoint and drops the rest.
+    /// A run killed while writing leaves a torn last line (any bytes but the newline that
+    /// ends a record, not necessarily UTF-8); resuming keeps the whole lines up to the
+    /// checkpoint and drops the rest.
     #[test]
     fn metrics_log_with_a_torn_tail_resumes(
         lines in 1u64..6,
         keep in 0u64..6,
-        tail in prop::collection::vec(any::<u8>(), 0..24),
+        tail in prop::collection::vec(any::<u8>().prop_filter("a torn record has no newline", |b| *b != b'\n'), 0..24),
     ) {
         use odeflow::train::{read_log, MetricsLog};
         let dir = tempfile::tempdir().unwrap();
@@ -991,4 +992,24 @@ proptest! {
             prop_assert!(e.to_string().contains("metrics.jsonl"), "{e}");
         }
     }
+}
+
+/// A corrupt line that is not the torn tail is an error naming the line on resume, and the
+/// log is left as it was (never silently dropped).
+#[test]
+fn metrics_log_with_a_corrupt_middle_line_is_refused_on_resume() {
+    use odeflow::train::MetricsLog;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metrics.jsonl");
+    let text = "{\"iteration\":1,\"loss\":0.5}\nnot json\n{\"iteration\":2,\"loss\":0.4}\n";
+    std::fs::write(&path, text).unwrap();
+    let e = MetricsLog::resume(&path, 2)
+        .err()
+        .expect("a corrupt line is an error");
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    assert!(
+        e.to_string().contains("line 2") && e.to_string().contains("not json"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
 }

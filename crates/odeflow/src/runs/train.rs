@@ -115,6 +115,9 @@ fn train_error(e: TrainError, dir: &Path) -> RunError {
             "{c} (delete it to start the run in '{}' afresh)",
             dir.display()
         )),
+        TrainError::Log { path, source } if source.kind() == std::io::ErrorKind::InvalidData => {
+            RunError::input(format!("the metrics log '{}': {source}", path.display()))
+        }
         other => RunError::runtime(format!(
             "training stopped at {other} (the last completed iteration is checkpointed in '{}')",
             dir.display()

@@ -32,13 +32,20 @@ impl MetricsLog {
     }
 
     /// Opens an existing log for a run resumed after iteration `iteration`: lines whose
-    /// `"iteration"` is larger are removed, and so is anything that is not a whole record
-    /// (such as the torn last line of a killed run, which may end inside a multi-byte
-    /// character: lines are read as bytes, not text).
+    /// `"iteration"` is larger are removed, and so is the torn last line of a killed run
+    /// (a last line without its newline that is not a whole record; it may end inside a
+    /// multi-byte character: lines are read as bytes, not text). Any other line that is
+    /// not a record is corruption, not a torn write: an error of kind `InvalidData` naming
+    /// the line, and the file is left as it is.
     pub fn resume(path: &Path, iteration: u64) -> std::io::Result<Self> {
         if path.exists() {
             let mut kept = Vec::new();
-            for line in fs::read(path)?.split(|&b| b == b'\n') {
+            let bytes = fs::read(path)?;
+            let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+            for (k, line) in lines.iter().enumerate() {
+                if line.is_empty() {
+                    continue;
+                }
                 let it = serde_json::from_slice::<serde_json::Value>(line)
                     .ok()
                     .and_then(|v| v.get("iteration").and_then(|i| i.as_u64()));
@@ -47,7 +54,19 @@ impl MetricsLog {
                         kept.extend_from_slice(line);
                         kept.push(b'\n');
                     }
-                    _ => {}
+                    Some(_) => {}
+                    // The last piece has no newline after it: a write cut short.
+                    None if k + 1 == lines.len() => {}
+                    None => {
+                        let shown = String::from_utf8_lossy(&line[..line.len().min(60)]);
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!(
+                                "line {} is not a metrics record ('{shown}'): the log is corrupt; delete that line to resume without it",
+                                k + 1
+                            ),
+                        ));
+                    }
                 }
             }
             write_atomic(path, &kept)?;
