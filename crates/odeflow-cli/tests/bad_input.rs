@@ -120,7 +120,7 @@ const CASES: &[Case] = &[
     case("training tolerance below f64 resolution", "train --dataset sphere2 --method dopri5 --tol 1e-300", 2, &["--tol 1e-300"]),
     case("run folder is a regular file", "train --dataset sphere2 --method euler --steps 2 --out-dir afile", 1, &["'afile'", "regular file"]),
     case("resume without a run", "train --resume --out-dir nonexist", 2, &["'nonexist'", "config.toml"]),
-    case("corrupt metrics line on resume", "train --resume --out-dir run_badlog --iterations 4", 2, &["run_badlog/metrics.jsonl", "line 1", "garbage"]),
+    case("corrupt metrics line on resume", "train --resume --out-dir run_badlog --iterations 4 -q", 2, &["run_badlog/metrics.jsonl", "line 1", "garbage"]),
     case("changed setting on resume", "train --resume --out-dir run --lr 0.1", 2, &["--lr"]),
     case("overwriting a run", "train --dataset sphere2 --method euler --steps 2 --out-dir run", 2, &["'run'", "--resume"]),
     case("image data folder missing", "train --dataset mnist --method euler --steps 2 --data-dir nonexist", 2, &["'nonexist'", "does not exist"]),
