@@ -158,15 +158,14 @@ struct Listing {
 }
 
 fn run_list(args: ListArgs, reporter: &Reporter) -> Result<(), CliError> {
+    // A root that does not exist yet lists every data set as missing; one that is not a
+    // folder is a mistake.
     if let Some(dir) = &args.output.dir {
-        if !dir.is_dir() {
-            let what = match odeflow::fsutil::describe_path(dir) {
-                "missing" => "does not exist".to_string(),
-                kind => format!("is {kind}, not a folder"),
-            };
+        if dir.exists() && !dir.is_dir() {
             return Err(CliError::input(format!(
-                "--dir {} {what}; give the data root (the folder odeflow data download --dir wrote to)",
-                dir.display()
+                "--dir {} is {}, not a folder; give the data root (the folder odeflow data download --dir wrote to)",
+                dir.display(),
+                odeflow::fsutil::describe_path(dir)
             )));
         }
     }
