@@ -218,3 +218,43 @@ fn bad_weights_models_inputs_and_flags_fail_in_one_line() {
     fails(d, "export r", 2, &["--out"]);
     fails(d, "export nowhere --out m2.safetensors", 2, &["nowhere"]);
 }
+
+#[test]
+fn check_and_eval_of_exported_weights_match_the_run_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(
+        d,
+        &format!("train {TINY} --method euler --steps 2 --out-dir r"),
+    );
+    ok(d, "export r --out m.safetensors -q");
+    let ext = "--weights m.safetensors --model simple_odenet --dataset sphere2 --test-size 64 --train-method euler --train-steps 2 --dtype f32";
+    let from_run = ok_json(d, "check r --exit-zero");
+    let from_file = ok_json(d, &format!("check {ext} --out-dir c --exit-zero"));
+    assert_eq!(from_file["results"], from_run["results"]);
+    assert_eq!(from_file["valid"], from_run["valid"]);
+    assert_eq!(
+        from_file["model"], from_run["model"],
+        "same parameters, same fingerprint"
+    );
+    assert!(d.join("c/check.json").is_file() && d.join("c/check.png").is_file());
+    let e = ok_json(
+        d,
+        &format!("eval {ext} --out-dir e --methods rk4 --steps 1,8"),
+    );
+    assert_eq!(e["train"]["accuracy"], from_run["train_accuracy"]);
+    assert_eq!(e["results"].as_array().unwrap().len(), 2);
+    for f in ["eval.json", "eval.csv", "eval.png"] {
+        assert!(d.join("e").join(f).is_file(), "{f}");
+    }
+    // Bad combinations: one line, exit 2.
+    fails(
+        d,
+        "check r --weights m.safetensors",
+        2,
+        &["cannot be used with"],
+    );
+    fails(d, "check --weights m.safetensors --model simple_odenet --dataset sphere2 --train-method euler --out-dir c", 2, &["--train-steps N, --train-step-size H or --train-tol T"]);
+    fails(d, "check --weights m.safetensors --model simple_odenet --dataset sphere3 --train-method euler --train-steps 2 --out-dir c", 2, &["'head.weight' has shape [2, 2]", "needs [2, 3]"]);
+    fails(d, "eval", 2, &["RUN"]);
+}

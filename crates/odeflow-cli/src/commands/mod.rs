@@ -11,6 +11,7 @@ pub mod data;
 pub mod eval;
 pub mod experiment;
 pub mod export;
+pub mod external;
 pub mod imde;
 pub mod merge;
 pub mod methods;

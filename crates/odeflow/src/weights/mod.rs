@@ -44,6 +44,7 @@
 //! named in the architecture (`mlp-tanh`) or read from the file's metadata key
 //! `activation`, which [`export_classifier`] writes.
 
+pub mod check;
 mod tensors;
 #[cfg(test)]
 mod tests;
@@ -53,6 +54,7 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
+pub use check::{check_weights, evaluate_weights, ExternalModel};
 pub use tensors::{FileDtype, Tensor, TensorFile};
 
 use crate::field::Parameterized;
