@@ -8,10 +8,9 @@ Where torch and torchdiffeq are installed (e.g. the venv `bench/run_peers.sh` ma
    `odeflow predict --dtype f64` must give torchdiffeq's logits within 1e-10 relative for
    euler, rk4 (torchdiffeq's 'rk4' is Kutta's 3/8 rule, odeflow's `rk4-38`) and midpoint on a
    fixed grid, and a hand-written fixed-grid dopri5 in torch against odeflow's `dopri5`;
-2. the loss and the parameter gradients of one training iteration in torch (cross-entropy
-   through 4 Euler steps), printed for the record: odeflow has no command that prints a
-   gradient, so these are not compared here (odeflow's gradients are tested against finite
-   differences in its own test suite);
+2. the loss and the parameter gradients of one training iteration (mean cross-entropy
+   through 4 Euler and 4 RK4-3/8 steps): `odeflow predict --labels L.npy --grad-out G`
+   against torch's `loss.backward()`, each parameter within 1e-10 relative;
 3. odeflow -> PyTorch: a run trained by `odeflow train --dtype f64` is exported with
    `odeflow export`, loaded with `load_state_dict(..., strict=True)`, and torch's logits must
    match `odeflow predict`'s within 1e-10 relative.
@@ -23,6 +22,7 @@ Usage: python bench/torch_crosscheck.py [--odeflow PATH]
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -149,14 +149,25 @@ def main():
             got = predict(odeflow, d, "torch.safetensors", x[:, 0, :], method, steps)
             report(f"torch -> odeflow logits, {method} x {steps}", rel(got, want))
 
-        # 2. One training iteration in torch, for the record.
+        # 2. Loss and parameter gradients of one training iteration.
         labels = (x.flatten(1).norm(dim=1) > 1.0).long()
-        loss = nn.functional.cross_entropy(model(x, "euler", 4), labels)
-        loss.backward()
-        print(f"info torch loss through 4 Euler steps: {loss.item():.17g}")
-        for k, p in model.named_parameters():
-            print(f"info torch grad {k}: norm {p.grad.norm().item():.17g}")
-        print("info gradients are not compared: odeflow has no command that prints them")
+        for method, steps in [("euler", 4), ("rk4-38", 4)]:
+            model.zero_grad()
+            loss = nn.functional.cross_entropy(model(x, method, steps), labels)
+            loss.backward()
+            np.save(os.path.join(d, "labels.npy"), labels.double().numpy())
+            np.save(os.path.join(d, "x.npy"), x[:, 0, :].detach().numpy())
+            out = run(odeflow, ["predict", "--weights", "torch.safetensors", "--model",
+                                "simple_odenet", "--input", "x.npy", "--method", method,
+                                "--steps", str(steps), "--dtype", "f64", "--out", "y.npy",
+                                "--labels", "labels.npy", "--grad-out", "grad.safetensors",
+                                "--json"], d)
+            got_loss = json.loads(out)["loss"]
+            report(f"loss, {method} x {steps}", rel([got_loss], [loss.item()]))
+            grads = load_file(os.path.join(d, "grad.safetensors"))
+            assert set(grads) == {k for k, _ in model.named_parameters()}, sorted(grads)
+            for k, p in model.named_parameters():
+                report(f"gradient {k}, {method} x {steps}", rel(grads[k].numpy(), p.grad.numpy()))
 
         # 3. odeflow -> PyTorch.
         run(odeflow, ["train", "--dataset", "sphere2", "--train-size", "256", "--test-size", "64",

@@ -139,6 +139,32 @@ fn an_exported_run_predicts_its_own_logits_bit_for_bit() {
     let (shape, got) = read_npy_shaped::<f32>(d.join("y.npy")).unwrap();
     assert_eq!(shape, vec![6, 2]);
     assert_eq!(got.as_slice(), want.as_slice());
+
+    // The loss and its gradient under the weights' keys.
+    let labels = Batch::from_vec(6, 1, vec![0.0f64, 1.0, 1.0, 0.0, 1.0, 0.0]).unwrap();
+    std::fs::write(d.join("l.npy"), odeflow::data::npy::npy_bytes(&labels)).unwrap();
+    let g = ok_json(
+        d,
+        "predict --weights w/model.safetensors --model simple_odenet --input x.npy --method midpoint --steps 3 --out y.npy --labels l.npy --grad-out g.safetensors",
+    );
+    assert!(g["loss"].as_f64().unwrap() > 0.0);
+    let grads = TensorFile::read(d.join("g.safetensors")).unwrap();
+    let shapes = |f: &TensorFile| -> Vec<(String, Vec<usize>)> {
+        f.tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), t.shape.clone()))
+            .collect()
+    };
+    assert_eq!(shapes(&grads), shapes(&file));
+    assert!(grads.tensors["head.weight"].data.iter().any(|v| *v != 0.0));
+    let bad = Batch::from_vec(6, 1, vec![0.0f64, 1.0, 2.0, 0.0, 1.0, 0.0]).unwrap();
+    std::fs::write(d.join("bad.npy"), odeflow::data::npy::npy_bytes(&bad)).unwrap();
+    fails(
+        d,
+        "predict --weights w/model.safetensors --model simple_odenet --input x.npy --method midpoint --steps 3 --out y.npy --labels bad.npy --grad-out g.safetensors",
+        2,
+        &["'bad.npy' holds the label 2", "0 to 1"],
+    );
 }
 
 #[test]

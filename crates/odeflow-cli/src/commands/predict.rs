@@ -27,7 +27,9 @@ use odeflow::budget::{check_tolerance, Budget};
 use odeflow::data::npy::{npy_bytes_shaped, read_npy_shaped};
 use odeflow::models::FlowModel;
 use odeflow::solve::{solve, SaveAt, SolverSpec};
-use odeflow::weights::{load_classifier, load_field, Architecture, TensorFile};
+use odeflow::weights::{
+    load_classifier, load_field, loss_gradient, Architecture, FileDtype, TensorFile,
+};
 use odeflow::{Batch, Real};
 
 use crate::args::{finite, positive};
@@ -70,6 +72,14 @@ pub struct PredictArgs {
     /// Scalar type of the computation and of the output file.
     #[arg(long, default_value = "f64", value_name = "f32|f64")]
     pub dtype: String,
+    /// Class labels of the inputs (an NPY array of N whole numbers) for a classifier: the
+    /// result then holds the mean cross-entropy, and --grad-out its parameter gradient.
+    #[arg(long, value_name = "FILE", requires = "grad_out")]
+    pub labels: Option<PathBuf>,
+    /// Where to write the gradient of the loss (a safetensors file with the weights' keys,
+    /// PyTorch's `param.grad` of each parameter).
+    #[arg(long, value_name = "FILE", requires = "labels")]
+    pub grad_out: Option<PathBuf>,
 }
 
 /// The result of `odeflow predict`.
@@ -101,6 +111,12 @@ pub struct PredictReport {
     pub nfe: usize,
     /// Steps (attempts).
     pub steps: usize,
+    /// Mean cross-entropy on --labels (with --grad-out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+    /// The gradient file written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_out: Option<PathBuf>,
 }
 
 fn solver(args: &PredictArgs) -> Result<SolverSpec, CliError> {
@@ -155,6 +171,7 @@ struct Predicted<T> {
     model: String,
     nfe: usize,
     steps: usize,
+    loss: Option<f64>,
 }
 
 fn predict<T: Real>(
@@ -163,8 +180,8 @@ fn predict<T: Real>(
     file: &TensorFile,
     arch: Architecture,
 ) -> Result<(Vec<usize>, Predicted<T>), CliError> {
-    let (in_shape, x) =
-        read_npy_shaped::<T>(&args.input).map_err(|e| CliError::input(e.to_string()))?;
+    let (in_shape, x) = read_npy_shaped::<T>(&args.input)
+        .map_err(|e| CliError::input(format!("cannot read the input {e}")))?;
     if x.rows() == 0 {
         return Err(CliError::input(format!(
             "'{}' holds no samples (shape {in_shape:?})",
@@ -195,7 +212,22 @@ fn predict<T: Real>(
             load_classifier::<T>(arch, file, &sample, method.clone(), opts.clone())
                 .map_err(weights_err)?;
         let (logits, stats) = model.outputs(&x, &method, &opts).map_err(fail)?;
+        let loss = match (&args.labels, &args.grad_out) {
+            (Some(l), Some(g)) => {
+                let labels = read_labels(l, x.rows(), logits.cols())?;
+                let dtype =
+                    FileDtype::from_name(T::NAME).map_err(|e| CliError::input(e.to_string()))?;
+                let (loss, grads) = loss_gradient(&mut model, &x, &labels, dtype)
+                    .map_err(|e| CliError::runtime(e.to_string()))?;
+                grads
+                    .save(g)
+                    .map_err(|e| CliError::runtime(format!("cannot write the gradient: {e}")))?;
+                Some(loss)
+            }
+            _ => None,
+        };
         Predicted {
+            loss,
             shape: vec![logits.rows(), logits.cols()],
             outputs: logits,
             kind: "logits",
@@ -227,7 +259,14 @@ fn predict<T: Real>(
             s.extend(state_dims(state));
             s
         };
+        if args.labels.is_some() {
+            return Err(CliError::input(format!(
+                "--labels needs a classifier, but '{}' holds a bare field (no head.weight)",
+                args.weights.display()
+            )));
+        }
         Predicted {
+            loss: None,
             shape: out_shape,
             outputs: sol.y_final,
             kind: "final states",
@@ -237,6 +276,33 @@ fn predict<T: Real>(
         }
     };
     Ok((in_shape, predicted))
+}
+
+/// Class labels from an NPY array of `n` whole numbers below `classes`.
+fn read_labels(path: &std::path::Path, n: usize, classes: usize) -> Result<Vec<usize>, CliError> {
+    let (shape, b) = read_npy_shaped::<f64>(path)
+        .map_err(|e| CliError::input(format!("cannot read the labels {e}")))?;
+    if b.as_slice().len() != n {
+        return Err(CliError::input(format!(
+            "'{}' holds {} labels (shape {shape:?}) for {n} inputs: give one label per input",
+            path.display(),
+            b.as_slice().len()
+        )));
+    }
+    b.as_slice()
+        .iter()
+        .map(|&v| {
+            if v.fract() == 0.0 && v >= 0.0 && v < classes as f64 {
+                Ok(v as usize)
+            } else {
+                Err(CliError::input(format!(
+                    "'{}' holds the label {v}: labels are whole numbers from 0 to {}",
+                    path.display(),
+                    classes - 1
+                )))
+            }
+        })
+        .collect()
 }
 
 fn x_rows(shape: &[usize]) -> usize {
@@ -283,6 +349,8 @@ fn run_typed<T: Real>(
         dtype: T::NAME.into(),
         nfe: p.nfe,
         steps: p.steps,
+        loss: p.loss,
+        grad_out: args.grad_out.clone().filter(|_| p.loss.is_some()),
     };
     reporter.result(&report, || {
         format!(

@@ -550,3 +550,31 @@ pub fn export_field<T: Real>(
     );
     file
 }
+
+/// The mean cross-entropy of a classifier on `(x, labels)` with its (training) solver, and
+/// its gradient with respect to every parameter as a weights file with the same keys as
+/// the parameters (`field.*`, `head.*`), for comparison with PyTorch's `param.grad`. The
+/// gradient is the model's gradient method's (backprop: the exact discrete adjoint of the
+/// solve, what autograd through the solver loop gives).
+pub fn loss_gradient<T: Real>(
+    model: &mut NeuralClassifier<T>,
+    x: &crate::state::Batch<T>,
+    labels: &[usize],
+    dtype: FileDtype,
+) -> Result<(f64, TensorFile), WeightsError> {
+    let batch = crate::models::ClassBatch {
+        x: x.clone(),
+        labels: labels.to_vec(),
+    };
+    let mut grad = vec![T::zero(); model.num_params()];
+    let m = model
+        .loss_and_grad(&batch, &mut grad, 0)
+        .map_err(|e| WeightsError::Invalid(format!("the loss and gradient failed: {e}")))?;
+    let mut file = TensorFile::new(dtype);
+    insert(
+        &mut file,
+        expected_keys(&model.field, Some(&model.head)),
+        &grad,
+    );
+    Ok((m.loss, file))
+}

@@ -152,10 +152,8 @@ impl TensorFile {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let bytes = crate::data::read_capped(path, limit).map_err(|e| WeightsError::Io {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let bytes = crate::data::read_capped(path, limit)
+            .map_err(|e| WeightsError::Invalid(format!("cannot read the weights file {e}")))?;
         Self::parse(&bytes, path)
     }
 

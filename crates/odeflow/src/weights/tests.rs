@@ -244,3 +244,50 @@ fn non_safetensors_and_other_dtypes_are_refused() {
         .unwrap();
     assert!(e.to_string().contains("dtype I32"), "{e}");
 }
+
+#[test]
+fn loss_gradients_match_central_differences_under_the_file_keys() {
+    let spec = ClassifierSpec {
+        augment: 1,
+        ..ClassifierSpec::new(FieldSpec::SimpleOdenet { channels: 3 })
+    };
+    let mut m = classifier::<f64>(&spec, &[1, 2], 2);
+    let x = input(6, 2);
+    let labels = [0, 1, 1, 0, 1, 0];
+    let (loss, g) = loss_gradient(&mut m, &x, &labels, FileDtype::F64).unwrap();
+    let weights = export_classifier(&m, &spec, FileDtype::F64).unwrap();
+    let keys: Vec<_> = g
+        .tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shape.clone()))
+        .collect();
+    let wkeys: Vec<_> = weights
+        .tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shape.clone()))
+        .collect();
+    assert_eq!(keys, wkeys);
+    let loss_of = |file: &TensorFile| {
+        let (mut m, _) =
+            load_classifier::<f64>(Architecture::SimpleOdenet, file, &[1, 2], rk4(), opts())
+                .unwrap();
+        let (logits, _) = m.outputs(&x, &rk4(), &opts()).unwrap();
+        let mut gl = Batch::zeros(0, 0);
+        gl.resize(logits.rows(), logits.cols());
+        crate::nn::loss::softmax_cross_entropy(&logits, &labels, &mut gl).unwrap()
+    };
+    assert!((loss_of(&weights) - loss).abs() <= 1e-14 * loss.abs());
+    let eps = 1e-6;
+    let mut worst = 0.0f64;
+    for (key, t) in &g.tensors {
+        for i in 0..t.data.len() {
+            let mut plus = weights.clone();
+            plus.tensors.get_mut(key).unwrap().data[i] += eps;
+            let mut minus = weights.clone();
+            minus.tensors.get_mut(key).unwrap().data[i] -= eps;
+            let fd = (loss_of(&plus) - loss_of(&minus)) / (2.0 * eps);
+            worst = worst.max((fd - t.data[i]).abs() / (1e-3 + fd.abs()));
+        }
+    }
+    assert!(worst < 1e-6, "worst relative difference {worst:e}");
+}
