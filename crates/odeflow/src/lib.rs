@@ -23,6 +23,8 @@
 //!   table writer.
 //! * [`nn`]: native CPU layers with exact VJPs, initialisers, losses, and neural vector
 //!   fields (the model zoo of the papers).
+//! * [`weights`]: safetensors files with PyTorch `state_dict` names and layouts, in and out
+//!   (export a trained classifier, load one trained with torchdiffeq).
 //! * [`fsutil`]: atomic file writes, an exclusive per-folder lock naming its holder, and
 //!   words for what a path is.
 //! * [`budget`]: step and memory budgets checked before work starts, with one-line errors,
@@ -50,6 +52,7 @@ pub mod stats;
 pub mod systems;
 pub mod tableau;
 pub mod train;
+pub mod weights;
 
 pub use error::{ArgError, FailReason, Failure, SolveError};
 pub use field::{ParamView, Parameterized, VectorField};

@@ -3,6 +3,8 @@
 //! ```text
 //! odeflow check runs/e2                  # exit 0: valid ODE flow, 3: not valid
 //! odeflow check runs/e2 --threshold 0.05
+//! odeflow check --weights model.safetensors --model simple_odenet --dataset sphere2 \
+//!     --train-method euler --train-steps 2 --out-dir checks/torch-e2
 //! ```
 //!
 //! A trained model is a valid ODE flow when every solver of equal or smaller numerical error
@@ -10,7 +12,7 @@
 //! accuracy within `--threshold` of the training solver's. The run's `eval.json` is reused
 //! when it belongs to the current model; otherwise the training method at 1×–16× the training
 //! steps and the next higher-order methods are evaluated. Writes `check.json` and `check.png`
-//! into the run folder and prints the verdict, a table of the qualifying solvers (accuracy,
+//! into the run folder (`--out-dir` with `--weights`) and prints the verdict, a table of the qualifying solvers (accuracy,
 //! drop, the fraction of changed predictions, McNemar's p-value) and the files written on
 //! stdout (`--json`: the JSON report).
 
@@ -19,7 +21,9 @@ use std::path::PathBuf;
 use clap::Args;
 use odeflow::runs::check::{check_run, CheckReport, CHECK_FILE};
 use odeflow::runs::load_run_config;
+use odeflow::weights::check_weights;
 
+use crate::commands::external::ExternalArgs;
 use crate::error::{CliError, EXIT_NOT_VALID};
 use crate::plot::runs::noise_label;
 use crate::progress::{Reporter, RunObserver};
@@ -27,8 +31,9 @@ use crate::progress::{Reporter, RunObserver};
 /// Flags of `odeflow check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The run folder (written by `odeflow train`).
-    pub run: PathBuf,
+    /// The run folder (written by `odeflow train`); or give --weights instead.
+    #[arg(required_unless_present = "weights", conflicts_with = "weights")]
+    pub run: Option<PathBuf>,
     /// Largest tolerated drop of test accuracy (default: the run's, 0.02).
     #[arg(long, value_name = "DROP", value_parser = crate::args::finite, allow_hyphen_values = true)]
     pub threshold: Option<f64>,
@@ -38,6 +43,9 @@ pub struct CheckArgs {
     /// Exit with 0 also when the model is not a valid ODE flow.
     #[arg(long)]
     pub exit_zero: bool,
+    /// A model trained elsewhere instead of a run folder.
+    #[command(flatten)]
+    pub external: ExternalArgs,
 }
 
 /// The check for people: the verdict line, a table of the qualifying solvers (accuracy,
@@ -87,16 +95,27 @@ pub fn human_check(report: &CheckReport, files: &str) -> String {
 
 /// Runs `odeflow check`.
 pub fn run(args: CheckArgs, reporter: &Reporter) -> Result<(), CliError> {
-    let cfg = load_run_config(&args.run)?;
-    let threshold = args.threshold.unwrap_or(cfg.check.threshold);
-    let batch = args.batch_size.unwrap_or(cfg.check.batch_size).max(1);
     let observer = RunObserver::new(reporter);
-    let report = check_run(&args.run, threshold, batch, &observer)?;
+    let (dir, report) = match (args.external.resolve()?, &args.run) {
+        (Some((m, out)), _) => {
+            let threshold = args.threshold.unwrap_or(0.02);
+            let batch = args.batch_size.unwrap_or(1000).max(1);
+            let report = check_weights(&m, &out, threshold, batch, &observer)?;
+            (out, report)
+        }
+        (None, Some(run)) => {
+            let cfg = load_run_config(run)?;
+            let threshold = args.threshold.unwrap_or(cfg.check.threshold);
+            let batch = args.batch_size.unwrap_or(cfg.check.batch_size).max(1);
+            (run.clone(), check_run(run, threshold, batch, &observer)?)
+        }
+        (None, None) => return Err(CliError::input("give a run folder or --weights FILE")),
+    };
     observer.finish()?;
     let files = format!(
         "wrote {} and {}",
-        args.run.join(CHECK_FILE).display(),
-        args.run.join(&report.plot).display()
+        dir.join(CHECK_FILE).display(),
+        dir.join(&report.plot).display()
     );
     reporter.result(&report, || human_check(&report, &files))?;
     if report.verdict.valid || args.exit_zero {

@@ -4,11 +4,13 @@
 //! odeflow eval runs/e2                                   # euler, midpoint, rk4 × 1, 2, 4, …, 4096 steps
 //! odeflow eval runs/e2 --methods euler,rk4 --steps 1,2,4,8,16
 //! odeflow eval runs/d5 --methods dopri5 --tols 1e-2,1e-4,1e-6
+//! odeflow eval --weights model.safetensors --model simple_odenet --dataset sphere2 \
+//!     --train-method euler --train-steps 2 --out-dir evals/torch-e2
 //! ```
 //!
 //! Writes `eval.json` (keys `train` and `results`), `eval.csv` and `eval.png` (accuracy
 //! against the number of test steps on a log axis, one line per test method, the training
-//! configuration marked) into the run folder (the CSV and plot where `--csv`, `--plot` say),
+//! configuration marked) into the run folder (`--out-dir` with `--weights`) (the CSV and plot where `--csv`, `--plot` say),
 //! and prints a table of the test solvers (`--json`: the report).
 
 use std::path::PathBuf;
@@ -21,7 +23,10 @@ use odeflow::runs::evaluate::{
 use odeflow::runs::load_run_config;
 use odeflow::runs::model_file::{ModelFile, MODEL_FILE};
 
+use odeflow::weights::evaluate_weights;
+
 use crate::args::positive;
+use crate::commands::external::ExternalArgs;
 use crate::error::CliError;
 use crate::output::{self, Layout};
 use crate::plot::runs::accuracy_panels;
@@ -31,8 +36,9 @@ use crate::progress::{Reporter, RunObserver};
 /// Flags of `odeflow eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// The run folder (written by `odeflow train`).
-    pub run: PathBuf,
+    /// The run folder (written by `odeflow train`); or give --weights instead.
+    #[arg(required_unless_present = "weights", conflicts_with = "weights")]
+    pub run: Option<PathBuf>,
     /// Test methods, comma-separated (default euler,midpoint,rk4; for a model trained with
     /// an adaptive method, also that method at its tolerance and 10…10⁴ times tighter).
     #[arg(long, value_delimiter = ',')]
@@ -52,6 +58,9 @@ pub struct EvalArgs {
     /// The plot, .png or .svg (default RUN/eval.png).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    /// A model trained elsewhere instead of a run folder.
+    #[command(flatten)]
+    pub external: ExternalArgs,
 }
 
 /// The evaluation figure of a report.
@@ -64,14 +73,27 @@ pub fn eval_figure(report: &EvalReport, title: &str) -> Figure {
 
 /// Runs `odeflow eval`.
 pub fn run(args: EvalArgs, reporter: &Reporter) -> Result<(), CliError> {
-    let cfg = load_run_config(&args.run)?;
+    let ext = args.external.resolve()?;
+    let (dir, train, data_name, default_batch) = match (&ext, &args.run) {
+        (Some((m, out)), _) => (out.clone(), m.train.clone(), m.data.name.clone(), 1000),
+        (None, Some(run)) => {
+            let cfg = load_run_config(run)?;
+            let model = ModelFile::load(&run.join(MODEL_FILE))?;
+            (
+                run.clone(),
+                model.train,
+                cfg.data.name,
+                cfg.check.batch_size,
+            )
+        }
+        (None, None) => return Err(CliError::input("give a run folder or --weights FILE")),
+    };
     let steps = args.steps.clone().unwrap_or_else(|| powers_of_two(4096));
-    let model = ModelFile::load(&args.run.join(MODEL_FILE))?;
-    let (methods, tols) = match (&args.methods, model.train.tol) {
+    let (methods, tols) = match (&args.methods, train.tol) {
         (Some(m), _) => (m.clone(), args.tols.clone()),
         (None, Some(t)) if args.tols.is_empty() => {
             let mut m: Vec<String> = ["euler", "midpoint", "rk4"].map(String::from).to_vec();
-            m.push(model.train.method.clone());
+            m.push(train.method.clone());
             (m, (-1..5).map(|k| t / 10f64.powi(k)).collect())
         }
         (None, _) => (
@@ -89,17 +111,21 @@ pub fn run(args: EvalArgs, reporter: &Reporter) -> Result<(), CliError> {
     {
         output::check_target(p)?;
     }
-    let batch = args.batch_size.unwrap_or(cfg.check.batch_size).max(1);
-    let report = evaluate_run(&args.run, &grid, batch, &RunObserver::new(reporter))?;
-    let json = args.run.join(EVAL_FILE);
+    let batch = args.batch_size.unwrap_or(default_batch).max(1);
+    let observer = RunObserver::new(reporter);
+    let report = match &ext {
+        Some((m, _)) => evaluate_weights(m, &grid, batch, &observer)?,
+        None => evaluate_run(&dir, &grid, batch, &observer)?,
+    };
+    let json = dir.join(EVAL_FILE);
     output::write_json(&report, Some(&json), Layout::Pretty)?;
     let table = report_table(&report);
-    let csv = args.csv.unwrap_or_else(|| args.run.join("eval.csv"));
+    let csv = args.csv.unwrap_or_else(|| dir.join("eval.csv"));
     output::write_atomic(&csv, table.to_csv().as_bytes())?;
-    let png = args.plot.unwrap_or_else(|| args.run.join("eval.png"));
+    let png = args.plot.unwrap_or_else(|| dir.join("eval.png"));
     let title = format!(
         "{} trained with {} (test accuracy {:.3})",
-        cfg.data.name,
+        data_name,
         report.train.solver.label(),
         report.train.accuracy
     );

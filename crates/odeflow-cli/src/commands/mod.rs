@@ -10,9 +10,12 @@ pub mod critical_step;
 pub mod data;
 pub mod eval;
 pub mod experiment;
+pub mod export;
+pub mod external;
 pub mod imde;
 pub mod merge;
 pub mod methods;
+pub mod predict;
 pub mod solve;
 pub mod sweep;
 pub mod train;
@@ -58,6 +61,12 @@ pub enum Command {
     /// Download MNIST, Fashion-MNIST or CIFAR-10 (checked against built-in SHA-256
     /// digests), or list the data sets on disk.
     Data(data::DataArgs),
+    /// Write a run's trained classifier as a safetensors file with PyTorch state_dict names
+    /// (field.*, head.*); --out names the file.
+    Export(export::ExportArgs),
+    /// Run a model from a safetensors file on the inputs of an NPY file with a given solver;
+    /// --out names the NPY file of logits or final states.
+    Predict(predict::PredictArgs),
 }
 
 impl Command {
@@ -76,6 +85,8 @@ impl Command {
             Command::Imde(args) => imde::run(args, reporter),
             Command::Experiment(args) => experiment::run(args, reporter),
             Command::Data(args) => data::run(args, reporter),
+            Command::Export(args) => export::run(args, reporter),
+            Command::Predict(args) => predict::run(args, reporter),
         }
     }
 }

@@ -128,6 +128,23 @@ fn parse_header_dict(s: &str) -> Result<Vec<(String, Value)>, String> {
 /// checked against the file's length before anything is allocated; an array with no rows
 /// may declare at most [`MAX_EMPTY_COLS`] columns.
 pub fn parse_npy<T: Real>(bytes: &[u8], path: &Path) -> Result<Batch<T>, DataError> {
+    let (shape, batch) = parse_npy_shaped(bytes, path)?;
+    if shape.len() > 2 {
+        return Err(DataError::format(
+            path,
+            format!("shape {shape:?} is not 1-D or 2-D"),
+        ));
+    }
+    Ok(batch)
+}
+
+/// Parses an NPY file of any rank ≥ 1 into its shape and a batch of `shape[0]` rows of
+/// `shape[1] · shape[2] · …` values (C order: one sample per row, PyTorch's order within
+/// it; a 1-D array of length `n` is `n × 1`).
+pub fn parse_npy_shaped<T: Real>(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(Vec<usize>, Batch<T>), DataError> {
     let fmt = |r: String| DataError::format(path, r);
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         let head = &bytes[..bytes.len().min(6)];
@@ -193,12 +210,20 @@ pub fn parse_npy<T: Real>(bytes: &[u8], path: &Path) -> Result<Batch<T>, DataErr
         )),
         _ => return Err(fmt("the NPY header has no boolean 'fortran_order'".into())),
     }
-    let (rows, cols) = match get("shape") {
-        Some(Value::Tuple(s)) if s.len() == 2 => (s[0] as usize, s[1] as usize),
-        Some(Value::Tuple(s)) if s.len() == 1 => (s[0] as usize, 1),
-        Some(Value::Tuple(s)) => return Err(fmt(format!("shape {s:?} is not 1-D or 2-D"))),
+    let shape: Vec<usize> = match get("shape") {
+        Some(Value::Tuple(s)) if !s.is_empty() => s.iter().map(|&d| d as usize).collect(),
+        Some(Value::Tuple(_)) => {
+            return Err(fmt(
+                "the array is a scalar (shape ()); save an array of one sample per row".into(),
+            ))
+        }
         _ => return Err(fmt("the NPY header has no tuple 'shape'".into())),
     };
+    let rows = shape[0];
+    let cols = shape[1..]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| fmt(format!("shape {shape:?} overflows")))?;
     // An empty array's column count is backed by no data: bound it, or a caller that names
     // every column (pair data) or sizes a model by it would allocate without limit.
     if rows == 0 && cols > MAX_EMPTY_COLS {
@@ -224,7 +249,7 @@ pub fn parse_npy<T: Real>(bytes: &[u8], path: &Path) -> Result<Batch<T>, DataErr
             .map(|c| T::of(f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64))
             .collect()
     };
-    Ok(Batch::from_vec(rows, cols, data)?)
+    Ok((shape, Batch::from_vec(rows, cols, data)?))
 }
 
 /// Reads an NPY file into a batch (a file larger than the memory budget is refused before
@@ -235,18 +260,39 @@ pub fn read_npy<T: Real>(path: impl AsRef<Path>) -> Result<Batch<T>, DataError> 
     parse_npy(&bytes, path)
 }
 
+/// Reads an NPY file of any rank ≥ 1 (see [`parse_npy_shaped`]; a file larger than the
+/// memory budget is refused before it is read).
+pub fn read_npy_shaped<T: Real>(
+    path: impl AsRef<Path>,
+) -> Result<(Vec<usize>, Batch<T>), DataError> {
+    let path = path.as_ref();
+    let bytes = super::read_capped(path, super::memory_limit(path)?)?;
+    parse_npy_shaped(&bytes, path)
+}
+
 /// The NPY encoding of a batch (see the module docs).
 pub fn npy_bytes<T: Real>(batch: &Batch<T>) -> Vec<u8> {
+    npy_bytes_shaped(&[batch.rows(), batch.cols()], batch)
+}
+
+/// The NPY encoding of a batch as an array of `shape` (whose product must be the batch's
+/// length; `[rows, c, h, w]` for images).
+pub fn npy_bytes_shaped<T: Real>(shape: &[usize], batch: &Batch<T>) -> Vec<u8> {
+    debug_assert_eq!(shape.iter().product::<usize>(), batch.as_slice().len());
     let (descr, width) = if T::NAME == "f32" {
         ("<f4", 4)
     } else {
         ("<f8", 8)
     };
-    let dict = format!(
-        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({}, {}), }}",
-        batch.rows(),
-        batch.cols()
-    );
+    let dims = match shape {
+        [n] => format!("{n},"),
+        _ => shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
     let padded = |prefix: usize| {
         let total = (prefix + dict.len() + 1).div_ceil(64) * 64;
         format!("{dict}{}\n", " ".repeat(total - prefix - dict.len() - 1))

@@ -90,20 +90,14 @@ impl ClassifierSpec {
         }
     }
 
-    /// Builds the classifier with its training solver. Parameters are initialised with
-    /// PyTorch's defaults (as in the papers' code) from `seed`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn build<T: Real>(
+    /// The ODE block's field for samples of `sample_shape` with this spec's augmentation,
+    /// initialised with PyTorch's defaults from `seed`, and the shape of the ODE state.
+    pub fn build_field<T: Real>(
         &self,
         sample_shape: &[usize],
-        classes: usize,
-        method: Method,
-        grad: GradientMethod,
-        opts: SolveOptions,
         seed: u64,
-    ) -> Result<NeuralClassifier<T>, ArgError> {
+    ) -> Result<(NeuralField<T>, Shape), ArgError> {
         let a = self.augment;
-        let (fseed, hseed) = (derive_seed(seed, 11), derive_seed(seed, 12));
         let shape_err = || {
             ArgError::invalid(
                 "sample shape",
@@ -111,12 +105,12 @@ impl ClassifierSpec {
                 "does not fit this model",
             )
         };
-        let (field, state_shape) = match (&self.field, sample_shape) {
+        let built = match (&self.field, sample_shape) {
             (FieldSpec::SimpleOdenet { channels }, [c, d]) => {
                 let c_state = c + a;
                 if c_state == 1 {
                     (
-                        simple_odenet::<T>(*channels, *d, fseed).map_err(nn_err)?,
+                        simple_odenet::<T>(*channels, *d, seed).map_err(nn_err)?,
                         Shape::seq(1, *d),
                     )
                 } else {
@@ -129,7 +123,7 @@ impl ClassifierSpec {
                         .build()
                         .map_err(nn_err)?;
                     (
-                        NeuralField::from_sequential(seq, &Init::PyTorchDefault, fseed)
+                        NeuralField::from_sequential(seq, &Init::PyTorchDefault, seed)
                             .map_err(nn_err)?,
                         Shape::seq(c_state, *d),
                     )
@@ -137,7 +131,7 @@ impl ClassifierSpec {
             }
             (FieldSpec::Odenet { channels }, [c, h, w]) => {
                 let c_state = c + a;
-                let f = crate::nn::zoo::odenet::<T>(c_state, *h, *w, *channels, fseed)
+                let f = crate::nn::zoo::odenet::<T>(c_state, *h, *w, *channels, seed)
                     .map_err(nn_err)?;
                 (f, Shape::image(c_state, *h, *w))
             }
@@ -157,7 +151,7 @@ impl ClassifierSpec {
                 }
                 let seq = b.linear(d).build().map_err(nn_err)?;
                 (
-                    NeuralField::from_sequential(seq, &Init::PyTorchDefault, fseed)
+                    NeuralField::from_sequential(seq, &Init::PyTorchDefault, seed)
                         .map_err(nn_err)?,
                     Shape::Flat(d),
                 )
@@ -167,6 +161,23 @@ impl ClassifierSpec {
         if a > 0 && sample_shape.len() == 1 && !matches!(self.field, FieldSpec::Mlp { .. }) {
             return Err(shape_err());
         }
+        Ok(built)
+    }
+
+    /// Builds the classifier with its training solver. Parameters are initialised with
+    /// PyTorch's defaults (as in the papers' code) from `seed`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build<T: Real>(
+        &self,
+        sample_shape: &[usize],
+        classes: usize,
+        method: Method,
+        grad: GradientMethod,
+        opts: SolveOptions,
+        seed: u64,
+    ) -> Result<NeuralClassifier<T>, ArgError> {
+        let (fseed, hseed) = (derive_seed(seed, 11), derive_seed(seed, 12));
+        let (field, state_shape) = self.build_field::<T>(sample_shape, fseed)?;
         let head = linear_head::<T>(state_shape, classes, hseed).map_err(nn_err)?;
         let dim = state_shape.len();
         let augment_len = dim - sample_shape.iter().product::<usize>();

@@ -138,6 +138,40 @@ pub enum DataKind {
 }
 
 impl DataConfig {
+    /// Finds the folder of an image data set by the one lookup rule (`dir` itself or its
+    /// `<name>` subfolder, else `$ODEFLOW_DATA/<name>`, else the platform cache folder) and
+    /// stores it as an absolute path; returns the data set's kind.
+    pub fn resolve(&mut self) -> Result<DataKind, RunError> {
+        let kind = self.kind()?;
+        if matches!(kind, DataKind::Mnist | DataKind::Cifar10) {
+            if let Some(dir) = &self.dir {
+                if !dir.is_dir() {
+                    let what = match crate::fsutil::describe_path(dir) {
+                        "missing" => "does not exist".to_string(),
+                        kind => format!("is {kind}, not a folder"),
+                    };
+                    return Err(RunError::input(format!(
+                        "dataset {}: the data folder '{}' {what}",
+                        self.name,
+                        dir.display()
+                    )));
+                }
+            }
+            // The one lookup rule: --data-dir (itself or its <name> subfolder), else
+            // $ODEFLOW_DATA/<name>, else the platform cache folder.
+            let name = if kind == DataKind::Mnist {
+                "mnist"
+            } else {
+                "cifar10"
+            };
+            let dir = crate::data::store::dataset_dir(name, self.dir.as_deref())
+                .map_err(RunError::input)?;
+            // Store an absolute path, so the run can be evaluated from any folder.
+            self.dir = Some(std::fs::canonicalize(&dir).unwrap_or(dir));
+        }
+        Ok(kind)
+    }
+
     /// The kind of data set, or an error naming the unknown name.
     pub fn kind(&self) -> Result<DataKind, ArgError> {
         match self.name.as_str() {
@@ -257,33 +291,7 @@ impl RunConfig {
     /// Fills in defaults that depend on other settings and checks everything that can be
     /// checked without data.
     pub fn resolve(&mut self) -> Result<(), RunError> {
-        let kind = self.data.kind()?;
-        if matches!(kind, DataKind::Mnist | DataKind::Cifar10) {
-            if let Some(dir) = &self.data.dir {
-                if !dir.is_dir() {
-                    let what = match crate::fsutil::describe_path(dir) {
-                        "missing" => "does not exist".to_string(),
-                        kind => format!("is {kind}, not a folder"),
-                    };
-                    return Err(RunError::input(format!(
-                        "dataset {}: the data folder '{}' {what}",
-                        self.data.name,
-                        dir.display()
-                    )));
-                }
-            }
-            // The one lookup rule: --data-dir (itself or its <name> subfolder), else
-            // $ODEFLOW_DATA/<name>, else the platform cache folder.
-            let name = if kind == DataKind::Mnist {
-                "mnist"
-            } else {
-                "cifar10"
-            };
-            let dir = crate::data::store::dataset_dir(name, self.data.dir.as_deref())
-                .map_err(RunError::input)?;
-            // Store an absolute path, so the run can be evaluated from any folder.
-            self.data.dir = Some(std::fs::canonicalize(&dir).unwrap_or(dir));
-        }
+        let kind = self.data.resolve()?;
         if !matches!(self.dtype.as_str(), "f32" | "f64") {
             return Err(RunError::input(format!(
                 "unknown dtype '{}'; known: f32, f64",

@@ -2,7 +2,8 @@ use std::path::Path;
 
 use crate::data::csv::{parse_csv, read_csv, read_pairs_csv, write_csv, write_pairs_csv};
 use crate::data::npy::{
-    npy_bytes, parse_npy, read_npy, read_pairs_npy, write_npy, write_pairs_npy,
+    npy_bytes, npy_bytes_shaped, parse_npy, parse_npy_shaped, read_npy, read_pairs_npy, write_npy,
+    write_pairs_npy,
 };
 use crate::data::{DataError, PairDataset};
 use crate::state::Batch;
@@ -79,6 +80,34 @@ fn npy_round_trips() {
     // Empty batch.
     write_npy(&p, &Batch::<f64>::zeros(0, 5)).unwrap();
     assert_eq!(read_npy::<f64>(&p).unwrap().cols(), 5);
+}
+
+#[test]
+fn npy_arrays_of_any_rank_round_trip_with_their_shape() {
+    let b = awkward();
+    let p = Path::new("nd.npy");
+    for shape in [vec![8], vec![4, 2], vec![2, 2, 2], vec![1, 2, 1, 4]] {
+        let bytes = npy_bytes_shaped(&shape, &b);
+        let (got_shape, got) = parse_npy_shaped::<f64>(&bytes, p).unwrap();
+        assert_eq!(got_shape, shape);
+        assert_eq!(got.rows(), shape[0]);
+        assert_eq!(got.as_slice(), b.as_slice());
+    }
+    let one_d = std::str::from_utf8(&npy_bytes_shaped(&[8], &b)[10..70])
+        .unwrap()
+        .to_string();
+    assert!(one_d.contains("'shape': (8,)"), "{one_d}");
+    let e = parse_npy_shaped::<f64>(
+        &npy_with(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (), }",
+            1,
+            &le_f64(&[1.0]),
+        ),
+        p,
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("scalar"), "{e}");
 }
 
 #[test]
