@@ -106,6 +106,12 @@ pub fn copy_output<T: Real + Element>(
     dst: &mut [T],
     what: &str,
 ) -> PyResult<()> {
+    if out.is_none() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} returned None (NoneType): it must return an array of shape {}",
+            shape_text(shape)
+        )));
+    }
     let arr = match out.cast::<PyArrayDyn<T>>() {
         Ok(a) => a.clone(),
         Err(_) => {
