@@ -9,7 +9,6 @@ use std::sync::Mutex;
 use numpy::Element;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 use serde::Serialize;
 
 use odeflow::analysis::solver_dependence::Verdict as LibVerdict;
@@ -23,6 +22,7 @@ use odeflow::{Batch, Method, Real};
 use crate::convert::{self, copy_output, shape_text, to_batch, to_numpy, Dtype};
 use crate::guarded;
 use crate::solve::PyField;
+pub use crate::verdict::Verdict;
 
 /// The first exception raised by the user's code (or a Ctrl-C), shared by the model and the
 /// observer: once set, the model stops calling Python and the observer cancels the call.
@@ -134,88 +134,6 @@ struct StopObserver<'a>(&'a Stop);
 impl Observer for StopObserver<'_> {
     fn cancelled(&self) -> bool {
         self.0.poll_signals()
-    }
-}
-
-/// The verdict of `odeflow.check_flow` and `odeflow.check`.
-#[pyclass(frozen, module = "odeflow")]
-pub struct Verdict {
-    data: Py<PyDict>,
-}
-
-impl Verdict {
-    /// Wraps a serialisable report whose top level holds the verdict's keys.
-    pub fn from_report<V: Serialize>(py: Python<'_>, report: &V) -> PyResult<Self> {
-        Ok(Self {
-            data: convert::to_python(py, report)?
-                .cast_into::<PyDict>()?
-                .unbind(),
-        })
-    }
-
-    fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
-        let v = self.data.bind(py).get_item(key)?;
-        Ok(v.unwrap_or_else(|| py.None().into_bound(py)))
-    }
-}
-
-#[pymethods]
-impl Verdict {
-    /// `True` when every solver at least as accurate as the training solver keeps the
-    /// score within `threshold` (beyond the noise of the test set).
-    #[getter]
-    fn valid<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, "valid")
-    }
-    /// The score (accuracy, or R² for `check_regression`) with the training solver.
-    #[getter]
-    fn train_accuracy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, "train_accuracy")
-    }
-    /// The qualifying solver with the largest drop: `method`, `steps` or `tol`,
-    /// `accuracy`, `drop`, `changed` (fraction of changed predictions), `p_value`.
-    #[getter]
-    fn worst<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, "worst")
-    }
-    /// Every test solver: `method`, `order`, `steps` or `tol`, `accuracy`, `nfe`,
-    /// `diverged`, `changed`, `p_value`.
-    #[getter]
-    fn results<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, "results")
-    }
-    /// The verdict in one sentence.
-    #[getter]
-    fn summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, "summary")
-    }
-    /// The largest tolerated drop.
-    #[getter]
-    fn threshold<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, "threshold")
-    }
-    /// How many solvers qualified for the comparison.
-    #[getter]
-    fn compared<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, "compared")
-    }
-    /// The training solver: `method`, `order`, `steps`, `step_size` or `tol`.
-    #[getter]
-    fn train<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, "train")
-    }
-    /// The whole report as a new dict (the JSON of `odeflow check --json`).
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        py.import("copy")?
-            .call_method1("deepcopy", (self.data.bind(py),))
-    }
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!(
-            "Verdict(valid={}, train_accuracy={}, summary={})",
-            self.get(py, "valid")?.repr()?,
-            self.get(py, "train_accuracy")?.repr()?,
-            self.get(py, "summary")?.repr()?
-        ))
     }
 }
 

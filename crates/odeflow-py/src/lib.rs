@@ -17,6 +17,7 @@ mod convert;
 mod flow;
 mod runs;
 mod solve;
+mod verdict;
 
 use odeflow::analysis::imde::{report_series, Expansion, ModifiedSeries, MAX_ORDER};
 use odeflow::solve::method_catalogue;
