@@ -83,7 +83,7 @@ pub fn to_batch<T: Real + Element>(arr: &Bound<'_, PyAny>, rows: usize) -> PyRes
         Ok(s) => s.to_vec(),
         Err(_) => ro.as_array().iter().copied().collect(),
     };
-    let cols = if rows == 0 { 0 } else { data.len() / rows };
+    let cols = data.len().checked_div(rows).unwrap_or(0);
     Batch::from_vec(rows, cols, data).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 

@@ -269,7 +269,7 @@ struct FlowReport<'a> {
 fn finish(
     py: Python<'_>,
     stop: &Stop,
-    result: Result<(LibVerdict, EvalReport), odeflow::runs::RunError>,
+    result: Checked,
     plot: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Verdict> {
     if let Some(e) = stop.take() {
@@ -296,18 +296,25 @@ fn finish(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a check compares: the training solver, the test grid (`None`: the default), the
+/// interval, the threshold and the evaluation batch size.
+struct Plan<'a> {
+    train: &'a SolverSpec,
+    grid: Option<&'a [SolverSpec]>,
+    interval: (f64, f64),
+    threshold: f64,
+    batch: usize,
+}
+
+type Checked = Result<(LibVerdict, EvalReport), odeflow::runs::RunError>;
+
 fn check_classifier_in<T: Real + Element>(
     py: Python<'_>,
     mut model: PyFlow<'_>,
     x: &Bound<'_, PyAny>,
     labels: Vec<usize>,
-    train: &SolverSpec,
-    grid: Option<&[SolverSpec]>,
-    interval: (f64, f64),
-    threshold: f64,
-    batch: usize,
-) -> PyResult<Result<(LibVerdict, EvalReport), odeflow::runs::RunError>> {
+    plan: &Plan<'_>,
+) -> PyResult<Checked> {
     let n = labels.len();
     let classes = labels.iter().max().map_or(1, |m| m + 1).max(2);
     let inputs = to_batch::<T>(x, n)?;
@@ -319,11 +326,11 @@ fn check_classifier_in<T: Real + Element>(
             &mut model,
             "python",
             &test,
-            train,
-            grid,
-            interval,
-            threshold,
-            batch,
+            plan.train,
+            plan.grid,
+            plan.interval,
+            plan.threshold,
+            plan.batch,
             &StopObserver(stop),
         )
     })
@@ -409,14 +416,16 @@ pub fn check_flow(
         sample_shape: shape[1..].to_vec(),
         stop: &stop,
     };
-    let args = (&train, grid.as_deref(), interval, threshold, batch_size);
+    let plan = Plan {
+        train: &train,
+        grid: grid.as_deref(),
+        interval,
+        threshold,
+        batch: batch_size,
+    };
     let result = match dtype {
-        Dtype::F32 => check_classifier_in::<f32>(
-            py, model, &arr, labels, args.0, args.1, args.2, args.3, args.4,
-        )?,
-        Dtype::F64 => check_classifier_in::<f64>(
-            py, model, &arr, labels, args.0, args.1, args.2, args.3, args.4,
-        )?,
+        Dtype::F32 => check_classifier_in::<f32>(py, model, &arr, labels, &plan)?,
+        Dtype::F64 => check_classifier_in::<f64>(py, model, &arr, labels, &plan)?,
     };
     finish(py, &stop, result, plot)
 }
@@ -426,17 +435,23 @@ fn check_regression_in<T: Real + Element>(
     mut model: PyFlow<'_>,
     x: &Bound<'_, PyAny>,
     y: &Bound<'_, PyAny>,
-    train: &SolverSpec,
-    grid: Option<&[SolverSpec]>,
-    interval: (f64, f64),
-    threshold: f64,
-) -> PyResult<Result<(LibVerdict, EvalReport), odeflow::runs::RunError>> {
+    plan: &Plan<'_>,
+) -> PyResult<Checked> {
     let n = convert::shape_of(x)?[0];
     let xb = to_batch::<T>(x, n)?;
     let yb = to_batch::<T>(y, n)?;
     let stop = model.stop;
     guarded(py, || {
-        let r = check_regressor(&mut model, &xb, &yb, train, grid, interval, threshold, 0);
+        let r = check_regressor(
+            &mut model,
+            &xb,
+            &yb,
+            plan.train,
+            plan.grid,
+            plan.interval,
+            plan.threshold,
+            0,
+        );
         if stop.is_set() {
             return Err(odeflow::runs::RunError::Cancelled("stopped".into()));
         }
@@ -508,14 +523,16 @@ pub fn check_regression(
         sample_shape: shape[1..].to_vec(),
         stop: &stop,
     };
-    let g = grid.as_deref();
+    let plan = Plan {
+        train: &train,
+        grid: grid.as_deref(),
+        interval,
+        threshold,
+        batch: 1024,
+    };
     let result = match dtype {
-        Dtype::F32 => {
-            check_regression_in::<f32>(py, model, &arr, &yarr, &train, g, interval, threshold)?
-        }
-        Dtype::F64 => {
-            check_regression_in::<f64>(py, model, &arr, &yarr, &train, g, interval, threshold)?
-        }
+        Dtype::F32 => check_regression_in::<f32>(py, model, &arr, &yarr, &plan)?,
+        Dtype::F64 => check_regression_in::<f64>(py, model, &arr, &yarr, &plan)?,
     };
     finish(py, &stop, result, plot)
 }
