@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use odeflow::runs::evaluate::{
-    build_grid, evaluate_run, powers_of_two, report_table, EvalReport, EVAL_FILE,
+    default_eval_grid, evaluate_run, report_table, EvalReport, EVAL_FILE,
 };
 use odeflow::runs::load_run_config;
 use odeflow::runs::model_file::{ModelFile, MODEL_FILE};
@@ -88,20 +88,12 @@ pub fn run(args: EvalArgs, reporter: &Reporter) -> Result<(), CliError> {
         }
         (None, None) => return Err(CliError::input("give a run folder or --weights FILE")),
     };
-    let steps = args.steps.clone().unwrap_or_else(|| powers_of_two(4096));
-    let (methods, tols) = match (&args.methods, train.tol) {
-        (Some(m), _) => (m.clone(), args.tols.clone()),
-        (None, Some(t)) if args.tols.is_empty() => {
-            let mut m: Vec<String> = ["euler", "midpoint", "rk4"].map(String::from).to_vec();
-            m.push(train.method.clone());
-            (m, (-1..5).map(|k| t / 10f64.powi(k)).collect())
-        }
-        (None, _) => (
-            ["euler", "midpoint", "rk4"].map(String::from).to_vec(),
-            args.tols.clone(),
-        ),
-    };
-    let grid = build_grid(&methods, &steps, &tols)?;
+    let grid = default_eval_grid(
+        &train,
+        args.methods.as_deref(),
+        args.steps.as_deref(),
+        &args.tols,
+    )?;
     if let Some(p) = &args.plot {
         plot::Format::from_path(p)?;
     }

@@ -132,6 +132,31 @@ pub fn build_grid(
     Ok(grid)
 }
 
+/// The grid of `odeflow eval` for a model trained with `train`: `methods` (default euler,
+/// midpoint, rk4) at `steps` (default 1, 2, 4, …, 4096) on the unit interval, and `tols` for
+/// the adaptive methods among them. For a model trained adaptively, with neither `methods`
+/// nor `tols` given, the training method joins the default methods at its tolerance ×10 and
+/// 1, 10⁻¹, …, 10⁻⁴ times it.
+pub fn default_eval_grid(
+    train: &SolverSpec,
+    methods: Option<&[String]>,
+    steps: Option<&[usize]>,
+    tols: &[f64],
+) -> Result<Vec<SolverSpec>, RunError> {
+    let steps = steps.map_or_else(|| powers_of_two(4096), <[usize]>::to_vec);
+    let defaults = || ["euler", "midpoint", "rk4"].map(String::from).to_vec();
+    let (methods, tols) = match (methods, train.tol) {
+        (Some(m), _) => (m.to_vec(), tols.to_vec()),
+        (None, Some(t)) if tols.is_empty() => {
+            let mut m = defaults();
+            m.push(train.method.clone());
+            (m, (-1..5).map(|k| t / 10f64.powi(k)).collect())
+        }
+        (None, _) => (defaults(), tols.to_vec()),
+    };
+    build_grid(&methods, &steps, &tols)
+}
+
 /// The grid `check` uses when the run has no evaluation: the training method at 1×, 2×, 4×,
 /// 8× and 16× the training steps, and the next two higher-order methods among midpoint, rk4
 /// and dopri5 at the same step counts (for adaptive training: the training method and dopri5 at
@@ -404,6 +429,29 @@ mod tests {
         // A step-size solver (h = 0.3 → 4 steps) gets the step-count grid.
         let d = default_check_grid(&SolverSpec::step_size("euler", 0.3).unwrap());
         assert_eq!(d[0].steps, Some(4));
+    }
+
+    #[test]
+    fn eval_grid_defaults_follow_the_training_solver() {
+        let fixed = SolverSpec::fixed("euler", 2).unwrap();
+        let g = default_eval_grid(&fixed, None, None, &[]).unwrap();
+        assert_eq!(g.len(), 3 * 13); // euler, midpoint, rk4 × 1…4096
+        assert_eq!((g[0].method.as_str(), g[0].steps), ("euler", Some(1)));
+        assert_eq!((g[38].method.as_str(), g[38].steps), ("rk4", Some(4096)));
+        let adaptive = SolverSpec::adaptive("dopri5", 1e-3).unwrap();
+        let g = default_eval_grid(&adaptive, None, Some(&[4]), &[]).unwrap();
+        let tols: Vec<f64> = g.iter().filter_map(|s| s.tol).collect();
+        assert_eq!(g.len(), 3 + 6);
+        assert!((tols[0] - 1e-2).abs() < 1e-15 && (tols[5] - 1e-7).abs() < 1e-20);
+        let mine = ["rk4".to_string()];
+        let g = default_eval_grid(&adaptive, Some(&mine), Some(&[3, 5]), &[]).unwrap();
+        assert_eq!(
+            g,
+            vec![
+                SolverSpec::fixed("rk4", 3).unwrap(),
+                SolverSpec::fixed("rk4", 5).unwrap()
+            ]
+        );
     }
 
     #[test]
