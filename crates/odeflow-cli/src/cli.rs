@@ -8,6 +8,7 @@ use clap::error::ErrorKind;
 use clap::Parser;
 
 use crate::commands::Command;
+use crate::device::DeviceArg;
 use crate::error::{one_line, CliError, EXIT_BAD_INPUT};
 use crate::progress::Reporter;
 
@@ -27,6 +28,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,
 
+    /// Where to compute: cpu (default) or cuda (an NVIDIA GPU; needs a binary built with
+    /// `--features cuda`; `bench pendulum-mlp128-euler2` so far).
+    #[arg(long, global = true, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -39,7 +45,7 @@ pub fn main() -> ExitCode {
         Err(e) => return clap_exit(&e),
     };
     let reporter = Reporter::new(cli.quiet).with_output(cli.json, cli.out.clone());
-    match cli.command.run(&reporter) {
+    match cli.command.run(&reporter, cli.device) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Status(code)) => ExitCode::from(code),
         Err(e) => {

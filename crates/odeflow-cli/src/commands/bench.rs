@@ -3,6 +3,7 @@
 //! ```text
 //! odeflow bench sphere2-euler256 --iters 50
 //! odeflow bench pendulum-mlp128-euler2 --grad reversible
+//! odeflow bench pendulum-mlp128-euler2 --device cuda   # binaries built with --features cuda
 //! ```
 //!
 //! Prints JSON with `workload`, `ms_per_iter` (median over the timed iterations, after
@@ -18,6 +19,9 @@ use odeflow::models::depth_field::Tying;
 use odeflow::models::{Workload, WorkloadRunner};
 use serde::Serialize;
 
+use odeflow::train::StepMetrics;
+
+use crate::device::{require_cpu, DeviceArg};
 use crate::error::CliError;
 use crate::progress::Reporter;
 
@@ -90,6 +94,66 @@ pub struct BenchResult {
     pub loss_last: f64,
     /// Logical CPUs available.
     pub cpus: usize,
+    /// `cpu` or `cuda`.
+    pub device: String,
+    /// The GPU's name and architecture with `--device cuda`.
+    pub gpu: Option<String>,
+}
+
+/// A prepared workload: one training iteration per call.
+type Iterate = Box<dyn FnMut(u64) -> Result<StepMetrics, CliError>>;
+
+/// The workload on the CPU: the iteration, the parameter count.
+fn cpu_runner(
+    workload: Workload,
+    grad: GradientMethod,
+    seed: u64,
+) -> Result<(Iterate, usize), CliError> {
+    let mut runner = WorkloadRunner::new(workload, grad, seed)?;
+    let params = runner.num_params();
+    let iterate = move |it| {
+        runner
+            .iteration(it)
+            .map_err(|e| CliError::runtime(e.to_string()))
+    };
+    Ok((Box::new(iterate), params))
+}
+
+/// The workload on GPU 0: the iteration, the parameter count, the GPU's description.
+#[cfg(feature = "cuda")]
+fn cuda_runner(
+    workload: Workload,
+    grad: GradientMethod,
+    seed: u64,
+) -> Result<(Iterate, usize, String), CliError> {
+    use odeflow::cuda::{Device, PendulumCuda};
+    if workload != Workload::PendulumMlp128Euler2 {
+        return Err(CliError::input(format!(
+            "--device cuda: the workload {} is not yet on cuda (the GPU runs \
+             pendulum-mlp128-euler2); use --device cpu",
+            workload.name()
+        )));
+    }
+    let dev = Device::open(0).map_err(|e| CliError::runtime(e.to_string()))?;
+    let gpu = format!("{} ({})", dev.name(), dev.arch());
+    let mut runner =
+        PendulumCuda::new(&dev, grad, seed).map_err(|e| CliError::runtime(e.to_string()))?;
+    let params = runner.num_params();
+    let iterate = move |_| {
+        runner
+            .iteration()
+            .map_err(|e| CliError::runtime(e.to_string()))
+    };
+    Ok((Box::new(iterate), params, gpu))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_runner(
+    _: Workload,
+    _: GradientMethod,
+    _: u64,
+) -> Result<(Iterate, usize, String), CliError> {
+    Err(crate::device::not_built())
 }
 
 /// Peak resident set size of this process in MiB (Linux VmHWM).
@@ -153,17 +217,27 @@ fn run_memory(
 }
 
 /// Runs `odeflow bench`.
-pub fn run(args: BenchArgs, reporter: &Reporter) -> Result<(), CliError> {
+pub fn run(args: BenchArgs, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
     let grad = GradientMethod::from_name(&args.grad)?;
     if args.iters == 0 {
         return Err(CliError::input("--iters must be at least 1"));
     }
     if args.workload == "resnet-memory" {
+        require_cpu(device, "bench resnet-memory")?;
         return run_memory(&args, &grad, reporter);
     }
     let workload = Workload::from_name(&args.workload)
         .map_err(|e| CliError::input(format!("{e}, resnet-memory")))?;
-    let mut runner = WorkloadRunner::new(workload, grad, args.seed)?;
+    let (mut iterate, params, gpu) = match device {
+        DeviceArg::Cpu => {
+            let (it, p) = cpu_runner(workload, grad, args.seed)?;
+            (it, p, None)
+        }
+        DeviceArg::Cuda => {
+            let (it, p, gpu) = cuda_runner(workload, grad, args.seed)?;
+            (it, p, Some(gpu))
+        }
+    };
     let bar = reporter.bar(
         (args.warmup + args.iters) as u64,
         format!("bench {}", workload.name()),
@@ -173,9 +247,7 @@ pub fn run(args: BenchArgs, reporter: &Reporter) -> Result<(), CliError> {
     let mut last = None;
     for it in 0..args.warmup + args.iters {
         let t0 = Instant::now();
-        let m = runner
-            .iteration(it as u64)
-            .map_err(|e| CliError::runtime(e.to_string()))?;
+        let m = iterate(it as u64)?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         if it >= args.warmup {
             times.push(ms);
@@ -204,17 +276,20 @@ pub fn run(args: BenchArgs, reporter: &Reporter) -> Result<(), CliError> {
         warmup: args.warmup,
         grad: args.grad.clone(),
         peak_mib: peak_rss_mib(),
-        params: runner.num_params(),
+        params,
         nfe_forward: last.nfe_forward,
         nfe_backward: last.nfe_backward,
         loss_first: first.loss,
         loss_last: last.loss,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        device: device.name().to_string(),
+        gpu,
     };
     reporter.result(&result, || {
         format!(
-            "{}: {:.2} ms per iteration (median of {}, min {:.2}, max {:.2}); {} parameters, loss {:.4} → {:.4}\n",
+            "{} on {}: {:.2} ms per iteration (median of {}, min {:.2}, max {:.2}); {} parameters, loss {:.4} → {:.4}\n",
             result.workload,
+            result.gpu.as_deref().unwrap_or("cpu"),
             median,
             args.iters,
             result.ms_min,
