@@ -57,6 +57,12 @@ pub struct BenchArgs {
     /// Seed of the model and data.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+
+    /// With --device cuda: first compare one forward/backward pass on the GPU with the CPU
+    /// (f32 and f64) — with the workload's Euler solve and with adaptive dopri5 — and report
+    /// the errors under "agreement"; fails (exit 1) when the GPU disagrees.
+    #[arg(long)]
+    check_cpu: bool,
 }
 
 /// The result of `odeflow bench`.
@@ -98,6 +104,8 @@ pub struct BenchResult {
     pub device: String,
     /// The GPU's name and architecture with `--device cuda`.
     pub gpu: Option<String>,
+    /// With `--check-cpu`: the GPU-vs-CPU comparisons (`odeflow::cuda::Agreement`).
+    pub agreement: Option<serde_json::Value>,
 }
 
 /// A prepared workload: one training iteration per call.
@@ -125,8 +133,10 @@ fn cuda_runner(
     workload: Workload,
     grad: GradientMethod,
     seed: u64,
-) -> Result<(Iterate, usize, String), CliError> {
-    use odeflow::cuda::{Device, PendulumCuda};
+    check_cpu: bool,
+) -> Result<(Iterate, usize, String, Option<serde_json::Value>), CliError> {
+    use odeflow::cuda::{pendulum_agreement, Device, PendulumCuda};
+    use odeflow::solve::SolveOptions;
     if workload != Workload::PendulumMlp128Euler2 {
         return Err(CliError::input(format!(
             "--device cuda: the workload {} is not yet on cuda (the GPU runs \
@@ -136,6 +146,37 @@ fn cuda_runner(
     }
     let dev = Device::open(0).map_err(|e| CliError::runtime(e.to_string()))?;
     let gpu = format!("{} ({})", dev.name(), dev.arch());
+    let mut agreement = None;
+    if check_cpu {
+        let problem = odeflow::models::PendulumProblem::new(seed);
+        let cases = [
+            ("euler", SolveOptions::steps(0.0, problem.t1, problem.steps)),
+            (
+                "dopri5",
+                SolveOptions::adaptive(0.0, problem.t1, 1e-6, 1e-8),
+            ),
+        ];
+        let mut rows = Vec::new();
+        for (method, opts) in cases {
+            let a = pendulum_agreement(&dev, method, grad.clone(), &opts, seed)
+                .map_err(|e| CliError::runtime(e.to_string()))?;
+            rows.push(a);
+        }
+        let json = serde_json::to_value(&rows).map_err(|e| CliError::runtime(e.to_string()))?;
+        if let Some(bad) = rows.iter().find(|a| !a.passed) {
+            return Err(CliError::runtime(format!(
+                "the GPU disagrees with the CPU ({} solve, {} gradients): state error {:.2e} \
+                 (CPU f32 {:.2e}), gradient error {:.2e} (CPU f32 {:.2e}); all: {json}",
+                bad.method,
+                bad.grad,
+                bad.y1_rel_gpu,
+                bad.y1_rel_cpu_f32,
+                bad.grad_rel_gpu,
+                bad.grad_rel_cpu_f32
+            )));
+        }
+        agreement = Some(json);
+    }
     let mut runner =
         PendulumCuda::new(&dev, grad, seed).map_err(|e| CliError::runtime(e.to_string()))?;
     let params = runner.num_params();
@@ -144,7 +185,7 @@ fn cuda_runner(
             .iteration()
             .map_err(|e| CliError::runtime(e.to_string()))
     };
-    Ok((Box::new(iterate), params, gpu))
+    Ok((Box::new(iterate), params, gpu, agreement))
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -228,14 +269,19 @@ pub fn run(args: BenchArgs, reporter: &Reporter, device: DeviceArg) -> Result<()
     }
     let workload = Workload::from_name(&args.workload)
         .map_err(|e| CliError::input(format!("{e}, resnet-memory")))?;
-    let (mut iterate, params, gpu) = match device {
+    let (mut iterate, params, gpu, agreement) = match device {
         DeviceArg::Cpu => {
+            if args.check_cpu {
+                return Err(CliError::input(
+                    "--check-cpu compares the GPU with the CPU; add --device cuda",
+                ));
+            }
             let (it, p) = cpu_runner(workload, grad, args.seed)?;
-            (it, p, None)
+            (it, p, None, None)
         }
         DeviceArg::Cuda => {
-            let (it, p, gpu) = cuda_runner(workload, grad, args.seed)?;
-            (it, p, Some(gpu))
+            let (it, p, gpu, agreement) = cuda_runner(workload, grad, args.seed, args.check_cpu)?;
+            (it, p, Some(gpu), agreement)
         }
     };
     let bar = reporter.bar(
@@ -284,6 +330,7 @@ pub fn run(args: BenchArgs, reporter: &Reporter, device: DeviceArg) -> Result<()
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         device: device.name().to_string(),
         gpu,
+        agreement,
     };
     reporter.result(&result, || {
         format!(

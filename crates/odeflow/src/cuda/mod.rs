@@ -15,12 +15,14 @@
 //! C++ (`kernels/host_shim.h`, `tests/cuda_kernels.rs`), and the sources are compiled by
 //! NVRTC in CI. See the README's GPU section for what has and has not run on a GPU.
 
+mod agreement;
 mod device;
 mod mlp;
 pub mod plan;
 mod state;
 mod workload;
 
+pub use agreement::{pendulum_agreement, Agreement};
 pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_SOURCES};
 pub use mlp::{CudaMlp, CudaTape};
 pub use state::CudaBatch;

@@ -89,7 +89,7 @@ impl PendulumCuda {
     /// finiteness check).
     pub fn iteration(&mut self) -> Result<StepMetrics, CudaError> {
         let loss = match self.solver.forward(&mut self.field, &self.x) {
-            Ok(y1) => mse(&self.dev, y1, &self.y, &mut self.dy),
+            Ok(y1) => mse_on_device(&self.dev, y1, &self.y, &mut self.dy),
             // A device error explains a solver failure (NaN norms): report it first.
             Err(e) => Err(self
                 .dev
@@ -148,7 +148,7 @@ impl PendulumCuda {
 }
 
 /// `dy ← ∂L/∂y(t₁)` of the mean squared error against the targets; returns the loss.
-fn mse(
+pub(crate) fn mse_on_device(
     dev: &Arc<Device>,
     y1: &CudaBatch,
     y: &CudaBatch,
