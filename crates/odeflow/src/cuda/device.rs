@@ -275,6 +275,13 @@ impl Device {
         &self.stream
     }
 
+    /// Makes the device's context current on the calling thread (raw cuBLAS calls need it;
+    /// cudarc's launches and copies do it themselves). False when it failed (recorded).
+    pub(crate) fn bind(&self) -> bool {
+        self.record("context bind", self.ctx.bind_to_thread())
+            .is_some()
+    }
+
     /// Waits for the queued work and returns the first error recorded since the last check
     /// (clearing it).
     pub fn check(&self) -> Result<(), CudaError> {
@@ -284,7 +291,6 @@ impl Device {
         self.stream
             .synchronize()
             .map_err(|e| CudaError::call("synchronize", e))?;
-        let _ = &self.ctx;
         match self.take_error() {
             Some(e) => Err(e),
             None => Ok(()),

@@ -215,6 +215,9 @@ impl CudaMlp {
     }
 
     fn run(&self, ops: &[Op], p: &Ptrs) {
+        if !self.dev.bind() {
+            return;
+        }
         let stream = self.dev.stream();
         for op in ops {
             if self.dev.failed() {
@@ -262,7 +265,7 @@ impl CudaMlp {
         let alpha = 1.0f32;
         let beta = if g.accumulate { 1.0f32 } else { 0.0 };
         // SAFETY: the plan's shapes and leading dimensions fit the buffers it names (unit-
-        // tested in plan_tests.rs); the handle is bound to the device's stream.
+        // tested in tests/cuda_plan.rs); the handle is bound to the device's stream.
         let r = unsafe {
             blas::sgemm(
                 *self.dev.blas.handle(),

@@ -1,6 +1,7 @@
 //! Launch plans: which kernel or cuBLAS call runs, on which buffers, with which arguments —
 //! decided here without the driver, so that the plans are unit-tested on a machine with no
-//! GPU (by executing them with reference CPU arithmetic against the CPU layers).
+//! GPU (by executing them with reference CPU arithmetic against the CPU layers:
+//! `tests/cuda_plan.rs`).
 //!
 //! * [`lincomb_plan`]: the Runge–Kutta stage combination `Yᵢ = y + h Σⱼ aᵢⱼ kⱼ` as one fused
 //!   `lincomb_f32` launch (up to [`MAX_TERMS`] nonzero terms; longer sums continue in place).
@@ -334,7 +335,3 @@ impl MlpLayout {
         ops
     }
 }
-
-#[cfg(test)]
-#[path = "plan_tests.rs"]
-mod tests;

@@ -1,13 +1,14 @@
-//! The launch plans executed with reference CPU arithmetic (column-major GEMM as cuBLAS
-//! defines it, the kernels' formulas) against the CPU layers, in f64.
+//! The launch plans of the GPU path (`odeflow::cuda::plan`, feature `cuda`) executed with
+//! reference CPU arithmetic (column-major GEMM as cuBLAS defines it, the kernels' formulas)
+//! against the CPU layers, in f64. No GPU needed.
 
 use std::collections::HashMap;
 
-use super::*;
-use crate::field::Parameterized;
-use crate::nn::zoo::{mlp, MlpOptions};
-use crate::nn::Init;
-use crate::state::Batch;
+use odeflow::cuda::plan::*;
+use odeflow::field::Parameterized;
+use odeflow::nn::zoo::{mlp, MlpOptions};
+use odeflow::nn::{Activation, Init};
+use odeflow::state::Batch;
 
 #[test]
 fn grid_covers_every_component_with_bounded_blocks() {
@@ -85,7 +86,7 @@ fn lincomb_plan_executed_equals_the_sum() {
 
 #[test]
 fn act_codes_match_the_kernel_defines() {
-    let src = include_str!("kernels/nn.cu");
+    let src = include_str!("../src/cuda/kernels/nn.cu");
     assert!(src.contains("#define ODEFLOW_ACT_IDENTITY 0"));
     assert!(src.contains("#define ODEFLOW_ACT_TANH 1"));
     assert!(src.contains("#define ODEFLOW_ACT_RELU 2"));
@@ -93,7 +94,7 @@ fn act_codes_match_the_kernel_defines() {
     assert_eq!(act_code(Some(Activation::Tanh)), Some(1));
     assert_eq!(act_code(Some(Activation::Relu)), Some(2));
     assert_eq!(act_code(Some(Activation::Softplus)), None);
-    let state = include_str!("kernels/state.cu");
+    let state = include_str!("../src/cuda/kernels/state.cu");
     assert!(state.contains(&format!("#define ODEFLOW_MAX_TERMS {MAX_TERMS}")));
 }
 
