@@ -193,7 +193,8 @@ fn cuda_runner(
     _: Workload,
     _: GradientMethod,
     _: u64,
-) -> Result<(Iterate, usize, String), CliError> {
+    _: bool,
+) -> Result<(Iterate, usize, String, Option<serde_json::Value>), CliError> {
     Err(crate::device::not_built())
 }
 
