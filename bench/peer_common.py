@@ -38,7 +38,15 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=int, default=os.cpu_count(), help="intra-op threads (default: all)"
     )
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where to run: cpu (default) or cuda (the first NVIDIA GPU; full f32 matmuls "
+        "and convolutions, no TF32)",
+    )
     return p
+
 
 
 def check_counts(args: argparse.Namespace) -> None:

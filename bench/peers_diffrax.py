@@ -1,4 +1,6 @@
-"""diffrax peer: times forward + backward + Adam step of one workload on the CPU (JAX).
+"""diffrax peer: times forward + backward + Adam step of one workload on the CPU (JAX), or
+with ``--device cuda`` on the first NVIDIA GPU (a CUDA build of jaxlib; matmul and
+convolution precision "highest": full f32, no TF32).
 
     python bench/peers_diffrax.py sphere2-euler256 --iters 20
 
@@ -45,7 +47,21 @@ def _set_xla_threads(argv: list[str]) -> None:
     )
 
 
+def _set_jax_platform(argv: list[str]) -> str:
+    """JAX picks its platform at import: --device cpu|cuda → JAX_PLATFORMS."""
+    device = "cpu"
+    for i, a in enumerate(argv):
+        if a == "--device" and i + 1 < len(argv):
+            device = argv[i + 1]
+        elif a.startswith("--device="):
+            device = a.split("=", 1)[1]
+    if device in ("cpu", "cuda"):
+        os.environ["JAX_PLATFORMS"] = device
+    return device
+
+
 _set_xla_threads(sys.argv)
+_set_jax_platform(sys.argv)
 
 import diffrax  # noqa: E402
 import equinox as eqx  # noqa: E402
@@ -257,6 +273,11 @@ def main() -> None:
     args = p.parse_args()
     peer_common.check_counts(args)
     s = workloads.spec(args.workload, args.depth)
+    if args.device == "cuda":
+        platform = jax.devices()[0].platform
+        if platform != "gpu":
+            sys.exit(f"--device cuda: JAX runs on {platform}; install a CUDA build of jaxlib")
+        jax.config.update("jax_default_matmul_precision", "highest")
     rss0 = peer_common.rss_mib()
 
     adjoint = diffrax.RecursiveCheckpointAdjoint(
@@ -309,6 +330,8 @@ def main() -> None:
         ms,
         {
             "framework": "diffrax",
+            "device": args.device,
+            "jax_device": str(jax.devices()[0]),
             "initial_loss": losses[0],
             "final_loss": losses[-1],
             "method": type(model.solver).__name__,

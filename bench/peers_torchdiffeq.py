@@ -1,4 +1,5 @@
-"""torchdiffeq peer: times forward + backward + Adam step of one workload on the CPU.
+"""torchdiffeq peer: times forward + backward + Adam step of one workload on the CPU
+(or, with ``--device cuda``, on the first NVIDIA GPU, TF32 off).
 
     python bench/peers_torchdiffeq.py sphere2-euler256 --iters 20
 
@@ -128,18 +129,25 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("--device cuda: torch sees no CUDA GPU (torch.cuda.is_available() is False)")
+        # Full f32 arithmetic, as odeflow's cuBLAS calls.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    device = torch.device(args.device)
     rss0 = peer_common.rss_mib()
 
     method = s["solver"]
     if method == "rk4":
         method = "rk4_classic" if args.rk4 == "classic" else "rk4"
-    model = OdeModel(s, method)
-    x = torch.randn(s["batch"], *s["state_shape"])
+    model = OdeModel(s, method).to(device)
+    x = torch.randn(s["batch"], *s["state_shape"]).to(device)
     if s["classes"]:
-        target = torch.randint(0, s["classes"], (s["batch"],))
+        target = torch.randint(0, s["classes"], (s["batch"],)).to(device)
         loss_fn = F.cross_entropy
     else:
-        target = torch.randn(s["batch"], *s["state_shape"]).flatten(1)
+        target = torch.randn(s["batch"], *s["state_shape"]).flatten(1).to(device)
         loss_fn = F.mse_loss
     opt = torch.optim.Adam(model.parameters(), lr=workloads.LEARNING_RATE)
 
@@ -169,6 +177,7 @@ def main() -> None:
         ms,
         {
             "framework": "torchdiffeq",
+            "device": args.device,
             "initial_loss": losses[0],
             "final_loss": losses[-1],
             "method": method,

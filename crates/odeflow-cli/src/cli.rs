@@ -8,6 +8,7 @@ use clap::error::ErrorKind;
 use clap::Parser;
 
 use crate::commands::Command;
+use crate::device::DeviceArg;
 use crate::error::{one_line, CliError, EXIT_BAD_INPUT};
 use crate::progress::Reporter;
 
@@ -37,6 +38,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "BYTES")]
     pub memory_budget: Option<String>,
 
+    /// Where to compute: cpu (default) or cuda (an NVIDIA GPU; needs a binary built with
+    /// `--features cuda`; `bench pendulum-mlp128-euler2` so far).
+    #[arg(long, global = true, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -57,7 +63,7 @@ pub fn main() -> ExitCode {
         return ExitCode::from(e.exit_code());
     }
     let reporter = Reporter::new(cli.quiet).with_output(cli.json, cli.out.clone());
-    match cli.command.run(&reporter) {
+    match cli.command.run(&reporter, cli.device) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Status(code)) => ExitCode::from(code),
         Err(e) => {

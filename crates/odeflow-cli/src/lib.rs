@@ -19,6 +19,7 @@
 pub mod args;
 pub mod cli;
 pub mod commands;
+pub mod device;
 pub mod error;
 pub mod output;
 pub mod plot;

@@ -36,6 +36,8 @@
 
 pub mod analysis;
 pub mod budget;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod data;
 pub mod error;
 pub mod field;

@@ -3,6 +3,7 @@
 //! ```text
 //! odeflow bench sphere2-euler256 --iters 50
 //! odeflow bench pendulum-mlp128-euler2 --grad reversible
+//! odeflow bench pendulum-mlp128-euler2 --device cuda   # binaries built with --features cuda
 //! ```
 //!
 //! Prints JSON with `workload`, `ms_per_iter` (median over the timed iterations, after
@@ -18,6 +19,9 @@ use odeflow::models::depth_field::Tying;
 use odeflow::models::{Workload, WorkloadRunner};
 use serde::Serialize;
 
+use odeflow::train::StepMetrics;
+
+use crate::device::{require_cpu, DeviceArg};
 use crate::error::CliError;
 use crate::progress::Reporter;
 
@@ -53,6 +57,12 @@ pub struct BenchArgs {
     /// Seed of the model and data.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+
+    /// With --device cuda: first compare one forward/backward pass on the GPU with the CPU
+    /// (f32 and f64) — with the workload's Euler solve and with adaptive dopri5 — and report
+    /// the errors under "agreement"; fails (exit 1) when the GPU disagrees.
+    #[arg(long)]
+    check_cpu: bool,
 }
 
 /// The result of `odeflow bench`.
@@ -90,6 +100,102 @@ pub struct BenchResult {
     pub loss_last: f64,
     /// Logical CPUs available.
     pub cpus: usize,
+    /// `cpu` or `cuda`.
+    pub device: String,
+    /// The GPU's name and architecture with `--device cuda`.
+    pub gpu: Option<String>,
+    /// With `--check-cpu`: the GPU-vs-CPU comparisons (`odeflow::cuda::Agreement`).
+    pub agreement: Option<serde_json::Value>,
+}
+
+/// A prepared workload: one training iteration per call.
+type Iterate = Box<dyn FnMut(u64) -> Result<StepMetrics, CliError>>;
+
+/// The workload on the CPU: the iteration, the parameter count.
+fn cpu_runner(
+    workload: Workload,
+    grad: GradientMethod,
+    seed: u64,
+) -> Result<(Iterate, usize), CliError> {
+    let mut runner = WorkloadRunner::new(workload, grad, seed)?;
+    let params = runner.num_params();
+    let iterate = move |it| {
+        runner
+            .iteration(it)
+            .map_err(|e| CliError::runtime(e.to_string()))
+    };
+    Ok((Box::new(iterate), params))
+}
+
+/// The workload on GPU 0: the iteration, the parameter count, the GPU's description.
+#[cfg(feature = "cuda")]
+fn cuda_runner(
+    workload: Workload,
+    grad: GradientMethod,
+    seed: u64,
+    check_cpu: bool,
+) -> Result<(Iterate, usize, String, Option<serde_json::Value>), CliError> {
+    use odeflow::cuda::{pendulum_agreement, Device, PendulumCuda};
+    use odeflow::solve::SolveOptions;
+    if workload != Workload::PendulumMlp128Euler2 {
+        return Err(CliError::input(format!(
+            "--device cuda: the workload {} is not yet on cuda (the GPU runs \
+             pendulum-mlp128-euler2); use --device cpu",
+            workload.name()
+        )));
+    }
+    let dev = Device::open(0).map_err(|e| CliError::runtime(e.to_string()))?;
+    let gpu = format!("{} ({})", dev.name(), dev.arch());
+    let mut agreement = None;
+    if check_cpu {
+        let problem = odeflow::models::PendulumProblem::new(seed);
+        let cases = [
+            ("euler", SolveOptions::steps(0.0, problem.t1, problem.steps)),
+            (
+                "dopri5",
+                SolveOptions::adaptive(0.0, problem.t1, 1e-6, 1e-8),
+            ),
+        ];
+        let mut rows = Vec::new();
+        for (method, opts) in cases {
+            let a = pendulum_agreement(&dev, method, grad.clone(), &opts, seed)
+                .map_err(|e| CliError::runtime(e.to_string()))?;
+            rows.push(a);
+        }
+        let json = serde_json::to_value(&rows).map_err(|e| CliError::runtime(e.to_string()))?;
+        if let Some(bad) = rows.iter().find(|a| !a.passed) {
+            return Err(CliError::runtime(format!(
+                "the GPU disagrees with the CPU ({} solve, {} gradients): state error {:.2e} \
+                 (CPU f32 {:.2e}), gradient error {:.2e} (CPU f32 {:.2e}); all: {json}",
+                bad.method,
+                bad.grad,
+                bad.y1_rel_gpu,
+                bad.y1_rel_cpu_f32,
+                bad.grad_rel_gpu,
+                bad.grad_rel_cpu_f32
+            )));
+        }
+        agreement = Some(json);
+    }
+    let mut runner =
+        PendulumCuda::new(&dev, grad, seed).map_err(|e| CliError::runtime(e.to_string()))?;
+    let params = runner.num_params();
+    let iterate = move |_| {
+        runner
+            .iteration()
+            .map_err(|e| CliError::runtime(e.to_string()))
+    };
+    Ok((Box::new(iterate), params, gpu, agreement))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_runner(
+    _: Workload,
+    _: GradientMethod,
+    _: u64,
+    _: bool,
+) -> Result<(Iterate, usize, String, Option<serde_json::Value>), CliError> {
+    Err(crate::device::not_built())
 }
 
 /// Peak resident set size of this process in MiB (Linux VmHWM).
@@ -160,7 +266,7 @@ fn run_memory(
 }
 
 /// Runs `odeflow bench`.
-pub fn run(args: BenchArgs, reporter: &Reporter) -> Result<(), CliError> {
+pub fn run(args: BenchArgs, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
     let grad = GradientMethod::from_name(&args.grad)?;
     if args.iters == 0 {
         return Err(CliError::input("--iters must be at least 1"));
@@ -183,11 +289,26 @@ pub fn run(args: BenchArgs, reporter: &Reporter) -> Result<(), CliError> {
         }
     }
     if args.workload == "resnet-memory" {
+        require_cpu(device, "bench resnet-memory")?;
         return run_memory(&args, &grad, reporter);
     }
     let workload = Workload::from_name(&args.workload)
         .map_err(|e| CliError::input(format!("{e}, resnet-memory")))?;
-    let mut runner = WorkloadRunner::new(workload, grad, args.seed)?;
+    let (mut iterate, params, gpu, agreement) = match device {
+        DeviceArg::Cpu => {
+            if args.check_cpu {
+                return Err(CliError::input(
+                    "--check-cpu compares the GPU with the CPU; add --device cuda",
+                ));
+            }
+            let (it, p) = cpu_runner(workload, grad, args.seed)?;
+            (it, p, None, None)
+        }
+        DeviceArg::Cuda => {
+            let (it, p, gpu, agreement) = cuda_runner(workload, grad, args.seed, args.check_cpu)?;
+            (it, p, Some(gpu), agreement)
+        }
+    };
     let bar = reporter.bar(
         (args.warmup + args.iters) as u64,
         format!("bench {}", workload.name()),
@@ -197,9 +318,7 @@ pub fn run(args: BenchArgs, reporter: &Reporter) -> Result<(), CliError> {
     let mut last = None;
     for it in 0..args.warmup + args.iters {
         let t0 = Instant::now();
-        let m = runner
-            .iteration(it as u64)
-            .map_err(|e| CliError::runtime(e.to_string()))?;
+        let m = iterate(it as u64)?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         if it >= args.warmup {
             times.push(ms);
@@ -228,17 +347,21 @@ pub fn run(args: BenchArgs, reporter: &Reporter) -> Result<(), CliError> {
         warmup: args.warmup,
         grad: args.grad.clone(),
         peak_mib: peak_rss_mib(),
-        params: runner.num_params(),
+        params,
         nfe_forward: last.nfe_forward,
         nfe_backward: last.nfe_backward,
         loss_first: first.loss,
         loss_last: last.loss,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        device: device.name().to_string(),
+        gpu,
+        agreement,
     };
     reporter.result(&result, || {
         format!(
-            "{}: {:.2} ms per iteration (median of {}, min {:.2}, max {:.2}); {} parameters, loss {:.4} → {:.4}\n",
+            "{} on {}: {:.2} ms per iteration (median of {}, min {:.2}, max {:.2}); {} parameters, loss {:.4} → {:.4}\n",
             result.workload,
+            result.gpu.as_deref().unwrap_or("cpu"),
             median,
             args.iters,
             result.ms_min,

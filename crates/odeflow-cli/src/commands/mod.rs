@@ -22,6 +22,7 @@ pub mod train;
 
 use clap::Subcommand;
 
+use crate::device::{check_built, require_cpu, DeviceArg};
 use crate::error::CliError;
 use crate::progress::Reporter;
 
@@ -70,12 +71,34 @@ pub enum Command {
 }
 
 impl Command {
-    /// Runs the command.
-    pub fn run(self, reporter: &Reporter) -> Result<(), CliError> {
+    /// The command's name on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Solve(_) => "solve",
+            Command::Methods(_) => "methods",
+            Command::Bench(_) => "bench",
+            Command::Train(_) => "train",
+            Command::Eval(_) => "eval",
+            Command::Check(_) => "check",
+            Command::Sweep(_) => "sweep",
+            Command::Merge(_) => "merge",
+            Command::CriticalStep(_) => "critical-step",
+            Command::Imde(_) => "imde",
+            Command::Experiment(_) => "experiment",
+            Command::Data(_) => "data",
+        }
+    }
+
+    /// Runs the command on `device` (commands without a GPU path refuse `cuda`).
+    pub fn run(self, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
+        check_built(device)?;
+        if !matches!(self, Command::Bench(_)) {
+            require_cpu(device, self.name())?;
+        }
         match self {
             Command::Solve(args) => solve::run(*args, reporter),
             Command::Methods(args) => methods::run(args, reporter),
-            Command::Bench(args) => bench::run(args, reporter),
+            Command::Bench(args) => bench::run(args, reporter, device),
             Command::Train(args) => train::run(*args, reporter),
             Command::Eval(args) => eval::run(args, reporter),
             Command::Check(args) => check::run(args, reporter),

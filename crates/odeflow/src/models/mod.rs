@@ -35,4 +35,4 @@ pub use flow_model::{
     evaluate_flow, evaluate_regression, EvalOutcome, FlowModel, RegressionOutcome,
 };
 pub use spec::{ClassifierSpec, FieldSpec, NeuralClassifier};
-pub use workloads::{Workload, WorkloadRunner};
+pub use workloads::{PendulumProblem, Workload, WorkloadRunner};

@@ -84,6 +84,52 @@ impl Workload {
     }
 }
 
+/// The `pendulum-mlp128-euler2` problem: the MLP's sizes and options, and the seeded inputs
+/// and regression targets — shared by the CPU runner and the device one
+/// (`odeflow::cuda::PendulumCuda`, feature `cuda`), so both train the same model on the same
+/// data.
+pub struct PendulumProblem {
+    /// MLP sizes `2 → 128 → 128 → 2`.
+    pub dims: [usize; 4],
+    /// Tanh, PyTorch's default initialisation, autonomous.
+    pub opts: MlpOptions,
+    /// Inputs, `10 000 × 2`, N(0, 1).
+    pub x: Batch<f32>,
+    /// Targets, `10 000 × 2`, N(0, 1).
+    pub y: Batch<f32>,
+    /// End of the integration interval `[0, t1]`.
+    pub t1: f64,
+    /// Euler steps.
+    pub steps: usize,
+}
+
+impl PendulumProblem {
+    /// The problem for `seed` (the MLP's parameters come from `mlp_field(dims, opts, seed)`).
+    pub fn new(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let n = 10_000;
+        let mut normal = |len: usize| -> Vec<f32> {
+            (0..len)
+                .map(|_| rng.sample::<f32, _>(StandardNormal))
+                .collect()
+        };
+        let x = Batch::from_vec(n, 2, normal(2 * n)).expect("sized");
+        let y = Batch::from_vec(n, 2, normal(2 * n)).expect("sized");
+        Self {
+            dims: [2, 128, 128, 2],
+            opts: MlpOptions {
+                activation: Activation::Tanh,
+                init: Init::PyTorchDefault,
+                time_input: false,
+            },
+            x,
+            y,
+            t1: 0.04,
+            steps: 2,
+        }
+    }
+}
+
 /// The pendulum workload's field.
 type MlpField = ParallelField<f32, NeuralField<f32>>;
 
@@ -195,36 +241,17 @@ impl WorkloadRunner {
                 }
             }
             Workload::PendulumMlp128Euler2 => {
-                let opts = MlpOptions {
-                    activation: Activation::Tanh,
-                    init: Init::PyTorchDefault,
-                    time_input: false,
-                };
-                let field = mlp_field::<f32>(&[2, 128, 128, 2], &opts, seed)
+                let p = PendulumProblem::new(seed);
+                let field = mlp_field::<f32>(&p.dims, &p.opts, seed)
                     .map_err(|e| ArgError::invalid("model", "mlp", e.to_string()))?;
                 let field = ParallelField::new(field, resolve_threads(0));
                 let solver = GradSolver::new(
                     Method::from_name("euler")?,
                     grad,
-                    SolveOptions::steps(0.0, 0.04, 2),
+                    SolveOptions::steps(0.0, p.t1, p.steps),
                 )?;
-                let n = 10_000;
-                let x = Batch::from_vec(
-                    n,
-                    2,
-                    (0..2 * n)
-                        .map(|_| rng.sample::<f32, _>(StandardNormal))
-                        .collect(),
-                )
-                .expect("sized");
-                let y = Batch::from_vec(
-                    n,
-                    2,
-                    (0..2 * n)
-                        .map(|_| rng.sample::<f32, _>(StandardNormal))
-                        .collect(),
-                )
-                .expect("sized");
+                let (x, y) = (p.x, p.y);
+                let n = x.rows();
                 Runner::Regressor {
                     field: Box::new(field),
                     solver: Box::new(solver),

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The one prepared script of a session lent a GPU (issue #16). NOT YET RUN ON A GPU.
+#
+#   bash bench/gpu_check.sh [ODEFLOW_BINARY]
+#
+# The GPU machine has no Rust: build the binary beforehand on an x86-64 Linux machine with
+#   cargo build --release -p odeflow-cli --features cuda && strip -o bench/.gpu/odeflow target/release/odeflow
+# and carry it over (default path: bench/.gpu/odeflow, or $ODEFLOW_BIN, or the argument).
+# The machine needs python3 with torch, torchdiffeq, jax (CUDA build) and diffrax for the peers.
+#
+# What it does, each step bounded by a timeout so the whole run fits in about 8 minutes:
+#   1. records the GPU and driver (nvidia-smi);
+#   2. puts NVRTC and cuBLAS on the loader path from the Python wheels (torch's nvidia-*
+#      dependencies) when they are not there already (odeflow opens them at run time);
+#   3. GPU-vs-CPU agreement: `odeflow bench pendulum-mlp128-euler2 --device cuda --check-cpu`
+#      with each gradient method (backprop, adjoint, reversible): final state, loss and
+#      parameter gradient of one pass with Euler and with adaptive dopri5, against the CPU in
+#      f32 and f64; fails when the GPU error exceeds 10x the CPU f32 error;
+#   4. the benchmark: odeflow on the GPU and on the CPU, torchdiffeq and diffrax on the GPU
+#      (`--device cuda`, TF32 off) for $WORKLOADS (default: the pendulum, the one workload
+#      odeflow runs on the GPU so far, and sphere2-euler256 for the peers' reference);
+#   5. prints a Markdown table and writes everything under $OUT.
+# Exit status: 0 when every agreement check passed and odeflow ran on the GPU, 1 otherwise.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+BIN="${1:-${ODEFLOW_BIN:-bench/.gpu/odeflow}}"
+ITERS="${ITERS:-50}"
+WORKLOADS="${WORKLOADS:-pendulum-mlp128-euler2 sphere2-euler256}"
+OUT="${OUT:-bench/results/gpu-$(date -u +%Y%m%d-%H%M%S)}"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT"
+status=0
+
+log() { echo "gpu_check: $*" >&2; }
+
+if [[ ! -x "$BIN" ]]; then
+  log "no odeflow binary at $BIN (build it with --features cuda and carry it; see the header)"
+  exit 1
+fi
+
+# 1. The machine.
+nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv \
+  >"$OUT/nvidia-smi.csv" 2>&1 || log "nvidia-smi failed (see $OUT/nvidia-smi.csv)"
+cat "$OUT/nvidia-smi.csv" >&2
+"$BIN" --version >&2
+
+# 2. NVRTC and cuBLAS from the Python wheels, if any (the driver's libcuda is a system library).
+libdirs="$("$PY" - <<'EOF' 2>/dev/null
+import glob, os, site
+dirs = set()
+roots = site.getsitepackages() + [site.getusersitepackages()]
+for root in roots:
+    for name in ("libnvrtc.so*", "libcublas.so*"):
+        for f in glob.glob(os.path.join(root, "nvidia", "*", "lib", name)):
+            dirs.add(os.path.dirname(f))
+print(":".join(sorted(dirs)))
+EOF
+)"
+if [[ -n "$libdirs" ]]; then
+  export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  log "LD_LIBRARY_PATH += $libdirs"
+fi
+echo "${LD_LIBRARY_PATH:-}" >"$OUT/ld_library_path.txt"
+
+# 3. Agreement with the CPU, per gradient method.
+for g in backprop adjoint reversible; do
+  log "agreement ($g)"
+  if timeout 120 "$BIN" bench pendulum-mlp128-euler2 --device cuda --check-cpu --grad "$g" \
+      --iters 3 --warmup 1 --json >"$OUT/agreement-$g.json" 2>"$OUT/agreement-$g.err"; then
+    log "agreement ($g): passed"
+  else
+    log "agreement ($g): FAILED: $(tail -n 1 "$OUT/agreement-$g.err")"
+    status=1
+  fi
+done
+
+# 4. The benchmark.
+run() { # name, timeout, command...
+  local name="$1" limit="$2"; shift 2
+  log "$name"
+  if ! timeout "$limit" "$@" >"$OUT/$name.json" 2>"$OUT/$name.err"; then
+    log "$name failed: $(tail -n 1 "$OUT/$name.err")"
+    return 1
+  fi
+}
+for w in $WORKLOADS; do
+  if [[ "$w" == pendulum-mlp128-euler2 ]]; then
+    run "odeflow-cuda-$w" 120 "$BIN" bench "$w" --device cuda --iters "$ITERS" --json || status=1
+  fi
+  run "odeflow-cpu-$w" 180 "$BIN" bench "$w" --iters "$ITERS" --json
+  run "torchdiffeq-cuda-$w" 180 "$PY" bench/peers_torchdiffeq.py "$w" --device cuda --iters "$ITERS"
+  run "diffrax-cuda-$w" 240 "$PY" bench/peers_diffrax.py "$w" --device cuda --iters "$ITERS"
+done
+
+# 5. The table.
+"$PY" - "$OUT" $WORKLOADS <<'EOF'
+import json, os, sys
+out, workloads = sys.argv[1], sys.argv[2:]
+
+def read(name):
+    """The JSON result in OUT/name.json: odeflow pretty-prints it, the peers print one line."""
+    try:
+        text = open(os.path.join(out, name + ".json")).read().strip()
+    except OSError:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        for line in reversed(text.splitlines()):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return None
+
+def cell(r):
+    return "n/a" if not r or "ms_per_iter" not in r else f"{r['ms_per_iter']:.2f}"
+
+smi = open(os.path.join(out, "nvidia-smi.csv")).read().strip().splitlines()
+gpu = smi[-1] if smi else "unknown"
+lines = [f"GPU: {gpu}", "", "ms per training iteration (median):", "",
+         "| workload | odeflow cuda | torchdiffeq cuda | diffrax cuda | odeflow cpu |",
+         "|---|---|---|---|---|"]
+for w in workloads:
+    lines.append("| " + " | ".join([w] + [cell(read(f"{f}-{w}")) for f in
+                 ("odeflow-cuda", "torchdiffeq-cuda", "diffrax-cuda", "odeflow-cpu")]) + " |")
+lines += ["", "GPU vs CPU (pendulum MLP; relative errors against the CPU in f64):", "",
+          "| grad | method | state gpu | state cpu f32 | gradient gpu | gradient cpu f32 | passed |",
+          "|---|---|---|---|---|---|---|"]
+for g in ("backprop", "adjoint", "reversible"):
+    r = read(f"agreement-{g}")
+    for a in (r or {}).get("agreement") or []:
+        lines.append(f"| {g} | {a['method']} | {a['y1_rel_gpu']:.2e} | {a['y1_rel_cpu_f32']:.2e} | "
+                     f"{a['grad_rel_gpu']:.2e} | {a['grad_rel_cpu_f32']:.2e} | {a['passed']} |")
+    if not r:
+        lines.append(f"| {g} | – | – | – | – | – | failed (see agreement-{g}.err) |")
+text = "\n".join(lines)
+print(text)
+open(os.path.join(out, "summary.md"), "w").write(text + "\n")
+EOF
+log "results in $OUT"
+exit "$status"

@@ -1,0 +1,60 @@
+//! `--device cpu|cuda`: where a command computes.
+//!
+//! The GPU path needs the binary built with `--features cuda`; without it `--device cuda` is
+//! one error saying so. With it, `bench pendulum-mlp128-euler2` runs on the GPU; every other
+//! command refuses `--device cuda` by name ("not yet on cuda") rather than silently running
+//! on the CPU.
+
+use clap::ValueEnum;
+
+use crate::error::CliError;
+
+/// The device of `--device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum DeviceArg {
+    /// The CPU (the default).
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU through CUDA (binaries built with `--features cuda`).
+    Cuda,
+}
+
+impl DeviceArg {
+    /// The name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        }
+    }
+}
+
+/// True when this binary was built with the GPU path.
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
+
+/// The error of `--device cuda` in a binary built without the feature.
+pub fn not_built() -> CliError {
+    CliError::input(
+        "--device cuda: this odeflow was built without the GPU path; rebuild with \
+         `cargo build --release -p odeflow-cli --features cuda`",
+    )
+}
+
+/// Fails for `--device cuda` in a binary built without the feature.
+pub fn check_built(device: DeviceArg) -> Result<(), CliError> {
+    if device == DeviceArg::Cuda && !CUDA_BUILT {
+        return Err(not_built());
+    }
+    Ok(())
+}
+
+/// Fails for `--device cuda` on a command that has no GPU path yet.
+pub fn require_cpu(device: DeviceArg, command: &str) -> Result<(), CliError> {
+    if device == DeviceArg::Cuda {
+        return Err(CliError::input(format!(
+            "--device cuda: `odeflow {command}` is not yet on cuda (only `odeflow bench \
+             pendulum-mlp128-euler2` runs on the GPU); use --device cpu"
+        )));
+    }
+    Ok(())
+}

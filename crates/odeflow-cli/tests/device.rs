@@ -1,0 +1,88 @@
+//! `--device cpu|cuda`: the CPU default, one-line errors for a binary without the GPU path,
+//! for commands that have none yet, and (with the feature, on a machine without a driver)
+//! for a missing driver.
+
+mod common;
+
+use std::path::Path;
+
+use common::{fails, ok_json};
+
+const CUDA_BUILT: bool = cfg!(feature = "cuda");
+
+fn has_driver() -> bool {
+    ["/dev/nvidiactl", "/proc/driver/nvidia/version"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+}
+
+#[test]
+fn bench_on_the_cpu_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = ok_json(
+        dir.path(),
+        "bench pendulum-mlp128-euler2 --iters 1 --warmup 0 --device cpu",
+    );
+    assert_eq!(r["device"], "cpu");
+    assert!(r["gpu"].is_null());
+    assert_eq!(r["params"], 17_154);
+}
+
+#[test]
+fn an_unknown_device_is_a_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    fails(
+        dir.path(),
+        "bench pendulum-mlp128-euler2 --device gpu",
+        2,
+        &["gpu", "cpu", "cuda"],
+    );
+}
+
+#[test]
+fn cuda_without_the_feature_says_how_to_build() {
+    if CUDA_BUILT {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in [
+        "bench pendulum-mlp128-euler2 --device cuda",
+        "solve --system pendulum --device cuda",
+    ] {
+        fails(dir.path(), cmd, 2, &["--device cuda", "--features cuda"]);
+    }
+}
+
+#[test]
+fn commands_without_a_gpu_path_refuse_cuda() {
+    if !CUDA_BUILT {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fails(
+        dir.path(),
+        "train --out-dir run --device cuda",
+        2,
+        &["`odeflow train` is not yet on cuda", "--device cpu"],
+    );
+    fails(
+        dir.path(),
+        "bench sphere2-euler256 --device cuda",
+        2,
+        &["sphere2-euler256 is not yet on cuda"],
+    );
+}
+
+#[test]
+fn cuda_without_a_driver_is_one_error() {
+    if !CUDA_BUILT || has_driver() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fails(
+        dir.path(),
+        "bench pendulum-mlp128-euler2 --device cuda --iters 1",
+        1,
+        &["no CUDA driver found: ", "libcuda.so", "LD_LIBRARY_PATH"],
+    );
+}

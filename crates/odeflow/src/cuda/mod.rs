@@ -1,0 +1,29 @@
+//! The GPU path on [cudarc] (feature `cuda`): the solver core's [`crate::State`] on device
+//! buffers ([`CudaBatch`], f32) and the MLP field with exact VJPs on the device
+//! ([`CudaMlp`]), so that the generic solvers and gradient methods run unchanged on an
+//! NVIDIA GPU.
+//!
+//! Nothing CUDA is needed to build: the driver (`libcuda`), NVRTC and cuBLAS are opened at
+//! run time ([`Device::open`]); without them the call returns one [`CudaError`] naming the
+//! library that did not load, never a panic. The kernels are CUDA C sources in `kernels/`
+//! (`include_str!`), compiled by NVRTC when the device opens, to SASS for the device's own
+//! architecture (`--gpu-architecture=sm_XX`), so that an NVRTC newer than the driver still
+//! gives loadable code.
+//!
+//! What the device computes is decided by launch plans ([`plan`]) that are unit-tested on the
+//! CPU; the kernels' arithmetic is tested on the CPU by compiling the same sources as host
+//! C++ (`kernels/host_shim.h`, `tests/cuda_kernels.rs`), and the sources are compiled by
+//! NVRTC in CI. See the README's GPU section for what has and has not run on a GPU.
+
+mod agreement;
+mod device;
+mod mlp;
+pub mod plan;
+mod state;
+mod workload;
+
+pub use agreement::{pendulum_agreement, Agreement};
+pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_SOURCES};
+pub use mlp::{CudaMlp, CudaTape};
+pub use state::CudaBatch;
+pub use workload::PendulumCuda;

@@ -1,0 +1,67 @@
+// Test-only: the device kernels compiled as host C++ (see src/cuda/kernels/host_shim.h) and
+// exposed as C functions that launch them with an emulated grid, for tests/cuda_kernels.rs.
+#include "host_shim.h"
+#include "state.cu"
+#include "nn.cu"
+
+extern "C" {
+
+void host_lincomb(long long n, float* out, const float* base, const float* const* k,
+                  const float* c, int nterms, int grid, int block) {
+    LincombArgs a{};
+    for (int j = 0; j < nterms; ++j) {
+        a.k[j] = k[j];
+        a.c[j] = c[j];
+    }
+    a.nterms = nterms;
+    ODEFLOW_LAUNCH(lincomb_f32, grid, block, n, out, base, a);
+}
+
+void host_scale(long long n, float* x, float a, int grid, int block) {
+    ODEFLOW_LAUNCH(scale_f32, grid, block, n, x, a);
+}
+
+void host_axpy(long long n, float* y, float a, const float* x, int grid, int block) {
+    ODEFLOW_LAUNCH(axpy_f32, grid, block, n, y, a, x);
+}
+
+double host_weighted_sq_sum(long long n, const float* err, const float* y0, const float* y1,
+                            float atol, float rtol, int grid, int block) {
+    double acc = 0.0;
+    ODEFLOW_LAUNCH(weighted_sq_sum_f32, grid, block, n, err, y0, y1, atol, rtol, &acc);
+    return acc;
+}
+
+double host_dot(long long n, const float* x, const float* y, int grid, int block) {
+    double acc = 0.0;
+    ODEFLOW_LAUNCH(dot_f32, grid, block, n, x, y, &acc);
+    return acc;
+}
+
+unsigned long long host_first_non_finite(long long n, const float* x, int grid, int block) {
+    unsigned long long first = (unsigned long long)n;
+    ODEFLOW_LAUNCH(first_non_finite_f32, grid, block, n, x, &first);
+    return first;
+}
+
+void host_bias_act(long long rows, int cols, float* y, const float* b, int act, int grid,
+                   int block) {
+    ODEFLOW_LAUNCH(bias_act_f32, grid, block, rows, cols, y, b, act);
+}
+
+void host_act_grad(long long n, float* g, const float* a, int act, int grid, int block) {
+    ODEFLOW_LAUNCH(act_grad_f32, grid, block, n, g, a, act);
+}
+
+double host_mse(long long n, const float* pred, const float* target, float* grad, int grid,
+                int block) {
+    double loss = 0.0;
+    ODEFLOW_LAUNCH(mse_f32, grid, block, n, pred, target, grad, &loss);
+    return loss;
+}
+
+void host_adam(long long n, float* p, const float* g, float* m, float* v, float b1, float b2,
+               float step, float c2s, float eps, float wd, int grid, int block) {
+    ODEFLOW_LAUNCH(adam_f32, grid, block, n, p, g, m, v, b1, b2, step, c2s, eps, wd);
+}
+}
