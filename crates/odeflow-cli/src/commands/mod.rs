@@ -86,6 +86,8 @@ impl Command {
             Command::Imde(_) => "imde",
             Command::Experiment(_) => "experiment",
             Command::Data(_) => "data",
+            Command::Export(_) => "export",
+            Command::Predict(_) => "predict",
         }
     }
 
