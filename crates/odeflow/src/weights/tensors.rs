@@ -193,8 +193,10 @@ impl TensorFile {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         });
-        safetensors::serialize(views, meta)
-            .map_err(|e| WeightsError::Invalid(format!("cannot encode the file: {e}")))
+        let mut bytes = safetensors::serialize(views, meta)
+            .map_err(|e| WeightsError::Invalid(format!("cannot encode the file: {e}")))?;
+        sort_metadata(&mut bytes, &self.metadata)?;
+        Ok(bytes)
     }
 
     /// Writes the file atomically (missing folders are created).
@@ -206,4 +208,34 @@ impl TensorFile {
             reason: e.to_string(),
         })
     }
+}
+
+/// `safetensors::serialize` writes the `__metadata__` map in hash order; this rewrites it in
+/// key order, in place (the same entries, so the same length and data offsets), so that the
+/// same weights always give the same bytes.
+fn sort_metadata(bytes: &mut [u8], meta: &BTreeMap<String, String>) -> Result<(), WeightsError> {
+    if meta.is_empty() {
+        return Ok(());
+    }
+    let bad = || WeightsError::Invalid("cannot encode the file: unexpected header layout".into());
+    let n = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(bad)? as usize;
+    let header = bytes.get_mut(8..8 + n).ok_or_else(bad)?;
+    let sorted = serde_json::to_string(meta)
+        .map_err(|e| WeightsError::Invalid(format!("cannot encode the metadata: {e}")))?;
+    let key = b"\"__metadata__\":";
+    let at = header
+        .windows(key.len())
+        .position(|w| w == key)
+        .ok_or_else(bad)?
+        + key.len();
+    let slot = header.get_mut(at..at + sorted.len()).ok_or_else(bad)?;
+    if slot.first() != Some(&b'{') || slot.last() != Some(&b'}') {
+        return Err(bad());
+    }
+    slot.copy_from_slice(sorted.as_bytes());
+    Ok(())
 }

@@ -291,3 +291,23 @@ fn loss_gradients_match_central_differences_under_the_file_keys() {
     }
     assert!(worst < 1e-6, "worst relative difference {worst:e}");
 }
+
+#[test]
+fn the_same_weights_always_give_the_same_bytes() {
+    // Metadata with several keys: safetensors itself writes them in hash order.
+    let spec = ClassifierSpec::new(FieldSpec::SimpleOdenet { channels: 2 });
+    let m = classifier::<f64>(&spec, &[1, 2], 2);
+    let first = export_classifier(&m, &spec, FileDtype::F64)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    for _ in 0..20 {
+        let again = export_classifier(&m, &spec, FileDtype::F64)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        assert_eq!(again, first);
+    }
+    let file = TensorFile::parse(&first, Path::new("m.safetensors")).unwrap();
+    assert_eq!(file.metadata.get("format").map(String::as_str), Some("pt"));
+}
