@@ -14,10 +14,13 @@ use odeflow::runs::{
     self as lib, check::check_run, data::load_data as load_run_data, files, load_run_config,
     Observer, RunConfig, RunError,
 };
+use odeflow::runs::config::DataConfig;
+use odeflow::solve::SolverSpec;
+use odeflow::weights::{check_weights, Architecture, ExternalModel, WeightsError};
 use odeflow::Real;
 use odeflow_cli::progress::{Reporter, RunObserver};
 
-use crate::convert::{self, run_err, to_numpy};
+use crate::convert::{self, run_err, to_numpy, value_err};
 use crate::flow::{Stop, Verdict};
 use crate::guarded;
 
@@ -154,19 +157,95 @@ pub fn evaluate<'py>(
 /// grid (the training method at 1×–16× its steps and the next higher-order methods).
 /// Writes `check.json` and `check.png` into the run folder and returns a `Verdict`.
 /// `threshold` and `batch_size` default to the run's configuration (0.02, 1000).
+///
+/// A model trained elsewhere is checked from its weights instead of a run folder, as
+/// `odeflow check --weights`: `weights` (a safetensors file with PyTorch `state_dict`
+/// names `field.*`, `head.*`), `model` (its architecture: `simple_odenet`, `odenet`,
+/// `mlp-tanh`, …), `dataset` (`sphere2`, `mnist`, `cifar10`; `data_dir`, `test_size`,
+/// `data_seed` as in a run's `[data]`), the solver it was trained with (`train_method`
+/// and one of `train_steps`, `train_step_size`, `train_tol`), and `out_dir` for
+/// `check.json` and `check.png`. `dtype` is the evaluation's scalar type.
 #[pyfunction]
-#[pyo3(signature = (run_dir, *, threshold=None, batch_size=None))]
+#[pyo3(signature = (run_dir=None, *, threshold=None, batch_size=None, weights=None, model=None,
+    dataset=None, train_method=None, train_steps=None, train_step_size=None, train_tol=None,
+    out_dir=None, data_dir=None, test_size=None, data_seed=0, dtype="f64"))]
+#[allow(clippy::too_many_arguments)]
 pub fn check(
     py: Python<'_>,
-    run_dir: &Bound<'_, PyAny>,
+    run_dir: Option<&Bound<'_, PyAny>>,
     threshold: Option<f64>,
     batch_size: Option<usize>,
+    weights: Option<&Bound<'_, PyAny>>,
+    model: Option<String>,
+    dataset: Option<String>,
+    train_method: Option<String>,
+    train_steps: Option<usize>,
+    train_step_size: Option<f64>,
+    train_tol: Option<f64>,
+    out_dir: Option<&Bound<'_, PyAny>>,
+    data_dir: Option<&Bound<'_, PyAny>>,
+    test_size: Option<usize>,
+    data_seed: u64,
+    dtype: &str,
 ) -> PyResult<Verdict> {
-    let dir: PathBuf = convert::path_arg(run_dir, "run_dir")?;
-    let cfg = load_run_config(&dir).map_err(run_err)?;
-    let threshold = threshold.unwrap_or(cfg.check.threshold);
-    let batch = batch_size.unwrap_or(cfg.check.batch_size).max(1);
-    let report = with_observer(py, |o| check_run(&dir, threshold, batch, o))?;
+    let report = match (run_dir, weights) {
+        (Some(_), Some(_)) => {
+            return Err(value_err(
+                "give run_dir or weights=, not both (weights= checks a model trained elsewhere)",
+            ))
+        }
+        (None, None) => {
+            return Err(value_err(
+                "give a run folder (run_dir) or a model trained elsewhere (weights=, model=, dataset=, train_method=, …)",
+            ))
+        }
+        (Some(run_dir), None) => {
+            let dir: PathBuf = convert::path_arg(run_dir, "run_dir")?;
+            let cfg = load_run_config(&dir).map_err(run_err)?;
+            let threshold = threshold.unwrap_or(cfg.check.threshold);
+            let batch = batch_size.unwrap_or(cfg.check.batch_size).max(1);
+            with_observer(py, |o| check_run(&dir, threshold, batch, o))?
+        }
+        (None, Some(weights)) => {
+            let need = |v: Option<String>, name: &str| {
+                v.ok_or_else(|| value_err(format!("check(weights=...) needs {name}=")))
+            };
+            let arch: Architecture = need(model, "model")?
+                .parse()
+                .map_err(|e: WeightsError| value_err(format!("model: {e}")))?;
+            let method = need(train_method, "train_method")?;
+            let train = match (train_steps, train_step_size, train_tol) {
+                (Some(n), None, None) => SolverSpec::fixed(&method, n),
+                (None, Some(h), None) => SolverSpec::step_size(&method, h),
+                (None, None, Some(t)) => SolverSpec::adaptive(&method, t),
+                _ => {
+                    return Err(value_err(
+                        "check(weights=...) needs the training stepping: exactly one of train_steps, train_step_size or train_tol",
+                    ))
+                }
+            }
+            .map_err(value_err)?;
+            let out = out_dir
+                .ok_or_else(|| value_err("check(weights=...) needs out_dir= for check.json and check.png"))
+                .and_then(|d| convert::path_arg(d, "out_dir"))?;
+            let m = ExternalModel {
+                weights: convert::path_arg(weights, "weights")?,
+                arch,
+                data: DataConfig {
+                    name: need(dataset, "dataset")?,
+                    dir: data_dir.map(|d| convert::path_arg(d, "data_dir")).transpose()?,
+                    train_size: None,
+                    test_size,
+                    data_seed,
+                },
+                train,
+                dtype: dtype.to_string(),
+            };
+            let threshold = threshold.unwrap_or(0.02);
+            let batch = batch_size.unwrap_or(1000).max(1);
+            with_observer(py, |o| check_weights(&m, &out, threshold, batch, o))?
+        }
+    };
     Verdict::from_report(py, &report)
 }
 

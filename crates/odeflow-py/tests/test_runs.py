@@ -123,3 +123,53 @@ def test_run_errors(run, tmp_path):
     toml.write_text('[solver]\nmethod = "euler"\nsteps = 2\n[train]\niterations = 2\n[data]\ntrain_size = 20\ntest_size = 20\n')
     s = odeflow.train(str(toml), tmp_path / "from-toml")
     assert s["iterations"] == 2 and s["train"] == {"method": "euler", "order": 1, "steps": 2}
+
+
+def test_check_of_weights_trained_elsewhere_agrees_with_check_flow(run, tmp_path):
+    """The run's parameters written as a safetensors file with PyTorch names (as a model
+    trained in PyTorch would be), checked with check(weights=...), give the verdict
+    check_flow gives for the same numpy model on the same test set."""
+    st = pytest.importorskip("safetensors.numpy")
+    d, _ = run
+    model = json.loads((d / "model.json").read_text())
+    p = np.array(model["params"])
+    names = ["field.0.weight", "field.0.bias", "field.2.weight", "field.2.bias",
+             "head.weight", "head.bias"]
+    shapes = [(8, 2), (8,), (2, 8), (2,), (2, 2), (2,)]
+    tensors, i = {}, 0
+    for name, s in zip(names, shapes):
+        n = int(np.prod(s))
+        tensors[name] = np.ascontiguousarray(p[i : i + n].reshape(s))
+        i += n
+    f = tmp_path / "model.safetensors"
+    st.save_file(tensors, str(f))
+    out = tmp_path / "checked"
+    v = odeflow.check(
+        weights=f, model="mlp-tanh", dataset="sphere2", test_size=300,
+        train_method="euler", train_steps=2, out_dir=out,
+    )
+    assert (out / "check.json").exists() and (out / "check.png").exists()
+    data = odeflow.load_data({"dtype": "f64", "data": {"name": "sphere2", "test_size": 300}})
+    field, head = numpy_model(model)
+    mine = odeflow.check_flow(
+        field, data["x_test"], data["y_test"], head=head, train_method="euler", train_steps=2
+    )
+    assert v.train_accuracy == mine.train_accuracy
+    assert [(r["method"], r["steps"], r["accuracy"]) for r in v.results] == [
+        (r["method"], r["steps"], r["accuracy"]) for r in mine.results
+    ]
+    assert v.valid == mine.valid
+
+    with pytest.raises(ValueError, match="needs model="):
+        odeflow.check(weights=f, dataset="sphere2", train_method="euler", train_steps=2,
+                      out_dir=out)
+    with pytest.raises(ValueError, match="exactly one of train_steps"):
+        odeflow.check(weights=f, model="mlp-tanh", dataset="sphere2", train_method="euler",
+                      out_dir=out)
+    with pytest.raises(ValueError, match="not both"):
+        odeflow.check(d, weights=f)
+    with pytest.raises(ValueError, match=r"head\.(weight|bias)"):
+        bad = dict(tensors, **{"head.weight": np.zeros((3, 2))})
+        st.save_file(bad, str(tmp_path / "bad.safetensors"))
+        odeflow.check(weights=tmp_path / "bad.safetensors", model="mlp-tanh",
+                      dataset="sphere2", train_method="euler", train_steps=2, out_dir=out)

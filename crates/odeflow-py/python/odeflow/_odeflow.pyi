@@ -160,9 +160,26 @@ def evaluate(
     """Evaluates a trained run under a grid of test solvers; returns the report."""
 
 def check(
-    run_dir: PathArg, *, threshold: Optional[float] = None, batch_size: Optional[int] = None
+    run_dir: Optional[PathArg] = None,
+    *,
+    threshold: Optional[float] = None,
+    batch_size: Optional[int] = None,
+    weights: Optional[PathArg] = None,
+    model: Optional[str] = None,
+    dataset: Optional[str] = None,
+    train_method: Optional[str] = None,
+    train_steps: Optional[int] = None,
+    train_step_size: Optional[float] = None,
+    train_tol: Optional[float] = None,
+    out_dir: Optional[PathArg] = None,
+    data_dir: Optional[PathArg] = None,
+    test_size: Optional[int] = None,
+    data_seed: int = 0,
+    dtype: str = "f64",
 ) -> Verdict:
-    """The ODE-validity verdict of a trained run."""
+    """The ODE-validity verdict of a trained run, or (weights=, model=, dataset=,
+    train_method=, train_steps=|train_step_size=|train_tol=, out_dir=) of a model trained
+    elsewhere and saved as safetensors with PyTorch state_dict names."""
 
 def load_data(source: Union[Dict[str, Any], PathArg]) -> Dict[str, Any]:
     """The data set of a run folder or configuration as numpy arrays."""
