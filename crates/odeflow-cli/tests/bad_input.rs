@@ -214,6 +214,8 @@ const CASES: &[Case] = &[
     // data
     case("unknown data set to download", "data download nosuch", 2, &["'nosuch'", "mnist"]),
     case("download root is a regular file", "data download mnist --dir afile", 2, &["afile", "file"]),
+    case("download mirror that is not a URL", "data download mnist --dir emptydir --mirror notaurl", 2, &["--mirror 'notaurl'", "https://"]),
+    case("download mirror of another scheme", "data download mnist --dir emptydir --mirror ftp://host/mnist/", 2, &["'ftp://host/mnist/'", "http://"]),
     case("listing root is a regular file", "data list --dir afile", 2, &["--dir afile", "regular file"]),
 ];
 

@@ -8,13 +8,13 @@ use numpy::Element;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use odeflow::runs::config::DataConfig;
 use odeflow::runs::evaluate::{default_eval_grid, evaluate_run, report_table, EVAL_FILE};
 use odeflow::runs::model_file::{ModelFile, MODEL_FILE};
 use odeflow::runs::{
     self as lib, check::check_run, data::load_data as load_run_data, files, load_run_config,
     Observer, RunConfig, RunError,
 };
-use odeflow::runs::config::DataConfig;
 use odeflow::solve::SolverSpec;
 use odeflow::weights::{check_weights, Architecture, ExternalModel, WeightsError};
 use odeflow::Real;

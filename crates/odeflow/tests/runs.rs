@@ -26,6 +26,32 @@ fn tiny(method: &str, steps: usize, iterations: u64) -> RunConfig {
     c
 }
 
+/// Notes the pipeline gives, kept.
+#[derive(Default)]
+struct Notes(std::cell::RefCell<Vec<String>>);
+
+impl Observer for Notes {
+    fn note(&self, message: &str) {
+        self.0.borrow_mut().push(message.to_string());
+    }
+}
+
+#[test]
+fn a_batch_larger_than_the_training_set_is_said_and_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = tiny("euler", 2, 2);
+    c.train.batch_size = 500;
+    let notes = Notes::default();
+    let s = runs::train_new(&tmp.path().join("big"), c, &notes).unwrap();
+    assert_eq!(s.capped.len(), 1, "{:?}", s.capped);
+    assert!(s.capped[0].contains("train.batch_size 500") && s.capped[0].contains("128"));
+    assert!(notes.0.borrow().iter().any(|n| n.contains("full-batch")));
+    let on_disk = runs::train::load_summary(&tmp.path().join("big")).unwrap();
+    assert_eq!(on_disk.capped, s.capped);
+    let exact = runs::train_new(&tmp.path().join("fits"), tiny("euler", 2, 2), &Silent).unwrap();
+    assert!(exact.capped.is_empty());
+}
+
 #[test]
 fn a_run_trains_and_is_checked_with_implicit_midpoint() {
     let tmp = tempfile::tempdir().unwrap();

@@ -258,6 +258,12 @@ pub enum DownloadError {
         /// The known names, comma-separated.
         known: String,
     },
+    /// `--mirror` is not an http(s) URL with a host.
+    #[error("--mirror '{mirror}' is not a URL odeflow can fetch from: give a base URL with http:// or https:// and a host, e.g. https://example.org/mnist/")]
+    BadMirror {
+        /// The mirror as given.
+        mirror: String,
+    },
     /// The server answered with an HTTP error status (404, 500, …).
     #[error(
         "{url}: the server answered HTTP {status}; check the URL (or --mirror) and try again later"
@@ -382,7 +388,9 @@ impl DownloadError {
     pub fn is_input(&self) -> bool {
         matches!(
             self,
-            DownloadError::UnknownDataset { .. } | DownloadError::Directory { .. }
+            DownloadError::UnknownDataset { .. }
+                | DownloadError::Directory { .. }
+                | DownloadError::BadMirror { .. }
         )
     }
 
@@ -504,6 +512,24 @@ pub fn download(
     download_spec(spec, dir, mirror, progress)
 }
 
+/// A mirror must be an absolute `http://` or `https://` URL with a host; anything else is
+/// refused before a directory is made or a connection tried.
+fn check_mirror(mirror: &str) -> Result<(), DownloadError> {
+    let ok = mirror
+        .parse::<ureq::http::Uri>()
+        .ok()
+        .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
+        .and_then(|u| u.host().map(|h| !h.is_empty()))
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(DownloadError::BadMirror {
+            mirror: mirror.into(),
+        })
+    }
+}
+
 /// [`download`] for any [`DatasetSpec`], including ones that are not in the catalogue.
 pub fn download_spec(
     spec: &DatasetSpec,
@@ -511,6 +537,9 @@ pub fn download_spec(
     mirror: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<DownloadReport, DownloadError> {
+    if let Some(m) = mirror {
+        check_mirror(m)?;
+    }
     prepare_dir(dir)?;
     let mirrors: Vec<&str> = match mirror {
         Some(m) => vec![m],
@@ -906,6 +935,19 @@ mod tests {
     #[test]
     fn urls_are_joined_with_one_slash() {
         assert_eq!(join_url("http://h/a/", "f.gz"), "http://h/a/f.gz");
+        for bad in ["notaurl", "ftp://h/x/", "http://", "/local/dir", ""] {
+            let e = check_mirror(bad).unwrap_err();
+            assert!(
+                e.is_input() && e.to_string().contains(&format!("'{bad}'")),
+                "{e}"
+            );
+        }
+        for good in [
+            "http://127.0.0.1:8080/",
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        ] {
+            check_mirror(good).unwrap();
+        }
         assert_eq!(join_url("http://h/a", "f.gz"), "http://h/a/f.gz");
         assert_eq!(join_url("http://h/a//", "/f.gz"), "http://h/a/f.gz");
     }

@@ -81,6 +81,11 @@ pub struct RunSummary {
     /// The adaptation, when enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptation: Option<AdaptationSummary>,
+    /// Sizes the run used smaller than the configuration asked for, each as a sentence
+    /// (e.g. a training batch larger than the training set); also said as a note when
+    /// training starts. Nothing is capped silently.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capped: Vec<String>,
 }
 
 /// Trains (or resumes, when `dir` holds a checkpoint) the run in `dir` with `cfg` (already
@@ -146,6 +151,17 @@ fn train_typed<T: Real>(
     )?;
     let mut source =
         DatasetSource::new(&data.train, cfg.train.batch_size, derive_seed(cfg.seed, 21))?;
+    let mut capped = Vec::new();
+    if cfg.train.batch_size > data.train.len() {
+        capped.push(format!(
+            "train.batch_size {} is larger than the {} training samples: every batch is the whole training set (full-batch training)",
+            cfg.train.batch_size,
+            data.train.len()
+        ));
+    }
+    for c in &capped {
+        observer.note(&format!("note: {c}"));
+    }
     let mut hook = AdaptationHook::log_only();
     let mut initial = None;
     if cfg.adapt.enabled {
@@ -304,6 +320,7 @@ fn train_typed<T: Real>(
             kept: hook.counts.kept,
             at_cap: hook.counts.at_cap,
         }),
+        capped,
     };
     files::write_json(&summary, &dir.join(SUMMARY_FILE))?;
     observer.trained(dir, &summary, &log);
