@@ -149,7 +149,10 @@ def test_check_of_weights_trained_elsewhere_agrees_with_check_flow(run, tmp_path
         train_method="euler", train_steps=2, out_dir=out,
     )
     assert (out / "check.json").exists() and (out / "check.png").exists()
-    data = odeflow.load_data({"dtype": "f64", "data": {"name": "sphere2", "test_size": 300}})
+    data = odeflow.load_data({
+        "dtype": "f64", "data": {"name": "sphere2", "test_size": 300},
+        "solver": {"method": "euler", "steps": 2},
+    })
     field, head = numpy_model(model)
     mine = odeflow.check_flow(
         field, data["x_test"], data["y_test"], head=head, train_method="euler", train_steps=2
