@@ -2,6 +2,13 @@
 (simple_odenet field, linear head) trained through 2 Euler steps, as in "ResNet after all?"
 (ICLR 2021). Prints the verdict; skips with a message when torch or torchdiffeq is missing.
 
+It then saves the trained weights as safetensors with the PyTorch names odeflow reads
+(`field.0.weight`, …, `head.weight`; see the README's Weights section) and checks the same
+model from the file with `odeflow.check(weights=...)`, the call behind
+
+    odeflow check --weights check_torch.safetensors --model simple_odenet --dataset sphere2 \
+        --train-method euler --train-steps 2 --dtype f32 --out-dir check_torch
+
     pip install torch torchdiffeq
     python crates/odeflow-py/examples/check_torch.py
 """
@@ -66,3 +73,20 @@ verdict = odeflow.check_flow(
     train_method="euler", train_steps=2, plot="check_torch.png",
 )
 print(verdict.summary)
+
+# The same model from a weights file: the field's keys without the wrapper's `net.` prefix.
+try:
+    from safetensors.torch import save_file
+except ImportError:
+    print("skipped the weights-file check: safetensors is not installed")
+    sys.exit(0)
+tensors = {f"field.{k.removeprefix('net.')}": v for k, v in field.state_dict().items()}
+tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
+save_file(tensors, "check_torch.safetensors")
+from_file = odeflow.check(
+    weights="check_torch.safetensors", model="simple_odenet", dataset="sphere2",
+    train_method="euler", train_steps=2, dtype="f32", out_dir="check_torch",
+)
+print(f"from check_torch.safetensors: {from_file.summary}")
+assert from_file.valid == verdict.valid
+assert abs(from_file.train_accuracy - verdict.train_accuracy) < 1e-3
