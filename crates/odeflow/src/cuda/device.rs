@@ -80,6 +80,10 @@ pub(crate) struct NnKernels {
     pub act_grad: CudaFunction,
     pub mse: CudaFunction,
     pub adam: CudaFunction,
+    pub softmax_ce: CudaFunction,
+    pub adam_graph: CudaFunction,
+    pub pad_cols: CudaFunction,
+    pub fill_u64: CudaFunction,
 }
 
 /// One GPU: context, stream, kernels, cuBLAS, and the first recorded error.
@@ -246,6 +250,10 @@ impl Device {
             act_grad: function(&nm, "act_grad_f32")?,
             mse: function(&nm, "mse_f32")?,
             adam: function(&nm, "adam_f32")?,
+            softmax_ce: function(&nm, "softmax_ce_f32")?,
+            adam_graph: function(&nm, "adam_graph_f32")?,
+            pad_cols: function(&nm, "pad_cols_f32")?,
+            fill_u64: function(&nm, "fill_u64")?,
         };
         let blas = CudaBlas::new(stream.clone()).map_err(|e| CudaError::call("cuBLAS init", e))?;
         Ok(Arc::new(Self {

@@ -10,7 +10,11 @@
 //! architecture (`--gpu-architecture=sm_XX`), so that an NVRTC newer than the driver still
 //! gives loadable code.
 //!
-//! What the device computes is decided by launch plans ([`plan`]) that are unit-tested on the
+//! A whole fixed-step training iteration of the MLP classifier (forward solve, head,
+//! cross-entropy, backprop through the steps, Adam) is one [`train_plan::TrainPlan`], issued
+//! by [`ClassifierStep`] eagerly or captured once into a CUDA graph (not yet run on a GPU).
+//!
+//! What the device computes is decided by launch plans ([`plan`], [`train_plan`]) that are unit-tested on the
 //! CPU; the kernels' arithmetic is tested on the CPU by compiling the same sources as host
 //! C++ (`kernels/host_shim.h`, `tests/cuda_kernels.rs`), and the sources are compiled by
 //! NVRTC in CI. See the README's GPU section for what has and has not run on a GPU.
@@ -20,6 +24,7 @@ mod device;
 mod mlp;
 pub mod plan;
 mod state;
+pub mod train_plan;
 mod workload;
 
 pub use agreement::{pendulum_agreement, Agreement};
