@@ -24,6 +24,7 @@ mod device;
 mod mlp;
 pub mod plan;
 mod state;
+mod train_graph;
 pub mod train_plan;
 mod workload;
 
@@ -31,4 +32,5 @@ pub use agreement::{pendulum_agreement, Agreement};
 pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_SOURCES};
 pub use mlp::{CudaMlp, CudaTape};
 pub use state::CudaBatch;
+pub use train_graph::{ClassifierStep, StepOutcome};
 pub use workload::PendulumCuda;
