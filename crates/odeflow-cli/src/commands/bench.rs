@@ -60,7 +60,9 @@ pub struct BenchArgs {
 
     /// With --device cuda: first compare one forward/backward pass on the GPU with the CPU
     /// (f32 and f64) — with the workload's Euler solve and with adaptive dopri5 — and report
-    /// the errors under "agreement"; fails (exit 1) when the GPU disagrees.
+    /// the errors under "agreement"; with --grad backprop also one MLP-classifier training
+    /// iteration through the device plan, eager and as a CUDA graph ("classifier_agreement");
+    /// fails (exit 1) when the GPU disagrees.
     #[arg(long)]
     check_cpu: bool,
 }
