@@ -86,7 +86,7 @@ impl ClassifierStep {
             let n = plan.len_of(buf);
             match buf {
                 Buf::Lr | Buf::Loss | Buf::Labels => {}
-                Buf::AdamCounters | Buf::Correct | Buf::FirstNonFinite => {
+                Buf::AdamStep | Buf::Correct | Buf::FirstNonFinite => {
                     u64s.insert(buf, alloc::<u64>(dev, n)?);
                 }
                 Buf::Params => {
@@ -290,6 +290,13 @@ impl ClassifierStep {
                         unsafe { l.launch(config(*rows)) }.map(|_| ()),
                     )?;
                 }
+                Launch::AdamTick => {
+                    let t = self.addr(Buf::AdamStep);
+                    let mut l = stream.launch_builder(&k.adam_tick);
+                    l.arg(&t);
+                    // SAFETY: adam_tick(unsigned long long* t) on the one-element step count.
+                    launch("adam_tick", unsafe { l.launch(config(1)) }.map(|_| ()))?;
+                }
                 Launch::Adam { n } => {
                     let n64 = *n as i64;
                     let ptrs = [
@@ -298,7 +305,7 @@ impl ClassifierStep {
                         Buf::AdamM,
                         Buf::AdamV,
                         Buf::Lr,
-                        Buf::AdamCounters,
+                        Buf::AdamStep,
                     ]
                     .map(|b| self.addr(b));
                     let h = self.hyper;
@@ -312,7 +319,7 @@ impl ClassifierStep {
                         .arg(&h.eps)
                         .arg(&h.weight_decay);
                     // SAFETY: adam_graph_f32(long long n, float* p, const float* grad,
-                    // float* m, float* v, const double* lr, unsigned long long* counters,
+                    // float* m, float* v, const double* lr, const unsigned long long* t,
                     // double beta1, double beta2, float eps, float wd).
                     launch(
                         "adam_graph_f32",

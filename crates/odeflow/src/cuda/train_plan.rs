@@ -20,7 +20,8 @@
 //!            `backprop` method's grad::rk_backward::StepBackward), stage i = s−1…0 when needed:
 //!              k̄ᵢ = (h bᵢ) λ + Σ_{j>i} (h aⱼᵢ) Ȳⱼ;  Ȳᵢ = (∂f/∂y)(Yᵢ)ᵀ k̄ᵢ;  ∂θ += (∂f/∂θ)(Yᵢ)ᵀ k̄ᵢ
 //!            λ ← λ + Σᵢ Ȳᵢ
-//! Adam       one adam_graph_f32 launch (step count and learning rate read on the device)
+//! Adam       t ← t + 1 on the device (adam_tick), then one adam_graph_f32 launch (moments,
+//!            bias correction with t, update; t and the learning rate read on the device)
 //! ```
 //!
 //! The parameters are the classifier's flat vector `[field | head]`. The plan is unit-tested
@@ -47,8 +48,8 @@ pub enum Buf {
     AdamM,
     /// Adam's second moment.
     AdamV,
-    /// Adam's counters (two u64: steps taken, threads finished).
-    AdamCounters,
+    /// Adam's step count `t` (one u64, incremented on the device by [`Launch::AdamTick`]).
+    AdamStep,
     /// `yₙ`, `n = 0..=N` (`rows × dim`).
     State(usize),
     /// The stage input `Yᵢ` of step `n`, `i ≥ 1` (stage 0 reads `yₙ`).
@@ -186,8 +187,10 @@ pub enum Launch {
         /// Classes.
         classes: usize,
     },
-    /// `adam_graph_f32` on [`Buf::Params`] with [`Buf::GradParams`], the moments, the
-    /// counters and [`Buf::Lr`].
+    /// `adam_tick`: [`Buf::AdamStep`] += 1 (one thread), right before [`Launch::Adam`].
+    AdamTick,
+    /// `adam_graph_f32` on [`Buf::Params`] with [`Buf::GradParams`], the moments, the step
+    /// count [`Buf::AdamStep`] and [`Buf::Lr`].
     Adam {
         /// Parameters.
         n: usize,
@@ -276,8 +279,7 @@ impl TrainPlan {
         match buf {
             Buf::Input => rows * s.input,
             Buf::Labels | Buf::Ones => rows,
-            Buf::Lr | Buf::Loss | Buf::Correct => 1,
-            Buf::AdamCounters => 2,
+            Buf::Lr | Buf::Loss | Buf::Correct | Buf::AdamStep => 1,
             Buf::Params | Buf::GradParams | Buf::AdamM | Buf::AdamV => self.num_params(),
             Buf::State(_) | Buf::StageIn(..) | Buf::K(_) | Buf::Lambda | Buf::KBar => rows * d,
             Buf::YBar(_) | Buf::Zeros => rows * d,
@@ -305,7 +307,7 @@ impl TrainPlan {
         ] {
             add(b);
         }
-        add(Buf::AdamCounters);
+        add(Buf::AdamStep);
         for l in &self.launches {
             for b in launch_buffers(l) {
                 add(b);
@@ -476,6 +478,7 @@ impl TrainPlan {
                 .collect();
             self.lincomb(Buf::Lambda, Buf::Lambda, &terms);
         }
+        self.launches.push(Launch::AdamTick);
         self.launches.push(Launch::Adam {
             n: self.num_params(),
         });
@@ -509,13 +512,14 @@ pub fn launch_buffers(l: &Launch) -> Vec<Buf> {
             Buf::Loss,
             Buf::Correct,
         ],
+        Launch::AdamTick => vec![Buf::AdamStep],
         Launch::Adam { .. } => vec![
             Buf::Params,
             Buf::GradParams,
             Buf::AdamM,
             Buf::AdamV,
             Buf::Lr,
-            Buf::AdamCounters,
+            Buf::AdamStep,
         ],
     }
 }

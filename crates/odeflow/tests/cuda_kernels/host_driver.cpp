@@ -74,11 +74,12 @@ double host_softmax_ce(long long rows, int classes, const float* logits, const i
     return loss;
 }
 
+// adam_tick then adam_graph_f32, as the training-iteration plan launches them.
 void host_adam_graph(long long n, float* p, const float* g, float* m, float* v, double lr,
-                     unsigned long long* counters, double beta1, double beta2, float eps,
-                     float wd, int grid, int block) {
-    ODEFLOW_LAUNCH(adam_graph_f32, grid, block, n, p, g, m, v, &lr, counters, beta1, beta2, eps,
-                   wd);
+                     unsigned long long* t, double beta1, double beta2, float eps, float wd,
+                     int grid, int block) {
+    ODEFLOW_LAUNCH(adam_tick, grid, block, t);
+    ODEFLOW_LAUNCH(adam_graph_f32, grid, block, n, p, g, m, v, &lr, t, beta1, beta2, eps, wd);
 }
 
 void host_pad_cols(long long rows, int cols, int extra, const float* src, float* dst, int grid,

@@ -176,9 +176,12 @@ impl Exec<'_> {
                     *self.bufs.get_mut(&Buf::Correct).expect("zeroed") = vec![hits];
                     self.bufs.insert(Buf::GradLogits, g);
                 }
+                Launch::AdamTick => {
+                    self.bufs.get_mut(&Buf::AdamStep).expect("step count")[0] += 1.0;
+                }
                 Launch::Adam { n } => {
                     let h = self.hyper;
-                    let t = self.get(Buf::AdamCounters)[0] + 1.0;
+                    let t = self.get(Buf::AdamStep)[0];
                     let lr = self.get(Buf::Lr)[0];
                     let step = lr / (1.0 - h.beta1.powi(t as i32));
                     let c2s = (1.0 - h.beta2.powi(t as i32)).sqrt();
@@ -197,7 +200,6 @@ impl Exec<'_> {
                     for (b, val) in [(Buf::Params, p), (Buf::AdamM, m), (Buf::AdamV, v)] {
                         self.bufs.insert(b, val);
                     }
-                    self.bufs.insert(Buf::AdamCounters, vec![t, 0.0]);
                 }
             }
         }
@@ -271,7 +273,7 @@ fn check(method: &str, dims: &[usize], activation: Activation, input: usize, ste
         (Buf::Params, params.clone()),
         (Buf::AdamM, vec![0.0; n]),
         (Buf::AdamV, vec![0.0; n]),
-        (Buf::AdamCounters, vec![0.0, 0.0]),
+        (Buf::AdamStep, vec![0.0]),
         (Buf::Ones, vec![1.0; rows]),
         (Buf::Zeros, vec![0.0; rows * d]),
     ];
@@ -328,7 +330,7 @@ fn check(method: &str, dims: &[usize], activation: Activation, input: usize, ste
         );
         cpu.write_params(&params);
     }
-    assert_eq!(ex.get(Buf::AdamCounters), &vec![2.0, 0.0]);
+    assert_eq!(ex.get(Buf::AdamStep), &vec![2.0]);
 
     // A NaN in the input is reported at the step where it first appears (step 0).
     let mut x = data(rows * input, 5);
@@ -374,7 +376,8 @@ fn train_plan_is_graph_ready_inputs_read_only_and_fused() {
             Launch::ActGrad { g, .. } => vec![g.buf],
             Launch::FirstNonFinite { .. } => vec![Buf::FirstNonFinite],
             Launch::SoftmaxCe { .. } => vec![Buf::GradLogits, Buf::Loss, Buf::Correct],
-            Launch::Adam { .. } => vec![Buf::Params, Buf::AdamM, Buf::AdamV, Buf::AdamCounters],
+            Launch::AdamTick => vec![Buf::AdamStep],
+            Launch::Adam { .. } => vec![Buf::Params, Buf::AdamM, Buf::AdamV],
         };
         for b in written {
             assert!(
@@ -394,8 +397,12 @@ fn train_plan_is_graph_ready_inputs_read_only_and_fused() {
         .filter(|l| matches!(l, Launch::Lincomb { .. }))
         .count();
     assert_eq!(lincombs, 4 * (3 + 1 + 4 + 1));
-    // One Adam launch, last; one loss launch.
-    assert!(matches!(plan.launches.last(), Some(Launch::Adam { .. })));
+    // The step count ticks right before the one Adam launch, which is last; one loss launch.
+    let tail = &plan.launches[plan.launches.len() - 2..];
+    assert!(
+        matches!(tail, [Launch::AdamTick, Launch::Adam { .. }]),
+        "{tail:?}"
+    );
     let ce = plan
         .launches
         .iter()

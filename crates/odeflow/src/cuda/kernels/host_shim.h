@@ -40,9 +40,6 @@ inline float __int_as_float(int i) {
     std::memcpy(&f, &i, sizeof f);
     return f;
 }
-// Threads run one after another: every write is visible to the next thread.
-inline void __threadfence() {}
-
 inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v) {
     unsigned long long old = *a;
     *a = old + v;

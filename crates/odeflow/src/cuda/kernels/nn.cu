@@ -134,22 +134,26 @@ __device__ inline double odeflow_powi(double a, long long b) {
     return r;
 }
 
+// Adam's step count on the device: *t += 1, one thread. Launched right before adam_graph_f32
+// in a captured iteration, so that every replay takes the next step.
+extern "C" __global__ void adam_tick(unsigned long long* t) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) *t += 1;
+}
+
 // One Adam step whose step count and learning rate live on the device, so that a captured
-// CUDA graph replays correct steps: counters[0] = t − 1 (steps taken before this one),
-// counters[1] = threads finished (0 between launches), *lr the learning rate (f64, written
-// by the host before a replay). With t = counters[0] + 1, as odeflow::train::Optimizer:
+// CUDA graph replays correct steps: *t the step count including this step (adam_tick), *lr
+// the learning rate (f64, written by the host before a replay). As odeflow::train::Optimizer:
 //   step = f32(lr / (1 − β1ᵗ)),  c2s = f32(√(1 − β2ᵗ))   (in double, β as f64),
 //   g = grad + wd·p;  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g g;  p ← p − step·m / (√v/c2s + ε)
 // in f32 with every product rounded before its sum (__fmul_rn: no FMA contraction, as the
-// CPU). The last thread to finish stores t in counters[0] and resets counters[1]: every thread
-// reads counters[0] before its fenced atomic, so no thread sees the new count in this launch.
+// CPU), so the device gives the CPU optimizer's bits.
 extern "C" __global__ void adam_graph_f32(long long n, float* p, const float* grad, float* m,
                                           float* v, const double* lr,
-                                          unsigned long long* counters, double beta1,
+                                          const unsigned long long* t, double beta1,
                                           double beta2, float eps, float wd) {
-    unsigned long long t = counters[0] + 1;
-    double c1 = 1.0 - odeflow_powi(beta1, (long long)t);
-    double c2 = 1.0 - odeflow_powi(beta2, (long long)t);
+    long long step_t = (long long)*t;
+    double c1 = 1.0 - odeflow_powi(beta1, step_t);
+    double c2 = 1.0 - odeflow_powi(beta2, step_t);
     float step = (float)(*lr / c1);
     float c2s = (float)sqrt(c2);
     float b1 = (float)beta1, b2 = (float)beta2;
@@ -160,12 +164,6 @@ extern "C" __global__ void adam_graph_f32(long long n, float* p, const float* gr
         m[i] = mi;
         v[i] = vi;
         p[i] -= __fmul_rn(step, mi) / (sqrtf(vi) / c2s + eps);
-    }
-    __threadfence();
-    unsigned long long total = (unsigned long long)gridDim.x * blockDim.x;
-    if (atomicAdd(&counters[1], 1ULL) == total - 1) {
-        counters[0] = t;
-        counters[1] = 0;
     }
 }
 
