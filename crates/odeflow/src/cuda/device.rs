@@ -234,7 +234,11 @@ impl Device {
             .map_err(|e| CudaError::call("compute capability", e))?;
         let arch = format!("sm_{major}{minor}");
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
-        let stream = ctx.default_stream();
+        // A created (non-blocking) stream, not the legacy NULL stream, which CUDA cannot
+        // capture into a graph (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED).
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| CudaError::call("stream creation", e))?;
         let [(sn, ss), (nn, ns)] = KERNEL_SOURCES;
         let sm = load(&ctx, sn, ss, &arch)?;
         let nm = load(&ctx, nn, ns, &arch)?;

@@ -349,8 +349,9 @@ impl ClassifierStep {
             .map_err(|e| CudaError::call("lincomb_f32", e))
     }
 
-    /// Captures the plan once into a CUDA graph (replayed by [`ClassifierStep::iteration`]).
-    /// **Never run on a GPU yet.**
+    /// Captures the plan once into a CUDA graph (replayed by [`ClassifierStep::iteration`]),
+    /// on the device's own non-blocking stream (the legacy NULL stream cannot be captured),
+    /// in thread-local capture mode. **Never run on a GPU yet.**
     pub fn capture(&mut self) -> Result<(), CudaError> {
         if !self.dev.bind() {
             return self.dev.check();
