@@ -15,7 +15,11 @@
 #   3. GPU-vs-CPU agreement: `odeflow bench pendulum-mlp128-euler2 --device cuda --check-cpu`
 #      with each gradient method (backprop, adjoint, reversible): final state, loss and
 #      parameter gradient of one pass with Euler and with adaptive dopri5, against the CPU in
-#      f32 and f64; fails when the GPU error exceeds 10x the CPU f32 error;
+#      f32 and f64; fails when the GPU error exceeds 10x the CPU f32 error; with backprop also
+#      one training iteration of a small MLP classifier through the device plan
+#      (odeflow::cuda::ClassifierStep: head, cross-entropy, backprop, graph-safe Adam), eager
+#      and as a captured CUDA graph: logits, loss, parameter gradient and the parameters after
+#      Adam against the CPU ("classifier_agreement" in the JSON, same 10x rule);
 #   4. the benchmark: odeflow on the GPU and on the CPU, torchdiffeq and diffrax on the GPU
 #      (`--device cuda`, TF32 off) for $WORKLOADS (default: the pendulum, the one workload
 #      odeflow runs on the GPU so far, and sphere2-euler256 for the peers' reference);
@@ -136,6 +140,16 @@ for g in ("backprop", "adjoint", "reversible"):
                      f"{a['grad_rel_gpu']:.2e} | {a['grad_rel_cpu_f32']:.2e} | {a['passed']} |")
     if not r:
         lines.append(f"| {g} | – | – | – | – | – | failed (see agreement-{g}.err) |")
+lines += ["", "GPU vs CPU (MLP classifier, one training iteration, backprop; relative errors against the CPU in f64):", "",
+          "| method | steps | graph | loss gpu | loss cpu f64 | logits gpu | logits cpu f32 | gradient gpu | gradient cpu f32 | params gpu | params cpu f32 | passed |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+r = read("agreement-backprop")
+for a in (r or {}).get("classifier_agreement") or []:
+    lines.append(f"| {a['method']} | {a['steps']} | {a['captured']} | {a['loss_gpu']:.6f} | {a['loss_cpu_f64']:.6f} | "
+                 f"{a['logits_rel_gpu']:.2e} | {a['logits_rel_cpu_f32']:.2e} | {a['grad_rel_gpu']:.2e} | "
+                 f"{a['grad_rel_cpu_f32']:.2e} | {a['params_rel_gpu']:.2e} | {a['params_rel_cpu_f32']:.2e} | {a['passed']} |")
+if not (r or {}).get("classifier_agreement"):
+    lines.append("| – | – | – | – | – | – | – | – | – | – | – | failed (see agreement-backprop.err) |")
 text = "\n".join(lines)
 print(text)
 open(os.path.join(out, "summary.md"), "w").write(text + "\n")

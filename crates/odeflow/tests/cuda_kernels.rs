@@ -8,6 +8,12 @@
 //!   `kernels/host_shim.h` (the C++ compiler from `CXX`, default `c++`) and run on an
 //!   emulated grid, against the CPU `Batch` state, activations, MSE and Adam;
 //! * opening a device on a machine without a driver is one error, not a panic.
+//!
+//! The kernels of a classifier's training iteration (cross-entropy, the graph-safe Adam,
+//! padding) are tested in `cuda_kernels/train.rs`.
+
+#[path = "cuda_kernels/train.rs"]
+mod train;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,7 +26,7 @@ use odeflow::nn::Activation;
 use odeflow::train::{Optimizer, OptimizerConfig};
 use odeflow::{Batch, State};
 
-fn manifest() -> PathBuf {
+pub(crate) fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -101,12 +107,12 @@ fn opening_a_device_without_a_driver_is_one_error() {
 }
 
 /// The kernels compiled as host C++ into a shared library.
-struct HostKernels {
+pub(crate) struct HostKernels {
     lib: Library,
     _dir: tempfile::TempDir,
 }
 
-fn host_kernels() -> Option<HostKernels> {
+pub(crate) fn host_kernels() -> Option<HostKernels> {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("libodeflow_kernels_host.so");
@@ -137,7 +143,7 @@ fn host_kernels() -> Option<HostKernels> {
 }
 
 impl HostKernels {
-    fn sym<T>(&self, name: &[u8]) -> Symbol<'_, T> {
+    pub(crate) fn sym<T>(&self, name: &[u8]) -> Symbol<'_, T> {
         // SAFETY: the types below match host_driver.cpp.
         unsafe { self.lib.get(name) }.expect("symbol")
     }
@@ -170,15 +176,15 @@ type Adam = unsafe extern "C" fn(
 );
 
 /// Launch shapes: one component per thread, and grid-stride loops over several passes.
-const GRIDS: [(i32, i32); 3] = [(4, 256), (3, 64), (1, 1)];
+pub(crate) const GRIDS: [(i32, i32); 3] = [(4, 256), (3, 64), (1, 1)];
 
-fn data(n: usize, seed: usize) -> Vec<f32> {
+pub(crate) fn data(n: usize, seed: usize) -> Vec<f32> {
     (0..n)
         .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.0 - 1.0) * 1.7)
         .collect()
 }
 
-fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+pub(crate) fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!(

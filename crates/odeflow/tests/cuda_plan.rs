@@ -1,6 +1,10 @@
 //! The launch plans of the GPU path (`odeflow::cuda::plan`, feature `cuda`) executed with
 //! reference CPU arithmetic (column-major GEMM as cuBLAS defines it, the kernels' formulas)
-//! against the CPU layers, in f64. No GPU needed.
+//! against the CPU layers, in f64. No GPU needed. The plan of a whole classifier training
+//! iteration is tested in `cuda_plan/train.rs`.
+
+#[path = "cuda_plan/train.rs"]
+mod train;
 
 use std::collections::HashMap;
 

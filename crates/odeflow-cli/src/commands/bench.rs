@@ -60,7 +60,9 @@ pub struct BenchArgs {
 
     /// With --device cuda: first compare one forward/backward pass on the GPU with the CPU
     /// (f32 and f64) — with the workload's Euler solve and with adaptive dopri5 — and report
-    /// the errors under "agreement"; fails (exit 1) when the GPU disagrees.
+    /// the errors under "agreement"; with --grad backprop also one MLP-classifier training
+    /// iteration through the device plan, eager and as a CUDA graph ("classifier_agreement");
+    /// fails (exit 1) when the GPU disagrees.
     #[arg(long)]
     check_cpu: bool,
 }
@@ -106,6 +108,9 @@ pub struct BenchResult {
     pub gpu: Option<String>,
     /// With `--check-cpu`: the GPU-vs-CPU comparisons (`odeflow::cuda::Agreement`).
     pub agreement: Option<serde_json::Value>,
+    /// With `--check-cpu --grad backprop`: the GPU-vs-CPU comparisons of one classifier
+    /// training iteration through the device plan (`odeflow::cuda::ClassifierAgreement`).
+    pub classifier_agreement: Option<serde_json::Value>,
 }
 
 /// A prepared workload: one training iteration per call.
@@ -127,6 +132,9 @@ fn cpu_runner(
     Ok((Box::new(iterate), params))
 }
 
+/// The pendulum and the classifier agreement (JSON) of `--check-cpu`.
+type Agreements = (Option<serde_json::Value>, Option<serde_json::Value>);
+
 /// The workload on GPU 0: the iteration, the parameter count, the GPU's description.
 #[cfg(feature = "cuda")]
 fn cuda_runner(
@@ -134,7 +142,7 @@ fn cuda_runner(
     grad: GradientMethod,
     seed: u64,
     check_cpu: bool,
-) -> Result<(Iterate, usize, String, Option<serde_json::Value>), CliError> {
+) -> Result<(Iterate, usize, String, Agreements), CliError> {
     use odeflow::cuda::{pendulum_agreement, Device, PendulumCuda};
     use odeflow::solve::SolveOptions;
     if workload != Workload::PendulumMlp128Euler2 {
@@ -146,7 +154,7 @@ fn cuda_runner(
     }
     let dev = Device::open(0).map_err(|e| CliError::runtime(e.to_string()))?;
     let gpu = format!("{} ({})", dev.name(), dev.arch());
-    let mut agreement = None;
+    let (mut agreement, mut classifier) = (None, None);
     if check_cpu {
         let problem = odeflow::models::PendulumProblem::new(seed);
         let cases = [
@@ -175,6 +183,34 @@ fn cuda_runner(
                 bad.grad_rel_cpu_f32
             )));
         }
+        if matches!(grad, GradientMethod::Backprop) {
+            // One classifier training iteration through the device plan (backprop), eager
+            // and as a captured CUDA graph.
+            let mut cls = Vec::new();
+            for (method, steps, captured) in
+                [("euler", 4, false), ("euler", 4, true), ("rk4", 2, true)]
+            {
+                let a = odeflow::cuda::classifier_agreement(&dev, method, steps, captured, seed)
+                    .map_err(|e| CliError::runtime(e.to_string()))?;
+                cls.push(a);
+            }
+            let cjson = serde_json::to_value(&cls).map_err(|e| CliError::runtime(e.to_string()))?;
+            if let Some(bad) = cls.iter().find(|a| !a.passed) {
+                return Err(CliError::runtime(format!(
+                    "the GPU classifier iteration disagrees with the CPU ({} in {} steps, \
+                     captured: {}): logits {:.2e} (CPU f32 {:.2e}), gradient {:.2e} (CPU f32 \
+                     {:.2e}); all: {cjson}",
+                    bad.method,
+                    bad.steps,
+                    bad.captured,
+                    bad.logits_rel_gpu,
+                    bad.logits_rel_cpu_f32,
+                    bad.grad_rel_gpu,
+                    bad.grad_rel_cpu_f32
+                )));
+            }
+            classifier = Some(cjson);
+        }
         agreement = Some(json);
     }
     let mut runner =
@@ -185,7 +221,7 @@ fn cuda_runner(
             .iteration()
             .map_err(|e| CliError::runtime(e.to_string()))
     };
-    Ok((Box::new(iterate), params, gpu, agreement))
+    Ok((Box::new(iterate), params, gpu, (agreement, classifier)))
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -194,7 +230,7 @@ fn cuda_runner(
     _: GradientMethod,
     _: u64,
     _: bool,
-) -> Result<(Iterate, usize, String, Option<serde_json::Value>), CliError> {
+) -> Result<(Iterate, usize, String, Agreements), CliError> {
     Err(crate::device::not_built())
 }
 
@@ -294,7 +330,7 @@ pub fn run(args: BenchArgs, reporter: &Reporter, device: DeviceArg) -> Result<()
     }
     let workload = Workload::from_name(&args.workload)
         .map_err(|e| CliError::input(format!("{e}, resnet-memory")))?;
-    let (mut iterate, params, gpu, agreement) = match device {
+    let (mut iterate, params, gpu, (agreement, classifier_agreement)) = match device {
         DeviceArg::Cpu => {
             if args.check_cpu {
                 return Err(CliError::input(
@@ -302,11 +338,11 @@ pub fn run(args: BenchArgs, reporter: &Reporter, device: DeviceArg) -> Result<()
                 ));
             }
             let (it, p) = cpu_runner(workload, grad, args.seed)?;
-            (it, p, None, None)
+            (it, p, None, (None, None))
         }
         DeviceArg::Cuda => {
-            let (it, p, gpu, agreement) = cuda_runner(workload, grad, args.seed, args.check_cpu)?;
-            (it, p, Some(gpu), agreement)
+            let (it, p, gpu, agreements) = cuda_runner(workload, grad, args.seed, args.check_cpu)?;
+            (it, p, Some(gpu), agreements)
         }
     };
     let bar = reporter.bar(
@@ -356,6 +392,7 @@ pub fn run(args: BenchArgs, reporter: &Reporter, device: DeviceArg) -> Result<()
         device: device.name().to_string(),
         gpu,
         agreement,
+        classifier_agreement,
     };
     reporter.result(&result, || {
         format!(

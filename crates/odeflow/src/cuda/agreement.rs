@@ -83,7 +83,7 @@ fn cpu_pass<T: Real>(
     ))
 }
 
-fn max_rel(a: &[f64], reference: &[f64]) -> f64 {
+pub(crate) fn max_rel(a: &[f64], reference: &[f64]) -> f64 {
     let scale = reference
         .iter()
         .fold(0.0f64, |m, v| m.max(v.abs()))
@@ -94,7 +94,7 @@ fn max_rel(a: &[f64], reference: &[f64]) -> f64 {
         / scale
 }
 
-fn norm_rel(a: &[f64], reference: &[f64]) -> f64 {
+pub(crate) fn norm_rel(a: &[f64], reference: &[f64]) -> f64 {
     let d: f64 = a
         .iter()
         .zip(reference)

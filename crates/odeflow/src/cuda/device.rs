@@ -80,6 +80,11 @@ pub(crate) struct NnKernels {
     pub act_grad: CudaFunction,
     pub mse: CudaFunction,
     pub adam: CudaFunction,
+    pub softmax_ce: CudaFunction,
+    pub adam_tick: CudaFunction,
+    pub adam_graph: CudaFunction,
+    pub pad_cols: CudaFunction,
+    pub fill_u64: CudaFunction,
 }
 
 /// One GPU: context, stream, kernels, cuBLAS, and the first recorded error.
@@ -229,7 +234,11 @@ impl Device {
             .map_err(|e| CudaError::call("compute capability", e))?;
         let arch = format!("sm_{major}{minor}");
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
-        let stream = ctx.default_stream();
+        // A created (non-blocking) stream, not the legacy NULL stream, which CUDA cannot
+        // capture into a graph (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED).
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| CudaError::call("stream creation", e))?;
         let [(sn, ss), (nn, ns)] = KERNEL_SOURCES;
         let sm = load(&ctx, sn, ss, &arch)?;
         let nm = load(&ctx, nn, ns, &arch)?;
@@ -246,6 +255,11 @@ impl Device {
             act_grad: function(&nm, "act_grad_f32")?,
             mse: function(&nm, "mse_f32")?,
             adam: function(&nm, "adam_f32")?,
+            softmax_ce: function(&nm, "softmax_ce_f32")?,
+            adam_tick: function(&nm, "adam_tick")?,
+            adam_graph: function(&nm, "adam_graph_f32")?,
+            pad_cols: function(&nm, "pad_cols_f32")?,
+            fill_u64: function(&nm, "fill_u64")?,
         };
         let blas = CudaBlas::new(stream.clone()).map_err(|e| CudaError::call("cuBLAS init", e))?;
         Ok(Arc::new(Self {

@@ -10,20 +10,29 @@
 //! architecture (`--gpu-architecture=sm_XX`), so that an NVRTC newer than the driver still
 //! gives loadable code.
 //!
-//! What the device computes is decided by launch plans ([`plan`]) that are unit-tested on the
-//! CPU; the kernels' arithmetic is tested on the CPU by compiling the same sources as host
-//! C++ (`kernels/host_shim.h`, `tests/cuda_kernels.rs`), and the sources are compiled by
-//! NVRTC in CI. See the README's GPU section for what has and has not run on a GPU.
+//! A whole fixed-step training iteration of the MLP classifier (forward solve, head,
+//! cross-entropy, backprop through the steps, Adam) is one [`train_plan::TrainPlan`], issued
+//! by [`ClassifierStep`] eagerly or captured once into a CUDA graph (not yet run on a GPU).
+//!
+//! What the device computes is decided by launch plans ([`plan`], [`train_plan`]) that are
+//! unit-tested on the CPU; the kernels' arithmetic is tested on the CPU by compiling the same
+//! sources as host C++ (`kernels/host_shim.h`, `tests/cuda_kernels.rs`), and the sources are
+//! compiled by NVRTC in CI. See the README's GPU section for what has and has not run on a GPU.
 
 mod agreement;
+mod classifier_agreement;
 mod device;
 mod mlp;
 pub mod plan;
 mod state;
+mod train_graph;
+pub mod train_plan;
 mod workload;
 
 pub use agreement::{pendulum_agreement, Agreement};
+pub use classifier_agreement::{classifier_agreement, ClassifierAgreement};
 pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_SOURCES};
 pub use mlp::{CudaMlp, CudaTape};
 pub use state::CudaBatch;
+pub use train_graph::{ClassifierStep, StepOutcome};
 pub use workload::PendulumCuda;

@@ -21,7 +21,7 @@ use crate::state::{Batch, State};
 /// `struct LincombArgs` of `kernels/state.cu`, passed by value.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct LincombArgs {
+pub(crate) struct LincombArgs {
     k: [u64; MAX_TERMS],
     c: [f32; MAX_TERMS],
     nterms: i32,
@@ -29,6 +29,22 @@ struct LincombArgs {
 
 // SAFETY: plain old data with the C layout of the kernel's struct.
 unsafe impl DeviceRepr for LincombArgs {}
+
+/// The by-value argument of one `lincomb_f32` launch: the terms' device addresses and
+/// coefficients (at most [`MAX_TERMS`]; the launch plan splits longer sums).
+pub(crate) fn lincomb_args(terms: impl IntoIterator<Item = (u64, f32)>) -> LincombArgs {
+    let mut args = LincombArgs {
+        k: [0; MAX_TERMS],
+        c: [0.0; MAX_TERMS],
+        nterms: 0,
+    };
+    for (slot, (k, c)) in terms.into_iter().take(MAX_TERMS).enumerate() {
+        args.k[slot] = k;
+        args.c[slot] = c;
+        args.nterms = slot as i32 + 1;
+    }
+    args
+}
 
 /// The launch configuration of an elementwise kernel over `n` components.
 pub(crate) fn config(n: usize) -> LaunchConfig {
@@ -299,15 +315,7 @@ impl State for CudaBatch {
         let Some(out) = self.slice_mut() else { return };
         let out_ptr = out.device_ptr_mut(&stream).0;
         for launch in lincomb_plan(coeffs) {
-            let mut args = LincombArgs {
-                k: [0; MAX_TERMS],
-                c: [0.0; MAX_TERMS],
-                nterms: launch.terms.len() as i32,
-            };
-            for (slot, &(j, c)) in launch.terms.iter().enumerate() {
-                args.k[slot] = term_ptrs[j];
-                args.c[slot] = c;
-            }
+            let args = lincomb_args(launch.terms.iter().map(|&(j, c)| (term_ptrs[j], c)));
             let from = if launch.from_base { base_ptr } else { out_ptr };
             let n64 = n as i64;
             let mut b = stream.launch_builder(&dev.state.lincomb);

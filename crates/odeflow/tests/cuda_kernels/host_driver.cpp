@@ -64,4 +64,31 @@ void host_adam(long long n, float* p, const float* g, float* m, float* v, float 
                float step, float c2s, float eps, float wd, int grid, int block) {
     ODEFLOW_LAUNCH(adam_f32, grid, block, n, p, g, m, v, b1, b2, step, c2s, eps, wd);
 }
+
+double host_softmax_ce(long long rows, int classes, const float* logits, const int* labels,
+                       float* grad, unsigned long long* correct, int grid, int block) {
+    double loss = 0.0;
+    *correct = 0;
+    ODEFLOW_LAUNCH(softmax_ce_f32, grid, block, rows, classes, logits, labels, grad, &loss,
+                   correct);
+    return loss;
+}
+
+// adam_tick then adam_graph_f32, as the training-iteration plan launches them.
+void host_adam_graph(long long n, float* p, const float* g, float* m, float* v, double lr,
+                     unsigned long long* t, double beta1, double beta2, float eps, float wd,
+                     int grid, int block) {
+    ODEFLOW_LAUNCH(adam_tick, grid, block, t);
+    ODEFLOW_LAUNCH(adam_graph_f32, grid, block, n, p, g, m, v, &lr, t, beta1, beta2, eps, wd);
+}
+
+void host_pad_cols(long long rows, int cols, int extra, const float* src, float* dst, int grid,
+                   int block) {
+    ODEFLOW_LAUNCH(pad_cols_f32, grid, block, rows, cols, extra, src, dst);
+}
+
+void host_fill_u64(long long n, unsigned long long* x, unsigned long long value, int grid,
+                   int block) {
+    ODEFLOW_LAUNCH(fill_u64, grid, block, n, x, value);
+}
 }

@@ -18,13 +18,33 @@ struct odeflow_dim3 {
 };
 static thread_local odeflow_dim3 threadIdx, blockIdx, blockDim, gridDim;
 
+#include <cstring>
+
+using std::exp;
 using std::fabs;
+using std::fmax;
 using std::isfinite;
+using std::log;
+using std::sqrt;
 inline float fabsf(float x) { return std::fabs(x); }
 inline float fmaxf(float a, float b) { return std::fmax(a, b); }
 inline float tanhf(float x) { return std::tanh(x); }
 inline float sqrtf(float x) { return std::sqrt(x); }
 
+// Round-to-nearest products and sums that the device compiler may not fuse into an FMA
+// (x86-64 host code without -mfma never fuses).
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __int_as_float(int i) {
+    float f;
+    std::memcpy(&f, &i, sizeof f);
+    return f;
+}
+inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v) {
+    unsigned long long old = *a;
+    *a = old + v;
+    return old;
+}
 inline double atomicAdd(double* a, double v) {
     double old = *a;
     *a = old + v;

@@ -9,6 +9,10 @@
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n);    \
          i += (long long)blockDim.x * gridDim.x)
 
+// IEEE infinity and quiet NaN (NVRTC has no math.h macros).
+#define ODEFLOW_INF __int_as_float(0x7f800000)
+#define ODEFLOW_NAN __int_as_float(0x7fc00000)
+
 // Activation codes (odeflow::cuda::plan::Act).
 #define ODEFLOW_ACT_IDENTITY 0
 #define ODEFLOW_ACT_TANH 1
@@ -71,4 +75,112 @@ extern "C" __global__ void adam_f32(long long n, float* p, const float* grad, fl
         v[i] = b2 * v[i] + (1.0f - b2) * g * g;
         p[i] -= step * m[i] / (sqrtf(v[i]) / c2s + eps);
     }
+}
+
+// Mean softmax cross-entropy over `rows` samples of `classes` logits (row-major), as
+// odeflow::nn::loss::softmax_cross_entropy, in double per row:
+//   m = maxₖ zₖ,  lse = m + log Σₖ exp(zₖ − m),  ℓ = lse − z_y,
+//   ∂L/∂zₖ = exp(zₖ − lse)/N − [k = y]/N   (the [k = y]/N subtracted in f32, as the CPU).
+// *loss += Σ ℓ / N and *correct += #{argmax z = y} (first index on ties, as
+// odeflow::nn::loss::accuracy); both must be zeroed. One thread per row (grid-stride); a label
+// outside [0, classes) adds NaN to the loss and leaves its row's gradient at NaN.
+extern "C" __global__ void softmax_ce_f32(long long rows, int classes, const float* logits,
+                                          const int* labels, float* grad, double* loss,
+                                          unsigned long long* correct) {
+    double s = 0.0;
+    unsigned long long hits = 0;
+    double inv_n = 1.0 / (double)rows;
+    ODEFLOW_GRID_STRIDE(r, rows) {
+        const float* z = logits + r * classes;
+        float* g = grad + r * classes;
+        int y = labels[r];
+        if (y < 0 || y >= classes) {
+            for (int k = 0; k < classes; ++k) g[k] = ODEFLOW_NAN;
+            s += (double)ODEFLOW_NAN;
+            continue;
+        }
+        double m = -(double)ODEFLOW_INF;
+        int best = 0;
+        float best_v = -ODEFLOW_INF;
+        for (int k = 0; k < classes; ++k) {
+            m = fmax(m, (double)z[k]);
+            if (z[k] > best_v) {
+                best_v = z[k];
+                best = k;
+            }
+        }
+        double sum = 0.0;
+        for (int k = 0; k < classes; ++k) sum += exp((double)z[k] - m);
+        double lse = m + log(sum);
+        s += lse - (double)z[y];
+        for (int k = 0; k < classes; ++k) g[k] = (float)(exp((double)z[k] - lse) * inv_n);
+        g[y] = g[y] - (float)inv_n;
+        hits += (best == y);
+    }
+    if (s != 0.0) atomicAdd(loss, s * inv_n);
+    if (hits != 0) atomicAdd(correct, hits);
+}
+
+// Rust's f64::powi(a, b) for b ≥ 0 as LLVM lowers it (compiler-rt's __powidf2: square and
+// multiply from the low bit), so that the bias corrections are the CPU's to the last bit.
+__device__ inline double odeflow_powi(double a, long long b) {
+    double r = 1.0;
+    while (true) {
+        if (b & 1) r *= a;
+        b /= 2;
+        if (b == 0) break;
+        a *= a;
+    }
+    return r;
+}
+
+// Adam's step count on the device: *t += 1, one thread. Launched right before adam_graph_f32
+// in a captured iteration, so that every replay takes the next step.
+extern "C" __global__ void adam_tick(unsigned long long* t) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) *t += 1;
+}
+
+// One Adam step whose step count and learning rate live on the device, so that a captured
+// CUDA graph replays correct steps: *t the step count including this step (adam_tick), *lr
+// the learning rate (f64, written by the host before a replay). As odeflow::train::Optimizer:
+//   step = f32(lr / (1 − β1ᵗ)),  c2s = f32(√(1 − β2ᵗ))   (in double, β as f64),
+//   g = grad + wd·p;  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g g;  p ← p − step·m / (√v/c2s + ε)
+// in f32 with every product rounded before its sum (__fmul_rn: no FMA contraction, as the
+// CPU), so the device gives the CPU optimizer's bits.
+extern "C" __global__ void adam_graph_f32(long long n, float* p, const float* grad, float* m,
+                                          float* v, const double* lr,
+                                          const unsigned long long* t, double beta1,
+                                          double beta2, float eps, float wd) {
+    long long step_t = (long long)*t;
+    double c1 = 1.0 - odeflow_powi(beta1, step_t);
+    double c2 = 1.0 - odeflow_powi(beta2, step_t);
+    float step = (float)(*lr / c1);
+    float c2s = (float)sqrt(c2);
+    float b1 = (float)beta1, b2 = (float)beta2;
+    ODEFLOW_GRID_STRIDE(i, n) {
+        float g = __fadd_rn(grad[i], __fmul_rn(wd, p[i]));
+        float mi = __fadd_rn(__fmul_rn(b1, m[i]), __fmul_rn(1.0f - b1, g));
+        float vi = __fadd_rn(__fmul_rn(b2, v[i]), __fmul_rn(__fmul_rn(1.0f - b2, g), g));
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= __fmul_rn(step, mi) / (sqrtf(vi) / c2s + eps);
+    }
+}
+
+// dst[r, c] = c < cols ? src[r, c] : 0 for a rows × (cols + extra) destination: the ANODE
+// augmentation z₀ = [x, 0] of the classifier's input, into its fixed device buffer.
+extern "C" __global__ void pad_cols_f32(long long rows, int cols, int extra, const float* src,
+                                        float* dst) {
+    long long w = cols + extra;
+    ODEFLOW_GRID_STRIDE(i, rows * w) {
+        long long r = i / w;
+        int c = (int)(i % w);
+        dst[i] = c < cols ? src[r * cols + c] : 0.0f;
+    }
+}
+
+// x[i] = value for i < n (resets a device counter or index inside a captured graph).
+extern "C" __global__ void fill_u64(long long n, unsigned long long* x,
+                                    unsigned long long value) {
+    ODEFLOW_GRID_STRIDE(i, n) { x[i] = value; }
 }

@@ -1,0 +1,464 @@
+//! [`ClassifierStep`]: one fixed-step training iteration of the MLP classifier on a GPU,
+//! issued from its [`TrainPlan`] onto fixed device buffers, eagerly or as one captured CUDA
+//! graph replayed per batch.
+//!
+//! **Not yet run on a GPU.** This code compiles against cudarc 0.19 and its launch order and
+//! arithmetic are tested on the CPU (the plan executed with reference arithmetic in
+//! `tests/cuda_plan/train.rs`, the kernels compiled as host C++ in `tests/cuda_kernels/`),
+//! but the eager path, the stream capture (`begin_capture` → launches → `end_capture` →
+//! `CudaGraph::launch`) and the cuBLAS calls inside a capture have never executed on a device.
+//!
+//! Per iteration the host copies the batch, the labels and the learning rate into their fixed
+//! buffers, launches the graph (or records the launches eagerly), and reads back three small
+//! results once at the end: the mean loss, the number of correct predictions and the first
+//! non-finite index of every step's state (`yₙ₊₁`), so that a NaN is reported with the step
+//! where it first appeared. Nothing inside the sequence synchronises with the host or
+//! allocates, which is what capture requires; cuBLAS gets a fixed workspace for the same reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::cublas::{result as blas, sys as blas_sys};
+use cudarc::driver::{sys as drv, CudaGraph, CudaSlice, DevicePtr, PushKernelArg};
+
+use super::device::{CudaError, Device};
+use super::state::config;
+use super::train_plan::{AdamHyper, At, Buf, Launch, TrainPlan};
+use crate::state::Batch;
+
+/// cuBLAS workspace given to the handle before a capture (cuBLAS must not allocate inside).
+const BLAS_WORKSPACE: usize = 4 << 20;
+
+/// What one iteration reports (read back after the sequence).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutcome {
+    /// Mean cross-entropy of the batch, before the update.
+    pub loss: f64,
+    /// Fraction of the batch classified correctly, before the update.
+    pub accuracy: f64,
+    /// `(step n, component)` of the first non-finite value in the states `yₙ₊₁`, if any.
+    pub non_finite: Option<(usize, usize)>,
+}
+
+/// The buffers and (once captured) the graph of one classifier training iteration.
+pub struct ClassifierStep {
+    dev: Arc<Device>,
+    plan: TrainPlan,
+    hyper: AdamHyper,
+    f32s: HashMap<Buf, CudaSlice<f32>>,
+    lr: CudaSlice<f64>,
+    loss: CudaSlice<f64>,
+    labels: CudaSlice<i32>,
+    u64s: HashMap<Buf, CudaSlice<u64>>,
+    workspace: CudaSlice<u8>,
+    graph: Option<CudaGraph>,
+}
+
+fn alloc<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+    dev: &Device,
+    n: usize,
+) -> Result<CudaSlice<T>, CudaError> {
+    dev.stream()
+        .alloc_zeros::<T>(n.max(1))
+        .map_err(|e| CudaError::call("allocation", e))
+}
+
+impl ClassifierStep {
+    /// Allocates every buffer of `plan` on `dev`, with the initial parameters `params`
+    /// (`[field | head]`, the CPU classifier's order) and fresh Adam moments.
+    pub fn new(
+        dev: &Arc<Device>,
+        plan: TrainPlan,
+        params: &[f32],
+        hyper: AdamHyper,
+    ) -> Result<Self, CudaError> {
+        if params.len() != plan.num_params() {
+            return Err(CudaError::Unsupported(format!(
+                "{} parameters given for a classifier of {}",
+                params.len(),
+                plan.num_params()
+            )));
+        }
+        let stream = dev.stream().clone();
+        let mut f32s = HashMap::new();
+        let mut u64s = HashMap::new();
+        for buf in plan.buffers() {
+            let n = plan.len_of(buf);
+            match buf {
+                Buf::Lr | Buf::Loss | Buf::Labels => {}
+                Buf::AdamStep | Buf::Correct | Buf::FirstNonFinite => {
+                    u64s.insert(buf, alloc::<u64>(dev, n)?);
+                }
+                Buf::Params => {
+                    let p = stream
+                        .clone_htod(params)
+                        .map_err(|e| CudaError::call("host-to-device copy", e))?;
+                    f32s.insert(buf, p);
+                }
+                Buf::Ones => {
+                    let p = stream
+                        .clone_htod(&vec![1.0f32; n])
+                        .map_err(|e| CudaError::call("host-to-device copy", e))?;
+                    f32s.insert(buf, p);
+                }
+                _ => {
+                    f32s.insert(buf, alloc::<f32>(dev, n)?);
+                }
+            }
+        }
+        Ok(Self {
+            lr: alloc(dev, 1)?,
+            loss: alloc(dev, 1)?,
+            labels: alloc(dev, plan.len_of(Buf::Labels))?,
+            workspace: alloc(dev, BLAS_WORKSPACE)?,
+            dev: dev.clone(),
+            plan,
+            hyper,
+            f32s,
+            u64s,
+            graph: None,
+        })
+    }
+
+    /// The plan this step issues.
+    pub fn plan(&self) -> &TrainPlan {
+        &self.plan
+    }
+
+    /// Whether a captured graph replaces the eager launches.
+    pub fn is_captured(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    fn addr(&self, buf: Buf) -> u64 {
+        let s = self.dev.stream();
+        match buf {
+            Buf::Lr => self.lr.device_ptr(s).0,
+            Buf::Loss => self.loss.device_ptr(s).0,
+            Buf::Labels => self.labels.device_ptr(s).0,
+            _ => match self.u64s.get(&buf) {
+                Some(b) => b.device_ptr(s).0,
+                None => self.f32s[&buf].device_ptr(s).0,
+            },
+        }
+    }
+
+    fn at(&self, a: At) -> u64 {
+        self.addr(a.buf) + (std::mem::size_of::<f32>() * a.offset) as u64
+    }
+
+    /// Issues every launch of the plan on the device's stream: no host synchronisation, no
+    /// allocation (capturable).
+    fn record(&self) -> Result<(), CudaError> {
+        if !self.dev.bind() {
+            return self.dev.check();
+        }
+        let stream = self.dev.stream();
+        let k = &self.dev.nn;
+        let launch = |what: &'static str, r: Result<(), cudarc::driver::DriverError>| {
+            r.map_err(|e| CudaError::call(what, e))
+        };
+        for l in &self.plan.launches {
+            match l {
+                Launch::Zero(b) => {
+                    let bytes = match b {
+                        Buf::Loss => 8,
+                        Buf::Correct => 8,
+                        _ => 4 * self.plan.len_of(*b),
+                    };
+                    // SAFETY: `bytes` is the size of the planned buffer.
+                    let r = unsafe {
+                        drv::cuMemsetD8Async(self.addr(*b), 0, bytes, stream.cu_stream())
+                    };
+                    launch("memset", r.result())?;
+                }
+                Launch::Fill { buf, len, value } => {
+                    let (n, p) = (*len as i64, self.addr(*buf));
+                    let mut b = stream.launch_builder(&k.fill_u64);
+                    b.arg(&n).arg(&p).arg(value);
+                    // SAFETY: fill_u64(long long n, unsigned long long* x, unsigned long long v).
+                    launch("fill_u64", unsafe { b.launch(config(*len)) }.map(|_| ()))?;
+                }
+                Launch::Pad {
+                    rows,
+                    cols,
+                    extra,
+                    src,
+                    dst,
+                } => {
+                    let (r, c, e) = (*rows as i64, *cols as i32, *extra as i32);
+                    let (s, d) = (self.addr(*src), self.addr(*dst));
+                    let mut b = stream.launch_builder(&k.pad_cols);
+                    b.arg(&r).arg(&c).arg(&e).arg(&s).arg(&d);
+                    // SAFETY: pad_cols_f32(long long rows, int cols, int extra, const float*,
+                    // float*) on buffers of rows·cols and rows·(cols + extra).
+                    let n = rows * (cols + extra);
+                    launch("pad_cols_f32", unsafe { b.launch(config(n)) }.map(|_| ()))?;
+                }
+                Launch::Lincomb {
+                    len,
+                    out,
+                    base,
+                    terms,
+                } => self.lincomb(*len, *out, *base, terms)?,
+                Launch::Gemm { g, a, b, c } => {
+                    let op = |t: bool| {
+                        if t {
+                            blas_sys::cublasOperation_t::CUBLAS_OP_T
+                        } else {
+                            blas_sys::cublasOperation_t::CUBLAS_OP_N
+                        }
+                    };
+                    let (alpha, beta) = (1.0f32, if g.accumulate { 1.0f32 } else { 0.0 });
+                    // SAFETY: the plan's shapes fit the buffers it names (tests/cuda_plan*.rs).
+                    let r = unsafe {
+                        blas::sgemm(
+                            *self.dev.blas.handle(),
+                            op(g.transa),
+                            op(g.transb),
+                            g.m as i32,
+                            g.n as i32,
+                            g.k as i32,
+                            &alpha,
+                            self.at(*a) as *const f32,
+                            g.lda as i32,
+                            self.at(*b) as *const f32,
+                            g.ldb as i32,
+                            &beta,
+                            self.at(*c) as *mut f32,
+                            g.ldc as i32,
+                        )
+                    };
+                    r.map_err(|e| CudaError::call("cublasSgemm", e))?;
+                }
+                Launch::BiasAct {
+                    y,
+                    b,
+                    rows,
+                    cols,
+                    act,
+                } => {
+                    let (r, c, yp, bp) = (*rows as i64, *cols as i32, self.at(*y), self.at(*b));
+                    let mut l = stream.launch_builder(&k.bias_act);
+                    l.arg(&r).arg(&c).arg(&yp).arg(&bp).arg(act);
+                    // SAFETY: bias_act_f32(long long, int, float*, const float*, int).
+                    launch(
+                        "bias_act_f32",
+                        unsafe { l.launch(config(rows * cols)) }.map(|_| ()),
+                    )?;
+                }
+                Launch::ActGrad { g, a, len, act } => {
+                    let (n, gp, ap) = (*len as i64, self.at(*g), self.at(*a));
+                    let mut l = stream.launch_builder(&k.act_grad);
+                    l.arg(&n).arg(&gp).arg(&ap).arg(act);
+                    // SAFETY: act_grad_f32(long long, float*, const float*, int).
+                    launch(
+                        "act_grad_f32",
+                        unsafe { l.launch(config(*len)) }.map(|_| ()),
+                    )?;
+                }
+                Launch::FirstNonFinite { x, len, slot } => {
+                    let (n, xp) = (*len as i64, self.addr(*x));
+                    let fp = self.addr(Buf::FirstNonFinite) + 8 * *slot as u64;
+                    let mut l = stream.launch_builder(&self.dev.state.first_non_finite);
+                    l.arg(&n).arg(&xp).arg(&fp);
+                    // SAFETY: first_non_finite_f32(long long, const float*, unsigned long long*).
+                    launch(
+                        "first_non_finite_f32",
+                        unsafe { l.launch(config(*len)) }.map(|_| ()),
+                    )?;
+                }
+                Launch::SoftmaxCe { rows, classes } => {
+                    let (r, c) = (*rows as i64, *classes as i32);
+                    let ptrs = [
+                        Buf::Logits,
+                        Buf::Labels,
+                        Buf::GradLogits,
+                        Buf::Loss,
+                        Buf::Correct,
+                    ]
+                    .map(|b| self.addr(b));
+                    let mut l = stream.launch_builder(&k.softmax_ce);
+                    l.arg(&r).arg(&c);
+                    for p in &ptrs {
+                        l.arg(p);
+                    }
+                    // SAFETY: softmax_ce_f32(long long rows, int classes, const float*,
+                    // const int*, float*, double*, unsigned long long*).
+                    launch(
+                        "softmax_ce_f32",
+                        unsafe { l.launch(config(*rows)) }.map(|_| ()),
+                    )?;
+                }
+                Launch::AdamTick => {
+                    let t = self.addr(Buf::AdamStep);
+                    let mut l = stream.launch_builder(&k.adam_tick);
+                    l.arg(&t);
+                    // SAFETY: adam_tick(unsigned long long* t) on the one-element step count.
+                    launch("adam_tick", unsafe { l.launch(config(1)) }.map(|_| ()))?;
+                }
+                Launch::Adam { n } => {
+                    let n64 = *n as i64;
+                    let ptrs = [
+                        Buf::Params,
+                        Buf::GradParams,
+                        Buf::AdamM,
+                        Buf::AdamV,
+                        Buf::Lr,
+                        Buf::AdamStep,
+                    ]
+                    .map(|b| self.addr(b));
+                    let h = self.hyper;
+                    let mut l = stream.launch_builder(&k.adam_graph);
+                    l.arg(&n64);
+                    for p in &ptrs {
+                        l.arg(p);
+                    }
+                    l.arg(&h.beta1)
+                        .arg(&h.beta2)
+                        .arg(&h.eps)
+                        .arg(&h.weight_decay);
+                    // SAFETY: adam_graph_f32(long long n, float* p, const float* grad,
+                    // float* m, float* v, const double* lr, const unsigned long long* t,
+                    // double beta1, double beta2, float eps, float wd).
+                    launch(
+                        "adam_graph_f32",
+                        unsafe { l.launch(config(*n)) }.map(|_| ()),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn lincomb(
+        &self,
+        len: usize,
+        out: Buf,
+        base: Buf,
+        terms: &[(Buf, f32)],
+    ) -> Result<(), CudaError> {
+        let args = super::state::lincomb_args(terms.iter().map(|&(b, c)| (self.addr(b), c)));
+        let (n, o, bp) = (len as i64, self.addr(out), self.addr(base));
+        let mut l = self.dev.stream().launch_builder(&self.dev.state.lincomb);
+        l.arg(&n).arg(&o).arg(&bp).arg(&args);
+        // SAFETY: lincomb_f32(long long n, float* out, const float* base, LincombArgs) on
+        // planned buffers of `len` components (at most MAX_TERMS terms per launch).
+        unsafe { l.launch(config(len)) }
+            .map(|_| ())
+            .map_err(|e| CudaError::call("lincomb_f32", e))
+    }
+
+    /// Captures the plan once into a CUDA graph (replayed by [`ClassifierStep::iteration`]),
+    /// on the device's own non-blocking stream (the legacy NULL stream cannot be captured),
+    /// in thread-local capture mode. **Never run on a GPU yet.**
+    pub fn capture(&mut self) -> Result<(), CudaError> {
+        if !self.dev.bind() {
+            return self.dev.check();
+        }
+        let ws = self.workspace.device_ptr(self.dev.stream()).0;
+        // SAFETY: a live buffer of BLAS_WORKSPACE bytes owned as long as the handle is used
+        // through this step.
+        unsafe {
+            blas_sys::cublasSetWorkspace_v2(*self.dev.blas.handle(), ws as *mut _, BLAS_WORKSPACE)
+        }
+        .result()
+        .map_err(|e| CudaError::call("cublasSetWorkspace", e))?;
+        let stream = self.dev.stream().clone();
+        stream
+            .begin_capture(drv::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(|e| CudaError::call("begin_capture", e))?;
+        let recorded = self.record();
+        // End the capture even after a failed launch, so that the stream stays usable.
+        let graph = stream
+            .end_capture(drv::CUgraphInstantiate_flags(0))
+            .map_err(|e| CudaError::call("end_capture", e));
+        recorded?;
+        let graph = graph?.ok_or_else(|| CudaError::call("end_capture", "an empty graph"))?;
+        graph
+            .upload()
+            .map_err(|e| CudaError::call("graph upload", e))?;
+        self.graph = Some(graph);
+        Ok(())
+    }
+
+    /// One training iteration on the batch `(x, labels)` with learning rate `lr`: copies
+    /// them into the fixed buffers, replays the graph (or issues the launches eagerly before
+    /// [`ClassifierStep::capture`]) and reads back loss, accuracy and finiteness.
+    pub fn iteration(
+        &mut self,
+        x: &Batch<f32>,
+        labels: &[usize],
+        lr: f64,
+    ) -> Result<StepOutcome, CudaError> {
+        let s = &self.plan.shape;
+        let classes = s.classes;
+        if (x.rows(), x.cols()) != (s.rows, s.input) || labels.len() != s.rows {
+            return Err(CudaError::Unsupported(format!(
+                "a batch of {}×{} with {} labels for a step planned for {}×{}",
+                x.rows(),
+                x.cols(),
+                labels.len(),
+                s.rows,
+                s.input
+            )));
+        }
+        if let Some(l) = labels.iter().find(|&&l| l >= classes) {
+            return Err(CudaError::Unsupported(format!(
+                "label {l} for {classes} classes"
+            )));
+        }
+        let lab: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
+        let stream = self.dev.stream().clone();
+        let copy = |e| CudaError::call("host-to-device copy", e);
+        let input = self.f32s.get_mut(&Buf::Input).expect("planned buffer");
+        stream.memcpy_htod(x.as_slice(), input).map_err(copy)?;
+        stream.memcpy_htod(&lab, &mut self.labels).map_err(copy)?;
+        stream.memcpy_htod(&[lr], &mut self.lr).map_err(copy)?;
+        match &self.graph {
+            Some(g) => g.launch().map_err(|e| CudaError::call("graph launch", e))?,
+            None => self.record()?,
+        }
+        let read = |e| CudaError::call("device-to-host copy", e);
+        let loss = stream.clone_dtoh(&self.loss).map_err(read)?[0];
+        let correct = stream.clone_dtoh(&self.u64s[&Buf::Correct]).map_err(read)?[0];
+        let first = stream
+            .clone_dtoh(&self.u64s[&Buf::FirstNonFinite])
+            .map_err(read)?;
+        self.dev.check()?;
+        let len = (s.rows * s.dims[0]) as u64;
+        let non_finite = first
+            .iter()
+            .take(self.plan.num_steps())
+            .enumerate()
+            .find(|(_, &i)| i < len)
+            .map(|(n, &i)| (n, i as usize));
+        Ok(StepOutcome {
+            loss,
+            accuracy: correct as f64 / s.rows as f64,
+            non_finite,
+        })
+    }
+
+    /// The parameters `[field | head]` copied to the host.
+    pub fn params_to_host(&self) -> Result<Vec<f32>, CudaError> {
+        self.read(Buf::Params)
+    }
+
+    /// The last iteration's parameter gradient copied to the host.
+    pub fn grad_to_host(&self) -> Result<Vec<f32>, CudaError> {
+        self.read(Buf::GradParams)
+    }
+
+    /// The last iteration's logits copied to the host.
+    pub fn logits_to_host(&self) -> Result<Vec<f32>, CudaError> {
+        self.read(Buf::Logits)
+    }
+
+    fn read(&self, buf: Buf) -> Result<Vec<f32>, CudaError> {
+        self.dev
+            .stream()
+            .clone_dtoh(&self.f32s[&buf])
+            .map_err(|e| CudaError::call("device-to-host copy", e))
+    }
+}

@@ -1,0 +1,415 @@
+//! The launch plan of one classifier training iteration (`odeflow::cuda::train_plan`)
+//! executed with reference arithmetic (f64, cuBLAS's column-major GEMM, the kernels'
+//! formulas) against the CPU classifier's `loss_and_grad` and `train::Optimizer`: logits,
+//! loss, accuracy, parameter gradient and the updated parameters, over two replays of the
+//! same plan (as a captured graph would replay it) with new batches and learning rates.
+
+use std::collections::HashMap;
+
+use odeflow::cuda::plan::{act_code, Gemm};
+use odeflow::cuda::train_plan::*;
+use odeflow::grad::GradientMethod;
+use odeflow::models::{ClassBatch, ClassifierParts, OdeClassifier};
+use odeflow::nn::zoo::{linear_head, mlp_field, MlpOptions};
+use odeflow::nn::{Activation, Init, Shape};
+use odeflow::solve::{fixed_grid, Method, SolveOptions};
+use odeflow::state::Batch;
+use odeflow::train::{Optimizer, OptimizerConfig, Trainable};
+
+/// The plan's buffers on the host, each created by its first write.
+struct Exec<'p> {
+    plan: &'p TrainPlan,
+    hyper: AdamHyper,
+    bufs: HashMap<Buf, Vec<f64>>,
+}
+
+impl Exec<'_> {
+    fn get(&self, b: Buf) -> &Vec<f64> {
+        self.bufs
+            .get(&b)
+            .unwrap_or_else(|| panic!("{b:?} read before it was written"))
+    }
+
+    fn slice(&self, a: At, extent: usize) -> Vec<f64> {
+        let v = self.get(a.buf);
+        assert!(
+            a.offset + extent <= v.len(),
+            "{a:?} + {extent} out of bounds"
+        );
+        v[a.offset..a.offset + extent].to_vec()
+    }
+
+    fn gemm(&mut self, g: &Gemm, a: At, b: At, c: At) {
+        let ext = |ld: usize, rows: usize, cols: usize| ld * (cols - 1) + rows;
+        let (ar, ac) = if g.transa { (g.k, g.m) } else { (g.m, g.k) };
+        let (br, bc) = if g.transb { (g.n, g.k) } else { (g.k, g.n) };
+        assert!(g.lda >= ar && g.ldb >= br && g.ldc >= g.m, "{g:?}");
+        let av = self.slice(a, ext(g.lda, ar, ac));
+        let bv = self.slice(b, ext(g.ldb, br, bc));
+        let clen = ext(g.ldc, g.m, g.n);
+        let cbuf = self.bufs.entry(c.buf).or_insert_with(|| {
+            assert!(!g.accumulate, "{c:?} accumulated before it was written");
+            vec![0.0; self.plan.len_of(c.buf)]
+        });
+        assert!(c.offset + clen <= cbuf.len(), "{c:?} out of bounds");
+        for j in 0..g.n {
+            for i in 0..g.m {
+                let s: f64 = (0..g.k)
+                    .map(|p| {
+                        let x = if g.transa {
+                            av[p + i * g.lda]
+                        } else {
+                            av[i + p * g.lda]
+                        };
+                        let y = if g.transb {
+                            bv[j + p * g.ldb]
+                        } else {
+                            bv[p + j * g.ldb]
+                        };
+                        x * y
+                    })
+                    .sum();
+                let dst = &mut cbuf[c.offset + i + j * g.ldc];
+                *dst = if g.accumulate { *dst + s } else { s };
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        let plan = self.plan;
+        for l in &plan.launches {
+            match l {
+                Launch::Zero(b) => {
+                    self.bufs.insert(*b, vec![0.0; plan.len_of(*b)]);
+                }
+                Launch::Fill { buf, len, value } => {
+                    self.bufs.insert(*buf, vec![*value as f64; *len]);
+                }
+                Launch::Pad {
+                    rows,
+                    cols,
+                    extra,
+                    src,
+                    dst,
+                } => {
+                    let x = self.get(*src).clone();
+                    let mut out = Vec::new();
+                    for r in 0..*rows {
+                        out.extend_from_slice(&x[r * cols..(r + 1) * cols]);
+                        out.extend(std::iter::repeat_n(0.0, *extra));
+                    }
+                    self.bufs.insert(*dst, out);
+                }
+                Launch::Lincomb {
+                    len,
+                    out,
+                    base,
+                    terms,
+                } => {
+                    assert!(terms.len() <= odeflow::cuda::plan::MAX_TERMS);
+                    let mut acc = self.get(*base).clone();
+                    assert_eq!(acc.len(), *len);
+                    for (t, c) in terms {
+                        for (a, k) in acc.iter_mut().zip(self.get(*t)) {
+                            *a += *c as f64 * k;
+                        }
+                    }
+                    self.bufs.insert(*out, acc);
+                }
+                Launch::Gemm { g, a, b, c } => self.gemm(g, *a, *b, *c),
+                Launch::BiasAct {
+                    y,
+                    b,
+                    rows,
+                    cols,
+                    act,
+                } => {
+                    let bias = self.slice(*b, *cols);
+                    let v = self.bufs.get_mut(&y.buf).expect("GEMM output");
+                    for (i, x) in v[y.offset..y.offset + rows * cols].iter_mut().enumerate() {
+                        let z = *x + bias[i % cols];
+                        *x = match act {
+                            0 => z,
+                            1 => z.tanh(),
+                            2 => z.max(0.0),
+                            _ => unreachable!(),
+                        };
+                    }
+                }
+                Launch::ActGrad { g, a, len, act } => {
+                    let av = self.slice(*a, *len);
+                    let v = self.bufs.get_mut(&g.buf).expect("written gradient");
+                    for (gi, ai) in v[g.offset..g.offset + len].iter_mut().zip(&av) {
+                        *gi *= match act {
+                            1 => 1.0 - ai * ai,
+                            2 => f64::from(u8::from(*ai > 0.0)),
+                            _ => 1.0,
+                        };
+                    }
+                }
+                Launch::FirstNonFinite { x, len, slot } => {
+                    let first = self.get(*x).iter().position(|v| !v.is_finite());
+                    let f = self.bufs.get_mut(&Buf::FirstNonFinite).expect("reset");
+                    assert_eq!(f[*slot], *len as f64, "slot {slot} was reset");
+                    f[*slot] = first.unwrap_or(*len) as f64;
+                }
+                Launch::SoftmaxCe { rows, classes } => {
+                    let z = self.get(Buf::Logits).clone();
+                    let labels = self.get(Buf::Labels).clone();
+                    let (mut loss, mut hits) = (0.0, 0.0);
+                    let mut g = vec![0.0; rows * classes];
+                    for r in 0..*rows {
+                        let row = &z[r * classes..(r + 1) * classes];
+                        let y = labels[r] as usize;
+                        let m = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v));
+                        let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+                        loss += (lse - row[y]) / *rows as f64;
+                        let best =
+                            (0..*classes).fold(0, |b, k| if row[k] > row[b] { k } else { b });
+                        hits += f64::from(u8::from(best == y));
+                        for k in 0..*classes {
+                            let hot = f64::from(u8::from(k == y));
+                            g[r * classes + k] = ((row[k] - lse).exp() - hot) / *rows as f64;
+                        }
+                    }
+                    *self.bufs.get_mut(&Buf::Loss).expect("zeroed") = vec![loss];
+                    *self.bufs.get_mut(&Buf::Correct).expect("zeroed") = vec![hits];
+                    self.bufs.insert(Buf::GradLogits, g);
+                }
+                Launch::AdamTick => {
+                    self.bufs.get_mut(&Buf::AdamStep).expect("step count")[0] += 1.0;
+                }
+                Launch::Adam { n } => {
+                    let h = self.hyper;
+                    let t = self.get(Buf::AdamStep)[0];
+                    let lr = self.get(Buf::Lr)[0];
+                    let step = lr / (1.0 - h.beta1.powi(t as i32));
+                    let c2s = (1.0 - h.beta2.powi(t as i32)).sqrt();
+                    let g = self.get(Buf::GradParams).clone();
+                    let mut p = self.get(Buf::Params).clone();
+                    let mut m = self.get(Buf::AdamM).clone();
+                    let mut v = self.get(Buf::AdamV).clone();
+                    assert_eq!((p.len(), g.len()), (*n, *n));
+                    let wd = h.weight_decay as f64;
+                    for i in 0..*n {
+                        let gi = g[i] + wd * p[i];
+                        m[i] = h.beta1 * m[i] + (1.0 - h.beta1) * gi;
+                        v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * gi * gi;
+                        p[i] -= step * m[i] / (v[i].sqrt() / c2s + h.eps as f64);
+                    }
+                    for (b, val) in [(Buf::Params, p), (Buf::AdamM, m), (Buf::AdamV, v)] {
+                        self.bufs.insert(b, val);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn data(n: usize, seed: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f64 / 1001.0 - 1.0) * 1.3)
+        .collect()
+}
+
+fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: {g} vs {w}"
+        );
+    }
+}
+
+/// Two iterations of the plan against the CPU classifier and optimizer.
+fn check(method: &str, dims: &[usize], activation: Activation, input: usize, steps: usize) {
+    let (rows, classes) = (6, 4);
+    let d = dims[0];
+    let mopts = MlpOptions {
+        activation,
+        init: Init::PyTorchDefault,
+        time_input: false,
+    };
+    let field = mlp_field::<f64>(dims, &mopts, 3).expect("field");
+    let head = linear_head::<f64>(Shape::Flat(d), classes, 4).expect("head");
+    let m = Method::from_name(method).expect("method");
+    let opts = SolveOptions::steps(0.0, 1.0, steps);
+    let grid = fixed_grid(&opts).expect("fixed grid");
+    let parts = ClassifierParts {
+        encoder: None,
+        field,
+        field_dim: d,
+        head,
+        augment: d - input,
+    };
+    let mut cpu = OdeClassifier::new(parts, m.clone(), GradientMethod::Backprop, opts.clone())
+        .expect("classifier");
+    let shape = ClassifierShape {
+        dims: dims.to_vec(),
+        act: act_code(Some(activation)).expect("device activation"),
+        input,
+        classes,
+        rows,
+    };
+    let plan = TrainPlan::new(shape, m.tableau().expect("explicit"), &grid);
+    let n = plan.num_params();
+    assert_eq!(n, cpu.num_params());
+    let hyper = AdamHyper {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+    let mut opt = Optimizer::<f64>::new(OptimizerConfig::adam(1e-2), n).expect("adam");
+    let mut params = vec![0.0; n];
+    cpu.read_params(&mut params);
+    let mut ex = Exec {
+        plan: &plan,
+        hyper,
+        bufs: HashMap::new(),
+    };
+    let inputs = [
+        (Buf::Params, params.clone()),
+        (Buf::AdamM, vec![0.0; n]),
+        (Buf::AdamV, vec![0.0; n]),
+        (Buf::AdamStep, vec![0.0]),
+        (Buf::Ones, vec![1.0; rows]),
+        (Buf::Zeros, vec![0.0; rows * d]),
+    ];
+    ex.bufs.extend(inputs);
+    for it in 0..2u64 {
+        let x = Batch::from_vec(rows, input, data(rows * input, it as usize)).expect("sized");
+        let labels: Vec<usize> = (0..rows).map(|r| (r * 3 + it as usize) % classes).collect();
+        let lr = 1e-2 / (1.0 + it as f64);
+        ex.bufs.insert(Buf::Input, x.as_slice().to_vec());
+        ex.bufs
+            .insert(Buf::Labels, labels.iter().map(|&l| l as f64).collect());
+        ex.bufs.insert(Buf::Lr, vec![lr]);
+        ex.run();
+
+        let (logits, _) = cpu.logits_with(&x, &m, &opts).expect("logits");
+        let mut grad = vec![0.0; n];
+        let batch = ClassBatch { x, labels };
+        let metrics = cpu.loss_and_grad(&batch, &mut grad, it).expect("CPU step");
+        let what = format!("{method} {dims:?}, iteration {it}");
+        // The plan's stage coefficients h·aᵢⱼ are the device's f32 (relative rounding ≤ 6e-8),
+        // the rest is f64: a wrong buffer or order would be off by O(1), not 1e-6.
+        let tol = 1e-6;
+        close(
+            ex.get(Buf::Logits),
+            logits.as_slice(),
+            tol,
+            &format!("logits, {what}"),
+        );
+        close(
+            ex.get(Buf::Loss),
+            &[metrics.loss],
+            tol,
+            &format!("loss, {what}"),
+        );
+        let acc = ex.get(Buf::Correct)[0] / rows as f64;
+        assert_eq!(Some(acc), metrics.accuracy, "accuracy, {what}");
+        close(
+            ex.get(Buf::GradParams),
+            &grad,
+            tol,
+            &format!("∂L/∂θ, {what}"),
+        );
+        let first = ex.get(Buf::FirstNonFinite);
+        assert!(
+            first.iter().all(|&f| f == (rows * d) as f64),
+            "finite: {first:?}"
+        );
+        opt.step(&mut params, &grad, lr);
+        close(
+            ex.get(Buf::Params),
+            &params,
+            tol,
+            &format!("θ after Adam, {what}"),
+        );
+        cpu.write_params(&params);
+    }
+    assert_eq!(ex.get(Buf::AdamStep), &vec![2.0]);
+
+    // A NaN in the input is reported at the step where it first appears (step 0).
+    let mut x = data(rows * input, 5);
+    x[input + 1] = f64::NAN;
+    ex.bufs.insert(Buf::Input, x);
+    ex.run();
+    let first = ex.get(Buf::FirstNonFinite);
+    assert!(first[0] < (rows * d) as f64, "{first:?}");
+}
+
+#[test]
+fn train_plan_matches_the_cpu_classifier_iteration_euler_and_rk4() {
+    check("euler", &[5, 16, 5], Activation::Tanh, 5, 3);
+    // ANODE: two zero channels, ReLU, two hidden layers, four stages per step.
+    check("rk4", &[6, 7, 8, 6], Activation::Relu, 4, 2);
+    // dopri5's tableau on a fixed grid: seven stages, the FSAL stage never differentiated.
+    check("dopri5", &[3, 9, 3], Activation::Tanh, 3, 2);
+}
+
+#[test]
+fn train_plan_is_graph_ready_inputs_read_only_and_fused() {
+    let shape = ClassifierShape {
+        dims: vec![4, 8, 8, 4],
+        act: 1,
+        input: 4,
+        classes: 3,
+        rows: 5,
+    };
+    let m = Method::from_name("rk4").expect("rk4");
+    let grid = fixed_grid(&SolveOptions::steps(0.0, 1.0, 4)).expect("grid");
+    let plan = TrainPlan::new(shape, m.tableau().expect("explicit"), &grid);
+    // Replayed unchanged: planning twice gives the same launches.
+    let again = TrainPlan::new(plan.shape.clone(), m.tableau().expect("explicit"), &grid);
+    assert_eq!(plan, again);
+    // The copied-in buffers are never written inside the sequence.
+    for l in &plan.launches {
+        let written: Vec<Buf> = match l {
+            Launch::Zero(b) | Launch::Fill { buf: b, .. } => vec![*b],
+            Launch::Pad { dst, .. } => vec![*dst],
+            Launch::Lincomb { out, .. } => vec![*out],
+            Launch::Gemm { c, .. } => vec![c.buf],
+            Launch::BiasAct { y, .. } => vec![y.buf],
+            Launch::ActGrad { g, .. } => vec![g.buf],
+            Launch::FirstNonFinite { .. } => vec![Buf::FirstNonFinite],
+            Launch::SoftmaxCe { .. } => vec![Buf::GradLogits, Buf::Loss, Buf::Correct],
+            Launch::AdamTick => vec![Buf::AdamStep],
+            Launch::Adam { .. } => vec![Buf::Params, Buf::AdamM, Buf::AdamV],
+        };
+        for b in written {
+            assert!(
+                !matches!(
+                    b,
+                    Buf::Input | Buf::Labels | Buf::Lr | Buf::Ones | Buf::Zeros
+                ),
+                "{l:?} writes {b:?}"
+            );
+        }
+    }
+    // Fused stage sums: per step three stage inputs and one update forward, four k̄ and one
+    // λ update backward, one launch each (rk4's sums have at most four terms).
+    let lincombs = plan
+        .launches
+        .iter()
+        .filter(|l| matches!(l, Launch::Lincomb { .. }))
+        .count();
+    assert_eq!(lincombs, 4 * (3 + 1 + 4 + 1));
+    // The step count ticks right before the one Adam launch, which is last; one loss launch.
+    let tail = &plan.launches[plan.launches.len() - 2..];
+    assert!(
+        matches!(tail, [Launch::AdamTick, Launch::Adam { .. }]),
+        "{tail:?}"
+    );
+    let ce = plan
+        .launches
+        .iter()
+        .filter(|l| matches!(l, Launch::SoftmaxCe { .. }));
+    assert_eq!(ce.count(), 1);
+    // Every buffer has a size.
+    for b in plan.buffers() {
+        assert!(plan.len_of(b) > 0, "{b:?}");
+    }
+}
