@@ -373,13 +373,16 @@ fn state_dims(s: odeflow::nn::Shape) -> Vec<usize> {
     }
 }
 
+/// The input's shape, the outputs, the solve they are and its interval.
+type Prediction<T> = (Vec<usize>, Predicted<T>, SolverSpec, (f64, f64));
+
 /// A ResNet body (final features) or TinyResNet (logits) on the input: the network's
 /// depth fixes its solve, so no solver flag applies; the report names the solve it is.
 fn predict_resnet<T: Real>(
     args: &PredictArgs,
     file: &TensorFile,
     arch: Architecture,
-) -> Result<(Vec<usize>, Predicted<T>, SolverSpec, (f64, f64)), CliError> {
+) -> Result<Prediction<T>, CliError> {
     let given = [
         ("--method", args.method.is_some()),
         ("--steps", args.steps.is_some()),

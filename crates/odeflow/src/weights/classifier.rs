@@ -26,6 +26,7 @@ pub struct ModelShape {
     pub arch: Architecture,
 }
 
+/// Reads the model's description from the file's shapes for data of `sample_shape`.
 pub fn infer_shape(
     arch: Architecture,
     file: &TensorFile,
@@ -235,6 +236,7 @@ fn expected_keys<T, F: Parameterized<T>, H: Parameterized<T>>(
     }
     keys
 }
+
 /// The classifier described by a weights file for data of `sample_shape`, with the file's
 /// parameters and `method`/`opts` as its (training) solver. Refuses a file without a head.
 pub fn load_classifier<T: Real>(

@@ -284,8 +284,6 @@ fn rank_err(key: &str, t: &Tensor, arch: Architecture, want: &str) -> WeightsErr
     ))
 }
 
-/// Reads the model's description from the file's shapes for data of `sample_shape`.
-
 /// The file's values for `keys`, concatenated, after checking that the file holds exactly
 /// these keys with these shapes (the first bad key is named with both shapes).
 fn gather<T: Real>(
