@@ -58,30 +58,42 @@ fn predict_matches_numpy_to_1e_12_for_euler_rk4_and_fixed_grid_dopri5() {
     );
     let cases: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(d.join("cases.json")).unwrap()).unwrap();
-    assert_eq!(cases.len(), 10);
+    assert_eq!(cases.len(), 15);
     let mut methods = std::collections::BTreeSet::new();
+    let mut models = std::collections::BTreeMap::new();
     for c in &cases {
         let s = |k: &str| c[k].as_str().unwrap().to_string();
-        let cmd = format!(
-            "predict --weights {} --model {} --input {} --method {} --steps {} --t0 {} --t1 {} --dtype f64 --out got.npy",
+        let mut cmd = format!(
+            "predict --weights {} --model {} --input {} --dtype f64 --out got.npy",
             s("weights"),
             s("model"),
             s("input"),
-            s("method"),
-            c["steps"],
-            c["t0"],
-            c["t1"]
         );
+        // The ResNet models have no solver flags: their depth fixes the solve.
+        if c.get("method").is_some() {
+            cmd.push_str(&format!(
+                " --method {} --steps {} --t0 {} --t1 {}",
+                s("method"),
+                c["steps"],
+                c["t0"],
+                c["t1"]
+            ));
+            methods.insert(s("method"));
+        }
         let r = ok_json(d, &cmd);
         let (got_shape, got) = npy(&d.join("got.npy"));
         let (want_shape, want) = npy(&d.join(s("expected")));
         assert_eq!(got_shape, want_shape, "{cmd}");
         let err = rel_err(&got, &want);
         assert!(err <= 1e-12, "{cmd}: relative error {err:e}");
+        eprintln!("{}: relative error {err:e}", s("expected"));
+        let worst = models.entry(s("model")).or_insert(0.0f64);
+        *worst = worst.max(err);
         assert_eq!(r["dtype"], "f64");
-        methods.insert(s("method"));
     }
-    assert_eq!(methods.len(), 3);
+    assert_eq!(methods.len(), 4);
+    assert_eq!(models.len(), 5, "{models:?}");
+    eprintln!("worst relative error per model: {models:?}");
 }
 
 #[test]
@@ -193,9 +205,9 @@ fn bad_weights_models_inputs_and_flags_fail_in_one_line() {
     );
     fails(
         d,
-        &format!("{base} --model resnet --steps 4 --out y.npy"),
+        &format!("{base} --model resnet50 --steps 4 --out y.npy"),
         2,
-        &["unknown model 'resnet'", "simple_odenet"],
+        &["unknown model 'resnet50'", "simple_odenet"],
     );
     fails(
         d,
@@ -283,4 +295,109 @@ fn check_and_eval_of_exported_weights_match_the_run_folder() {
     fails(d, "check --weights m.safetensors --model simple_odenet --dataset sphere2 --train-method euler --out-dir c", 2, &["--train-steps N, --train-step-size H or --train-tol T"]);
     fails(d, "check --weights m.safetensors --model simple_odenet --dataset sphere3 --train-method euler --train-steps 2 --out-dir c", 2, &["'head.weight' has shape [2, 2]", "needs [2, 3]"]);
     fails(d, "eval", 2, &["RUN"]);
+}
+
+#[test]
+fn zoo_models_predict_what_the_library_computes_bit_for_bit() {
+    use odeflow::models::hamiltonian::SeparableHamiltonian;
+    use odeflow::models::tiny_resnet::{TinyResNet, TinyResNetConfig};
+    use odeflow::nn::Shape;
+    use odeflow::weights::{export_hamiltonian, export_tiny_resnet, FileDtype};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // The Hamiltonian network with Störmer–Verlet: the library's split solve.
+    let mut h = SeparableHamiltonian::<f64>::new(4, 6, 2).unwrap();
+    export_hamiltonian(&h, FileDtype::F64)
+        .save(d.join("h.safetensors"))
+        .unwrap();
+    let y0 = Batch::from_vec(3, 4, (0..12).map(|i| (i as f64 - 6.0) / 5.0).collect()).unwrap();
+    std::fs::write(d.join("y0.npy"), odeflow::data::npy::npy_bytes(&y0)).unwrap();
+    let spec = odeflow::solve::SolverSpec::fixed("verlet", 7).unwrap();
+    let want = odeflow::solve::solve_split(
+        &spec.method().unwrap(),
+        &mut h,
+        &y0,
+        &spec.options_on(0.0, 2.0),
+    )
+    .unwrap()
+    .y_final;
+    let r = ok_json(
+        d,
+        "predict --weights h.safetensors --model hamiltonian --input y0.npy --method verlet --steps 7 --t1 2 --out y1.npy",
+    );
+    assert_eq!(r["outputs"], "final states");
+    assert_eq!(r["model"], "hamiltonian");
+    let (shape, got) = npy(&d.join("y1.npy"));
+    assert_eq!(shape, vec![3, 4]);
+    assert_eq!(got, want.as_slice());
+
+    // TinyResNet: logits in evaluation mode, no solver flags.
+    let cfg = TinyResNetConfig {
+        channels: 2,
+        depth: 3,
+        classes: 3,
+        ..TinyResNetConfig::default()
+    };
+    let mut m = TinyResNet::<f32>::new(Shape::image(1, 14, 14), cfg).unwrap();
+    export_tiny_resnet(&m, FileDtype::F32)
+        .save(d.join("t.safetensors"))
+        .unwrap();
+    let x = Batch::from_vec(
+        2,
+        196,
+        (0..392).map(|i| (i % 13) as f32 / 6.0 - 1.0).collect(),
+    )
+    .unwrap();
+    let want = m.logits(&x).unwrap();
+    let bytes = odeflow::data::npy::npy_bytes_shaped(&[2, 1, 14, 14], &x);
+    std::fs::write(d.join("x.npy"), bytes).unwrap();
+    let r = ok_json(
+        d,
+        "predict --weights t.safetensors --model tiny_resnet --input x.npy --dtype f32 --out l.npy",
+    );
+    assert_eq!(r["outputs"], "logits");
+    assert_eq!(r["solver"]["method"], "euler");
+    assert_eq!(r["steps"], 3);
+    let (shape, got) = read_npy_shaped::<f32>(d.join("l.npy")).unwrap();
+    assert_eq!(shape, vec![2, 3]);
+    assert_eq!(got.as_slice(), want.as_slice());
+
+    // Refusals: one line, exit 2.
+    fails(
+        d,
+        "predict --weights t.safetensors --model tiny_resnet --input x.npy --method rk4 --steps 2 --out l.npy",
+        2,
+        &["--method does not apply to the tiny_resnet model"],
+    );
+    fails(
+        d,
+        "predict --weights t.safetensors --model tiny_resnet --input y0.npy --out l.npy",
+        2,
+        &["'y0.npy' has shape [3, 4]", "(N, C, H, W)"],
+    );
+    fails(
+        d,
+        "predict --weights t.safetensors --model resnet --input x.npy --out l.npy",
+        2,
+        &["t.safetensors", "reads 2 channels", "[1, 14, 14]"],
+    );
+    fails(
+        d,
+        "predict --weights h.safetensors --model hamiltonian --input x.npy --method rk4 --steps 2 --out l.npy",
+        2,
+        &["takes states (p, q) of 4 values"],
+    );
+    fails(
+        d,
+        "predict --weights h.safetensors --model hamiltonian --input y0.npy --out l.npy",
+        2,
+        &["--method NAME"],
+    );
+    fails(
+        d,
+        "predict --weights t.safetensors --model hamiltonian --input y0.npy --method rk4 --steps 2 --out l.npy",
+        2,
+        &["no tensor 'field.kinetic.0.weight'"],
+    );
 }

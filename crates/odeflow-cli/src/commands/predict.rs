@@ -8,7 +8,18 @@
 //!     --method rk4 --steps 16 --out logits.npy
 //! odeflow predict --weights field.safetensors --model mlp-tanh --input y0.npy \
 //!     --method dopri5 --tol 1e-8 --t1 10 --dtype f64 --out y1.npy
+//! odeflow predict --weights h.safetensors --model hamiltonian --input y0.npy \
+//!     --method leapfrog --step-size 0.1 --t1 10 --out y1.npy
+//! odeflow predict --weights tiny.safetensors --model tiny_resnet --input images.npy \
+//!     --out logits.npy
 //! ```
+//!
+//! A Hamiltonian network takes states `(N, 2n)` (momenta first) and gives the final states
+//! (splitting methods use its drift and kick). The ResNet models take images
+//! `(N, C, H, W)` and have no solver flags: a depth-`N` ResNet is Euler with `N` steps on
+//! `[0, 1]`, a HeunNet Heun with `N − 1` steps of `1/N` (the report names that solve);
+//! `resnet`/`heunnet` (a bare body) give the final features, `tiny_resnet`/`tiny_heunnet`
+//! the logits, both with batch norm in evaluation mode (running statistics).
 //!
 //! The input holds one sample per row of its first axis: `(N, d)` or `(N, c, d)` for
 //! `simple_odenet` (`(N, d)` means one channel), `(N, c, h, w)` for `odenet`, `(N, …)` for
@@ -26,9 +37,10 @@ use serde::Serialize;
 use odeflow::budget::{check_tolerance, Budget};
 use odeflow::data::npy::{npy_bytes_shaped, read_npy_shaped};
 use odeflow::models::FlowModel;
-use odeflow::solve::{solve, SaveAt, SolverSpec};
+use odeflow::solve::{solve, solve_split, SaveAt, SolverSpec};
 use odeflow::weights::{
-    load_classifier, load_field, loss_gradient, Architecture, FileDtype, TensorFile,
+    load_classifier, load_field, load_hamiltonian, load_resnet, load_tiny_resnet, loss_gradient,
+    Architecture, FileDtype, TensorFile,
 };
 use odeflow::{Batch, Real};
 
@@ -44,16 +56,17 @@ pub struct PredictArgs {
     /// The safetensors file (keys field.* and, for a classifier, head.*).
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
-    /// The architecture: simple_odenet, odenet, mlp, mlp-tanh, mlp-relu, … (shapes come
-    /// from the file).
+    /// The architecture: simple_odenet, odenet, mlp, mlp-tanh, mlp-relu, …, hamiltonian,
+    /// resnet, heunnet, tiny_resnet, tiny_heunnet (shapes come from the file).
     #[arg(long, value_name = "NAME")]
     pub model: String,
     /// The inputs, an NPY file of float32 or float64 with one sample per row.
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
-    /// Solver method (any of `odeflow methods`).
+    /// Solver method (any of `odeflow methods`; a splitting method for hamiltonian). Not
+    /// for the ResNet models, whose depth fixes their steps.
     #[arg(long, value_name = "NAME")]
-    pub method: String,
+    pub method: Option<String>,
     /// N equal steps on [t0, t1].
     #[arg(long, value_name = "N", conflicts_with_all = ["step_size", "tol"])]
     pub steps: Option<usize>,
@@ -63,12 +76,12 @@ pub struct PredictArgs {
     /// Tolerance (rtol = atol) of an adaptive method.
     #[arg(long, value_name = "T", value_parser = positive)]
     pub tol: Option<f64>,
-    /// Start of the ODE block's interval.
-    #[arg(long, default_value_t = 0.0, value_parser = finite)]
-    pub t0: f64,
-    /// End of the ODE block's interval.
-    #[arg(long, default_value_t = 1.0, value_parser = finite)]
-    pub t1: f64,
+    /// Start of the ODE block's interval (default 0).
+    #[arg(long, value_parser = finite)]
+    pub t0: Option<f64>,
+    /// End of the ODE block's interval (default 1).
+    #[arg(long, value_parser = finite)]
+    pub t1: Option<f64>,
     /// Scalar type of the computation and of the output file.
     #[arg(long, default_value = "f64", value_name = "f32|f64")]
     pub dtype: String,
@@ -119,31 +132,39 @@ pub struct PredictReport {
     pub grad_out: Option<PathBuf>,
 }
 
+/// The interval `[t0, t1]` of the solve (default `[0, 1]`).
+fn interval(args: &PredictArgs) -> (f64, f64) {
+    (args.t0.unwrap_or(0.0), args.t1.unwrap_or(1.0))
+}
+
 fn solver(args: &PredictArgs) -> Result<SolverSpec, CliError> {
     let budget = Budget::from_env().map_err(|e| CliError::input(e.to_string()))?;
-    let span = (args.t1 - args.t0).abs();
+    let (t0, t1) = interval(args);
+    let span = (t1 - t0).abs();
     if span == 0.0 {
         return Err(CliError::input(format!(
-            "--t0 {} equals --t1 {}: give an interval of positive length",
-            args.t0, args.t1
+            "--t0 {t0} equals --t1 {t1}: give an interval of positive length"
         )));
     }
+    let method = args.method.as_deref().ok_or_else(|| {
+        CliError::input("give the solver: --method NAME with --steps N, --step-size H or --tol T")
+    })?;
     let spec = match (args.steps, args.step_size, args.tol) {
         (Some(n), None, None) => {
             budget
                 .check_steps("--steps", n as u64)
                 .map_err(|e| CliError::input(e.to_string()))?;
-            SolverSpec::fixed(&args.method, n)?
+            SolverSpec::fixed(method, n)?
         }
         (None, Some(h), None) => {
             budget
                 .check_step_size("--step-size", h, span)
                 .map_err(|e| CliError::input(e.to_string()))?;
-            SolverSpec::step_size(&args.method, h)?
+            SolverSpec::step_size(method, h)?
         }
         (None, None, Some(t)) => {
             check_tolerance("--tol", t).map_err(|e| CliError::input(e.to_string()))?;
-            SolverSpec::adaptive(&args.method, t)?
+            SolverSpec::adaptive(method, t)?
         }
         _ => {
             return Err(CliError::input(
@@ -158,7 +179,9 @@ fn solver(args: &PredictArgs) -> Result<SolverSpec, CliError> {
 fn sample_shape(arch: Architecture, shape: &[usize]) -> Vec<usize> {
     match (arch, shape) {
         (Architecture::SimpleOdenet, [_, d]) => vec![1, *d],
-        (Architecture::Mlp(_), [_, rest @ ..]) => vec![rest.iter().product()],
+        (Architecture::Mlp(_) | Architecture::Hamiltonian, [_, rest @ ..]) => {
+            vec![rest.iter().product()]
+        }
         (_, [_, rest @ ..]) => rest.to_vec(),
         _ => Vec::new(),
     }
@@ -190,7 +213,8 @@ fn predict<T: Real>(
     }
     let sample = sample_shape(arch, &in_shape);
     let method = spec.method()?;
-    let mut opts = spec.options_on(args.t0, args.t1);
+    let (t0, t1) = interval(args);
+    let mut opts = spec.options_on(t0, t1);
     opts.save = SaveAt::Final;
     let weights_err = |e: odeflow::weights::WeightsError| {
         CliError::input(format!("{}: {e}", args.weights.display()))
@@ -207,6 +231,33 @@ fn predict<T: Real>(
         )
         .map_err(|e| CliError::input(e.to_string()))?;
     let fail = |e: String| CliError::runtime(format!("the solve failed: {e}"));
+    if arch == Architecture::Hamiltonian {
+        if args.labels.is_some() {
+            return Err(CliError::input(
+                "--labels needs a classifier, but the hamiltonian model is a bare field",
+            ));
+        }
+        let mut h = load_hamiltonian::<T>(file).map_err(weights_err)?;
+        if x.cols() != h.dim() || in_shape.len() != 2 {
+            return Err(CliError::input(format!(
+                "the weights' hamiltonian model takes states (p, q) of {} values (field.kinetic.0.weight), but '{}' has shape {in_shape:?}: give (N, {})",
+                h.dim(),
+                args.input.display(),
+                h.dim()
+            )));
+        }
+        let sol = solve_split(&method, &mut h, &x, &opts).map_err(|e| fail(e.to_string()))?;
+        let p = Predicted {
+            loss: None,
+            shape: in_shape.clone(),
+            outputs: sol.y_final,
+            kind: "final states",
+            model: arch.name(),
+            nfe: sol.stats.nfe,
+            steps: sol.stats.steps,
+        };
+        return Ok((in_shape, p));
+    }
     let predicted = if file.tensors.contains_key("head.weight") {
         let (mut model, shape) =
             load_classifier::<T>(arch, file, &sample, method.clone(), opts.clone())
@@ -322,18 +373,99 @@ fn state_dims(s: odeflow::nn::Shape) -> Vec<usize> {
     }
 }
 
+/// The input's shape, the outputs, the solve they are and its interval.
+type Prediction<T> = (Vec<usize>, Predicted<T>, SolverSpec, (f64, f64));
+
+/// A ResNet body (final features) or TinyResNet (logits) on the input: the network's
+/// depth fixes its solve, so no solver flag applies; the report names the solve it is.
+fn predict_resnet<T: Real>(
+    args: &PredictArgs,
+    file: &TensorFile,
+    arch: Architecture,
+) -> Result<Prediction<T>, CliError> {
+    let given = [
+        ("--method", args.method.is_some()),
+        ("--steps", args.steps.is_some()),
+        ("--step-size", args.step_size.is_some()),
+        ("--tol", args.tol.is_some()),
+        ("--t0", args.t0.is_some()),
+        ("--t1", args.t1.is_some()),
+        ("--labels", args.labels.is_some()),
+    ];
+    if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+        return Err(CliError::input(format!(
+            "{flag} does not apply to the {arch} model: its depth N fixes its solve (a ResNet is Euler with N steps on [0, 1], a HeunNet Heun with N - 1 steps of 1/N)"
+        )));
+    }
+    let (in_shape, x) = read_npy_shaped::<T>(&args.input)
+        .map_err(|e| CliError::input(format!("cannot read the input {e}")))?;
+    if x.rows() == 0 || in_shape.len() != 4 {
+        return Err(CliError::input(format!(
+            "'{}' has shape {in_shape:?}: the {arch} model takes images (N, C, H, W), N > 0",
+            args.input.display()
+        )));
+    }
+    let sample = &in_shape[1..];
+    let weights_err = |e: odeflow::weights::WeightsError| {
+        CliError::input(format!("{}: {e}", args.weights.display()))
+    };
+    let fail = |e: String| CliError::runtime(format!("the forward pass failed: {e}"));
+    let (scheme, depth, outputs, shape, kind) = match arch {
+        Architecture::ResNet(scheme) => {
+            let mut net = load_resnet::<T>(scheme, file, sample).map_err(weights_err)?;
+            let y = net.infer(&x).map_err(|e| fail(e.to_string()))?;
+            (scheme, net.depth(), y, in_shape.clone(), "final states")
+        }
+        Architecture::TinyResNet(scheme) => {
+            let mut m = load_tiny_resnet::<T>(scheme, file, sample).map_err(weights_err)?;
+            let y = m.logits(&x).map_err(|e| fail(e.to_string()))?;
+            let shape = vec![y.rows(), y.cols()];
+            (scheme, m.body().depth(), y, shape, "logits")
+        }
+        _ => unreachable!("predict_resnet is called for the ResNet models"),
+    };
+    let steps = scheme.steps(depth);
+    let spec = SolverSpec::fixed(scheme.name(), steps)?;
+    let stages = if scheme == odeflow::models::resnet::Scheme::Heun {
+        2
+    } else {
+        1
+    };
+    let p = Predicted {
+        outputs,
+        shape,
+        kind,
+        model: arch.name(),
+        nfe: stages * steps,
+        steps,
+        loss: None,
+    };
+    Ok((in_shape, p, spec, (0.0, steps as f64 / depth as f64)))
+}
+
 fn run_typed<T: Real>(
     args: &PredictArgs,
     dest: PathBuf,
     reporter: &Reporter,
 ) -> Result<(), CliError> {
-    let spec = solver(args)?;
     let arch: Architecture = args
         .model
         .parse()
         .map_err(|e: odeflow::weights::WeightsError| CliError::input(format!("--model: {e}")))?;
-    let file = TensorFile::read(&args.weights).map_err(|e| CliError::input(e.to_string()))?;
-    let (input_shape, p) = predict::<T>(args, &spec, &file, arch)?;
+    let (input_shape, p, spec, (t0, t1)) = match arch {
+        Architecture::ResNet(_) | Architecture::TinyResNet(_) => {
+            let file =
+                TensorFile::read(&args.weights).map_err(|e| CliError::input(e.to_string()))?;
+            predict_resnet::<T>(args, &file, arch)?
+        }
+        _ => {
+            let spec = solver(args)?;
+            let file =
+                TensorFile::read(&args.weights).map_err(|e| CliError::input(e.to_string()))?;
+            let (s, p) = predict::<T>(args, &spec, &file, arch)?;
+            (s, p, spec, interval(args))
+        }
+    };
     output::write_atomic(&dest, &npy_bytes_shaped(&p.shape, &p.outputs))?;
     let report = PredictReport {
         weights: args.weights.clone(),
@@ -344,8 +476,8 @@ fn run_typed<T: Real>(
         out: dest,
         output_shape: p.shape,
         solver: spec,
-        t0: args.t0,
-        t1: args.t1,
+        t0,
+        t1,
         dtype: T::NAME.into(),
         nfe: p.nfe,
         steps: p.steps,

@@ -182,6 +182,26 @@ impl<T: Real> TinyResNet<T> {
         self.input
     }
 
+    /// The stem `conv 5×5 → batch norm → ReLU`.
+    pub fn stem(&self) -> &Network<T> {
+        &self.stem
+    }
+
+    /// The stem, mutable (e.g. its batch norm's running statistics).
+    pub fn stem_mut(&mut self) -> &mut Network<T> {
+        &mut self.stem
+    }
+
+    /// The head `average-pool 4 → flatten → Linear`.
+    pub fn head(&self) -> &Network<T> {
+        &self.head
+    }
+
+    /// The head, mutable.
+    pub fn head_mut(&mut self) -> &mut Network<T> {
+        &mut self.head
+    }
+
     /// The ResNet body.
     pub fn body(&self) -> &ResNet<T> {
         &self.body

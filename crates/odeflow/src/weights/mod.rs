@@ -35,19 +35,35 @@
 //!         return self.head(z1.flatten(1))
 //! ```
 //!
+//! The rest of the model zoo has its own module, with its PyTorch module as code:
+//!
+//! * [`hamiltonian`] — the separable Hamiltonian network `H = T(p) + V(q)` (`hamiltonian`,
+//!   a bare field: keys `field.kinetic.*`, `field.potential.*`);
+//! * [`resnet`] — Sander et al.'s bodies of convolutional residual blocks with batch norm
+//!   (`resnet`, `heunnet`: keys `field.layers.<n>.*`, running statistics included) and
+//!   the TinyResNet classifier (`tiny_resnet`, `tiny_heunnet`: `stem.*`, `field.*`,
+//!   `head.weight`, `head.bias`).
+//!
 //! Shapes are read from the file: the architecture name ([`Architecture`]) is all a user
 //! says. `simple_odenet`'s and `odenet`'s hidden channels and state channels come from
 //! `field.0.weight`, an MLP's widths from its chain of `field.<2i>.weight`, the number of
 //! classes from `head.weight`; the sample shape comes from the data. A file whose keys or
 //! shapes do not fit the model so described is refused with the first bad key and both
-//! shapes ([`WeightsError`]). An MLP's activation is not part of a `state_dict`: it is
-//! named in the architecture (`mlp-tanh`) or read from the file's metadata key
-//! `activation`, which [`export_classifier`] writes.
+//! shapes ([`WeightsError`]); so is, before anything is built, a file whose shapes describe
+//! a model with far more values than the file holds (dimensions are read from a few tensors
+//! and could otherwise declare a model of any size). An MLP's activation is not part of a
+//! `state_dict`: it is named in the architecture (`mlp-tanh`) or read from the file's
+//! metadata key `activation`, which [`export_classifier`] writes.
 
 pub mod check;
+mod classifier;
+pub mod hamiltonian;
+pub mod resnet;
 mod tensors;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_zoo;
 
 use std::fmt;
 use std::str::FromStr;
@@ -55,15 +71,18 @@ use std::str::FromStr;
 use thiserror::Error;
 
 pub use check::{check_weights, evaluate_weights, ExternalModel};
+pub use classifier::{
+    export_classifier, export_field, infer_shape, load_classifier, load_field, loss_gradient,
+    ModelShape,
+};
+pub use hamiltonian::{export_hamiltonian, load_hamiltonian};
+pub use resnet::{export_resnet, export_tiny_resnet, load_resnet, load_tiny_resnet};
 pub use tensors::{FileDtype, Tensor, TensorFile};
 
-use crate::field::Parameterized;
-use crate::grad::GradientMethod;
-use crate::models::{ClassifierSpec, FieldSpec, NeuralClassifier};
-use crate::nn::{Activation, NeuralField};
+use crate::models::resnet::Scheme;
+use crate::models::FieldSpec;
+use crate::nn::Activation;
 use crate::runs::RunError;
-use crate::solve::{Method, SolveOptions};
-use crate::train::Trainable;
 use crate::Real;
 
 /// Why a weights file cannot be read, written or loaded into a model. Every variant names
@@ -143,21 +162,46 @@ pub enum Architecture {
     /// A multilayer perceptron; the activation, when not given, comes from the file's
     /// metadata.
     Mlp(Option<Activation>),
+    /// The separable Hamiltonian network `H = T(p) + V(q)` (a bare field on states
+    /// `(p, q)`; see [`hamiltonian`]).
+    Hamiltonian,
+    /// A bare body of convolutional residual blocks with batch norm: a ResNet (Euler) or
+    /// HeunNet (Heun) of Sander et al. on `(C, H, W)` features (see [`resnet`]).
+    ResNet(Scheme),
+    /// Sander et al.'s TinyResNet image classifier (stem, body, head) with a ResNet
+    /// (Euler) or HeunNet (Heun) body (see [`resnet`]).
+    TinyResNet(Scheme),
 }
 
 impl Architecture {
     /// The names [`Architecture::from_str`] accepts.
     pub const NAMES: &'static str =
-        "simple_odenet, odenet, mlp (activation from the file), mlp-tanh, mlp-relu, mlp-softplus, mlp-silu, mlp-sigmoid";
+        "simple_odenet, odenet, mlp (activation from the file), mlp-tanh, mlp-relu, mlp-softplus, mlp-silu, mlp-sigmoid, hamiltonian, resnet, heunnet, tiny_resnet, tiny_heunnet";
 
-    /// The canonical name (`simple_odenet`, `odenet`, `mlp`, `mlp-tanh`, …).
+    /// The canonical name (`simple_odenet`, `odenet`, `mlp`, `mlp-tanh`, `hamiltonian`,
+    /// `resnet`, `heunnet`, `tiny_resnet`, `tiny_heunnet`).
     pub fn name(&self) -> String {
         match self {
             Architecture::SimpleOdenet => "simple_odenet".into(),
             Architecture::Odenet => "odenet".into(),
             Architecture::Mlp(None) => "mlp".into(),
             Architecture::Mlp(Some(a)) => format!("mlp-{}", a.name()),
+            Architecture::Hamiltonian => "hamiltonian".into(),
+            Architecture::ResNet(Scheme::Euler) => "resnet".into(),
+            Architecture::ResNet(Scheme::Heun) => "heunnet".into(),
+            Architecture::TinyResNet(Scheme::Euler) => "tiny_resnet".into(),
+            Architecture::TinyResNet(Scheme::Heun) => "tiny_heunnet".into(),
         }
+    }
+
+    /// Whether the architecture is one of Ott et al.'s ODE classifiers or bare fields
+    /// (`simple_odenet`, `odenet`, `mlp…`), which [`load_classifier`] and [`load_field`]
+    /// read.
+    pub fn is_ode_classifier(&self) -> bool {
+        matches!(
+            self,
+            Architecture::SimpleOdenet | Architecture::Odenet | Architecture::Mlp(_)
+        )
     }
 
     /// The architecture of a classifier description.
@@ -193,6 +237,11 @@ impl FromStr for Architecture {
             "simple_odenet" => Ok(Architecture::SimpleOdenet),
             "odenet" => Ok(Architecture::Odenet),
             "mlp" => Ok(Architecture::Mlp(None)),
+            "hamiltonian" => Ok(Architecture::Hamiltonian),
+            "resnet" => Ok(Architecture::ResNet(Scheme::Euler)),
+            "heunnet" => Ok(Architecture::ResNet(Scheme::Heun)),
+            "tiny_resnet" => Ok(Architecture::TinyResNet(Scheme::Euler)),
+            "tiny_heunnet" => Ok(Architecture::TinyResNet(Scheme::Heun)),
             other => {
                 let act = other.strip_prefix("mlp_").ok_or_else(unknown)?;
                 let a: Activation = act.parse().map_err(|_| unknown())?;
@@ -200,18 +249,6 @@ impl FromStr for Architecture {
             }
         }
     }
-}
-
-/// What a weights file says about a model, with the sample shape of the data: the
-/// classifier description and the number of classes (`None` for a bare field).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelShape {
-    /// The field and its augmentation.
-    pub spec: ClassifierSpec,
-    /// Classes of the head (`None`: the file holds no head).
-    pub classes: Option<usize>,
-    /// The architecture the file was read as.
-    pub arch: Architecture,
 }
 
 fn tensor<'a>(
@@ -247,162 +284,6 @@ fn rank_err(key: &str, t: &Tensor, arch: Architecture, want: &str) -> WeightsErr
     ))
 }
 
-/// Reads the model's description from the file's shapes for data of `sample_shape`.
-pub fn infer_shape(
-    arch: Architecture,
-    file: &TensorFile,
-    sample_shape: &[usize],
-) -> Result<ModelShape, WeightsError> {
-    let sample_err = |want: &str| {
-        WeightsError::Invalid(format!(
-            "the {arch} model needs samples of shape {want}, but the data have samples of shape {sample_shape:?}"
-        ))
-    };
-    let state_channels = |c_state: usize, c_in: usize| {
-        c_state.checked_sub(c_in).ok_or_else(|| {
-            WeightsError::Invalid(format!(
-                "the weights' field has {c_state} state channels (field.0.weight), fewer than the data's {c_in}"
-            ))
-        })
-    };
-    let (field, augment) = match arch {
-        Architecture::SimpleOdenet => {
-            let [c_in, _] = sample_shape else {
-                return Err(sample_err("(channels, length)"));
-            };
-            let t = tensor(file, "field.0.weight", arch)?;
-            let [ch, c_state, 1] = t.shape[..] else {
-                return Err(rank_err(
-                    "field.0.weight",
-                    t,
-                    arch,
-                    "a Conv1d weight (C, c, 1)",
-                ));
-            };
-            let a = state_channels(c_state, *c_in)?;
-            (FieldSpec::SimpleOdenet { channels: ch }, a)
-        }
-        Architecture::Odenet => {
-            let [c_in, _, _] = sample_shape else {
-                return Err(sample_err("(channels, height, width)"));
-            };
-            let t = tensor(file, "field.0.weight", arch)?;
-            let [ch, c_state, 1, 1] = t.shape[..] else {
-                return Err(rank_err(
-                    "field.0.weight",
-                    t,
-                    arch,
-                    "a Conv2d weight (C, c, 1, 1)",
-                ));
-            };
-            let a = state_channels(c_state, *c_in)?;
-            (FieldSpec::Odenet { channels: ch }, a)
-        }
-        Architecture::Mlp(act) => {
-            let act = match act {
-                Some(a) => a,
-                None => {
-                    let name = file.metadata.get("activation").ok_or_else(|| {
-                        WeightsError::Invalid(
-                            "the weights do not name the MLP's activation (metadata key 'activation'): give the model as mlp-tanh, mlp-relu, mlp-softplus, mlp-silu or mlp-sigmoid".into(),
-                        )
-                    })?;
-                    name.parse().map_err(|e: crate::nn::NnError| {
-                        WeightsError::Invalid(format!("the weights' metadata: {e}"))
-                    })?
-                }
-            };
-            let first = tensor(file, "field.0.weight", arch)?;
-            let [_, d_state] = first.shape[..] else {
-                return Err(rank_err(
-                    "field.0.weight",
-                    first,
-                    arch,
-                    "a Linear weight (out, in)",
-                ));
-            };
-            let mut widths = Vec::new();
-            let mut i = 0;
-            while let Some(t) = file.tensors.get(&format!("field.{i}.weight")) {
-                let [out, _] = t.shape[..] else {
-                    return Err(rank_err(
-                        &format!("field.{i}.weight"),
-                        t,
-                        arch,
-                        "a Linear weight (out, in)",
-                    ));
-                };
-                widths.push(out);
-                i += 2;
-            }
-            widths.pop();
-            let d_in: usize = sample_shape.iter().product();
-            let a = d_state.checked_sub(d_in).ok_or_else(|| {
-                WeightsError::Invalid(format!(
-                    "the weights' MLP takes {d_state} inputs (field.0.weight), fewer than the data's {d_in} features"
-                ))
-            })?;
-            (
-                FieldSpec::Mlp {
-                    hidden: widths,
-                    activation: act.name().to_string(),
-                },
-                a,
-            )
-        }
-    };
-    let classes = match file.tensors.get("head.weight") {
-        None => None,
-        Some(t) => match t.shape[..] {
-            [classes, _] => Some(classes),
-            _ => {
-                return Err(rank_err(
-                    "head.weight",
-                    t,
-                    arch,
-                    "a Linear weight (classes, features)",
-                ))
-            }
-        },
-    };
-    let arch = match (arch, &field) {
-        (Architecture::Mlp(None), FieldSpec::Mlp { activation, .. }) => {
-            Architecture::Mlp(activation.parse().ok())
-        }
-        _ => arch,
-    };
-    Ok(ModelShape {
-        spec: ClassifierSpec {
-            field,
-            augment,
-            threads: 0,
-        },
-        classes,
-        arch,
-    })
-}
-
-/// The expected `(key, shape)` of every tensor of a field and head, in storage order.
-fn expected_keys<T, F: Parameterized<T>, H: Parameterized<T>>(
-    field: &F,
-    head: Option<&H>,
-) -> Vec<(String, Vec<usize>)> {
-    let mut keys: Vec<(String, Vec<usize>)> = field
-        .param_views()
-        .into_iter()
-        .map(|v| (format!("field.{}", v.name), v.shape))
-        .collect();
-    if let Some(h) = head {
-        // The head is `Flatten → Linear` in odeflow and a bare `nn.Linear` on the flattened
-        // state in PyTorch: drop the layer index.
-        keys.extend(h.param_views().into_iter().map(|v| {
-            let param = v.name.rsplit('.').next().unwrap_or(&v.name).to_string();
-            (format!("head.{param}"), v.shape)
-        }));
-    }
-    keys
-}
-
 /// The file's values for `keys`, concatenated, after checking that the file holds exactly
 /// these keys with these shapes (the first bad key is named with both shapes).
 fn gather<T: Real>(
@@ -410,6 +291,24 @@ fn gather<T: Real>(
     keys: &[(String, Vec<usize>)],
     arch: Architecture,
 ) -> Result<Vec<T>, WeightsError> {
+    gather_with(file, keys, &[], arch)
+}
+
+/// [`gather`], where the file may also hold the `optional` keys (PyTorch's batch-norm
+/// counters, which odeflow does not use): each is checked for its shape when present, and
+/// its values are not returned.
+fn gather_with<T: Real>(
+    file: &TensorFile,
+    keys: &[(String, Vec<usize>)],
+    optional: &[(String, Vec<usize>)],
+    arch: Architecture,
+) -> Result<Vec<T>, WeightsError> {
+    let shape_err = |key: &str, t: &Tensor, shape: &[usize]| WeightsError::Shape {
+        key: key.to_string(),
+        arch: arch.name(),
+        file: t.shape.clone(),
+        expected: shape.to_vec(),
+    };
     let mut out = Vec::new();
     for (key, shape) in keys {
         let t = file.tensors.get(key).ok_or_else(|| WeightsError::Missing {
@@ -418,19 +317,26 @@ fn gather<T: Real>(
             expected: shape.clone(),
         })?;
         if &t.shape != shape {
-            return Err(WeightsError::Shape {
-                key: key.clone(),
-                arch: arch.name(),
-                file: t.shape.clone(),
-                expected: shape.clone(),
-            });
+            return Err(shape_err(key, t, shape));
         }
         out.extend(t.data.iter().map(|&v| T::of(v)));
     }
+    for (key, shape) in optional {
+        if let Some(t) = file.tensors.get(key) {
+            if &t.shape != shape {
+                return Err(shape_err(key, t, shape));
+            }
+        }
+    }
+    let known: std::collections::BTreeSet<&str> = keys
+        .iter()
+        .chain(optional)
+        .map(|(k, _)| k.as_str())
+        .collect();
     if let Some((key, t)) = file
         .tensors
         .iter()
-        .find(|(k, _)| !keys.iter().any(|(e, _)| e == *k))
+        .find(|(k, _)| !known.contains(k.as_str()))
     {
         return Err(WeightsError::Unexpected {
             key: key.clone(),
@@ -441,57 +347,54 @@ fn gather<T: Real>(
     Ok(out)
 }
 
-/// The classifier described by a weights file for data of `sample_shape`, with the file's
-/// parameters and `method`/`opts` as its (training) solver. Refuses a file without a head.
-pub fn load_classifier<T: Real>(
+/// The shape of `key`, which the model's dimensions are read from: it must be present and
+/// hold values (a zero in a shape would let a file declare dimensions it does not hold).
+fn dims_of<'a>(
+    file: &'a TensorFile,
+    key: &str,
     arch: Architecture,
-    file: &TensorFile,
-    sample_shape: &[usize],
-    method: Method,
-    opts: SolveOptions,
-) -> Result<(NeuralClassifier<T>, ModelShape), WeightsError> {
-    let shape = infer_shape(arch, file, sample_shape)?;
-    let classes = shape.classes.ok_or_else(|| {
-        WeightsError::Invalid(format!(
-            "the weights hold no classification head (head.weight, head.bias), only a field: a classifier needs both (keys found: {})",
+) -> Result<&'a [usize], WeightsError> {
+    let t = tensor(file, key, arch)?;
+    if t.is_empty() {
+        return Err(WeightsError::Invalid(format!(
+            "tensor '{key}' has shape {:?} and holds no values: a {arch} file has none such",
+            t.shape
+        )));
+    }
+    Ok(&t.shape)
+}
+
+/// Refuses a file whose shapes describe a model with far more values (parameters and
+/// running statistics) than the file holds, before the model is built: the dimensions read
+/// from one tensor can describe others far larger (an MLP's widths, a convolution's
+/// channels squared), and no such model could be loaded from the file anyway. A model up to
+/// twice the file's values (plus a little) is built, so that a file missing a few tensors
+/// gets the precise error naming the first missing key; memory stays within a small
+/// multiple of the file's size either way. `needed` may saturate.
+fn size_guard(file: &TensorFile, arch: Architecture, needed: u128) -> Result<(), WeightsError> {
+    let held: u128 = file.tensors.values().map(|t| t.len() as u128).sum();
+    if needed > 2 * held + 4096 {
+        return Err(WeightsError::Invalid(format!(
+            "the weights' shapes describe a {arch} model of {needed} values, but the file holds only {held}: its tensors do not fit together (keys found: {})",
             key_list(file)
-        ))
-    })?;
-    let mut model = shape
-        .spec
-        .build::<T>(
-            sample_shape,
-            classes,
-            method,
-            GradientMethod::Backprop,
-            opts,
-            0,
-        )
-        .map_err(|e| WeightsError::Invalid(e.to_string()))?;
-    let keys = expected_keys(&model.field, Some(&model.head));
-    let params = gather::<T>(file, &keys, shape.arch)?;
-    model.write_params(&params);
-    Ok((model, shape))
+        )));
+    }
+    Ok(())
 }
 
-/// The bare field described by a weights file for data of `sample_shape` (a file with a
-/// head is refused: load it with [`load_classifier`]).
-pub fn load_field<T: Real>(
-    arch: Architecture,
-    file: &TensorFile,
-    sample_shape: &[usize],
-) -> Result<(NeuralField<T>, ModelShape), WeightsError> {
-    let shape = infer_shape(arch, file, sample_shape)?;
-    let (mut field, _) = shape
-        .spec
-        .build_field::<T>(sample_shape, 0)
-        .map_err(|e| WeightsError::Invalid(e.to_string()))?;
-    let keys = expected_keys(&field, None::<&NeuralField<T>>);
-    let params = gather::<T>(file, &keys, shape.arch)?;
-    field.params_mut().copy_from_slice(&params);
-    Ok((field, shape))
+/// `Σ Π dims` of `parts`, saturating (for [`size_guard`]).
+fn count(parts: &[&[usize]]) -> u128 {
+    parts
+        .iter()
+        .map(|p| {
+            p.iter()
+                .fold(1u128, |acc, &d| acc.saturating_mul(d as u128))
+        })
+        .fold(0u128, u128::saturating_add)
 }
 
+/// The metadata every exported file carries: `format = pt` (what `safetensors.torch`
+/// writes), the architecture, and an MLP's activation.
 fn metadata(arch: Architecture, file: &mut TensorFile) {
     file.metadata.insert("format".into(), "pt".into());
     file.metadata.insert("odeflow_model".into(), arch.name());
@@ -500,6 +403,7 @@ fn metadata(arch: Architecture, file: &mut TensorFile) {
     }
 }
 
+/// Inserts `params`, cut into the tensors `keys` in order.
 fn insert<T: Real>(file: &mut TensorFile, keys: Vec<(String, Vec<usize>)>, params: &[T]) {
     let mut off = 0;
     for (key, shape) in keys {
@@ -508,73 +412,4 @@ fn insert<T: Real>(file: &mut TensorFile, keys: Vec<(String, Vec<usize>)>, param
         off += n;
         file.tensors.insert(key, Tensor::new(shape, data));
     }
-}
-
-/// A classifier's field and head as a weights file in `dtype` (metadata: `format = pt`,
-/// the architecture, and an MLP's activation).
-pub fn export_classifier<T: Real>(
-    model: &NeuralClassifier<T>,
-    spec: &ClassifierSpec,
-    dtype: FileDtype,
-) -> Result<TensorFile, WeightsError> {
-    if model.encoder.is_some() {
-        return Err(WeightsError::Invalid(
-            "a classifier with an encoder has no PyTorch layout in odeflow's weights files".into(),
-        ));
-    }
-    let arch = Architecture::of_spec(&spec.field)?;
-    let mut file = TensorFile::new(dtype);
-    metadata(arch, &mut file);
-    let mut params = vec![T::zero(); model.num_params()];
-    model.read_params(&mut params);
-    insert(
-        &mut file,
-        expected_keys(&model.field, Some(&model.head)),
-        &params,
-    );
-    Ok(file)
-}
-
-/// A bare field as a weights file in `dtype` (keys `field.<name>`).
-pub fn export_field<T: Real>(
-    field: &NeuralField<T>,
-    arch: Architecture,
-    dtype: FileDtype,
-) -> TensorFile {
-    let mut file = TensorFile::new(dtype);
-    metadata(arch, &mut file);
-    insert(
-        &mut file,
-        expected_keys(field, None::<&NeuralField<T>>),
-        field.params(),
-    );
-    file
-}
-
-/// The mean cross-entropy of a classifier on `(x, labels)` with its (training) solver, and
-/// its gradient with respect to every parameter as a weights file with the same keys as
-/// the parameters (`field.*`, `head.*`), for comparison with PyTorch's `param.grad`. The
-/// gradient is the model's gradient method's (backprop: the exact discrete adjoint of the
-/// solve, what autograd through the solver loop gives).
-pub fn loss_gradient<T: Real>(
-    model: &mut NeuralClassifier<T>,
-    x: &crate::state::Batch<T>,
-    labels: &[usize],
-    dtype: FileDtype,
-) -> Result<(f64, TensorFile), WeightsError> {
-    let batch = crate::models::ClassBatch {
-        x: x.clone(),
-        labels: labels.to_vec(),
-    };
-    let mut grad = vec![T::zero(); model.num_params()];
-    let m = model
-        .loss_and_grad(&batch, &mut grad, 0)
-        .map_err(|e| WeightsError::Invalid(format!("the loss and gradient failed: {e}")))?;
-    let mut file = TensorFile::new(dtype);
-    insert(
-        &mut file,
-        expected_keys(&model.field, Some(&model.head)),
-        &grad,
-    );
-    Ok((m.loss, file))
 }

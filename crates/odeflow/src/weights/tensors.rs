@@ -4,8 +4,8 @@
 //! The format: 8 bytes (little-endian `u64`) giving the length of a JSON header that maps
 //! each tensor name to its dtype, shape and byte range, an optional `__metadata__` map of
 //! strings, then the raw little-endian data. odeflow reads `F32`, `F64` and `I64` tensors
-//! (the last only for PyTorch's batch-norm counter `num_batches_tracked`) and writes `F32`
-//! or `F64`; every value passes through `f64`, which holds every `f32` exactly, so an `f32`
+//! (the last for PyTorch's batch-norm counter `num_batches_tracked`) and writes float
+//! tensors as `F32` or `F64` and that counter as `I64`, as PyTorch stores it; every value passes through `f64`, which holds every `f32` exactly, so an `f32`
 //! file read and written again is bit-identical in its values.
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,14 +22,38 @@ pub struct Tensor {
     pub shape: Vec<usize>,
     /// The values in row-major (C) order.
     pub data: Vec<f64>,
+    /// Stored as `I64` (PyTorch's batch-norm counter `num_batches_tracked`) rather than in
+    /// the file's float dtype.
+    pub integer: bool,
 }
 
 impl Tensor {
-    /// A tensor of `shape` holding `data` (the caller keeps `data.len()` equal to the
+    /// A float tensor of `shape` holding `data` (the caller keeps `data.len()` equal to the
     /// product of `shape`).
     pub fn new(shape: Vec<usize>, data: Vec<f64>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Self { shape, data }
+        Self {
+            shape,
+            data,
+            integer: false,
+        }
+    }
+
+    /// An `I64` tensor of `shape` holding whole numbers `data`.
+    pub fn int64(shape: Vec<usize>, data: Vec<i64>) -> Self {
+        let mut t = Self::new(shape, data.into_iter().map(|v| v as f64).collect());
+        t.integer = true;
+        t
+    }
+
+    /// Number of values (the product of the shape).
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the tensor holds no value (a zero in its shape).
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
     }
 }
 
@@ -107,6 +131,7 @@ impl TensorFile {
         let mut any_float = false;
         for (name, view) in st.tensors() {
             let raw = view.data();
+            let integer = view.dtype() == Dtype::I64;
             let data: Vec<f64> = match view.dtype() {
                 Dtype::F64 => {
                     dtype = FileDtype::F64;
@@ -132,7 +157,9 @@ impl TensorFile {
                     )))
                 }
             };
-            tensors.insert(name, Tensor::new(view.shape().to_vec(), data));
+            let mut t = Tensor::new(view.shape().to_vec(), data);
+            t.integer = integer;
+            tensors.insert(name, t);
         }
         if !any_float && !tensors.is_empty() {
             return Err(file("holds no F32 or F64 tensor".into()));
@@ -160,29 +187,37 @@ impl TensorFile {
     /// The safetensors encoding: float tensors in the file's dtype, metadata in
     /// `__metadata__`.
     pub fn to_bytes(&self) -> Result<Vec<u8>, WeightsError> {
-        let encoded: Vec<(String, Vec<u8>, Vec<usize>)> = self
+        let encoded: Vec<(String, Dtype, Vec<u8>, Vec<usize>)> = self
             .tensors
             .iter()
             .map(|(name, t)| {
-                let bytes = match self.dtype {
-                    FileDtype::F64 => t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                    FileDtype::F32 => t
-                        .data
-                        .iter()
-                        .flat_map(|v| (*v as f32).to_le_bytes())
-                        .collect(),
+                let (dtype, bytes) = match (t.integer, self.dtype) {
+                    (true, _) => (
+                        Dtype::I64,
+                        t.data
+                            .iter()
+                            .flat_map(|v| (*v as i64).to_le_bytes())
+                            .collect(),
+                    ),
+                    (false, FileDtype::F64) => (
+                        Dtype::F64,
+                        t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    ),
+                    (false, FileDtype::F32) => (
+                        Dtype::F32,
+                        t.data
+                            .iter()
+                            .flat_map(|v| (*v as f32).to_le_bytes())
+                            .collect(),
+                    ),
                 };
-                (name.clone(), bytes, t.shape.clone())
+                (name.clone(), dtype, bytes, t.shape.clone())
             })
             .collect();
-        let dtype = match self.dtype {
-            FileDtype::F64 => Dtype::F64,
-            FileDtype::F32 => Dtype::F32,
-        };
         let views = encoded
             .iter()
-            .map(|(name, bytes, shape)| {
-                safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes)
+            .map(|(name, dtype, bytes, shape)| {
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
                     .map(|v| (name.as_str(), v))
             })
             .collect::<Result<Vec<_>, _>>()

@@ -1,10 +1,14 @@
 use std::path::Path;
 
 use super::*;
-use crate::field::VectorField;
+use crate::field::{Parameterized, VectorField};
+use crate::grad::GradientMethod;
 use crate::models::FlowModel;
+use crate::models::{ClassifierSpec, FieldSpec, NeuralClassifier};
 use crate::nn::zoo::zhu_field;
+use crate::solve::{Method, SolveOptions};
 use crate::state::Batch;
+use crate::train::Trainable;
 
 fn opts() -> SolveOptions {
     crate::solve::SolverSpec::fixed("rk4", 4).unwrap().options()
@@ -217,12 +221,12 @@ fn files_that_do_not_fit_name_the_first_bad_key_and_both_shapes() {
     );
     let e = load_err(&sphere_file(), "mlp");
     assert!(e.contains("mlp-tanh"), "{e}");
-    assert!("resnet"
+    assert!("resnet50"
         .parse::<Architecture>()
         .err()
         .unwrap()
         .to_string()
-        .contains("unknown model 'resnet'"));
+        .contains("unknown model 'resnet50'"));
 }
 
 #[test]
