@@ -140,7 +140,7 @@ say "submitted array job $JOB (tasks 1-$SHARDS)"
 VICTIM="${JOB}_2"
 for _ in $(seq 600); do
   if [ "$(squeue -h -j "$VICTIM" -o %T 2>/dev/null)" = RUNNING ] \
-    && ls "$W"/slurm-sweep/runs/*/checkpoint.json >/dev/null 2>&1; then
+    && ls "$W"/slurm-sweep/runs/*/checkpoint.safetensors >/dev/null 2>&1; then
     break
   fi
   sleep 0.2

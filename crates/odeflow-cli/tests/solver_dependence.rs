@@ -33,12 +33,12 @@ fn check_resume(extra: &str) {
     // Interrupted run: 20 iterations, then 5 more whose checkpoint is lost (the process is
     // killed between two checkpoints), then resumed to 40.
     ok(d, &format!("{base} --iterations 20 --out-dir part"));
-    let ck20 = std::fs::read(d.join("part/checkpoint.json")).unwrap();
+    let ck20 = std::fs::read(d.join("part/checkpoint.safetensors")).unwrap();
     ok(
         d,
         "train --out-dir part --resume --iterations 25 --no-check -q",
     );
-    std::fs::write(d.join("part/checkpoint.json"), ck20).unwrap();
+    std::fs::write(d.join("part/checkpoint.safetensors"), ck20).unwrap();
     ok(
         d,
         "train --out-dir part --resume --iterations 40 --no-check -q",
@@ -57,7 +57,7 @@ fn check_resume(extra: &str) {
     assert_eq!(ma, mb, "{extra}: metrics logs differ");
     for f in [
         "config.toml",
-        "checkpoint.json",
+        "checkpoint.safetensors",
         "metrics.jsonl",
         "model.json",
         "summary.json",
@@ -344,16 +344,27 @@ fn bad_inputs_give_one_line_errors() {
         "resume nothing",
         &["nothing to resume", "elsewhere"],
     );
-    let ck = d.join("r/checkpoint.json");
-    let text = std::fs::read_to_string(&ck).unwrap();
-    std::fs::write(&ck, &text[..text.len() / 2]).unwrap();
+    let ck = d.join("r/checkpoint.safetensors");
+    let bytes = std::fs::read(&ck).unwrap();
+    std::fs::write(&ck, &bytes[..bytes.len() / 2]).unwrap();
     let out = odeflow(d, "train --out-dir r --resume --iterations 20");
     one_line_failure(
         &out,
         2,
         "corrupt checkpoint",
-        &["checkpoint.json", "corrupt"],
+        &["checkpoint.safetensors", "corrupt"],
     );
+    let mut flipped = bytes.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    std::fs::write(&ck, &flipped).unwrap();
+    let out = odeflow(d, "train --out-dir r --resume --iterations 20");
+    one_line_failure(
+        &out,
+        2,
+        "edited checkpoint",
+        &["checkpoint.safetensors", "checksum"],
+    );
+    std::fs::write(&ck, &bytes).unwrap();
     std::fs::write(d.join("r/model.json"), "{\"format\": 1").unwrap();
     let out = odeflow(d, "check r");
     one_line_failure(&out, 2, "corrupt model", &["model.json", "corrupt"]);

@@ -86,7 +86,7 @@ fn config_arg(config: &Bound<'_, PyAny>) -> PyResult<RunConfig> {
 }
 
 /// Trains a Neural ODE classifier into the new run folder `out_dir` (created if missing)
-/// as `odeflow train` does: writes `config.toml`, `checkpoint.json`, `metrics.jsonl`,
+/// as `odeflow train` does: writes `config.toml`, `checkpoint.safetensors`, `metrics.jsonl`,
 /// `model.json`, `summary.json` and `training.png` there, and returns the summary dict
 /// (train/test accuracy with the training solver, time, adaptation counts).
 ///

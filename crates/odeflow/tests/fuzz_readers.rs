@@ -928,7 +928,8 @@ fn checkpoint_bytes() -> Vec<u8> {
         serde_json::json!({"h": 0.25}),
         serde_json::json!({"model": "x"}),
     );
-    serde_json::to_vec(&c).unwrap()
+    c.to_bytes(std::path::Path::new("checkpoint.safetensors"))
+        .unwrap()
 }
 
 proptest! {
@@ -938,7 +939,7 @@ proptest! {
     fn checkpoints_mutated(muts in prop::collection::vec(mutation(), 1..4)) {
         use odeflow::train::Checkpoint;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("checkpoint.json");
+        let path = dir.path().join("checkpoint.safetensors");
         let valid = checkpoint_bytes();
         let mut bytes = valid.clone();
         for m in &muts {
@@ -948,17 +949,17 @@ proptest! {
         let (r, largest) = largest_allocation(|| Checkpoint::load(&path));
         prop_assert!(largest <= allowance(bytes.len()));
         match r {
-            // A mutation that keeps the payload (whitespace, the free-form metadata) may
-            // still load; the numbers it carries are then the original ones.
+            // A mutation that keeps the checksummed content (e.g. the header's padding)
+            // may still load; the numbers it carries are then the original ones.
             Ok(c) => {
-                let original: Checkpoint = serde_json::from_slice(&valid).unwrap();
+                let original = Checkpoint::from_bytes(&valid, &path).unwrap();
                 prop_assert_eq!(&c.params, &original.params);
                 prop_assert_eq!(&c.optimizer, &original.optimizer);
                 prop_assert_eq!(c.iteration, original.iteration);
             }
             Err(e) => {
                 let msg = e.to_string();
-                prop_assert!(msg.contains("checkpoint.json"), "{msg}");
+                prop_assert!(msg.contains("checkpoint.safetensors"), "{msg}");
             }
         }
     }

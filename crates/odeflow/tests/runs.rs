@@ -112,6 +112,61 @@ fn a_cancelled_run_resumes_bit_for_bit() {
     assert_eq!(params(&a), params(&b));
 }
 
+/// `checkpoint.json` as odeflow wrote it before checkpoints were safetensors (format
+/// version 1: JSON with a CRC-32 of the numeric payload).
+fn legacy_json(c: &odeflow::train::Checkpoint) -> Vec<u8> {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&c.iteration.to_le_bytes());
+    h.update(c.dtype.as_bytes());
+    for v in c.params.iter().chain(&c.optimizer.m).chain(&c.optimizer.v) {
+        h.update(&v.to_le_bytes());
+    }
+    h.update(&c.optimizer.t.to_le_bytes());
+    h.update(c.hook.to_string().as_bytes());
+    serde_json::to_vec(&serde_json::json!({
+        "format": "odeflow-checkpoint",
+        "version": 1,
+        "iteration": c.iteration,
+        "dtype": c.dtype,
+        "params": c.params,
+        "optimizer": c.optimizer,
+        "hook": c.hook,
+        "meta": c.meta,
+        "checksum": h.finalize(),
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_run_checkpointed_by_an_older_version_resumes_bit_for_bit() {
+    use odeflow::train::{Checkpoint, CHECKPOINT_FILE, LEGACY_CHECKPOINT_FILE};
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    // Adapted f32 training: the hook's state (the adapted step) must survive the upgrade.
+    let mut cfg = tiny("euler", 2, 20);
+    cfg.solver.steps = None;
+    cfg.adapt.enabled = true;
+    cfg.adapt.interval = 5;
+    runs::train_new(&a, cfg.clone(), &Silent).unwrap();
+    let stop = StopAt {
+        stop_at: 7,
+        seen: Cell::new(0),
+    };
+    runs::train_new(&b, cfg, &stop).unwrap_err();
+    let (new, legacy) = (b.join(CHECKPOINT_FILE), b.join(LEGACY_CHECKPOINT_FILE));
+    let ck = Checkpoint::load(&new).unwrap();
+    assert_eq!((ck.iteration, ck.dtype.as_str()), (7, "f32"));
+    assert!(!ck.hook.is_null());
+    std::fs::write(&legacy, legacy_json(&ck)).unwrap();
+    std::fs::remove_file(&new).unwrap();
+    // A new run must not start over it.
+    let e = runs::train_new(&b, tiny("euler", 2, 2), &Silent).unwrap_err();
+    assert!(e.message().contains("already holds a run"), "{e}");
+    runs::resume(&b, None, None, &Silent).unwrap();
+    assert_eq!(params(&a), params(&b));
+    assert!(new.is_file() && !legacy.exists());
+}
+
 #[test]
 fn a_locked_run_folder_is_refused_and_budgets_are_checked_first() {
     let tmp = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@
 //! odeflow train --out-dir runs/e2 --resume --iterations 4000
 //! ```
 //!
-//! The run folder receives `config.toml`, `checkpoint.json`, `metrics.jsonl`, `model.json`,
+//! The run folder receives `config.toml`, `checkpoint.safetensors`, `metrics.jsonl`, `model.json`,
 //! `summary.json`, `training.png`, and — unless `--no-check` — `check.json` and `check.png`;
 //! a short summary and the verdict are printed on stdout (`--json`: the JSON result).
 
@@ -418,7 +418,11 @@ pub fn prepare(
         let mut cfg = fresh()?;
         cfg.resolve()?;
         base.check_applies(&cfg)?;
-        for f in ["checkpoint.json", MODEL_FILE] {
+        for f in [
+            odeflow::train::CHECKPOINT_FILE,
+            odeflow::train::LEGACY_CHECKPOINT_FILE,
+            MODEL_FILE,
+        ] {
             if dir.join(f).exists() {
                 return Err(CliError::input(format!(
                     "'{}' already holds a run; pass --resume to continue it, or choose another --out-dir",

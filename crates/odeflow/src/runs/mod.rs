@@ -10,7 +10,7 @@
 //! | file | written by | content |
 //! |------|------------|---------|
 //! | `config.toml` | [`train::train_run`] | the full resolved configuration ([`RunConfig`]); authoritative on resume |
-//! | `checkpoint.json` | [`train::train_run`] | parameters, optimizer and adaptation state (atomic; resumes bit for bit) |
+//! | `checkpoint.safetensors` | [`train::train_run`] | parameters and optimizer moments as tensors; iteration, adaptation state and a SHA-256 checksum as metadata (atomic; resumes bit for bit; an older version's `checkpoint.json` is still read) |
 //! | `metrics.jsonl` | [`train::train_run`] | one line per iteration: loss, accuracy, lr, NFE, ms, `h` or `tol`, adaptation events |
 //! | `model.json` | [`train::train_run`] | final parameters, architecture, data shape, dtype, training solver ([`model_file`]) |
 //! | `summary.json` | [`train::train_run`] | train/test accuracy with the training solver, time, adaptation counts |
@@ -89,7 +89,11 @@ pub fn train_new(
     observer: &dyn Observer,
 ) -> Result<RunSummary, RunError> {
     cfg.resolve()?;
-    for f in [crate::train::CHECKPOINT_FILE, model_file::MODEL_FILE] {
+    for f in [
+        crate::train::CHECKPOINT_FILE,
+        crate::train::LEGACY_CHECKPOINT_FILE,
+        model_file::MODEL_FILE,
+    ] {
         if dir.join(f).exists() {
             return Err(RunError::input(format!(
                 "'{}' already holds a run; resume it, or choose another folder",

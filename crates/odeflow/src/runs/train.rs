@@ -1,7 +1,8 @@
 //! Training one run into its folder: data, model, adaptation hook, the training loop with
 //! checkpoints, then `model.json`, `summary.json` and `training.png`.
 //!
-//! A folder with a `checkpoint.json` is resumed from it (parameters, optimizer moments,
+//! A folder with a `checkpoint.safetensors` (or the `checkpoint.json` of an older version)
+//! is resumed from it (parameters, optimizer moments,
 //! iteration and adapted step all restored; batches are a pure function of the iteration),
 //! so a killed run continued with `--resume` ends with exactly the parameters of an
 //! uninterrupted one.
@@ -13,7 +14,7 @@ use crate::data::derive_seed;
 use crate::models::DatasetSource;
 use crate::solve::{AdaptiveOptions, Stepping};
 use crate::train::{
-    checkpoint_path, read_log, BatchSource, CheckpointError, TrainConfig, TrainError, Trainer,
+    existing_checkpoint, read_log, BatchSource, CheckpointError, TrainConfig, TrainError, Trainer,
     METRICS_FILE,
 };
 use crate::Real;
@@ -90,7 +91,7 @@ pub struct RunSummary {
 
 /// Trains (or resumes, when `dir` holds a checkpoint) the run in `dir` with `cfg` (already
 /// resolved, see [`RunConfig::resolve`]) and writes `model.json`, `summary.json`,
-/// `checkpoint.json` and `metrics.jsonl`. Progress goes to `observer` (stage `"train"`, one
+/// `checkpoint.safetensors` and `metrics.jsonl`. Progress goes to `observer` (stage `"train"`, one
 /// unit per iteration); when it asks to stop, the last iteration is checkpointed and
 /// [`RunError::Cancelled`] returned.
 pub fn train_run(
@@ -115,6 +116,7 @@ fn train_error(e: TrainError, dir: &Path) -> RunError {
         TrainError::Checkpoint(
             c @ (CheckpointError::Corrupt { .. }
             | CheckpointError::Checksum { .. }
+            | CheckpointError::Foreign { .. }
             | CheckpointError::Mismatch { .. }),
         ) => RunError::input(format!(
             "{c} (delete it to start the run in '{}' afresh)",
@@ -199,7 +201,7 @@ fn train_typed<T: Real>(
         checkpoint_every: cfg.train.checkpoint_every,
         out_dir: Some(dir.to_path_buf()),
     };
-    let mut trainer = if checkpoint_path(dir).exists() {
+    let mut trainer = if existing_checkpoint(dir).is_some() {
         Trainer::resume(tcfg, &mut model, &mut hook).map_err(|e| train_error(e, dir))?
     } else {
         Trainer::new(tcfg, &model).map_err(|e| train_error(e, dir))?

@@ -5,7 +5,8 @@
 //! * [`LrSchedule`] — constant, step, exponential, exponential-to-a-final-rate.
 //! * [`Trainer`] — the loop over a [`Trainable`] model and a [`BatchSource`], with
 //!   [`TrainHook`]s between backward pass and optimizer step, a JSON Lines metrics log, and
-//!   atomic checkpoints from which a killed run resumes with nothing lost.
+//!   atomic checkpoints (safetensors: tensors for the parameters and optimizer moments,
+//!   metadata for the rest, checksummed) from which a killed run resumes with nothing lost.
 
 mod checkpoint;
 mod log;
@@ -15,11 +16,15 @@ mod schedule;
 mod tests;
 mod trainer;
 
-pub use checkpoint::{write_atomic, Checkpoint, CheckpointError};
+pub use checkpoint::{
+    write_atomic, Checkpoint, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION,
+    MOMENT1_TENSOR, MOMENT2_TENSOR, PARAMS_TENSOR,
+};
 pub use log::{read_log, MetricsLog};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerState};
 pub use schedule::LrSchedule;
 pub use trainer::{
-    checkpoint_path, BatchSource, IterationRecord, NoHook, StepMetrics, TrainConfig, TrainError,
-    TrainHook, TrainSummary, Trainable, Trainer, CHECKPOINT_FILE, METRICS_FILE,
+    checkpoint_path, existing_checkpoint, BatchSource, IterationRecord, NoHook, StepMetrics,
+    TrainConfig, TrainError, TrainHook, TrainSummary, Trainable, Trainer, CHECKPOINT_FILE,
+    LEGACY_CHECKPOINT_FILE, METRICS_FILE,
 };

@@ -141,7 +141,7 @@ fn training_reduces_the_loss_and_is_reproducible() {
 fn a_killed_run_resumes_bitwise_identically() {
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join(CHECKPOINT_FILE);
-    let saved20 = dir.path().join("ck20.json");
+    let saved20 = dir.path().join("ck20.safetensors");
     let (full_losses, full) = train(40, 5);
     // A run that checkpoints at 10, 20, 30, 40: keep the checkpoint of iteration 20, then
     // pretend the process died after iteration 25 (log has 25 lines, checkpoint is at 20).
@@ -182,6 +182,39 @@ fn a_killed_run_resumes_bitwise_identically() {
     );
     let losses: Vec<f64> = log.iter().map(|r| r["loss"].as_f64().unwrap()).collect();
     assert_eq!(losses, full_losses);
+}
+
+#[test]
+fn a_run_with_a_legacy_json_checkpoint_resumes_bitwise_identically_and_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (full_losses, full) = train(40, 6);
+    // A run of an older version: 20 iterations, its checkpoint in JSON.
+    let (mut model, mut data) = problem(6);
+    let mut t = Trainer::new(cfg(20, Some(dir.path())), &model).unwrap();
+    t.run(&mut model, &mut data, &mut NoHook, |_| {}).unwrap();
+    let new = dir.path().join(CHECKPOINT_FILE);
+    let legacy = dir.path().join(LEGACY_CHECKPOINT_FILE);
+    let ck = Checkpoint::load(&new).unwrap();
+    std::fs::write(&legacy, super::checkpoint::legacy_json(&ck)).unwrap();
+    std::fs::remove_file(&new).unwrap();
+    assert_eq!(existing_checkpoint(dir.path()), Some(legacy.clone()));
+
+    let (mut model, mut data) = problem(6);
+    let mut resumed = Trainer::resume(cfg(40, Some(dir.path())), &mut model, &mut NoHook).unwrap();
+    assert_eq!(resumed.iteration(), 20);
+    resumed
+        .run(&mut model, &mut data, &mut NoHook, |_| {})
+        .unwrap();
+    assert_eq!(resumed.params(), &full[..]);
+    let losses: Vec<f64> = read_log(&dir.path().join(METRICS_FILE))
+        .unwrap()
+        .iter()
+        .map(|r| r["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses, full_losses);
+    // The next checkpoint replaced the JSON file.
+    assert!(new.is_file() && !legacy.exists());
+    assert_eq!(Checkpoint::load(&new).unwrap().iteration, 40);
 }
 
 #[test]

@@ -164,7 +164,7 @@ pub struct TrainConfig {
     /// Checkpoint every this many iterations (and always at the end); 0: only at the end.
     #[serde(default)]
     pub checkpoint_every: u64,
-    /// Folder for `checkpoint.json` and `metrics.jsonl`; `None` keeps nothing on disk.
+    /// Folder for `checkpoint.safetensors` and `metrics.jsonl`; `None` keeps nothing on disk.
     #[serde(default)]
     pub out_dir: Option<PathBuf>,
 }
@@ -210,7 +210,10 @@ pub struct TrainSummary {
 }
 
 /// Checkpoint file name inside the output folder.
-pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// The checkpoint file of odeflow versions before safetensors checkpoints: still read on
+/// resume, and removed once the run's next checkpoint is in place.
+pub const LEGACY_CHECKPOINT_FILE: &str = "checkpoint.json";
 /// Metrics log file name inside the output folder.
 pub const METRICS_FILE: &str = "metrics.jsonl";
 
@@ -242,8 +245,9 @@ impl<T: Real> Trainer<T> {
         })
     }
 
-    /// Continues the run saved in `cfg.out_dir` (its `checkpoint.json`): parameters,
-    /// optimizer state, iteration and hook state are restored.
+    /// Continues the run saved in `cfg.out_dir` (its `checkpoint.safetensors`, or the
+    /// `checkpoint.json` of an older version): parameters, optimizer state, iteration and
+    /// hook state are restored.
     pub fn resume<M: Trainable<T>, H: TrainHook<T, M>>(
         cfg: TrainConfig,
         model: &mut M,
@@ -252,7 +256,7 @@ impl<T: Real> Trainer<T> {
         let dir = cfg.out_dir.clone().ok_or_else(|| {
             ArgError::invalid("out_dir", "none", "resuming needs the run's folder")
         })?;
-        let path = dir.join(CHECKPOINT_FILE);
+        let path = existing_checkpoint(&dir).unwrap_or_else(|| checkpoint_path(&dir));
         let ck = Checkpoint::load(&path)?;
         let mut t = Self::new(cfg, model)?;
         if ck.dtype != T::NAME {
@@ -313,7 +317,21 @@ impl<T: Real> Trainer<T> {
                 hook.state(),
                 model.describe(),
             );
-            ck.save(&dir.join(CHECKPOINT_FILE))?;
+            ck.save(&checkpoint_path(dir))?;
+            // The run is now resumable from the new file alone: a checkpoint of an older
+            // version goes only after that (a crash in between leaves both, and the new one
+            // is preferred).
+            let legacy = dir.join(LEGACY_CHECKPOINT_FILE);
+            match std::fs::remove_file(&legacy) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(CheckpointError::Io {
+                        path: legacy,
+                        source: e,
+                    }
+                    .into())
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -442,7 +460,16 @@ impl<T: Real> Trainer<T> {
     }
 }
 
-/// Path of the checkpoint inside a run folder.
+/// Path of the checkpoint inside a run folder (where it is written).
 pub fn checkpoint_path(dir: &Path) -> PathBuf {
     dir.join(CHECKPOINT_FILE)
+}
+
+/// The checkpoint a run in `dir` resumes from: `checkpoint.safetensors`, or else the
+/// `checkpoint.json` of an older version; `None` when there is neither.
+pub fn existing_checkpoint(dir: &Path) -> Option<PathBuf> {
+    [CHECKPOINT_FILE, LEGACY_CHECKPOINT_FILE]
+        .into_iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
 }
