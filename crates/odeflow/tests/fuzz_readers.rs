@@ -11,8 +11,6 @@
 //! `f64`, 8 bytes per input byte at most) — a header declaring terabytes must be refused
 //! before anything that size is requested.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,70 +25,18 @@ use odeflow::data::{
 use odeflow::tableau::{ButcherTableau, TableauError, TableauFileError};
 use odeflow::Batch;
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
 
-// ---------------------------------------------------------------------------------------
-// The largest allocation a closure makes, per thread.
+mod counting_alloc;
 
-struct Counting;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|l| {
-        if size > l.get() {
-            l.set(size)
-        }
-    });
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use counting_alloc::{config, largest_allocation};
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Runs `f` and returns its result with the largest single allocation it made.
-fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    LARGEST.with(|l| l.set(0));
-    let r = f();
-    (r, LARGEST.with(Cell::get))
-}
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 /// The most a reader may allocate at once for an input of `len` bytes: its values as
 /// `f64` (8 bytes per input byte), doubled for a growing vector, plus slack for messages.
 fn allowance(len: usize) -> usize {
     16 * len + (1 << 16)
-}
-
-/// `cases` cases, or `PROPTEST_CASES` when set (for a longer fuzzing run).
-fn config(cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
 }
 
 // ---------------------------------------------------------------------------------------
