@@ -8,6 +8,8 @@ use std::ffi::{c_char, CString};
 use std::sync::{Arc, Mutex};
 
 use cudarc::cublas::CudaBlas;
+
+use super::plan::Gemm;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys, Ptx};
 use thiserror::Error;
@@ -313,6 +315,45 @@ impl Device {
 
     fn take_error(&self) -> Option<CudaError> {
         self.error.lock().map(|mut g| g.take()).unwrap_or(None)
+    }
+
+    /// One [`Gemm`] with cuBLAS on the device's stream, in full f32:
+    /// `C ← op(A) op(B) + β C` with `α = 1` and `β = 1` when `g.accumulate`, else 0. `a`,
+    /// `b`, `c` are the device addresses of `A`, `B`, `C` (the plan's `g.a`, `g.b`, `g.c`
+    /// resolved by the caller).
+    ///
+    /// # Safety
+    /// The buffers at `a`, `b` and `c` must hold the matrices `g`'s shapes and leading
+    /// dimensions describe (the launch plans guarantee it; tests/cuda_plan*.rs).
+    pub(crate) unsafe fn sgemm(
+        &self,
+        g: &Gemm,
+        a: u64,
+        b: u64,
+        c: u64,
+    ) -> Result<(), cudarc::cublas::result::CublasError> {
+        use cudarc::cublas::{result as blas, sys::cublasOperation_t as Op};
+        let op = |t: bool| if t { Op::CUBLAS_OP_T } else { Op::CUBLAS_OP_N };
+        let (alpha, beta) = (1.0f32, if g.accumulate { 1.0f32 } else { 0.0 });
+        // SAFETY: the caller's contract; the handle is bound to the device's stream.
+        unsafe {
+            blas::sgemm(
+                *self.blas.handle(),
+                op(g.transa),
+                op(g.transb),
+                g.m as i32,
+                g.n as i32,
+                g.k as i32,
+                &alpha,
+                a as *const f32,
+                g.lda as i32,
+                b as *const f32,
+                g.ldb as i32,
+                &beta,
+                c as *mut f32,
+                g.ldc as i32,
+            )
+        }
     }
 
     /// True once an error has been recorded (operations are then skipped).

@@ -11,7 +11,6 @@
 
 use std::sync::Arc;
 
-use cudarc::cublas::{result as blas, sys as blas_sys};
 use cudarc::driver::{CudaSlice, DevicePtr, PushKernelArg};
 
 use super::device::{CudaError, Device};
@@ -255,35 +254,14 @@ impl CudaMlp {
     }
 
     fn gemm(&self, g: &Gemm, p: &Ptrs) {
-        let op = |t: bool| {
-            if t {
-                blas_sys::cublasOperation_t::CUBLAS_OP_T
-            } else {
-                blas_sys::cublasOperation_t::CUBLAS_OP_N
-            }
-        };
-        let alpha = 1.0f32;
-        let beta = if g.accumulate { 1.0f32 } else { 0.0 };
+        let (a, b, c) = (
+            p.get(&self.layout, g.a),
+            p.get(&self.layout, g.b),
+            p.get(&self.layout, g.c),
+        );
         // SAFETY: the plan's shapes and leading dimensions fit the buffers it names (unit-
-        // tested in tests/cuda_plan.rs); the handle is bound to the device's stream.
-        let r = unsafe {
-            blas::sgemm(
-                *self.dev.blas.handle(),
-                op(g.transa),
-                op(g.transb),
-                g.m as i32,
-                g.n as i32,
-                g.k as i32,
-                &alpha,
-                p.get(&self.layout, g.a) as *const f32,
-                g.lda as i32,
-                p.get(&self.layout, g.b) as *const f32,
-                g.ldb as i32,
-                &beta,
-                p.get(&self.layout, g.c) as *mut f32,
-                g.ldc as i32,
-            )
-        };
+        // tested in tests/cuda_plan.rs).
+        let r = unsafe { self.dev.sgemm(g, a, b, c) };
         self.dev.record("cublasSgemm", r);
     }
 

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cudarc::cublas::{result as blas, sys as blas_sys};
+use cudarc::cublas::sys as blas_sys;
 use cudarc::driver::{sys as drv, CudaGraph, CudaSlice, DevicePtr, PushKernelArg};
 
 use super::device::{CudaError, Device};
@@ -202,34 +202,10 @@ impl ClassifierStep {
                     terms,
                 } => self.lincomb(*len, *out, *base, terms)?,
                 Launch::Gemm { g, a, b, c } => {
-                    let op = |t: bool| {
-                        if t {
-                            blas_sys::cublasOperation_t::CUBLAS_OP_T
-                        } else {
-                            blas_sys::cublasOperation_t::CUBLAS_OP_N
-                        }
-                    };
-                    let (alpha, beta) = (1.0f32, if g.accumulate { 1.0f32 } else { 0.0 });
+                    let (a, b, c) = (self.at(*a), self.at(*b), self.at(*c));
                     // SAFETY: the plan's shapes fit the buffers it names (tests/cuda_plan*.rs).
-                    let r = unsafe {
-                        blas::sgemm(
-                            *self.dev.blas.handle(),
-                            op(g.transa),
-                            op(g.transb),
-                            g.m as i32,
-                            g.n as i32,
-                            g.k as i32,
-                            &alpha,
-                            self.at(*a) as *const f32,
-                            g.lda as i32,
-                            self.at(*b) as *const f32,
-                            g.ldb as i32,
-                            &beta,
-                            self.at(*c) as *mut f32,
-                            g.ldc as i32,
-                        )
-                    };
-                    r.map_err(|e| CudaError::call("cublasSgemm", e))?;
+                    unsafe { self.dev.sgemm(g, a, b, c) }
+                        .map_err(|e| CudaError::call("cublasSgemm", e))?;
                 }
                 Launch::BiasAct {
                     y,
