@@ -26,12 +26,12 @@ use odeflow::tableau::{ButcherTableau, TableauError, TableauFileError};
 use odeflow::Batch;
 use proptest::prelude::*;
 
-mod counting_alloc;
+mod fuzz_common;
 
-use counting_alloc::{config, largest_allocation};
+use fuzz_common::{apply, config, largest_allocation};
 
 #[global_allocator]
-static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
+static ALLOCATOR: fuzz_common::Counting = fuzz_common::Counting;
 
 /// The most a reader may allocate at once for an input of `len` bytes: its values as
 /// `f64` (8 bytes per input byte), doubled for a growing vector, plus slack for messages.
@@ -41,22 +41,6 @@ fn allowance(len: usize) -> usize {
 
 // ---------------------------------------------------------------------------------------
 // Mutations of valid files.
-
-#[derive(Debug, Clone)]
-enum Mutation {
-    /// Cut the file at this position (modulo its length).
-    Truncate(usize),
-    /// XOR the byte at this position with a nonzero mask.
-    Flip(usize, u8),
-    /// Insert a byte.
-    Insert(usize, u8),
-    /// Overwrite four bytes with a big-endian `u32` (an IDX size, or a header length).
-    SetU32Be(usize, u32),
-    /// The same, little-endian (an NPY header length).
-    SetU32Le(usize, u32),
-    /// Append bytes.
-    Append(Vec<u8>),
-}
 
 fn interesting_u32() -> impl Strategy<Value = u32> {
     prop_oneof![
@@ -70,38 +54,12 @@ fn interesting_u32() -> impl Strategy<Value = u32> {
     ]
 }
 
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        any::<usize>().prop_map(Mutation::Truncate),
-        (any::<usize>(), 1u8..=255).prop_map(|(i, m)| Mutation::Flip(i, m)),
-        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
-        (0usize..32, interesting_u32()).prop_map(|(i, v)| Mutation::SetU32Be(i, v)),
-        (0usize..16, interesting_u32()).prop_map(|(i, v)| Mutation::SetU32Le(i, v)),
-        prop::collection::vec(any::<u8>(), 1..16).prop_map(Mutation::Append),
-    ]
-}
-
-fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
-    let n = bytes.len();
-    match m {
-        Mutation::Truncate(i) => bytes.truncate(if n == 0 { 0 } else { i % n }),
-        Mutation::Flip(i, mask) if n > 0 => bytes[i % n] ^= mask,
-        Mutation::Flip(..) => {}
-        Mutation::Insert(i, b) => bytes.insert(i % (n + 1), *b),
-        Mutation::SetU32Be(i, v) | Mutation::SetU32Le(i, v) => {
-            let raw = if matches!(m, Mutation::SetU32Be(..)) {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            };
-            for (k, b) in raw.iter().enumerate() {
-                if let Some(slot) = bytes.get_mut(i + k) {
-                    *slot = *b;
-                }
-            }
-        }
-        Mutation::Append(extra) => bytes.extend_from_slice(extra),
-    }
+/// The shared mutations, with IDX's big-endian and NPY's little-endian `u32` sizes.
+fn mutation() -> impl Strategy<Value = fuzz_common::Mutation> {
+    fuzz_common::mutation(prop_oneof![
+        (0usize..32, interesting_u32()).prop_map(|(i, v)| (i, v.to_be_bytes().to_vec())),
+        (0usize..16, interesting_u32()).prop_map(|(i, v)| (i, v.to_le_bytes().to_vec())),
+    ])
 }
 
 fn here() -> &'static Path {

@@ -30,12 +30,12 @@ use odeflow::weights::{
 };
 use proptest::prelude::*;
 
-mod counting_alloc;
+mod fuzz_common;
 
-use counting_alloc::{config, largest_allocation};
+use fuzz_common::{apply, config, largest_allocation};
 
 #[global_allocator]
-static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
+static ALLOCATOR: fuzz_common::Counting = fuzz_common::Counting;
 
 /// The most an import may allocate at once for a file of `len` bytes: its values as `f64`
 /// (8 bytes per input byte at most), doubled for a growing vector, plus slack for the
@@ -176,21 +176,9 @@ fn every_valid_file_loads_with_its_own_loader() {
 // ---------------------------------------------------------------------------------------
 // Mutations.
 
-#[derive(Debug, Clone)]
-enum Mutation {
-    Truncate(usize),
-    Flip(usize, u8),
-    Insert(usize, u8),
-    /// Overwrite the 8-byte little-endian header length.
-    HeaderLen(u64),
-    Append(Vec<u8>),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        any::<usize>().prop_map(Mutation::Truncate),
-        (any::<usize>(), 1u8..=255).prop_map(|(i, m)| Mutation::Flip(i, m)),
-        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+/// The shared mutations, with the 8-byte little-endian header length overwritten.
+fn mutation() -> impl Strategy<Value = fuzz_common::Mutation> {
+    fuzz_common::mutation(
         prop_oneof![
             Just(0u64),
             Just(1),
@@ -200,27 +188,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             Just(100_000_000),
             any::<u64>()
         ]
-        .prop_map(Mutation::HeaderLen),
-        prop::collection::vec(any::<u8>(), 1..16).prop_map(Mutation::Append),
-    ]
-}
-
-fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
-    let n = bytes.len();
-    match m {
-        Mutation::Truncate(i) => bytes.truncate(if n == 0 { 0 } else { i % n }),
-        Mutation::Flip(i, mask) if n > 0 => bytes[i % n] ^= mask,
-        Mutation::Flip(..) => {}
-        Mutation::Insert(i, b) => bytes.insert(i % (n + 1), *b),
-        Mutation::HeaderLen(v) => {
-            for (k, b) in v.to_le_bytes().iter().enumerate() {
-                if let Some(slot) = bytes.get_mut(k) {
-                    *slot = *b;
-                }
-            }
-        }
-        Mutation::Append(extra) => bytes.extend_from_slice(extra),
-    }
+        .prop_map(|v| (0, v.to_le_bytes().to_vec())),
+    )
 }
 
 /// A file with one hand-written header: each tensor `(name, dtype, shape, offsets)`, and

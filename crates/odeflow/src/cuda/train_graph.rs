@@ -23,7 +23,7 @@ use cudarc::driver::{sys as drv, CudaGraph, CudaSlice, DevicePtr, PushKernelArg}
 
 use super::device::{CudaError, Device};
 use super::state::config;
-use super::train_plan::{AdamHyper, At, Buf, Launch, TrainPlan};
+use super::train_plan::{AdamHyper, At, Buf, Launch, TrainPlan, ADAM_BUFFERS};
 use crate::state::Batch;
 
 /// cuBLAS workspace given to the handle before a capture (cuBLAS must not allocate inside).
@@ -275,15 +275,7 @@ impl ClassifierStep {
                 }
                 Launch::Adam { n } => {
                     let n64 = *n as i64;
-                    let ptrs = [
-                        Buf::Params,
-                        Buf::GradParams,
-                        Buf::AdamM,
-                        Buf::AdamV,
-                        Buf::Lr,
-                        Buf::AdamStep,
-                    ]
-                    .map(|b| self.addr(b));
+                    let ptrs = ADAM_BUFFERS.map(|b| self.addr(b));
                     let h = self.hyper;
                     let mut l = stream.launch_builder(&k.adam_graph);
                     l.arg(&n64);

@@ -197,6 +197,16 @@ pub enum Launch {
     },
 }
 
+/// The buffers of [`Launch::Adam`], in the order of `adam_graph_f32`'s pointer arguments.
+pub const ADAM_BUFFERS: [Buf; 6] = [
+    Buf::Params,
+    Buf::GradParams,
+    Buf::AdamM,
+    Buf::AdamV,
+    Buf::Lr,
+    Buf::AdamStep,
+];
+
 /// The shapes of the classifier and its training solve.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassifierShape {
@@ -513,13 +523,6 @@ pub fn launch_buffers(l: &Launch) -> Vec<Buf> {
             Buf::Correct,
         ],
         Launch::AdamTick => vec![Buf::AdamStep],
-        Launch::Adam { .. } => vec![
-            Buf::Params,
-            Buf::GradParams,
-            Buf::AdamM,
-            Buf::AdamV,
-            Buf::Lr,
-            Buf::AdamStep,
-        ],
+        Launch::Adam { .. } => ADAM_BUFFERS.to_vec(),
     }
 }
