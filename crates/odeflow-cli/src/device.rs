@@ -1,9 +1,10 @@
 //! `--device cpu|cuda`: where a command computes.
 //!
 //! The GPU path needs the binary built with `--features cuda`; without it `--device cuda` is
-//! one error saying so. With it, `bench pendulum-mlp128-euler2` runs on the GPU; every other
-//! command refuses `--device cuda` by name ("not yet on cuda") rather than silently running
-//! on the CPU.
+//! one error saying so. With it, `train`, `eval` and `check` of run folders (MLP classifiers,
+//! see the README's GPU section) and `bench pendulum-mlp128-euler2` run on the GPU; every
+//! other command refuses `--device cuda` by name ("not yet on cuda") rather than silently
+//! running on the CPU.
 
 use clap::ValueEnum;
 
@@ -48,12 +49,26 @@ pub fn check_built(device: DeviceArg) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The library's compute target for `device`: the CPU, or GPU 0 opened (one error line
+/// naming the missing driver or library when it cannot be).
+pub fn open(device: DeviceArg) -> Result<odeflow::runs::Compute, CliError> {
+    match device {
+        DeviceArg::Cpu => Ok(odeflow::runs::Compute::Cpu),
+        #[cfg(feature = "cuda")]
+        DeviceArg::Cuda => odeflow::cuda::Device::open(0)
+            .map(odeflow::runs::Compute::Cuda)
+            .map_err(|e| CliError::runtime(e.to_string())),
+        #[cfg(not(feature = "cuda"))]
+        DeviceArg::Cuda => Err(not_built()),
+    }
+}
+
 /// Fails for `--device cuda` on a command that has no GPU path yet.
 pub fn require_cpu(device: DeviceArg, command: &str) -> Result<(), CliError> {
     if device == DeviceArg::Cuda {
         return Err(CliError::input(format!(
-            "--device cuda: `odeflow {command}` is not yet on cuda (only `odeflow bench \
-             pendulum-mlp128-euler2` runs on the GPU); use --device cpu"
+            "--device cuda: `odeflow {command}` is not yet on cuda (`train`, `eval` and `check` \
+             of run folders and `bench pendulum-mlp128-euler2` run on the GPU); use --device cpu"
         )));
     }
     Ok(())

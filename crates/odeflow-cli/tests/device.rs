@@ -61,9 +61,19 @@ fn commands_without_a_gpu_path_refuse_cuda() {
     let dir = tempfile::tempdir().unwrap();
     fails(
         dir.path(),
-        "train --out-dir run --device cuda",
+        "sweep --dataset sphere2 --out-dir s --device cuda",
         2,
-        &["`odeflow train` is not yet on cuda", "--device cpu"],
+        &["`odeflow sweep` is not yet on cuda", "--device cpu"],
+    );
+    fails(
+        dir.path(),
+        "check --weights w.safetensors --model mlp --dataset sphere2 --train-method euler \
+         --train-steps 2 --out-dir c --device cuda",
+        2,
+        &[
+            "`odeflow check --weights` is not yet on cuda",
+            "--device cpu",
+        ],
     );
     fails(
         dir.path(),
@@ -73,16 +83,26 @@ fn commands_without_a_gpu_path_refuse_cuda() {
     );
 }
 
+/// `train`, `eval` and `check` of a run folder have a GPU path: without a driver each is
+/// the one driver error, before anything is written.
 #[test]
 fn cuda_without_a_driver_is_one_error() {
     if !CUDA_BUILT || has_driver() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    fails(
-        dir.path(),
+    for cmd in [
         "bench pendulum-mlp128-euler2 --device cuda --iters 1",
-        1,
-        &["no CUDA driver found: ", "libcuda.so", "LD_LIBRARY_PATH"],
-    );
+        "train --dataset sphere2 --model mlp --dtype f32 --iterations 2 --out-dir r --device cuda",
+        "eval r --device cuda",
+        "check r --device cuda",
+    ] {
+        fails(
+            dir.path(),
+            cmd,
+            1,
+            &["no CUDA driver found: ", "libcuda.so", "LD_LIBRARY_PATH"],
+        );
+    }
+    assert!(!dir.path().join("r").exists(), "nothing is written");
 }

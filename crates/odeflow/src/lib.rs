@@ -60,7 +60,7 @@ pub use error::{ArgError, FailReason, Failure, SolveError};
 pub use field::{ParamView, Parameterized, VectorField};
 pub use real::Real;
 pub use solve::{solve, solve_split, Method, SaveAt, Solution, SolveOptions, Stats, Stepping};
-pub use state::{Batch, State};
+pub use state::{Batch, FinitenessWatch, State};
 pub use tableau::ButcherTableau;
 
 /// The README's Rust examples, compiled and run by `cargo test` so that they stay true.

@@ -19,11 +19,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use odeflow::runs::check::{check_run, CheckReport, CHECK_FILE};
+use odeflow::runs::check::{check_run_on, CheckReport, CHECK_FILE};
 use odeflow::runs::load_run_config;
 use odeflow::weights::check_weights;
 
 use crate::commands::external::ExternalArgs;
+use crate::device::{require_cpu, DeviceArg};
 use crate::error::{CliError, EXIT_NOT_VALID};
 use crate::plot::runs::noise_label;
 use crate::progress::{Reporter, RunObserver};
@@ -94,9 +95,14 @@ pub fn human_check(report: &CheckReport, files: &str) -> String {
 }
 
 /// Runs `odeflow check`.
-pub fn run(args: CheckArgs, reporter: &Reporter) -> Result<(), CliError> {
+pub fn run(args: CheckArgs, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
+    let external = args.external.resolve()?;
+    if external.is_some() {
+        require_cpu(device, "check --weights")?;
+    }
+    let compute = crate::device::open(device)?;
     let observer = RunObserver::new(reporter);
-    let (dir, report) = match (args.external.resolve()?, &args.run) {
+    let (dir, report) = match (external, &args.run) {
         (Some((m, out)), _) => {
             let threshold = args.threshold.unwrap_or(0.02);
             let batch = args.batch_size.unwrap_or(1000).max(1);
@@ -107,7 +113,10 @@ pub fn run(args: CheckArgs, reporter: &Reporter) -> Result<(), CliError> {
             let cfg = load_run_config(run)?;
             let threshold = args.threshold.unwrap_or(cfg.check.threshold);
             let batch = args.batch_size.unwrap_or(cfg.check.batch_size).max(1);
-            (run.clone(), check_run(run, threshold, batch, &observer)?)
+            (
+                run.clone(),
+                check_run_on(run, threshold, batch, &observer, &compute)?,
+            )
         }
         (None, None) => return Err(CliError::input("give a run folder or --weights FILE")),
     };

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use odeflow::runs::evaluate::{
-    default_eval_grid, evaluate_run, report_table, EvalReport, EVAL_FILE,
+    default_eval_grid, evaluate_run_on, report_table, EvalReport, EVAL_FILE,
 };
 use odeflow::runs::load_run_config;
 use odeflow::runs::model_file::{ModelFile, MODEL_FILE};
@@ -27,6 +27,7 @@ use odeflow::weights::evaluate_weights;
 
 use crate::args::positive;
 use crate::commands::external::ExternalArgs;
+use crate::device::{require_cpu, DeviceArg};
 use crate::error::CliError;
 use crate::output::{self, Layout};
 use crate::plot::runs::accuracy_panels;
@@ -72,8 +73,12 @@ pub fn eval_figure(report: &EvalReport, title: &str) -> Figure {
 }
 
 /// Runs `odeflow eval`.
-pub fn run(args: EvalArgs, reporter: &Reporter) -> Result<(), CliError> {
+pub fn run(args: EvalArgs, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
     let ext = args.external.resolve()?;
+    if ext.is_some() {
+        require_cpu(device, "eval --weights")?;
+    }
+    let compute = crate::device::open(device)?;
     let (dir, train, data_name, default_batch) = match (&ext, &args.run) {
         (Some((m, out)), _) => (out.clone(), m.train.clone(), m.data.name.clone(), 1000),
         (None, Some(run)) => {
@@ -107,7 +112,7 @@ pub fn run(args: EvalArgs, reporter: &Reporter) -> Result<(), CliError> {
     let observer = RunObserver::new(reporter);
     let report = match &ext {
         Some((m, _)) => evaluate_weights(m, &grid, batch, &observer)?,
-        None => evaluate_run(&dir, &grid, batch, &observer)?,
+        None => evaluate_run_on(&dir, &grid, batch, &observer, &compute)?,
     };
     let json = dir.join(EVAL_FILE);
     output::write_json(&report, Some(&json), Layout::Pretty)?;

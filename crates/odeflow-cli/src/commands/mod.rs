@@ -94,16 +94,19 @@ impl Command {
     /// Runs the command on `device` (commands without a GPU path refuse `cuda`).
     pub fn run(self, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
         check_built(device)?;
-        if !matches!(self, Command::Bench(_)) {
+        if !matches!(
+            self,
+            Command::Bench(_) | Command::Train(_) | Command::Eval(_) | Command::Check(_)
+        ) {
             require_cpu(device, self.name())?;
         }
         match self {
             Command::Solve(args) => solve::run(*args, reporter),
             Command::Methods(args) => methods::run(args, reporter),
             Command::Bench(args) => bench::run(args, reporter, device),
-            Command::Train(args) => train::run(*args, reporter),
-            Command::Eval(args) => eval::run(args, reporter),
-            Command::Check(args) => check::run(args, reporter),
+            Command::Train(args) => train::run(*args, reporter, device),
+            Command::Eval(args) => eval::run(args, reporter, device),
+            Command::Check(args) => check::run(args, reporter, device),
             Command::Sweep(args) => sweep::run(*args, reporter),
             Command::Merge(args) => merge::run(args, reporter),
             Command::CriticalStep(args) => critical_step::run(args, reporter),

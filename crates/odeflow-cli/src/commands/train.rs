@@ -6,7 +6,12 @@
 //! odeflow train --config run.toml --out-dir runs/from-file
 //! odeflow train --dataset sphere2 --method euler --adapt --out-dir runs/adapted
 //! odeflow train --out-dir runs/e2 --resume --iterations 4000
+//! odeflow --device cuda train --dataset sphere2 --model mlp --dtype f32 --out-dir runs/gpu
 //! ```
+//!
+//! With `--device cuda` (binaries built with `--features cuda`) the iterations run on the GPU
+//! as one captured CUDA graph each; the run folder is the same, and the final evaluation and
+//! the check run on the CPU.
 //!
 //! The run folder receives `config.toml`, `checkpoint.safetensors`, `metrics.jsonl`, `model.json`,
 //! `summary.json`, `training.png`, and — unless `--no-check` — `check.json` and `check.png`;
@@ -17,10 +22,11 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use odeflow::runs::check::check_run;
 use odeflow::runs::model_file::MODEL_FILE;
-use odeflow::runs::{resumed_config, train_run, write_config, RunConfig};
+use odeflow::runs::{resumed_config, train_run_on, write_config, RunConfig};
 use odeflow::solve::SolverSpec;
 
 use crate::args::{finite, positive};
+use crate::device::DeviceArg;
 use crate::error::CliError;
 use crate::progress::{Reporter, RunObserver};
 
@@ -436,7 +442,9 @@ pub fn prepare(
 }
 
 /// Runs `odeflow train`.
-pub fn run(args: TrainArgs, reporter: &Reporter) -> Result<(), CliError> {
+pub fn run(args: TrainArgs, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
+    // Opened first: without a GPU nothing is written.
+    let compute = crate::device::open(device)?;
     let fresh = || {
         let mut c = args.base.config()?;
         args.solver.apply(&mut c);
@@ -465,7 +473,7 @@ pub fn run(args: TrainArgs, reporter: &Reporter) -> Result<(), CliError> {
     }
     let cfg = prepare(&dir, args.resume, fresh, &args.base, &args.solver.given())?;
     let observer = RunObserver::new(reporter);
-    let summary = train_run(&dir, &cfg, &observer)?;
+    let summary = train_run_on(&dir, &cfg, &observer, &compute)?;
     let check = if cfg.check.enabled && !args.no_check {
         Some(check_run(
             &dir,

@@ -74,6 +74,7 @@ pub(crate) struct StateKernels {
     pub weighted_sq_sum: CudaFunction,
     pub dot: CudaFunction,
     pub first_non_finite: CudaFunction,
+    pub mark_non_finite_step: CudaFunction,
 }
 
 /// The kernels of `nn.cu`.
@@ -251,6 +252,7 @@ impl Device {
             weighted_sq_sum: function(&sm, "weighted_sq_sum_f32")?,
             dot: function(&sm, "dot_f32")?,
             first_non_finite: function(&sm, "first_non_finite_f32")?,
+            mark_non_finite_step: function(&sm, "mark_non_finite_step_f32")?,
         };
         let nn = NnKernels {
             bias_act: function(&nm, "bias_act_f32")?,

@@ -22,17 +22,22 @@
 mod agreement;
 mod classifier_agreement;
 mod device;
+mod flow;
 mod mlp;
 pub mod plan;
 mod state;
 mod train_graph;
 pub mod train_plan;
+mod trainable;
+mod watch;
 mod workload;
 
 pub use agreement::{pendulum_agreement, Agreement};
 pub use classifier_agreement::{classifier_agreement, ClassifierAgreement};
 pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_SOURCES};
+pub use flow::CudaFlowModel;
 pub use mlp::{CudaMlp, CudaTape};
 pub use state::CudaBatch;
 pub use train_graph::{ClassifierStep, StepOutcome};
+pub use trainable::{plan_classifier, ClassifierSetup, CudaClassifier, SteppingLog};
 pub use workload::PendulumCuda;

@@ -16,7 +16,8 @@ use cudarc::driver::{
 
 use super::device::{CudaError, Device};
 use super::plan::{grid_1d, lincomb_plan, MAX_TERMS};
-use crate::state::{Batch, State};
+use super::watch::DeviceWatch;
+use crate::state::{Batch, FinitenessWatch, State};
 
 /// `struct LincombArgs` of `kernels/state.cu`, passed by value.
 #[repr(C)]
@@ -377,6 +378,10 @@ impl State for CudaBatch {
                 None => failed,
             },
         }
+    }
+
+    fn finiteness_watch(&self) -> Option<Box<dyn FinitenessWatch<Self>>> {
+        Some(Box::new(DeviceWatch::new(&self.dev)))
     }
 
     fn to_f64_vec(&self) -> Vec<f64> {

@@ -413,6 +413,50 @@ impl ClassifierStep {
         self.read(Buf::Params)
     }
 
+    /// Sets the parameters and Adam's state — moments `m`, `v` and the step count `t` —
+    /// (a run that starts from a checkpoint, possibly written on the CPU).
+    pub fn load_state(
+        &mut self,
+        params: &[f32],
+        m: &[f32],
+        v: &[f32],
+        t: u64,
+    ) -> Result<(), CudaError> {
+        let n = self.plan.num_params();
+        if params.len() != n || m.len() != n || v.len() != n {
+            return Err(CudaError::Unsupported(format!(
+                "a state of {} parameters and {}/{} moments for a classifier of {n}",
+                params.len(),
+                m.len(),
+                v.len()
+            )));
+        }
+        let stream = self.dev.stream().clone();
+        let copy = |e| CudaError::call("host-to-device copy", e);
+        for (buf, src) in [(Buf::Params, params), (Buf::AdamM, m), (Buf::AdamV, v)] {
+            let dst = self.f32s.get_mut(&buf).expect("planned buffer");
+            stream.memcpy_htod(src, dst).map_err(copy)?;
+        }
+        let step = self.u64s.get_mut(&Buf::AdamStep).expect("planned buffer");
+        stream.memcpy_htod(&[t], step).map_err(copy)?;
+        self.dev.check()
+    }
+
+    /// The parameters, Adam's moments and its step count copied to the host.
+    pub fn state_to_host(&self) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, u64), CudaError> {
+        let t = self
+            .dev
+            .stream()
+            .clone_dtoh(&self.u64s[&Buf::AdamStep])
+            .map_err(|e| CudaError::call("device-to-host copy", e))?;
+        Ok((
+            self.read(Buf::Params)?,
+            self.read(Buf::AdamM)?,
+            self.read(Buf::AdamV)?,
+            t.first().copied().unwrap_or(0),
+        ))
+    }
+
     /// The last iteration's parameter gradient copied to the host.
     pub fn grad_to_host(&self) -> Result<Vec<f32>, CudaError> {
         self.read(Buf::GradParams)

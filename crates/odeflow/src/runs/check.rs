@@ -18,7 +18,7 @@ use super::evaluate::{
     TrainEval, EVAL_FILE,
 };
 use super::model_file::{ModelFile, MODEL_FILE};
-use super::{files, Observer, RunError};
+use super::{files, Compute, Observer, RunError};
 use crate::analysis::solver_dependence::{verdict, Verdict};
 use crate::data::Dataset;
 use crate::models::flow_model::{evaluate_regression, FlowModel, RegressionOutcome};
@@ -224,6 +224,18 @@ pub fn check_run(
     batch: usize,
     observer: &dyn Observer,
 ) -> Result<CheckReport, RunError> {
+    check_run_on(dir, threshold, batch, observer, &Compute::Cpu)
+}
+
+/// [`check_run`] with the evaluations' ODE solves on `compute` (see
+/// [`super::evaluate::evaluate_run_on`]).
+pub fn check_run_on(
+    dir: &Path,
+    threshold: f64,
+    batch: usize,
+    observer: &dyn Observer,
+    compute: &Compute,
+) -> Result<CheckReport, RunError> {
     check_threshold(threshold)?;
     let _lock = files::lock(dir, "check")?;
     let model = ModelFile::load(&dir.join(MODEL_FILE))?;
@@ -246,7 +258,7 @@ pub fn check_run(
         Some((r, v)) => (r, v, EVAL_FILE.to_string()),
         None => {
             let grid = default_check_grid(&model.train);
-            let r = evaluate_unlocked(dir, &grid, batch, observer)?;
+            let r = evaluate_unlocked(dir, &grid, batch, observer, compute)?;
             let v = verdict_of(&r, threshold)?;
             (r, v, "default grid".to_string())
         }

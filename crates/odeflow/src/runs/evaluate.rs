@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::data::load_data;
 use super::model_file::{ModelFile, MODEL_FILE};
-use super::{files, load_run_config, Observer, RunError};
+use super::{files, load_run_config, Compute, Observer, RunError};
 use crate::data::Dataset;
 use crate::models::flow_model::{evaluate_flow, EvalOutcome, FlowModel};
 use crate::report::{cell, Table};
@@ -288,21 +288,34 @@ pub fn evaluate_run(
     batch: usize,
     observer: &dyn Observer,
 ) -> Result<EvalReport, RunError> {
-    let _lock = files::lock(dir, "eval")?;
-    evaluate_unlocked(dir, grid, batch, observer)
+    evaluate_run_on(dir, grid, batch, observer, &Compute::Cpu)
 }
 
-/// [`evaluate_run`] for a caller that holds the folder's lock.
+/// [`evaluate_run`] with the ODE block solved on `compute` (with [`Compute::Cuda`]:
+/// [`crate::cuda::CudaFlowModel`], MLP fields, every solver, f32 on the device).
+pub fn evaluate_run_on(
+    dir: &Path,
+    grid: &[SolverSpec],
+    batch: usize,
+    observer: &dyn Observer,
+    compute: &Compute,
+) -> Result<EvalReport, RunError> {
+    let _lock = files::lock(dir, "eval")?;
+    evaluate_unlocked(dir, grid, batch, observer, compute)
+}
+
+/// [`evaluate_run_on`] for a caller that holds the folder's lock.
 pub(crate) fn evaluate_unlocked(
     dir: &Path,
     grid: &[SolverSpec],
     batch: usize,
     observer: &dyn Observer,
+    compute: &Compute,
 ) -> Result<EvalReport, RunError> {
     let model = ModelFile::load(&dir.join(MODEL_FILE))?;
     match model.dtype.as_str() {
-        "f64" => evaluate_typed::<f64>(dir, &model, grid, batch, observer),
-        _ => evaluate_typed::<f32>(dir, &model, grid, batch, observer),
+        "f64" => evaluate_typed::<f64>(dir, &model, grid, batch, observer, compute),
+        _ => evaluate_typed::<f32>(dir, &model, grid, batch, observer, compute),
     }
 }
 
@@ -312,6 +325,7 @@ fn evaluate_typed<T: Real>(
     grid: &[SolverSpec],
     batch: usize,
     observer: &dyn Observer,
+    compute: &Compute,
 ) -> Result<EvalReport, RunError> {
     let cfg = load_run_config(dir)?;
     let data = load_data::<T>(&cfg.data)?;
@@ -323,15 +337,37 @@ fn evaluate_typed<T: Real>(
         data.classes(),
     )?;
     let mut model = file.build::<T>()?;
-    let (train, results) = evaluate_model(
-        &mut model,
-        &data.test,
-        &file.train,
-        grid,
-        (0.0, 1.0),
-        batch,
-        observer,
-    )?;
+    let (train, results) = match compute {
+        Compute::Cpu => evaluate_model(
+            &mut model,
+            &data.test,
+            &file.train,
+            grid,
+            (0.0, 1.0),
+            batch,
+            observer,
+        )?,
+        #[cfg(feature = "cuda")]
+        Compute::Cuda(dev) => {
+            if T::NAME != "f32" {
+                return Err(RunError::input(format!(
+                    "--device cuda: the GPU computes in f32 and this run's model is {}; evaluate it on the CPU",
+                    T::NAME
+                )));
+            }
+            let mut gpu = crate::cuda::CudaFlowModel::from_cpu(dev, &file.spec.field, &model)
+                .map_err(|e| RunError::input(format!("--device cuda: {e}")))?;
+            evaluate_model(
+                &mut gpu,
+                &data.test,
+                &file.train,
+                grid,
+                (0.0, 1.0),
+                batch,
+                observer,
+            )?
+        }
+    };
     Ok(EvalReport {
         model: file.fingerprint.clone(),
         dtype: T::NAME.into(),

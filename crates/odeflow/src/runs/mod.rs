@@ -33,6 +33,7 @@
 //! ```
 
 pub mod check;
+mod compute;
 pub mod config;
 pub mod data;
 mod error;
@@ -48,12 +49,13 @@ pub mod train;
 
 use std::path::Path;
 
-pub use check::{check_classifier, check_run, CheckReport};
+pub use check::{check_classifier, check_run, check_run_on, CheckReport};
+pub use compute::Compute;
 pub use config::{RunConfig, CONFIG_FILE};
 pub use error::{one_line, RunError};
-pub use evaluate::{evaluate_run, EvalReport, EvalRow};
+pub use evaluate::{evaluate_run, evaluate_run_on, EvalReport, EvalRow};
 pub use observer::{Observer, Silent};
-pub use train::{train_run, RunSummary};
+pub use train::{train_run, train_run_on, RunSummary};
 
 pub use crate::models::flow_model::FlowModel;
 

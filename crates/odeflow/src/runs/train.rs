@@ -11,15 +11,16 @@ use std::path::Path;
 
 use crate::analysis::solver_dependence::{classifier_initial_step, AdaptationHook};
 use crate::data::derive_seed;
-use crate::models::DatasetSource;
+use crate::models::{ClassBatch, DatasetSource};
 use crate::solve::{AdaptiveOptions, Stepping};
 use crate::train::{
-    existing_checkpoint, read_log, BatchSource, CheckpointError, TrainConfig, TrainError, Trainer,
-    METRICS_FILE,
+    existing_checkpoint, read_log, BatchSource, CheckpointError, TrainConfig, TrainError,
+    TrainHook, Trainable, Trainer, METRICS_FILE,
 };
 use crate::Real;
 use serde::{Deserialize, Serialize};
 
+use super::compute::Compute;
 use super::config::RunConfig;
 use super::data::load_data;
 use super::model_file::{ModelFile, MODEL_FILE};
@@ -99,10 +100,40 @@ pub fn train_run(
     cfg: &RunConfig,
     observer: &dyn Observer,
 ) -> Result<RunSummary, RunError> {
+    train_run_on(dir, cfg, observer, &Compute::Cpu)
+}
+
+/// [`train_run`] on `compute`: with [`Compute::Cuda`] (feature `cuda`) the training
+/// iterations run on the GPU as one captured CUDA graph each (see
+/// [`crate::cuda::CudaClassifier`]; f32, MLP fields, explicit fixed-step methods, backprop,
+/// Adam, no step-size adaptation); checkpoints, the metrics log, the final evaluation (on
+/// the CPU) and the files written are the same as on the CPU, so a run trained on one device
+/// resumes and is checked on the other.
+pub fn train_run_on(
+    dir: &Path,
+    cfg: &RunConfig,
+    observer: &dyn Observer,
+    compute: &Compute,
+) -> Result<RunSummary, RunError> {
     let _lock = files::lock(dir, "train")?;
+    if !compute.is_cpu() {
+        if cfg.dtype != "f32" {
+            return Err(RunError::input(format!(
+                "--device {}: the GPU trains in f32 and this run's dtype is {}; train it with --dtype f32 (or on the CPU)",
+                compute.name(),
+                cfg.dtype
+            )));
+        }
+        if cfg.adapt.enabled {
+            return Err(RunError::input(format!(
+                "--device {}: step-size adaptation during training is not yet on cuda; train without --adapt or on the CPU",
+                compute.name()
+            )));
+        }
+    }
     match cfg.dtype.as_str() {
-        "f64" => train_typed::<f64>(dir, cfg, observer),
-        _ => train_typed::<f32>(dir, cfg, observer),
+        "f64" => train_typed::<f64>(dir, cfg, observer, compute),
+        _ => train_typed::<f32>(dir, cfg, observer, compute),
     }
 }
 
@@ -136,6 +167,7 @@ fn train_typed<T: Real>(
     dir: &Path,
     cfg: &RunConfig,
     observer: &dyn Observer,
+    compute: &Compute,
 ) -> Result<RunSummary, RunError> {
     let data = load_data::<T>(&cfg.data)?;
     let method = cfg.solver.method()?;
@@ -201,56 +233,48 @@ fn train_typed<T: Real>(
         checkpoint_every: cfg.train.checkpoint_every,
         out_dir: Some(dir.to_path_buf()),
     };
-    let mut trainer = if existing_checkpoint(dir).is_some() {
-        Trainer::resume(tcfg, &mut model, &mut hook).map_err(|e| train_error(e, dir))?
-    } else {
-        Trainer::new(tcfg, &model).map_err(|e| train_error(e, dir))?
-    };
     observer.note(&format!(
-        "run '{}': {} with {} training and {} test samples",
+        "run '{}': {} with {} training and {} test samples{}",
         dir.display(),
         cfg.data.name,
         data.train.len(),
-        data.test.len()
-    ));
-    let done = trainer.iteration();
-    if done > cfg.train.iterations {
-        return Err(RunError::input(format!(
-            "the run in '{}' has already trained {done} iterations, more than --iterations {}",
-            dir.display(),
-            cfg.train.iterations
-        )));
-    }
-    if done > 0 && done < cfg.train.iterations {
-        observer.note(&format!(
-            "resuming '{}' at iteration {done} of {}",
-            dir.display(),
-            cfg.train.iterations
-        ));
-    }
-    observer.stage("train", cfg.train.iterations);
-    observer.progress(done, "");
-    let every = (cfg.train.iterations / 200).max(1);
-    let trained = trainer.run_until(&mut model, &mut source, &mut hook, |rec| {
-        if rec.iteration % every == 0 || rec.iteration == cfg.train.iterations {
-            let step = match (rec.extra.get("h"), rec.extra.get("tol")) {
-                (Some(h), _) => format!(" h {}", short(*h)),
-                (_, Some(t)) => format!(" tol {}", short(*t)),
-                _ => String::new(),
-            };
-            observer.progress(
-                rec.iteration,
-                &format!(
-                    "loss {:.4} acc {:.3}{step}",
-                    rec.loss,
-                    rec.accuracy.unwrap_or(f64::NAN)
-                ),
-            );
+        data.test.len(),
+        if compute.is_cpu() {
+            String::new()
+        } else {
+            format!(", training on {}", compute.describe())
         }
-        !observer.cancelled()
-    });
-    observer.stage_done();
-    trained.map_err(|e| train_error(e, dir))?;
+    ));
+    let iterations = match compute {
+        Compute::Cpu => run_trainer(dir, cfg, tcfg, &mut model, &mut source, &mut hook, observer)?,
+        #[cfg(feature = "cuda")]
+        Compute::Cuda(dev) => {
+            let mut params = vec![T::zero(); model.num_params()];
+            model.read_params(&mut params);
+            let p32: Vec<f32> = params.iter().map(|v| v.f64() as f32).collect();
+            let rows = cfg.train.batch_size.min(data.train.len());
+            let input: usize = data.sample_shape().iter().product();
+            let opts = model.solver().options().clone();
+            let setup = crate::cuda::ClassifierSetup {
+                field: &spec.field,
+                input,
+                augment: model.augment(),
+                classes: data.classes(),
+                rows,
+                method: &method,
+                opts: &opts,
+                grad: cfg.solver.grad()?,
+                optimizer: &tcfg.optimizer,
+            };
+            let mut gpu = crate::cuda::CudaClassifier::new(dev, &setup, &p32)
+                .map_err(|e| RunError::input(format!("--device cuda: {e}")))?;
+            let mut log = crate::cuda::SteppingLog::new(&opts);
+            let n = run_trainer(dir, cfg, tcfg, &mut gpu, &mut source, &mut log, observer)?;
+            Trainable::<T>::read_params(&gpu, &mut params);
+            model.write_params(&params);
+            n
+        }
+    };
 
     let log = read_log(&dir.join(METRICS_FILE)).map_err(|e| {
         RunError::runtime(format!(
@@ -293,7 +317,7 @@ fn train_typed<T: Real>(
         data.classes(),
         cfg.seed,
         final_spec.clone(),
-        trainer.iteration(),
+        iterations,
     );
     file.save(&dir.join(MODEL_FILE))?;
     let col = |k: &str| -> Vec<f64> { log.iter().filter_map(|r| r[k].as_f64()).collect() };
@@ -305,7 +329,7 @@ fn train_typed<T: Real>(
         model: cfg.model.kind.clone(),
         dtype: T::NAME.into(),
         seed: cfg.seed,
-        iterations: trainer.iteration(),
+        iterations,
         train: final_spec,
         train_accuracy: tr.accuracy,
         test_accuracy: te.accuracy,
@@ -334,6 +358,64 @@ fn train_typed<T: Real>(
         summary.train.label()
     ));
     Ok(summary)
+}
+
+/// The training loop of a run on any [`Trainable`] model (the CPU classifier, or its GPU
+/// twin): new or resumed from the folder's checkpoint, with progress and cancellation through
+/// `observer`. Returns the iterations completed.
+fn run_trainer<T: Real, M: Trainable<T, Batch = ClassBatch<T>>, H: TrainHook<T, M>>(
+    dir: &Path,
+    cfg: &RunConfig,
+    tcfg: TrainConfig,
+    model: &mut M,
+    source: &mut DatasetSource<'_, T>,
+    hook: &mut H,
+    observer: &dyn Observer,
+) -> Result<u64, RunError> {
+    let mut trainer = if existing_checkpoint(dir).is_some() {
+        Trainer::resume(tcfg, model, hook).map_err(|e| train_error(e, dir))?
+    } else {
+        Trainer::new(tcfg, model).map_err(|e| train_error(e, dir))?
+    };
+    let done = trainer.iteration();
+    if done > cfg.train.iterations {
+        return Err(RunError::input(format!(
+            "the run in '{}' has already trained {done} iterations, more than --iterations {}",
+            dir.display(),
+            cfg.train.iterations
+        )));
+    }
+    if done > 0 && done < cfg.train.iterations {
+        observer.note(&format!(
+            "resuming '{}' at iteration {done} of {}",
+            dir.display(),
+            cfg.train.iterations
+        ));
+    }
+    observer.stage("train", cfg.train.iterations);
+    observer.progress(done, "");
+    let every = (cfg.train.iterations / 200).max(1);
+    let trained = trainer.run_until(model, source, hook, |rec| {
+        if rec.iteration % every == 0 || rec.iteration == cfg.train.iterations {
+            let step = match (rec.extra.get("h"), rec.extra.get("tol")) {
+                (Some(h), _) => format!(" h {}", short(*h)),
+                (_, Some(t)) => format!(" tol {}", short(*t)),
+                _ => String::new(),
+            };
+            observer.progress(
+                rec.iteration,
+                &format!(
+                    "loss {:.4} acc {:.3}{step}",
+                    rec.loss,
+                    rec.accuracy.unwrap_or(f64::NAN)
+                ),
+            );
+        }
+        !observer.cancelled()
+    });
+    observer.stage_done();
+    trained.map_err(|e| train_error(e, dir))?;
+    Ok(trainer.iteration())
 }
 
 /// Reads a run's `summary.json`.

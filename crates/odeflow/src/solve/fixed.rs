@@ -5,7 +5,7 @@ use super::{
     failure, fixed_grid, Rhs, RkStepper, SaveAt, Saved, Solution, SolveOptions, SplitRhs, Stats,
 };
 use crate::error::{FailReason, SolveError};
-use crate::state::State;
+use crate::state::{FinitenessWatch, State};
 
 /// One step of a fixed-step method on a field of type `F`.
 pub(crate) trait FixedStepper<S: State, F> {
@@ -38,6 +38,13 @@ impl<S: State, F: Rhs<S>> FixedStepper<S, F> for RkFixed<'_, S> {
     }
 }
 
+/// The fixed-grid loop. A NaN or infinity stops the solve at the step where it first
+/// appeared, with the field's stage or the state named. For states that defer finiteness
+/// checks ([`State::finiteness_watch`], GPU buffers) the loop does not synchronise per step:
+/// the watch notes each step's state on the device and is read once at the end; when it
+/// saw a non-finite value the solve is repeated with a check per step, which stops at that
+/// step and reports its index and value (the field evaluations of both passes are
+/// counted).
 pub(crate) fn integrate<S: State, F, M: FixedStepper<S, F>>(
     stepper: &mut M,
     f: &mut F,
@@ -46,6 +53,26 @@ pub(crate) fn integrate<S: State, F, M: FixedStepper<S, F>>(
     _dir: f64,
 ) -> Result<Solution<S>, SolveError<S>> {
     let grid = fixed_grid(opts)?;
+    match y0.finiteness_watch() {
+        None => run(stepper, f, y0, opts, &grid, None),
+        Some(mut watch) => {
+            let sol = run(stepper, f, y0, opts, &grid, Some(watch.as_mut()))?;
+            match watch.first_step() {
+                None => Ok(sol),
+                Some(_) => run(stepper, f, y0, opts, &grid, None),
+            }
+        }
+    }
+}
+
+fn run<S: State, F, M: FixedStepper<S, F>>(
+    stepper: &mut M,
+    f: &mut F,
+    y0: &S,
+    opts: &SolveOptions,
+    grid: &[f64],
+    mut watch: Option<&mut dyn FinitenessWatch<S>>,
+) -> Result<Solution<S>, SolveError<S>> {
     let mut stats = Stats::default();
     let mut saved = Saved::new();
     let save_times: &[f64] = match &opts.save {
@@ -68,7 +95,14 @@ pub(crate) fn integrate<S: State, F, M: FixedStepper<S, F>>(
             stats.record_reject();
             return Err(failure(reason, t, h, n, saved, &y, stats));
         }
-        if let Some((index, value)) = y_new.first_non_finite() {
+        let non_finite = match watch.as_deref_mut() {
+            Some(w) => {
+                w.observe(n, &y_new);
+                None
+            }
+            None => y_new.first_non_finite(),
+        };
+        if let Some((index, value)) = non_finite {
             stats.nfe = stepper.nfe();
             stats.implicit_iterations = stepper.iterations();
             stats.record_reject();

@@ -97,6 +97,26 @@ pub trait State: Clone {
 
     /// The components as `f64`, in storage order (for reports and tests; allocates).
     fn to_f64_vec(&self) -> Vec<f64>;
+
+    /// A deferred finiteness check for states where [`State::first_non_finite`] costs a
+    /// host synchronisation (a GPU buffer): the fixed-step loop then hands each step's
+    /// state to the watch (no synchronisation) and reads it once at the end of the solve.
+    /// `None`, the default, means the loop checks each step directly (cheap on the CPU).
+    fn finiteness_watch(&self) -> Option<Box<dyn FinitenessWatch<Self>>> {
+        None
+    }
+}
+
+/// The deferred finiteness check of a fixed-step solve (see [`State::finiteness_watch`]):
+/// it remembers the first step whose state had a NaN or an infinity, without reading the
+/// state back.
+pub trait FinitenessWatch<S> {
+    /// Notes `state`, the result of step `step` (0-based).
+    fn observe(&mut self, step: usize, state: &S);
+    /// The first observed step whose state had a non-finite component (one synchronisation).
+    /// A watch that could not run (a failed device) answers `Some(0)`, so that the caller
+    /// repeats the solve with a check per step and reports what it finds.
+    fn first_step(&mut self) -> Option<usize>;
 }
 
 /// `Σ (e/(atol + rtol·max(|a|,|b|)))²` over three equally long slices.

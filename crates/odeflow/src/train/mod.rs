@@ -14,6 +14,8 @@ mod optim;
 mod schedule;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fused;
 mod trainer;
 
 pub use checkpoint::{
@@ -24,7 +26,7 @@ pub use log::{read_log, MetricsLog};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerState};
 pub use schedule::LrSchedule;
 pub use trainer::{
-    checkpoint_path, existing_checkpoint, BatchSource, IterationRecord, NoHook, StepMetrics,
-    TrainConfig, TrainError, TrainHook, TrainSummary, Trainable, Trainer, CHECKPOINT_FILE,
-    LEGACY_CHECKPOINT_FILE, METRICS_FILE,
+    checkpoint_path, existing_checkpoint, BatchSource, FusedStep, IterationRecord, NoHook,
+    StepMetrics, TrainConfig, TrainError, TrainHook, TrainSummary, Trainable, Trainer,
+    CHECKPOINT_FILE, LEGACY_CHECKPOINT_FILE, METRICS_FILE,
 };

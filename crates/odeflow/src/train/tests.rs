@@ -10,7 +10,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Regress y(1) of the ODE onto a fixed linear map of y(0) (a separable toy problem).
-struct OdeRegressor {
+pub(super) struct OdeRegressor {
     field: TanhField<f64>,
     solver: GradSolver<Batch<f64>, TanhField<f64>>,
 }
@@ -57,7 +57,7 @@ impl Trainable<f64> for OdeRegressor {
     }
 }
 
-struct Pairs {
+pub(super) struct Pairs {
     x: Batch<f64>,
     y: Batch<f64>,
     seed: u64,
@@ -78,7 +78,7 @@ impl BatchSource<(Batch<f64>, Batch<f64>)> for Pairs {
     }
 }
 
-fn problem(seed: u64) -> (OdeRegressor, Pairs) {
+pub(super) fn problem(seed: u64) -> (OdeRegressor, Pairs) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x: Vec<f64> = (0..128).map(|_| rng.random_range(-1.0..1.0)).collect();
     let y: Vec<f64> = x
@@ -105,7 +105,7 @@ fn problem(seed: u64) -> (OdeRegressor, Pairs) {
     )
 }
 
-fn cfg(iterations: u64, dir: Option<&std::path::Path>) -> TrainConfig {
+pub(super) fn cfg(iterations: u64, dir: Option<&std::path::Path>) -> TrainConfig {
     TrainConfig {
         iterations,
         optimizer: OptimizerConfig::adam(0.02),
@@ -115,7 +115,7 @@ fn cfg(iterations: u64, dir: Option<&std::path::Path>) -> TrainConfig {
     }
 }
 
-fn train(iterations: u64, seed: u64) -> (Vec<f64>, Vec<f64>) {
+pub(super) fn train(iterations: u64, seed: u64) -> (Vec<f64>, Vec<f64>) {
     let (mut model, mut data) = problem(seed);
     let mut t = Trainer::new(cfg(iterations, None), &model).unwrap();
     let mut losses = Vec::new();

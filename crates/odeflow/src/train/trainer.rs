@@ -16,7 +16,7 @@ use thiserror::Error;
 
 use super::checkpoint::{Checkpoint, CheckpointError};
 use super::log::MetricsLog;
-use super::optim::{Optimizer, OptimizerConfig};
+use super::optim::{Optimizer, OptimizerConfig, OptimizerState};
 use super::schedule::LrSchedule;
 use crate::error::ArgError;
 use crate::real::Real;
@@ -111,6 +111,29 @@ pub trait Trainable<T: Real> {
     fn describe(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+    /// A model that takes the optimizer step itself, where its parameters live (a training
+    /// iteration captured on a GPU): `Some` makes the trainer call [`FusedStep::step`]
+    /// instead of [`Trainable::loss_and_grad`] and its own optimizer, and bring parameters
+    /// and optimizer state back for checkpoints and at the end. `None` (the default) for
+    /// models whose gradient the trainer applies.
+    fn fused(&mut self) -> Option<&mut dyn FusedStep<T, Self::Batch>> {
+        None
+    }
+}
+
+/// A whole training iteration — loss, gradient and optimizer update — done by the model
+/// (see [`Trainable::fused`]). The trainer's parameters and optimizer state are handed over
+/// with [`FusedStep::load`] and taken back with [`FusedStep::store`], so checkpoints, resume
+/// and the metrics log are the same as for any model, and a run can continue on another
+/// device.
+pub trait FusedStep<T, B> {
+    /// Takes the parameters and the optimizer state (at the start of a run or a resume).
+    fn load(&mut self, params: &[T], opt: &OptimizerState) -> Result<(), TrainError>;
+    /// One iteration at learning rate `lr` (`iteration` is 0-based): the batch's loss and
+    /// metrics before the update, then the update.
+    fn step(&mut self, batch: &B, lr: f64, iteration: u64) -> Result<StepMetrics, TrainError>;
+    /// Copies the parameters and the optimizer state back.
+    fn store(&mut self, params: &mut [T], opt: &mut OptimizerState) -> Result<(), TrainError>;
 }
 
 /// Where batches come from: batch `k` depends only on `k` (and the source's seed).
@@ -303,6 +326,16 @@ impl<T: Real> Trainer<T> {
         &self.params
     }
 
+    /// Brings the trainer's parameters and optimizer state up to a fused model's.
+    fn pull<M: Trainable<T>>(&mut self, model: &mut M) -> Result<(), TrainError> {
+        if let Some(f) = model.fused() {
+            let mut st = self.opt.state();
+            f.store(&mut self.params, &mut st)?;
+            self.opt.restore(&st)?;
+        }
+        Ok(())
+    }
+
     fn save<M: Trainable<T>, H: TrainHook<T, M>>(
         &self,
         model: &M,
@@ -390,34 +423,53 @@ impl<T: Real> Trainer<T> {
         let mut batch = data.new_batch();
         let mut final_loss = f64::NAN;
         let lr0 = self.cfg.optimizer.lr();
+        // A fused model runs ahead of the trainer's parameters and optimizer state, which
+        // stay at iteration `synced` until the next checkpoint brings them up to date.
+        let fused = model.fused().is_some();
+        if let Some(f) = model.fused() {
+            f.load(&self.params, &self.opt.state())?;
+        }
+        let mut synced = self.iteration;
         while self.iteration < self.cfg.iterations {
             let it = self.iteration;
             let t0 = Instant::now();
             data.fill(it, &mut batch);
-            model.write_params(&self.params);
-            self.grad.iter_mut().for_each(|g| *g = T::zero());
-            let step = model
-                .loss_and_grad(&batch, &mut self.grad, it)
-                .and_then(|mut m| {
-                    if !m.loss.is_finite() {
-                        return Err(TrainError::NonFiniteLoss {
-                            iteration: it + 1,
-                            loss: m.loss,
-                        });
-                    }
-                    hook.after_backward(it, model, &batch, &mut m)?;
-                    Ok(m)
-                });
+            let lr = self.cfg.schedule.lr(lr0, it);
+            let step = match model.fused() {
+                Some(f) => f.step(&batch, lr, it),
+                None => {
+                    model.write_params(&self.params);
+                    self.grad.iter_mut().for_each(|g| *g = T::zero());
+                    model.loss_and_grad(&batch, &mut self.grad, it)
+                }
+            };
+            let step = step.and_then(|mut m| {
+                if !m.loss.is_finite() {
+                    return Err(TrainError::NonFiniteLoss {
+                        iteration: it + 1,
+                        loss: m.loss,
+                    });
+                }
+                hook.after_backward(it, model, &batch, &mut m)?;
+                Ok(m)
+            });
             let m = match step {
                 Ok(m) => m,
                 Err(e) => {
+                    // A fused model has already applied the failed update: keep the state
+                    // of the last synchronisation.
+                    self.iteration = synced;
                     self.save(model, hook)?;
                     return Err(e);
                 }
             };
-            let lr = self.cfg.schedule.lr(lr0, it);
-            self.opt.step(&mut self.params, &self.grad, lr);
+            if !fused {
+                self.opt.step(&mut self.params, &self.grad, lr);
+            }
             self.iteration += 1;
+            if !fused {
+                synced = self.iteration;
+            }
             final_loss = m.loss;
             let rec = IterationRecord {
                 iteration: self.iteration,
@@ -441,6 +493,10 @@ impl<T: Real> Trainer<T> {
                 || self.iteration == self.cfg.iterations
                 || !go_on
             {
+                if fused {
+                    self.pull(model)?;
+                    synced = self.iteration;
+                }
                 self.save(model, hook)?;
             }
             if !go_on && self.iteration < self.cfg.iterations {

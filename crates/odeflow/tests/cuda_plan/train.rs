@@ -253,6 +253,26 @@ fn check(method: &str, dims: &[usize], activation: Activation, input: usize, ste
         rows,
     };
     let plan = TrainPlan::new(shape, m.tableau().expect("explicit"), &grid);
+    replay(&mut cpu, &plan, &m, &opts, input, classes, method, dims);
+}
+
+/// Two iterations of `plan` against the CPU classifier `cpu` and the CPU's Adam, then a NaN.
+#[allow(clippy::too_many_arguments)]
+fn replay<F>(
+    cpu: &mut OdeClassifier<f64, F>,
+    plan: &TrainPlan,
+    m: &Method,
+    opts: &SolveOptions,
+    input: usize,
+    classes: usize,
+    method: &str,
+    dims: &[usize],
+) where
+    F: odeflow::field::VectorField<Batch<f64>, Grad = Vec<f64>>
+        + odeflow::field::Parameterized<f64>,
+{
+    let rows = plan.shape.rows;
+    let d = dims[0];
     let n = plan.num_params();
     assert_eq!(n, cpu.num_params());
     let hyper = AdamHyper {
@@ -265,7 +285,7 @@ fn check(method: &str, dims: &[usize], activation: Activation, input: usize, ste
     let mut params = vec![0.0; n];
     cpu.read_params(&mut params);
     let mut ex = Exec {
-        plan: &plan,
+        plan,
         hyper,
         bufs: HashMap::new(),
     };
@@ -288,7 +308,7 @@ fn check(method: &str, dims: &[usize], activation: Activation, input: usize, ste
         ex.bufs.insert(Buf::Lr, vec![lr]);
         ex.run();
 
-        let (logits, _) = cpu.logits_with(&x, &m, &opts).expect("logits");
+        let (logits, _) = cpu.logits_with(&x, m, opts).expect("logits");
         let mut grad = vec![0.0; n];
         let batch = ClassBatch { x, labels };
         let metrics = cpu.loss_and_grad(&batch, &mut grad, it).expect("CPU step");
@@ -412,4 +432,111 @@ fn train_plan_is_graph_ready_inputs_read_only_and_fused() {
     for b in plan.buffers() {
         assert!(plan.len_of(b) > 0, "{b:?}");
     }
+}
+
+/// The plan `odeflow train --device cuda` builds from a run's model (`plan_classifier`) is
+/// the built-in classifier's iteration: parameters in the CPU model's order, ANODE zeros,
+/// the training solver's grid and Adam's settings.
+#[test]
+fn the_plan_of_a_gpu_run_is_the_built_in_classifiers_iteration() {
+    use odeflow::cuda::{plan_classifier, ClassifierSetup};
+    use odeflow::models::{ClassifierSpec, FieldSpec};
+    let field = FieldSpec::Mlp {
+        hidden: vec![12, 9],
+        activation: "tanh".into(),
+    };
+    let spec = ClassifierSpec {
+        field: field.clone(),
+        augment: 2,
+        threads: 1,
+    };
+    let m = Method::from_name("midpoint").expect("method");
+    let opts = SolveOptions::steps(0.0, 1.0, 3);
+    let (input, classes, rows) = (4, 3, 5);
+    let mut cpu = spec
+        .build::<f64>(
+            &[input],
+            classes,
+            m.clone(),
+            GradientMethod::Backprop,
+            opts.clone(),
+            9,
+        )
+        .expect("model");
+    let adam = OptimizerConfig::adam(1e-2);
+    let setup = ClassifierSetup {
+        field: &field,
+        input,
+        augment: 2,
+        classes,
+        rows,
+        method: &m,
+        opts: &opts,
+        grad: GradientMethod::Backprop,
+        optimizer: &adam,
+    };
+    let (plan, hyper) = plan_classifier(&setup).expect("planned");
+    assert_eq!(plan.num_params(), cpu.num_params());
+    assert_eq!(plan.shape.dims, vec![6, 12, 9, 6]);
+    assert_eq!((hyper.beta1, hyper.beta2), (0.9, 0.999));
+    replay(
+        &mut cpu,
+        &plan,
+        &m,
+        &opts,
+        input,
+        classes,
+        "midpoint",
+        &[6, 12, 9, 6],
+    );
+
+    // What the device plan does not cover is refused by name.
+    let refuse = |s: &ClassifierSetup<'_>, want: &str| {
+        let e = plan_classifier(s).expect_err("refused").to_string();
+        assert!(e.contains(want) && e.contains("not yet on cuda"), "{e}");
+    };
+    let conv = FieldSpec::Odenet { channels: 4 };
+    refuse(
+        &ClassifierSetup {
+            field: &conv,
+            ..setup.clone()
+        },
+        "convolutional",
+    );
+    let silu = FieldSpec::Mlp {
+        hidden: vec![4],
+        activation: "silu".into(),
+    };
+    refuse(
+        &ClassifierSetup {
+            field: &silu,
+            ..setup.clone()
+        },
+        "silu",
+    );
+    refuse(
+        &ClassifierSetup {
+            grad: GradientMethod::from_name("adjoint").expect("adjoint"),
+            ..setup.clone()
+        },
+        "adjoint",
+    );
+    let dopri = Method::from_name("dopri5").expect("method");
+    let adaptive = SolveOptions::adaptive(0.0, 1.0, 1e-3, 1e-3);
+    refuse(
+        &ClassifierSetup {
+            method: &dopri,
+            opts: &adaptive,
+            ..setup.clone()
+        },
+        "adaptive",
+    );
+    let sgd = OptimizerConfig::sgd(0.1, 0.9, 0.0);
+    refuse(
+        &ClassifierSetup {
+            optimizer: &sgd,
+            ..setup
+        },
+        "SGD",
+    );
 }

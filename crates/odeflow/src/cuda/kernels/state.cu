@@ -73,3 +73,17 @@ extern "C" __global__ void first_non_finite_f32(long long n, const float* x,
         }
     }
 }
+
+// *first = min(*first, step) when x holds a NaN or an infinity: the deferred finiteness watch
+// of a fixed-step solve, launched once per step with no host synchronisation and read once at
+// the end. *first starts at ~0ull ("no step").
+extern "C" __global__ void mark_non_finite_step_f32(long long n, const float* x,
+                                                    unsigned long long step,
+                                                    unsigned long long* first) {
+    ODEFLOW_GRID_STRIDE(i, n) {
+        if (!isfinite(x[i])) {
+            atomicMin(first, step);
+            return;
+        }
+    }
+}

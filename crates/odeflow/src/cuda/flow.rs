@@ -1,0 +1,104 @@
+//! Evaluating a built-in classifier with its ODE block on the GPU: [`CudaFlowModel`] is a
+//! [`FlowModel`], so the evaluation grid and Ott et al.'s validity check
+//! ([`crate::runs::check_classifier`]) run unchanged with every solver — fixed-step,
+//! adaptive or implicit — through the generic solve loop on [`CudaBatch`] states. The
+//! ANODE zeros are appended on the host, the state is solved on the device, and the Linear
+//! head is applied on the host to the final state (one copy each way per batch).
+//!
+//! The device computes in f32; models of other scalar types are converted at the copies.
+//! **Not yet run on a GPU.**
+
+use std::sync::Arc;
+
+use super::device::{CudaError, Device};
+use super::mlp::CudaMlp;
+use super::state::CudaBatch;
+use crate::field::{FieldRhs, Parameterized};
+use crate::models::{FieldSpec, FlowModel, NeuralClassifier};
+use crate::nn::{Activation, Network};
+use crate::real::Real;
+use crate::solve::{solve, Method, SaveAt, SolveOptions, Stats};
+use crate::state::Batch;
+
+/// A built-in classifier whose ODE block is solved on the device (see the module docs).
+pub struct CudaFlowModel<T> {
+    dev: Arc<Device>,
+    field: CudaMlp,
+    head: Network<T>,
+    augment: usize,
+}
+
+impl<T: Real> CudaFlowModel<T> {
+    /// The device twin of `model` (built from `field`), with the same parameters; the head
+    /// stays on the host in `T`.
+    pub fn from_cpu(
+        dev: &Arc<Device>,
+        field: &FieldSpec,
+        model: &NeuralClassifier<T>,
+    ) -> Result<Self, CudaError> {
+        let no = |what: String| CudaError::Unsupported(format!("{what} is not yet on cuda"));
+        let FieldSpec::Mlp { hidden, activation } = field else {
+            return Err(no(
+                "evaluating a convolutional field (simple_odenet, odenet)".into(),
+            ));
+        };
+        let act: Activation = activation
+            .parse()
+            .map_err(|_| no(format!("the activation '{activation}'")))?;
+        let d = model.head.in_shape().len();
+        let mut dims = vec![d];
+        dims.extend(hidden);
+        dims.push(d);
+        let p: Vec<f32> = model
+            .field
+            .params()
+            .iter()
+            .map(|v| v.f64() as f32)
+            .collect();
+        let field = CudaMlp::new(dev, &dims, act, &p)?;
+        let head = model.head.clone();
+        Ok(Self {
+            dev: dev.clone(),
+            field,
+            head,
+            augment: model.augment(),
+        })
+    }
+}
+
+impl<T: Real> FlowModel<T> for CudaFlowModel<T> {
+    fn outputs(
+        &mut self,
+        x: &Batch<T>,
+        method: &Method,
+        opts: &SolveOptions,
+    ) -> Result<(Batch<T>, Stats), String> {
+        let (rows, c) = (x.rows(), x.cols());
+        let d = c + self.augment;
+        let mut z0 = Batch::<f32>::zeros(rows, d);
+        for (dst, src) in z0
+            .as_mut_slice()
+            .chunks_exact_mut(d.max(1))
+            .zip(x.as_slice().chunks_exact(c.max(1)))
+        {
+            for (a, b) in dst.iter_mut().zip(src) {
+                *a = b.f64() as f32;
+            }
+        }
+        let on_gpu = |e: CudaError| format!("on the GPU: {e}");
+        let y0 = CudaBatch::from_host(&self.dev, &z0).map_err(on_gpu)?;
+        let o = SolveOptions {
+            save: SaveAt::Final,
+            ..opts.clone()
+        };
+        let sol = solve(method, &mut FieldRhs(&mut self.field), &y0, &o);
+        self.dev.check().map_err(on_gpu)?;
+        let sol = sol.map_err(|e| e.to_string())?;
+        let y = sol.y_final.to_host().map_err(on_gpu)?.cast::<T>();
+        let mut logits = Batch::zeros(0, 0);
+        self.head
+            .forward(o.t1, &y, &mut logits)
+            .map_err(|e| e.to_string())?;
+        Ok((logits, sol.stats))
+    }
+}

@@ -1,0 +1,297 @@
+//! Training a built-in MLP classifier on the GPU: [`CudaClassifier`] is a [`Trainable`]
+//! whose whole iteration — forward solve, head, cross-entropy, backprop through the steps
+//! and Adam — is one [`ClassifierStep`] (captured once as a CUDA graph and replayed), and
+//! whose [`FusedStep`] hands parameters and Adam's state between the trainer and the device.
+//! So `odeflow train --device cuda` keeps the CPU's run folder, metrics log and checkpoints,
+//! and a run moves between devices: trained on the GPU, checked on the CPU, resumed on either.
+//!
+//! Supported (else one [`CudaError::Unsupported`] naming what is not): an MLP field with
+//! tanh or ReLU (`FieldSpec::Mlp`), ANODE zeros, the Linear head, no encoder; an explicit
+//! Runge–Kutta method on a fixed grid; the `backprop` gradient; Adam; f32. **Not yet run on
+//! a GPU.**
+
+use std::sync::Arc;
+
+use super::device::{CudaError, Device};
+use super::plan::act_code;
+use super::train_graph::ClassifierStep;
+use super::train_plan::{AdamHyper, ClassifierShape, TrainPlan};
+use crate::analysis::solver_dependence::{stepping_metric, AdaptationHook};
+use crate::error::ArgError;
+use crate::grad::GradientMethod;
+use crate::models::{ClassBatch, FieldSpec};
+use crate::nn::Activation;
+use crate::real::Real;
+use crate::solve::{fixed_grid, Method, SolveOptions, Stepping};
+use crate::train::{
+    FusedStep, OptimizerConfig, OptimizerState, StepMetrics, TrainError, TrainHook, Trainable,
+};
+
+/// What [`CudaClassifier::new`] needs to know of the CPU classifier it mirrors.
+#[derive(Debug, Clone)]
+pub struct ClassifierSetup<'a> {
+    /// The ODE block's field.
+    pub field: &'a FieldSpec,
+    /// Features per sample (the data's).
+    pub input: usize,
+    /// ANODE zeros appended to each sample.
+    pub augment: usize,
+    /// Classes.
+    pub classes: usize,
+    /// Samples per training batch.
+    pub rows: usize,
+    /// The training solver's method.
+    pub method: &'a Method,
+    /// Its options (interval and a fixed stepping).
+    pub opts: &'a SolveOptions,
+    /// The gradient method.
+    pub grad: GradientMethod,
+    /// The optimizer.
+    pub optimizer: &'a OptimizerConfig,
+}
+
+/// Checks that the device plan covers `s` and plans one iteration.
+pub fn plan_classifier(s: &ClassifierSetup<'_>) -> Result<(TrainPlan, AdamHyper), CudaError> {
+    let no = |what: String| CudaError::Unsupported(format!("{what} is not yet on cuda"));
+    let (hidden, act) = match s.field {
+        FieldSpec::Mlp { hidden, activation } => {
+            let a: Activation = activation
+                .parse()
+                .map_err(|_| no(format!("the activation '{activation}'")))?;
+            let code = act_code(Some(a))
+                .ok_or_else(|| no(format!("the activation '{activation}' (tanh and relu are)")))?;
+            (hidden.clone(), code)
+        }
+        FieldSpec::SimpleOdenet { .. } | FieldSpec::Odenet { .. } => return Err(no(
+            "training a convolutional field (simple_odenet, odenet) through the captured iteration"
+                .into(),
+        )),
+    };
+    if s.grad != GradientMethod::Backprop {
+        return Err(no(format!(
+            "training with the {} gradient (backprop is)",
+            s.grad.name()
+        )));
+    }
+    let tab = s.method.tableau().ok_or_else(|| {
+        no(format!(
+            "training with {} (explicit Runge–Kutta methods with fixed steps are)",
+            s.method.name()
+        ))
+    })?;
+    if matches!(s.opts.stepping, Stepping::Adaptive(_)) {
+        return Err(no("training with adaptive steps".into()));
+    }
+    let OptimizerConfig::Adam {
+        beta1,
+        beta2,
+        eps,
+        weight_decay,
+        ..
+    } = *s.optimizer
+    else {
+        return Err(no("training with SGD (Adam is)".into()));
+    };
+    let grid = fixed_grid(s.opts).map_err(|e| CudaError::Unsupported(e.to_string()))?;
+    let d = s.input + s.augment;
+    let mut dims = vec![d];
+    dims.extend(&hidden);
+    dims.push(d);
+    let shape = ClassifierShape {
+        dims,
+        act,
+        input: s.input,
+        classes: s.classes,
+        rows: s.rows,
+    };
+    let hyper = AdamHyper {
+        beta1,
+        beta2,
+        eps: eps as f32,
+        weight_decay: weight_decay as f32,
+    };
+    Ok((TrainPlan::new(shape, tab, &grid), hyper))
+}
+
+/// A built-in MLP classifier trained on the device (see the module docs).
+pub struct CudaClassifier {
+    step: ClassifierStep,
+    /// The parameters as last handed over (`read_params` / `write_params`).
+    host: Vec<f32>,
+    stages: usize,
+    steps: usize,
+}
+
+impl CudaClassifier {
+    /// Plans `setup` ([`plan_classifier`]), allocates it on `dev` with the CPU model's
+    /// parameters `params` (`[field | head]`) and captures the iteration as a CUDA graph.
+    pub fn new(
+        dev: &Arc<Device>,
+        setup: &ClassifierSetup<'_>,
+        params: &[f32],
+    ) -> Result<Self, CudaError> {
+        let (plan, hyper) = plan_classifier(setup)?;
+        let stages = setup.method.tableau().map_or(1, |t| t.stages());
+        let steps = plan.num_steps();
+        let mut step = ClassifierStep::new(dev, plan, params, hyper)?;
+        step.capture()?;
+        Ok(Self {
+            step,
+            host: params.to_vec(),
+            stages,
+            steps,
+        })
+    }
+}
+
+fn cuda_err(iteration: u64, e: CudaError) -> TrainError {
+    TrainError::solver(iteration, format!("on the GPU: {e}"))
+}
+
+impl<T: Real> Trainable<T> for CudaClassifier {
+    type Batch = ClassBatch<T>;
+
+    fn num_params(&self) -> usize {
+        self.host.len()
+    }
+
+    fn read_params(&self, out: &mut [T]) {
+        for (o, p) in out.iter_mut().zip(&self.host) {
+            *o = T::of(f64::from(*p));
+        }
+    }
+
+    fn write_params(&mut self, src: &[T]) {
+        for (h, s) in self.host.iter_mut().zip(src) {
+            *h = s.f64() as f32;
+        }
+    }
+
+    fn loss_and_grad(
+        &mut self,
+        _batch: &Self::Batch,
+        _grad: &mut [T],
+        iteration: u64,
+    ) -> Result<StepMetrics, TrainError> {
+        Err(TrainError::solver(
+            iteration,
+            "the GPU classifier takes whole iterations (FusedStep), not gradients",
+        ))
+    }
+
+    fn fused(&mut self) -> Option<&mut dyn FusedStep<T, Self::Batch>> {
+        Some(self)
+    }
+}
+
+impl<T: Real> FusedStep<T, ClassBatch<T>> for CudaClassifier {
+    fn load(&mut self, params: &[T], opt: &OptimizerState) -> Result<(), TrainError> {
+        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let p: Vec<f32> = params.iter().map(|x| x.f64() as f32).collect();
+        let n = p.len();
+        // A fresh optimizer's moments are zero.
+        let (m, v) = if opt.m.is_empty() {
+            (vec![0.0; n], vec![0.0; n])
+        } else {
+            (f(&opt.m), f(&opt.v))
+        };
+        self.step
+            .load_state(&p, &m, &v, opt.t)
+            .map_err(|e| cuda_err(opt.t, e))?;
+        self.host = p;
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        batch: &ClassBatch<T>,
+        lr: f64,
+        iteration: u64,
+    ) -> Result<StepMetrics, TrainError> {
+        let x = batch.x.cast::<f32>();
+        let out = self
+            .step
+            .iteration(&x, &batch.labels, lr)
+            .map_err(|e| cuda_err(iteration + 1, e))?;
+        if let Some((n, i)) = out.non_finite {
+            return Err(TrainError::solver(
+                iteration + 1,
+                format!(
+                    "the forward solve on the GPU gave a non-finite state at step {n} (component {i})"
+                ),
+            ));
+        }
+        let evals = self.stages * self.steps;
+        Ok(StepMetrics {
+            loss: out.loss,
+            accuracy: Some(out.accuracy),
+            nfe_forward: evals,
+            nfe_backward: evals,
+            ..Default::default()
+        })
+    }
+
+    fn store(&mut self, params: &mut [T], opt: &mut OptimizerState) -> Result<(), TrainError> {
+        let (p, m, v, t) = self.step.state_to_host().map_err(|e| cuda_err(0, e))?;
+        for (o, x) in params.iter_mut().zip(&p) {
+            *o = T::of(f64::from(*x));
+        }
+        let f = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+        *opt = OptimizerState {
+            t,
+            m: f(&m),
+            v: f(&v),
+        };
+        self.host = p;
+        Ok(())
+    }
+}
+
+/// The training hook of a GPU run: logs the step size (`h`) like the CPU's log-only
+/// [`AdaptationHook`], with the same checkpoint state, so a checkpoint written on one device
+/// resumes on the other. A checkpoint of a run that adapts its step is refused (adaptation
+/// is not yet on cuda).
+pub struct SteppingLog {
+    name: &'static str,
+    value: f64,
+}
+
+impl SteppingLog {
+    /// The hook for the training solver's options `opts`.
+    pub fn new(opts: &SolveOptions) -> Self {
+        let (name, value) = stepping_metric(&opts.stepping, opts.t0, opts.t1);
+        Self { name, value }
+    }
+}
+
+impl<T: Real> TrainHook<T, CudaClassifier> for SteppingLog {
+    fn after_backward(
+        &mut self,
+        _iteration: u64,
+        _model: &mut CudaClassifier,
+        _batch: &ClassBatch<T>,
+        metrics: &mut StepMetrics,
+    ) -> Result<(), TrainError> {
+        metrics.extra.insert(self.name.into(), self.value);
+        Ok(())
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::to_value(AdaptationHook::log_only()).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn restore(
+        &mut self,
+        state: &serde_json::Value,
+        _model: &mut CudaClassifier,
+    ) -> Result<(), TrainError> {
+        if state.get("adapter").is_some_and(|a| !a.is_null()) {
+            return Err(TrainError::Arg(ArgError::invalid(
+                "checkpoint",
+                "an adapting run",
+                "step-size adaptation is not yet on cuda; resume this run on the CPU",
+            )));
+        }
+        Ok(())
+    }
+}
