@@ -24,6 +24,7 @@
 mod agreement;
 mod classifier_agreement;
 mod conv;
+mod conv_agreement;
 pub mod conv_plan;
 mod device;
 mod mlp;
@@ -36,6 +37,7 @@ mod workload;
 pub use agreement::{pendulum_agreement, Agreement};
 pub use classifier_agreement::{classifier_agreement, ClassifierAgreement};
 pub use conv::{CudaConvField, CudaConvTape};
+pub use conv_agreement::{conv_agreement, ConvAgreement, ConvModel};
 pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_SOURCES};
 pub use mlp::{CudaMlp, CudaTape};
 pub use state::CudaBatch;
