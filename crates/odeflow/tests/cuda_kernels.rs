@@ -10,8 +10,11 @@
 //! * opening a device on a machine without a driver is one error, not a panic.
 //!
 //! The kernels of a classifier's training iteration (cross-entropy, the graph-safe Adam,
-//! padding) are tested in `cuda_kernels/train.rs`.
+//! padding) are tested in `cuda_kernels/train.rs`, those of the convolutional fields (im2col,
+//! col2im, NCHW bias and its gradient, the layout swap) in `cuda_kernels/conv.rs`.
 
+#[path = "cuda_kernels/conv.rs"]
+mod conv;
 #[path = "cuda_kernels/train.rs"]
 mod train;
 

@@ -61,9 +61,10 @@ impl CudaError {
 }
 
 /// The kernel sources, by file name.
-pub const KERNEL_SOURCES: [(&str, &str); 2] = [
+pub const KERNEL_SOURCES: [(&str, &str); 3] = [
     ("state.cu", include_str!("kernels/state.cu")),
     ("nn.cu", include_str!("kernels/nn.cu")),
+    ("conv.cu", include_str!("kernels/conv.cu")),
 ];
 
 /// The kernels of `state.cu`.
@@ -90,6 +91,16 @@ pub(crate) struct NnKernels {
     pub fill_u64: CudaFunction,
 }
 
+/// The kernels of `conv.cu` (the convolutional fields; ReLU' is `nn.cu`'s `act_grad`).
+pub(crate) struct ConvKernels {
+    pub im2col: CudaFunction,
+    pub col2im: CudaFunction,
+    pub bias_act: CudaFunction,
+    pub partial_sums: CudaFunction,
+    pub add_sums: CudaFunction,
+    pub swap_outer: CudaFunction,
+}
+
 /// One GPU: context, stream, kernels, cuBLAS, and the first recorded error.
 pub struct Device {
     ctx: Arc<CudaContext>,
@@ -98,6 +109,7 @@ pub struct Device {
     arch: String,
     pub(crate) state: StateKernels,
     pub(crate) nn: NnKernels,
+    pub(crate) conv: ConvKernels,
     pub(crate) blas: CudaBlas,
     error: Mutex<Option<CudaError>>,
 }
@@ -242,9 +254,10 @@ impl Device {
         let stream = ctx
             .new_stream()
             .map_err(|e| CudaError::call("stream creation", e))?;
-        let [(sn, ss), (nn, ns)] = KERNEL_SOURCES;
+        let [(sn, ss), (nn, ns), (cn, cs)] = KERNEL_SOURCES;
         let sm = load(&ctx, sn, ss, &arch)?;
         let nm = load(&ctx, nn, ns, &arch)?;
+        let cm = load(&ctx, cn, cs, &arch)?;
         let state = StateKernels {
             lincomb: function(&sm, "lincomb_f32")?,
             scale: function(&sm, "scale_f32")?,
@@ -265,6 +278,14 @@ impl Device {
             pad_cols: function(&nm, "pad_cols_f32")?,
             fill_u64: function(&nm, "fill_u64")?,
         };
+        let conv = ConvKernels {
+            im2col: function(&cm, "im2col_f32")?,
+            col2im: function(&cm, "col2im_f32")?,
+            bias_act: function(&cm, "bias_act_nchw_f32")?,
+            partial_sums: function(&cm, "channel_partial_sums_f32")?,
+            add_sums: function(&cm, "add_channel_sums_f32")?,
+            swap_outer: function(&cm, "swap_outer_f32")?,
+        };
         let blas = CudaBlas::new(stream.clone()).map_err(|e| CudaError::call("cuBLAS init", e))?;
         Ok(Arc::new(Self {
             ctx,
@@ -273,6 +294,7 @@ impl Device {
             arch,
             state,
             nn,
+            conv,
             blas,
             error: Mutex::new(None),
         }))
@@ -327,9 +349,9 @@ impl Device {
     /// # Safety
     /// The buffers at `a`, `b` and `c` must hold the matrices `g`'s shapes and leading
     /// dimensions describe (the launch plans guarantee it; tests/cuda_plan*.rs).
-    pub(crate) unsafe fn sgemm(
+    pub(crate) unsafe fn sgemm<B>(
         &self,
-        g: &Gemm,
+        g: &Gemm<B>,
         a: u64,
         b: u64,
         c: u64,

@@ -1,7 +1,8 @@
 //! The GPU path on [cudarc] (feature `cuda`): the solver core's [`crate::State`] on device
 //! buffers ([`CudaBatch`], f32) and the MLP field with exact VJPs on the device
-//! ([`CudaMlp`]), so that the generic solvers and gradient methods run unchanged on an
-//! NVIDIA GPU.
+//! ([`CudaMlp`]) and Ott et al.'s convolutional fields `simple_odenet` and `odenet`
+//! ([`CudaConvField`], im2col + cuBLAS SGEMM, launch plan [`conv_plan`]), so that the generic
+//! solvers and gradient methods run unchanged on an NVIDIA GPU.
 //!
 //! Nothing CUDA is needed to build: the driver (`libcuda`), NVRTC and cuBLAS are opened at
 //! run time ([`Device::open`]); without them the call returns one [`CudaError`] naming the
@@ -14,13 +15,17 @@
 //! cross-entropy, backprop through the steps, Adam) is one [`train_plan::TrainPlan`], issued
 //! by [`ClassifierStep`] eagerly or captured once into a CUDA graph (not yet run on a GPU).
 //!
-//! What the device computes is decided by launch plans ([`plan`], [`train_plan`]) that are
-//! unit-tested on the CPU; the kernels' arithmetic is tested on the CPU by compiling the same
-//! sources as host C++ (`kernels/host_shim.h`, `tests/cuda_kernels.rs`), and the sources are
-//! compiled by NVRTC in CI. See the README's GPU section for what has and has not run on a GPU.
+//! What the device computes is decided by launch plans ([`plan`], [`train_plan`],
+//! [`conv_plan`]) that are unit-tested on the CPU; the kernels' arithmetic is tested on the
+//! CPU by compiling the same sources as host C++ (`kernels/host_shim.h`,
+//! `tests/cuda_kernels.rs`), and the sources are compiled by NVRTC in CI. See the README's
+//! GPU section for what has and has not run on a GPU.
 
 mod agreement;
 mod classifier_agreement;
+mod conv;
+mod conv_agreement;
+pub mod conv_plan;
 mod device;
 mod flow;
 mod mlp;
@@ -34,6 +39,8 @@ mod workload;
 
 pub use agreement::{pendulum_agreement, Agreement};
 pub use classifier_agreement::{classifier_agreement, ClassifierAgreement};
+pub use conv::{CudaConvField, CudaConvTape};
+pub use conv_agreement::{conv_agreement, ConvAgreement, ConvModel};
 pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_SOURCES};
 pub use flow::CudaFlowModel;
 pub use mlp::{CudaMlp, CudaTape};

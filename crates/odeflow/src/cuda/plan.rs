@@ -102,9 +102,10 @@ pub enum Mat {
 }
 
 /// One cuBLAS `sgemm` in column-major terms: `C ← op(A) op(B) + β C` with `α = 1`,
-/// `op(A)` `m × k`, `op(B)` `k × n`.
+/// `op(A)` `m × k`, `op(B)` `k × n`. The operands are named by the plan's buffer type `B`
+/// ([`Mat`] for the MLP, [`super::conv_plan::ConvBuf`] for the convolutional fields).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Gemm {
+pub struct Gemm<B = Mat> {
     /// `op(A) = Aᵀ`.
     pub transa: bool,
     /// `op(B) = Bᵀ`.
@@ -116,15 +117,15 @@ pub struct Gemm {
     /// Inner dimension.
     pub k: usize,
     /// `A` and its leading dimension.
-    pub a: Mat,
+    pub a: B,
     /// Leading dimension of `A`.
     pub lda: usize,
     /// `B`.
-    pub b: Mat,
+    pub b: B,
     /// Leading dimension of `B`.
     pub ldb: usize,
     /// `C`.
-    pub c: Mat,
+    pub c: B,
     /// Leading dimension of `C`.
     pub ldc: usize,
     /// `β = 1` (accumulate) or `β = 0` (overwrite).

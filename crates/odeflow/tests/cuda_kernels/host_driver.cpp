@@ -3,6 +3,7 @@
 #include "host_shim.h"
 #include "state.cu"
 #include "nn.cu"
+#include "conv.cu"
 
 extern "C" {
 
@@ -90,5 +91,55 @@ void host_pad_cols(long long rows, int cols, int extra, const float* src, float*
 void host_fill_u64(long long n, unsigned long long* x, unsigned long long value, int grid,
                    int block) {
     ODEFLOW_LAUNCH(fill_u64, grid, block, n, x, value);
+}
+
+// The convolution kernels (conv.cu). ConvShape travels as its 14 fields (odeflow's
+// #[repr(C)] ConvShape has the same layout, but a plain array keeps the FFI obvious).
+static ConvShape conv_shape(const long long* st, const int* g) {
+    ConvShape s{};
+    s.sn = st[0];
+    s.sc = st[1];
+    s.n = g[0];
+    s.c = g[1];
+    s.h = g[2];
+    s.w = g[3];
+    s.kh = g[4];
+    s.kw = g[5];
+    s.sh = g[6];
+    s.sw = g[7];
+    s.ph = g[8];
+    s.pw = g[9];
+    s.ho = g[10];
+    s.wo = g[11];
+    return s;
+}
+
+void host_im2col(const long long* st, const int* g, const float* x, float* col, int grid,
+                 int block) {
+    ConvShape s = conv_shape(st, g);
+    ODEFLOW_LAUNCH(im2col_f32, grid, block, s, x, col);
+}
+
+void host_col2im(const long long* st, const int* g, const float* col, float* x, int accumulate,
+                 int grid, int block) {
+    ConvShape s = conv_shape(st, g);
+    ODEFLOW_LAUNCH(col2im_f32, grid, block, s, col, x, accumulate);
+}
+
+void host_bias_act_nchw(long long n, int c, long long p, float* y, const float* b, int act,
+                        int grid, int block) {
+    ODEFLOW_LAUNCH(bias_act_nchw_f32, grid, block, n, c, p, y, b, act);
+}
+
+// channel_partial_sums_f32 then add_channel_sums_f32, as the plan launches them.
+void host_bias_grad(long long n, int c, long long p, int chunks, const float* g, double* partial,
+                    float* gb, int grid, int block) {
+    ODEFLOW_LAUNCH(channel_partial_sums_f32, grid, block, n, c, p, chunks, g, partial);
+    ODEFLOW_LAUNCH(add_channel_sums_f32, grid, block, c, chunks, partial, gb);
+}
+
+void host_swap_outer(long long a, long long b, long long p, const float* src, float* dst,
+                     int grid, int block) {
+    ODEFLOW_LAUNCH(swap_outer_f32, grid, block, a, b, p, src, dst);
 }
 }

@@ -13,6 +13,10 @@
 #define ODEFLOW_INF __int_as_float(0x7f800000)
 #define ODEFLOW_NAN __int_as_float(0x7fc00000)
 
+// BEGIN ODEFLOW ACTIVATIONS (same text in nn.cu and conv.cu; tests/cuda_plan.rs checks)
+#ifndef ODEFLOW_ACTIVATIONS
+#define ODEFLOW_ACTIVATIONS
+
 // Activation codes (odeflow::cuda::plan::Act).
 #define ODEFLOW_ACT_IDENTITY 0
 #define ODEFLOW_ACT_TANH 1
@@ -34,6 +38,9 @@ __device__ inline float odeflow_act_grad(int act, float a) {
         default: return 1.0f;
     }
 }
+
+#endif
+// END ODEFLOW ACTIVATIONS
 
 // y[r, c] = σ(y[r, c] + b[c]) for a row-major rows × cols batch (the GEMM's output Y = X Wᵀ).
 extern "C" __global__ void bias_act_f32(long long rows, int cols, float* y, const float* b,
