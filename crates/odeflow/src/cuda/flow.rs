@@ -1,4 +1,6 @@
-//! Evaluating a built-in classifier with its ODE block on the GPU: [`CudaFlowModel`] is a
+//! Evaluating a built-in classifier with its ODE block on the GPU — the MLP field
+//! ([`super::CudaMlp`]) or Ott et al.'s `simple_odenet` / `odenet` ([`super::CudaConvField`]):
+//! [`CudaFlowModel`] is a
 //! [`FlowModel`], so the evaluation grid and Ott et al.'s validity check
 //! ([`crate::runs::check_classifier`]) run unchanged with every solver — fixed-step,
 //! adaptive or implicit — through the generic solve loop on [`CudaBatch`] states. The
@@ -11,11 +13,11 @@
 use std::sync::Arc;
 
 use super::device::{CudaError, Device};
-use super::mlp::CudaMlp;
+use super::eager::BuiltField;
 use super::state::CudaBatch;
 use crate::field::{FieldRhs, Parameterized};
 use crate::models::{FieldSpec, FlowModel, NeuralClassifier};
-use crate::nn::{Activation, Network};
+use crate::nn::Network;
 use crate::real::Real;
 use crate::solve::{solve, Method, SaveAt, SolveOptions, Stats};
 use crate::state::Batch;
@@ -23,7 +25,7 @@ use crate::state::Batch;
 /// A built-in classifier whose ODE block is solved on the device (see the module docs).
 pub struct CudaFlowModel<T> {
     dev: Arc<Device>,
-    field: CudaMlp,
+    field: BuiltField,
     head: Network<T>,
     augment: usize,
 }
@@ -36,26 +38,13 @@ impl<T: Real> CudaFlowModel<T> {
         field: &FieldSpec,
         model: &NeuralClassifier<T>,
     ) -> Result<Self, CudaError> {
-        let no = |what: String| CudaError::Unsupported(format!("{what} is not yet on cuda"));
-        let FieldSpec::Mlp { hidden, activation } = field else {
-            return Err(no(
-                "evaluating a convolutional field (simple_odenet, odenet)".into(),
-            ));
-        };
-        let act: Activation = activation
-            .parse()
-            .map_err(|_| no(format!("the activation '{activation}'")))?;
-        let d = model.head.in_shape().len();
-        let mut dims = vec![d];
-        dims.extend(hidden);
-        dims.push(d);
         let p: Vec<f32> = model
             .field
             .params()
             .iter()
             .map(|v| v.f64() as f32)
             .collect();
-        let field = CudaMlp::new(dev, &dims, act, &p)?;
+        let field = BuiltField::new(dev, field, model.head.in_shape(), &p)?;
         let head = model.head.clone();
         Ok(Self {
             dev: dev.clone(),
@@ -91,7 +80,10 @@ impl<T: Real> FlowModel<T> for CudaFlowModel<T> {
             save: SaveAt::Final,
             ..opts.clone()
         };
-        let sol = solve(method, &mut FieldRhs(&mut self.field), &y0, &o);
+        let sol = match &mut self.field {
+            BuiltField::Mlp(f) => solve(method, &mut FieldRhs(f), &y0, &o),
+            BuiltField::Conv(f) => solve(method, &mut FieldRhs(f), &y0, &o),
+        };
         self.dev.check().map_err(on_gpu)?;
         let sol = sol.map_err(|e| e.to_string())?;
         let y = sol.y_final.to_host().map_err(on_gpu)?.cast::<T>();

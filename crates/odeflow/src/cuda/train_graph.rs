@@ -40,6 +40,19 @@ pub struct StepOutcome {
     pub non_finite: Option<(usize, usize)>,
 }
 
+/// The parameters and Adam's state of a [`ClassifierStep`], copied to the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostState {
+    /// The parameters `[field | head]`.
+    pub params: Vec<f32>,
+    /// Adam's first moment.
+    pub m: Vec<f32>,
+    /// Adam's second moment.
+    pub v: Vec<f32>,
+    /// Adam's step count.
+    pub t: u64,
+}
+
 /// The buffers and (once captured) the graph of one classifier training iteration.
 pub struct ClassifierStep {
     dev: Arc<Device>,
@@ -443,18 +456,18 @@ impl ClassifierStep {
     }
 
     /// The parameters, Adam's moments and its step count copied to the host.
-    pub fn state_to_host(&self) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, u64), CudaError> {
+    pub fn state_to_host(&self) -> Result<HostState, CudaError> {
         let t = self
             .dev
             .stream()
             .clone_dtoh(&self.u64s[&Buf::AdamStep])
             .map_err(|e| CudaError::call("device-to-host copy", e))?;
-        Ok((
-            self.read(Buf::Params)?,
-            self.read(Buf::AdamM)?,
-            self.read(Buf::AdamV)?,
-            t.first().copied().unwrap_or(0),
-        ))
+        Ok(HostState {
+            params: self.read(Buf::Params)?,
+            m: self.read(Buf::AdamM)?,
+            v: self.read(Buf::AdamV)?,
+            t: t.first().copied().unwrap_or(0),
+        })
     }
 
     /// The last iteration's parameter gradient copied to the host.

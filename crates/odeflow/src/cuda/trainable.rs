@@ -232,17 +232,17 @@ impl<T: Real> FusedStep<T, ClassBatch<T>> for CudaClassifier {
     }
 
     fn store(&mut self, params: &mut [T], opt: &mut OptimizerState) -> Result<(), TrainError> {
-        let (p, m, v, t) = self.step.state_to_host().map_err(|e| cuda_err(0, e))?;
-        for (o, x) in params.iter_mut().zip(&p) {
+        let st = self.step.state_to_host().map_err(|e| cuda_err(0, e))?;
+        for (o, x) in params.iter_mut().zip(&st.params) {
             *o = T::of(f64::from(*x));
         }
         let f = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
         *opt = OptimizerState {
-            t,
-            m: f(&m),
-            v: f(&v),
+            t: st.t,
+            m: f(&st.m),
+            v: f(&st.v),
         };
-        self.host = p;
+        self.host = st.params;
         Ok(())
     }
 }
@@ -264,11 +264,11 @@ impl SteppingLog {
     }
 }
 
-impl<T: Real> TrainHook<T, CudaClassifier> for SteppingLog {
+impl<T: Real, M: Trainable<T, Batch = ClassBatch<T>>> TrainHook<T, M> for SteppingLog {
     fn after_backward(
         &mut self,
         _iteration: u64,
-        _model: &mut CudaClassifier,
+        _model: &mut M,
         _batch: &ClassBatch<T>,
         metrics: &mut StepMetrics,
     ) -> Result<(), TrainError> {
@@ -280,11 +280,7 @@ impl<T: Real> TrainHook<T, CudaClassifier> for SteppingLog {
         serde_json::to_value(AdaptationHook::log_only()).unwrap_or(serde_json::Value::Null)
     }
 
-    fn restore(
-        &mut self,
-        state: &serde_json::Value,
-        _model: &mut CudaClassifier,
-    ) -> Result<(), TrainError> {
+    fn restore(&mut self, state: &serde_json::Value, _model: &mut M) -> Result<(), TrainError> {
         if state.get("adapter").is_some_and(|a| !a.is_null()) {
             return Err(TrainError::Arg(ArgError::invalid(
                 "checkpoint",

@@ -46,6 +46,8 @@ pub mod settings;
 pub mod study;
 pub mod sweep;
 pub mod train;
+#[cfg(feature = "cuda")]
+mod train_cuda;
 
 use std::path::Path;
 

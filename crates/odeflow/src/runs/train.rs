@@ -103,12 +103,14 @@ pub fn train_run(
     train_run_on(dir, cfg, observer, &Compute::Cpu)
 }
 
-/// [`train_run`] on `compute`: with [`Compute::Cuda`] (feature `cuda`) the training
-/// iterations run on the GPU as one captured CUDA graph each (see
-/// [`crate::cuda::CudaClassifier`]; f32, MLP fields, explicit fixed-step methods, backprop,
-/// Adam, no step-size adaptation); checkpoints, the metrics log, the final evaluation (on
-/// the CPU) and the files written are the same as on the CPU, so a run trained on one device
-/// resumes and is checked on the other.
+/// [`train_run`] on `compute`. With [`Compute::Cuda`] (feature `cuda`) the training
+/// iterations run on the GPU in f32: as one captured CUDA graph each where the device plan
+/// covers the run ([`crate::cuda::CudaClassifier`]: MLP field, explicit method on a fixed
+/// grid, backprop, Adam), otherwise through the generic gradient solvers on the device
+/// ([`crate::cuda::CudaSolverClassifier`]: every built-in field and solver, all three
+/// gradient methods). Step-size adaptation stays on the CPU. Checkpoints, the metrics log,
+/// the final evaluation (on the CPU) and the files written are the same as on the CPU, so a
+/// run trained on one device resumes and is checked on the other.
 pub fn train_run_on(
     dir: &Path,
     cfg: &RunConfig,
@@ -248,32 +250,16 @@ fn train_typed<T: Real>(
     let iterations = match compute {
         Compute::Cpu => run_trainer(dir, cfg, tcfg, &mut model, &mut source, &mut hook, observer)?,
         #[cfg(feature = "cuda")]
-        Compute::Cuda(dev) => {
-            let mut params = vec![T::zero(); model.num_params()];
-            model.read_params(&mut params);
-            let p32: Vec<f32> = params.iter().map(|v| v.f64() as f32).collect();
-            let rows = cfg.train.batch_size.min(data.train.len());
-            let input: usize = data.sample_shape().iter().product();
-            let opts = model.solver().options().clone();
-            let setup = crate::cuda::ClassifierSetup {
-                field: &spec.field,
-                input,
-                augment: model.augment(),
-                classes: data.classes(),
-                rows,
-                method: &method,
-                opts: &opts,
-                grad: cfg.solver.grad()?,
-                optimizer: &tcfg.optimizer,
-            };
-            let mut gpu = crate::cuda::CudaClassifier::new(dev, &setup, &p32)
-                .map_err(|e| RunError::input(format!("--device cuda: {e}")))?;
-            let mut log = crate::cuda::SteppingLog::new(&opts);
-            let n = run_trainer(dir, cfg, tcfg, &mut gpu, &mut source, &mut log, observer)?;
-            Trainable::<T>::read_params(&gpu, &mut params);
-            model.write_params(&params);
-            n
-        }
+        Compute::Cuda(dev) => super::train_cuda::train_on_cuda(
+            dev,
+            dir,
+            cfg,
+            tcfg,
+            &mut model,
+            &mut source,
+            (&spec.field, &data, &method),
+            observer,
+        )?,
     };
 
     let log = read_log(&dir.join(METRICS_FILE)).map_err(|e| {
@@ -363,7 +349,7 @@ fn train_typed<T: Real>(
 /// The training loop of a run on any [`Trainable`] model (the CPU classifier, or its GPU
 /// twin): new or resumed from the folder's checkpoint, with progress and cancellation through
 /// `observer`. Returns the iterations completed.
-fn run_trainer<T: Real, M: Trainable<T, Batch = ClassBatch<T>>, H: TrainHook<T, M>>(
+pub(super) fn run_trainer<T: Real, M: Trainable<T, Batch = ClassBatch<T>>, H: TrainHook<T, M>>(
     dir: &Path,
     cfg: &RunConfig,
     tcfg: TrainConfig,

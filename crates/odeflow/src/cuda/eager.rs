@@ -1,0 +1,264 @@
+//! Training any built-in classifier with its ODE block on the GPU through the generic
+//! gradient solvers: [`CudaSolverClassifier`] is a [`Trainable`] whose forward solve and
+//! backward pass (backprop, the continuous adjoint or the reversible method; explicit
+//! Runge–Kutta with fixed or adaptive steps, or implicit midpoint) run on [`CudaBatch`]
+//! states with a device field ([`CudaMlp`] or [`CudaConvField`]), unchanged from the CPU
+//! code. The head, the cross-entropy and the optimizer stay on the host, so each iteration
+//! copies the final state and its gradient across (one batch each way) and the parameters
+//! (the trainer's optimizer is the CPU's). This is the path for what the captured iteration
+//! ([`super::CudaClassifier`]: MLP fields, fixed steps, backprop, Adam) does not cover.
+//! **Not yet run on a GPU.**
+
+use std::sync::Arc;
+
+use super::conv::CudaConvField;
+use super::conv_plan::ConvFieldLayout;
+use super::device::{CudaError, Device};
+use super::mlp::CudaMlp;
+use super::state::CudaBatch;
+use crate::field::{Parameterized, VectorField};
+use crate::grad::{DiffSolve, FieldGradSolver, GradientMethod};
+use crate::models::{ClassBatch, FieldSpec};
+use crate::nn::loss::{accuracy, softmax_cross_entropy};
+use crate::nn::{Activation, Network, Shape, Tape};
+use crate::real::Real;
+use crate::solve::{Method, SolveOptions};
+use crate::state::{Batch, State};
+use crate::train::{StepMetrics, TrainError, Trainable};
+
+/// A device field whose parameters are one flat f32 buffer in the CPU network's order.
+pub trait DeviceParams {
+    /// Number of parameters.
+    fn count(&self) -> usize;
+    /// Replaces the parameters.
+    fn upload(&mut self, params: &[f32]) -> Result<(), CudaError>;
+}
+
+impl DeviceParams for CudaMlp {
+    fn count(&self) -> usize {
+        self.num_params()
+    }
+    fn upload(&mut self, params: &[f32]) -> Result<(), CudaError> {
+        self.set_params(params)
+    }
+}
+
+impl DeviceParams for CudaConvField {
+    fn count(&self) -> usize {
+        self.num_params()
+    }
+    fn upload(&mut self, params: &[f32]) -> Result<(), CudaError> {
+        self.set_params(params)
+    }
+}
+
+/// The device twin of a built-in field (`spec`) on states of shape `state`, with the CPU
+/// field's parameters `params`.
+pub enum BuiltField {
+    /// The MLP field.
+    Mlp(CudaMlp),
+    /// `simple_odenet` or `odenet`.
+    Conv(CudaConvField),
+}
+
+impl BuiltField {
+    /// Builds the device field; fails for what the device does not have.
+    pub fn new(
+        dev: &Arc<Device>,
+        spec: &FieldSpec,
+        state: Shape,
+        params: &[f32],
+    ) -> Result<Self, CudaError> {
+        match (spec, state) {
+            (FieldSpec::Mlp { hidden, activation }, _) => {
+                let act: Activation = activation.parse().map_err(|_| {
+                    CudaError::Unsupported(format!("the activation '{activation}'"))
+                })?;
+                let d = state.len();
+                let mut dims = vec![d];
+                dims.extend(hidden);
+                dims.push(d);
+                Ok(Self::Mlp(CudaMlp::new(dev, &dims, act, params)?))
+            }
+            (
+                FieldSpec::SimpleOdenet { channels },
+                Shape::Seq {
+                    channels: c,
+                    length,
+                },
+            ) => {
+                let layout = ConvFieldLayout::new((c, 1, length), *channels, (1, 3), (0, 1), true)
+                    .map_err(CudaError::Unsupported)?;
+                Ok(Self::Conv(CudaConvField::new(dev, layout, params)?))
+            }
+            (
+                FieldSpec::Odenet { channels },
+                Shape::Image {
+                    channels: c,
+                    height,
+                    width,
+                },
+            ) => {
+                let layout = ConvFieldLayout::odenet(c, height, width, *channels)
+                    .map_err(CudaError::Unsupported)?;
+                Ok(Self::Conv(CudaConvField::new(dev, layout, params)?))
+            }
+            (f, s) => Err(CudaError::Unsupported(format!(
+                "the field {f:?} on states of shape {s:?}"
+            ))),
+        }
+    }
+}
+
+/// A built-in classifier trained on the device through the generic gradient solvers (see
+/// the module docs).
+pub struct CudaSolverClassifier<T: Real, F: VectorField<CudaBatch, Grad = CudaBatch>> {
+    dev: Arc<Device>,
+    field: F,
+    solver: FieldGradSolver<CudaBatch, F>,
+    head: Network<T>,
+    tape: Tape<T>,
+    augment: usize,
+    /// The field's parameters as last written (the device holds them too).
+    field_params: Vec<T>,
+    /// A failed parameter upload, reported by the next iteration.
+    pending: Option<CudaError>,
+    logits: Batch<T>,
+    dlogits: Batch<T>,
+    dz1: Batch<T>,
+}
+
+impl<T: Real, F: VectorField<CudaBatch, Grad = CudaBatch> + DeviceParams>
+    CudaSolverClassifier<T, F>
+{
+    /// The classifier with the device field `field` (holding the CPU field's parameters
+    /// `field_params`), the CPU head `head`, `augment` ANODE zeros, trained with `method`,
+    /// `grad` and `opts`.
+    pub fn new(
+        dev: &Arc<Device>,
+        field: F,
+        field_params: Vec<T>,
+        head: Network<T>,
+        augment: usize,
+        (method, grad, opts): (&Method, GradientMethod, SolveOptions),
+    ) -> Result<Self, CudaError> {
+        if field.count() != field_params.len() {
+            return Err(CudaError::Unsupported(format!(
+                "{} field parameters for a device field of {}",
+                field_params.len(),
+                field.count()
+            )));
+        }
+        let solver = FieldGradSolver::new(method, grad, opts)
+            .map_err(|e| CudaError::Unsupported(e.to_string()))?;
+        let tape = head.new_tape();
+        Ok(Self {
+            dev: dev.clone(),
+            field,
+            solver,
+            head,
+            tape,
+            augment,
+            field_params,
+            pending: None,
+            logits: Batch::zeros(0, 0),
+            dlogits: Batch::zeros(0, 0),
+            dz1: Batch::zeros(0, 0),
+        })
+    }
+
+    /// A device error (it explains a solver failure) or the solver's own.
+    fn failed(&self, it: u64, e: impl std::fmt::Display) -> TrainError {
+        match self.dev.check() {
+            Err(d) => TrainError::solver(it, format!("on the GPU: {d}")),
+            Ok(()) => TrainError::solver(it, e),
+        }
+    }
+}
+
+impl<T: Real, F: VectorField<CudaBatch, Grad = CudaBatch> + DeviceParams> Trainable<T>
+    for CudaSolverClassifier<T, F>
+{
+    type Batch = ClassBatch<T>;
+
+    fn num_params(&self) -> usize {
+        self.field_params.len() + self.head.num_params()
+    }
+
+    fn read_params(&self, out: &mut [T]) {
+        let f = self.field_params.len();
+        out[..f].copy_from_slice(&self.field_params);
+        out[f..].copy_from_slice(self.head.params());
+    }
+
+    fn write_params(&mut self, src: &[T]) {
+        let f = self.field_params.len();
+        self.field_params.copy_from_slice(&src[..f]);
+        self.head.params_mut().copy_from_slice(&src[f..]);
+        let p: Vec<f32> = self.field_params.iter().map(|v| v.f64() as f32).collect();
+        if let Err(e) = self.field.upload(&p) {
+            self.pending.get_or_insert(e);
+        }
+    }
+
+    fn loss_and_grad(
+        &mut self,
+        batch: &ClassBatch<T>,
+        grad: &mut [T],
+        it: u64,
+    ) -> Result<StepMetrics, TrainError> {
+        if let Some(e) = self.pending.take() {
+            return Err(TrainError::solver(it, format!("on the GPU: {e}")));
+        }
+        let nn = |e: crate::nn::NnError| TrainError::solver(it, e);
+        let (rows, c) = (batch.x.rows(), batch.x.cols());
+        let d = c + self.augment;
+        let mut z0 = Batch::<f32>::zeros(rows, d);
+        for (dst, src) in z0
+            .as_mut_slice()
+            .chunks_exact_mut(d.max(1))
+            .zip(batch.x.as_slice().chunks_exact(c.max(1)))
+        {
+            for (a, b) in dst.iter_mut().zip(src) {
+                *a = b.f64() as f32;
+            }
+        }
+        let y0 = CudaBatch::from_host(&self.dev, &z0).map_err(|e| self.failed(it, e))?;
+        let t1 = self.solver.options().t1;
+        let z1 = match self.solver.forward(&mut self.field, &y0) {
+            Ok(z1) => z1.to_host(),
+            Err(e) => return Err(self.failed(it, e)),
+        };
+        let z1 = z1.map_err(|e| self.failed(it, e))?.cast::<T>();
+        self.head
+            .forward_taped(t1, &z1, &mut self.logits, &mut self.tape)
+            .map_err(nn)?;
+        self.dlogits.resize(self.logits.rows(), self.logits.cols());
+        let loss =
+            softmax_cross_entropy(&self.logits, &batch.labels, &mut self.dlogits).map_err(nn)?;
+        let acc = accuracy(&self.logits, &batch.labels).map_err(nn)?;
+        let f = self.field_params.len();
+        self.head
+            .backward(&self.tape, &self.dlogits, &mut self.dz1, &mut grad[f..])
+            .map_err(nn)?;
+        let dz1 = CudaBatch::from_host(&self.dev, &self.dz1.cast::<f32>())
+            .map_err(|e| self.failed(it, e))?;
+        let mut g = self.field.zero_grad();
+        if let Err(e) = self.solver.backward(&mut self.field, &dz1, &mut g) {
+            return Err(self.failed(it, e));
+        }
+        let g = g.to_f64_vec();
+        self.dev.check().map_err(|e| self.failed(it, e))?;
+        for (o, v) in grad[..f].iter_mut().zip(&g) {
+            *o = T::of(*v);
+        }
+        let s = self.solver.stats();
+        Ok(StepMetrics {
+            loss,
+            accuracy: Some(acc),
+            nfe_forward: s.forward.nfe,
+            nfe_backward: s.backward_vjp + s.backward_nfe,
+            extra: Default::default(),
+        })
+    }
+}

@@ -1,0 +1,101 @@
+//! The GPU branch of [`super::train_run_on`] (feature `cuda`): the captured iteration when
+//! the device plan covers the run ([`crate::cuda::CudaClassifier`]: MLP field, explicit
+//! method on a fixed grid, backprop, Adam), otherwise the generic gradient solvers on the
+//! device ([`crate::cuda::CudaSolverClassifier`]: every built-in field, solver and gradient
+//! method, head and optimizer on the host). Either way the trainer, its checkpoints and the
+//! metrics log are the CPU's, and the trained parameters come back into the CPU model.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::config::RunConfig;
+use super::data::RunData;
+use super::train::run_trainer;
+use super::{Observer, RunError};
+use crate::cuda::{
+    plan_classifier, BuiltField, ClassifierSetup, CudaClassifier, CudaError, CudaSolverClassifier,
+    Device, SteppingLog,
+};
+use crate::field::Parameterized;
+use crate::models::{DatasetSource, FieldSpec, NeuralClassifier};
+use crate::real::Real;
+use crate::solve::Method;
+use crate::train::{TrainConfig, Trainable};
+
+fn on_gpu(e: CudaError) -> RunError {
+    match e {
+        CudaError::Unsupported(m) => RunError::input(format!("--device cuda: {m}")),
+        other => RunError::runtime(format!("--device cuda: {other}")),
+    }
+}
+
+/// Trains `model` on `dev`; returns the iterations completed (the parameters are written
+/// back into `model`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn train_on_cuda<T: Real>(
+    dev: &Arc<Device>,
+    dir: &Path,
+    cfg: &RunConfig,
+    tcfg: TrainConfig,
+    model: &mut NeuralClassifier<T>,
+    source: &mut DatasetSource<'_, T>,
+    (field, data, method): (&FieldSpec, &RunData<T>, &Method),
+    observer: &dyn Observer,
+) -> Result<u64, RunError> {
+    let mut params = vec![T::zero(); model.num_params()];
+    model.read_params(&mut params);
+    let opts = model.solver().options().clone();
+    let grad = cfg.solver.grad()?;
+    let setup = ClassifierSetup {
+        field,
+        input: data.sample_shape().iter().product(),
+        augment: model.augment(),
+        classes: data.classes(),
+        rows: cfg.train.batch_size.min(data.train.len()),
+        method,
+        opts: &opts,
+        grad: grad.clone(),
+        optimizer: &tcfg.optimizer,
+    };
+    let mut log = SteppingLog::new(&opts);
+    let n = match plan_classifier(&setup) {
+        Ok(_) => {
+            observer.note("GPU: one captured CUDA graph per training iteration");
+            let p32: Vec<f32> = params.iter().map(|v| v.f64() as f32).collect();
+            let mut gpu = CudaClassifier::new(dev, &setup, &p32).map_err(on_gpu)?;
+            let n = run_trainer(dir, cfg, tcfg, &mut gpu, source, &mut log, observer)?;
+            Trainable::<T>::read_params(&gpu, &mut params);
+            n
+        }
+        Err(CudaError::Unsupported(why)) => {
+            observer.note(&format!(
+                "GPU: the generic gradient solvers on the device, head and optimizer on the host ({why}: the captured iteration does not cover this run)"
+            ));
+            let fp: Vec<T> = model.field.params().to_vec();
+            let f32s: Vec<f32> = fp.iter().map(|v| v.f64() as f32).collect();
+            let head = model.head.clone();
+            let solver = (method, grad, opts.clone());
+            match BuiltField::new(dev, field, head.in_shape(), &f32s).map_err(on_gpu)? {
+                BuiltField::Mlp(f) => {
+                    let mut gpu =
+                        CudaSolverClassifier::new(dev, f, fp, head, model.augment(), solver)
+                            .map_err(on_gpu)?;
+                    let n = run_trainer(dir, cfg, tcfg, &mut gpu, source, &mut log, observer)?;
+                    gpu.read_params(&mut params);
+                    n
+                }
+                BuiltField::Conv(f) => {
+                    let mut gpu =
+                        CudaSolverClassifier::new(dev, f, fp, head, model.augment(), solver)
+                            .map_err(on_gpu)?;
+                    let n = run_trainer(dir, cfg, tcfg, &mut gpu, source, &mut log, observer)?;
+                    gpu.read_params(&mut params);
+                    n
+                }
+            }
+        }
+        Err(other) => return Err(on_gpu(other)),
+    };
+    model.write_params(&params);
+    Ok(n)
+}
