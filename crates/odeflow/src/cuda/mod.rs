@@ -10,6 +10,11 @@
 //! architecture (`--gpu-architecture=sm_XX`), so that an NVRTC newer than the driver still
 //! gives loadable code.
 //!
+//! The non-convolutional layers of TinyResNet (Sander et al., NeurIPS 2022) are on the device
+//! too, with exact VJPs: batch normalisation ([`CudaBatchNorm`], train and eval mode),
+//! average pooling ([`CudaAvgPool`]) and the residual combination ([`residual_update`]),
+//! launched in the order of [`norm_plan`].
+//!
 //! A whole fixed-step training iteration of the MLP classifier (forward solve, head,
 //! cross-entropy, backprop through the steps, Adam) is one [`train_plan::TrainPlan`], issued
 //! by [`ClassifierStep`] eagerly or captured once into a CUDA graph (not yet run on a GPU).
@@ -23,6 +28,8 @@ mod agreement;
 mod classifier_agreement;
 mod device;
 mod mlp;
+mod norm;
+pub mod norm_plan;
 pub mod plan;
 mod state;
 mod train_graph;
@@ -33,6 +40,8 @@ pub use agreement::{pendulum_agreement, Agreement};
 pub use classifier_agreement::{classifier_agreement, ClassifierAgreement};
 pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_SOURCES};
 pub use mlp::{CudaMlp, CudaTape};
+pub use norm::{residual_update, BnSaved, CudaAvgPool, CudaBatchNorm};
+pub use norm_plan::{ImageBatch, Layout, PoolShape};
 pub use state::CudaBatch;
 pub use train_graph::{ClassifierStep, StepOutcome};
 pub use workload::PendulumCuda;
