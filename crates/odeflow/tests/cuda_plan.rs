@@ -1,8 +1,11 @@
 //! The launch plans of the GPU path (`odeflow::cuda::plan`, feature `cuda`) executed with
 //! reference CPU arithmetic (column-major GEMM as cuBLAS defines it, the kernels' formulas)
 //! against the CPU layers, in f64. No GPU needed. The plan of a whole classifier training
-//! iteration is tested in `cuda_plan/train.rs`.
+//! iteration is tested in `cuda_plan/train.rs`; those of batch normalisation and average
+//! pooling in `cuda_plan/norm.rs`.
 
+#[path = "cuda_plan/norm.rs"]
+mod norm;
 #[path = "cuda_plan/train.rs"]
 mod train;
 
