@@ -11,10 +11,13 @@
 //!
 //! The kernels of a classifier's training iteration (cross-entropy, the graph-safe Adam,
 //! padding) are tested in `cuda_kernels/train.rs`, those of the convolutional fields (im2col,
-//! col2im, NCHW bias and its gradient, the layout swap) in `cuda_kernels/conv.rs`.
+//! col2im, NCHW bias and its gradient, the layout swap) in `cuda_kernels/conv.rs`, batch
+//! normalisation and average pooling (`kernels/norm.cu`) in `cuda_kernels/norm.rs`.
 
 #[path = "cuda_kernels/conv.rs"]
 mod conv;
+#[path = "cuda_kernels/norm.rs"]
+mod norm;
 #[path = "cuda_kernels/train.rs"]
 mod train;
 
@@ -116,15 +119,22 @@ pub(crate) struct HostKernels {
 }
 
 pub(crate) fn host_kernels() -> Option<HostKernels> {
+    host_library("host_driver.cpp", &[])
+}
+
+/// The driver `tests/cuda_kernels/{driver}` (which includes kernel sources) compiled as host
+/// C++ with the extra compiler flags `extra` into a shared library.
+pub(crate) fn host_library(driver: &str, extra: &[&str]) -> Option<HostKernels> {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("libodeflow_kernels_host.so");
     let status = Command::new(&cxx)
         .args(["-O1", "-std=c++17", "-shared", "-fPIC", "-Wall", "-Werror"])
         .arg("-Wno-unknown-pragmas")
+        .args(extra)
         .arg("-I")
         .arg(manifest().join("src/cuda/kernels"))
-        .arg(manifest().join("tests/cuda_kernels/host_driver.cpp"))
+        .arg(manifest().join("tests/cuda_kernels").join(driver))
         .arg("-o")
         .arg(&out)
         .status();
@@ -136,7 +146,7 @@ pub(crate) fn host_kernels() -> Option<HostKernels> {
         Ok(s) => {
             assert!(
                 s.success(),
-                "the kernels do not compile as host C++ with {cxx}"
+                "the kernels of {driver} do not compile as host C++ with {cxx}"
             );
             // SAFETY: our own library, no initialisers.
             let lib = unsafe { Library::new(&out) }.expect("load the host kernels");

@@ -2,10 +2,13 @@
 //! reference CPU arithmetic (column-major GEMM as cuBLAS defines it, the kernels' formulas)
 //! against the CPU layers, in f64. No GPU needed. The plan of a whole classifier training
 //! iteration is tested in `cuda_plan/train.rs`, the plans of the convolutional fields
-//! (`simple_odenet`, `odenet`) in `cuda_plan/conv.rs`.
+//! (`simple_odenet`, `odenet`) in `cuda_plan/conv.rs`, those of batch normalisation and
+//! average pooling in `cuda_plan/norm.rs`.
 
 #[path = "cuda_plan/conv.rs"]
 mod conv;
+#[path = "cuda_plan/norm.rs"]
+mod norm;
 #[path = "cuda_plan/train.rs"]
 mod train;
 

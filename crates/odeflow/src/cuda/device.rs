@@ -49,9 +49,31 @@ pub enum CudaError {
     /// A model or option the device path does not support yet.
     #[error("not yet on cuda: {0}")]
     Unsupported(String),
+    /// A bad shape, size or option given to a device layer.
+    #[error("invalid {name} {value}: {reason}")]
+    Invalid {
+        /// What the value is (`batch-norm channels`, `input length`, …).
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// What it should be.
+        reason: String,
+    },
 }
 
 impl CudaError {
+    pub(crate) fn invalid(
+        name: &'static str,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::Invalid {
+            name,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
     pub(crate) fn call(what: &'static str, e: impl std::fmt::Display) -> Self {
         Self::Call {
             what,
@@ -61,10 +83,11 @@ impl CudaError {
 }
 
 /// The kernel sources, by file name.
-pub const KERNEL_SOURCES: [(&str, &str); 3] = [
+pub const KERNEL_SOURCES: [(&str, &str); 4] = [
     ("state.cu", include_str!("kernels/state.cu")),
     ("nn.cu", include_str!("kernels/nn.cu")),
     ("conv.cu", include_str!("kernels/conv.cu")),
+    ("norm.cu", include_str!("kernels/norm.cu")),
 ];
 
 /// The kernels of `state.cu`.
@@ -101,6 +124,17 @@ pub(crate) struct ConvKernels {
     pub swap_outer: CudaFunction,
 }
 
+/// The kernels of `norm.cu`.
+pub(crate) struct NormKernels {
+    pub stats: CudaFunction,
+    pub eval_stats: CudaFunction,
+    pub normalize: CudaFunction,
+    pub backward_sums: CudaFunction,
+    pub backward_dx: CudaFunction,
+    pub avgpool_fwd: CudaFunction,
+    pub avgpool_bwd: CudaFunction,
+}
+
 /// One GPU: context, stream, kernels, cuBLAS, and the first recorded error.
 pub struct Device {
     ctx: Arc<CudaContext>,
@@ -110,6 +144,7 @@ pub struct Device {
     pub(crate) state: StateKernels,
     pub(crate) nn: NnKernels,
     pub(crate) conv: ConvKernels,
+    pub(crate) norm: NormKernels,
     pub(crate) blas: CudaBlas,
     error: Mutex<Option<CudaError>>,
 }
@@ -254,10 +289,11 @@ impl Device {
         let stream = ctx
             .new_stream()
             .map_err(|e| CudaError::call("stream creation", e))?;
-        let [(sn, ss), (nn, ns), (cn, cs)] = KERNEL_SOURCES;
+        let [(sn, ss), (nn, ns), (cn, cs), (bn, bs)] = KERNEL_SOURCES;
         let sm = load(&ctx, sn, ss, &arch)?;
         let nm = load(&ctx, nn, ns, &arch)?;
         let cm = load(&ctx, cn, cs, &arch)?;
+        let bm = load(&ctx, bn, bs, &arch)?;
         let state = StateKernels {
             lincomb: function(&sm, "lincomb_f32")?,
             scale: function(&sm, "scale_f32")?,
@@ -286,6 +322,15 @@ impl Device {
             add_sums: function(&cm, "add_channel_sums_f32")?,
             swap_outer: function(&cm, "swap_outer_f32")?,
         };
+        let norm = NormKernels {
+            stats: function(&bm, "bn_stats_f32")?,
+            eval_stats: function(&bm, "bn_eval_stats_f32")?,
+            normalize: function(&bm, "bn_normalize_f32")?,
+            backward_sums: function(&bm, "bn_backward_sums_f32")?,
+            backward_dx: function(&bm, "bn_backward_dx_f32")?,
+            avgpool_fwd: function(&bm, "avgpool_fwd_f32")?,
+            avgpool_bwd: function(&bm, "avgpool_bwd_f32")?,
+        };
         let blas = CudaBlas::new(stream.clone()).map_err(|e| CudaError::call("cuBLAS init", e))?;
         Ok(Arc::new(Self {
             ctx,
@@ -295,6 +340,7 @@ impl Device {
             state,
             nn,
             conv,
+            norm,
             blas,
             error: Mutex::new(None),
         }))

@@ -11,6 +11,11 @@
 //! architecture (`--gpu-architecture=sm_XX`), so that an NVRTC newer than the driver still
 //! gives loadable code.
 //!
+//! The non-convolutional layers of TinyResNet (Sander et al., NeurIPS 2022) are on the device
+//! too, with exact VJPs: batch normalisation ([`CudaBatchNorm`], train and eval mode),
+//! average pooling ([`CudaAvgPool`]) and the residual combination ([`residual_update`]),
+//! launched in the order of [`norm_plan`].
+//!
 //! A whole fixed-step training iteration of the MLP classifier (forward solve, head,
 //! cross-entropy, backprop through the steps, Adam) is one [`train_plan::TrainPlan`], issued
 //! by [`ClassifierStep`] eagerly or captured once into a CUDA graph (not yet run on a GPU).
@@ -30,7 +35,10 @@ mod device;
 mod eager;
 mod flow;
 mod mlp;
+mod norm;
+pub mod norm_plan;
 pub mod plan;
+mod pool;
 mod state;
 mod train_graph;
 pub mod train_plan;
@@ -46,6 +54,9 @@ pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_
 pub use eager::{BuiltField, CudaSolverClassifier, DeviceParams};
 pub use flow::CudaFlowModel;
 pub use mlp::{CudaMlp, CudaTape};
+pub use norm::{BnSaved, CudaBatchNorm};
+pub use norm_plan::{ImageBatch, Layout, PoolShape};
+pub use pool::{residual_update, CudaAvgPool};
 pub use state::CudaBatch;
 pub use train_graph::{ClassifierStep, HostState, StepOutcome};
 pub use trainable::{plan_classifier, ClassifierSetup, CudaClassifier, SteppingLog};

@@ -5,6 +5,13 @@
 // (block, thread) pair sequentially; atomics are plain read-modify-writes. This is exact for
 // kernels that follow the rules in state.cu (no shared memory, no barriers, no warp
 // intrinsics), which the tests enforce by construction.
+//
+// Kernels with block-level cooperation (`__shared__` arrays and `__syncthreads()`, the
+// deterministic reductions of norm.cu) are launched by `ODEFLOW_LAUNCH_BLOCKS`, which runs the
+// blocks one after the other and the threads of a block concurrently, one OS thread each,
+// with a real barrier for `__syncthreads()` and `__shared__` as function-local statics (one
+// copy, shared by the block's threads). A missing barrier is then a data race the tests can
+// observe, and a barrier not reached by every thread hangs, as on a GPU.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -66,4 +73,55 @@ inline unsigned long long atomicMin(unsigned long long* a, unsigned long long v)
                 threadIdx = {t_, 0, 0};                                  \
                 kernel(__VA_ARGS__);                                     \
             }                                                            \
+    } while (0)
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#define __shared__ static
+
+// The barrier of the emulated block that is running (C++17 has no std::barrier).
+struct odeflow_block_barrier {
+    std::mutex m;
+    std::condition_variable cv;
+    unsigned size = 1, count = 0, generation = 0;
+    void wait() {
+        std::unique_lock<std::mutex> lock(m);
+        unsigned gen = generation;
+        if (++count == size) {
+            count = 0;
+            ++generation;
+            cv.notify_all();
+        } else {
+            cv.wait(lock, [&] { return gen != generation; });
+        }
+    }
+};
+// `static`: one barrier per loaded library (an `inline` function's static would be one
+// symbol shared by every library the tests load at once).
+static inline odeflow_block_barrier& odeflow_barrier() {
+    static odeflow_block_barrier b;
+    return b;
+}
+inline void __syncthreads() { odeflow_barrier().wait(); }
+
+#define ODEFLOW_LAUNCH_BLOCKS(kernel, grid, block, ...)                      \
+    do {                                                                     \
+        unsigned g_ = (unsigned)(grid), bl_ = (unsigned)(block);             \
+        odeflow_barrier().size = bl_;                                        \
+        odeflow_barrier().count = 0;                                         \
+        for (unsigned b_ = 0; b_ < g_; ++b_) {                               \
+            std::vector<std::thread> ts_;                                    \
+            for (unsigned t_ = 0; t_ < bl_; ++t_)                            \
+                ts_.emplace_back([&, b_, t_] {                               \
+                    gridDim = {g_, 1, 1};                                    \
+                    blockDim = {bl_, 1, 1};                                  \
+                    blockIdx = {b_, 0, 0};                                   \
+                    threadIdx = {t_, 0, 0};                                  \
+                    kernel(__VA_ARGS__);                                     \
+                });                                                          \
+            for (auto& t : ts_) t.join();                                    \
+        }                                                                    \
     } while (0)
