@@ -77,9 +77,9 @@ fn commands_without_a_gpu_path_refuse_cuda() {
     );
     fails(
         dir.path(),
-        "bench sphere2-euler256 --device cuda",
+        "bench resnet-memory --device cuda",
         2,
-        &["sphere2-euler256 is not yet on cuda"],
+        &["`odeflow bench resnet-memory` is not yet on cuda"],
     );
 }
 
@@ -93,6 +93,7 @@ fn cuda_without_a_driver_is_one_error() {
     let dir = tempfile::tempdir().unwrap();
     for cmd in [
         "bench pendulum-mlp128-euler2 --device cuda --iters 1",
+        "bench mnist-odenet64-euler8 --device cuda --iters 1",
         "train --dataset sphere2 --model mlp --dtype f32 --iterations 2 --out-dir r --device cuda",
         "eval r --device cuda",
         "check r --device cuda",

@@ -4,7 +4,12 @@
 //! odeflow bench sphere2-euler256 --iters 50
 //! odeflow bench pendulum-mlp128-euler2 --grad reversible
 //! odeflow bench pendulum-mlp128-euler2 --device cuda   # binaries built with --features cuda
+//! odeflow bench mnist-odenet64-euler8 --device cuda --check-cpu
 //! ```
+//!
+//! On the GPU the pendulum runs wholly on the device (solves, MSE, Adam); the classifier
+//! workloads solve their convolutional field forward and backward on the device and keep
+//! the Linear head, cross-entropy and Adam on the host (`odeflow::cuda::ClassifierCuda`).
 //!
 //! Prints JSON with `workload`, `ms_per_iter` (median over the timed iterations, after
 //! warm-up), `peak_mib` (the process's peak resident memory, VmHWM) and more. The workloads
@@ -59,10 +64,11 @@ pub struct BenchArgs {
     seed: u64,
 
     /// With --device cuda: first compare one forward/backward pass on the GPU with the CPU
-    /// (f32 and f64) — with the workload's Euler solve and with adaptive dopri5 — and report
-    /// the errors under "agreement"; with --grad backprop also one MLP-classifier training
-    /// iteration through the device plan, eager and as a CUDA graph ("classifier_agreement");
-    /// fails (exit 1) when the GPU disagrees.
+    /// (f32 and f64) and report the errors under "agreement" — the pendulum with its Euler
+    /// solve and with adaptive dopri5, and with --grad backprop also one MLP-classifier
+    /// training iteration through the device plan, eager and as a CUDA graph
+    /// ("classifier_agreement"); a classifier workload with its convolutional field on four
+    /// samples and its own solver. Fails (exit 1) when the GPU disagrees.
     #[arg(long)]
     check_cpu: bool,
 }
@@ -145,15 +151,11 @@ fn cuda_runner(
 ) -> Result<(Iterate, usize, String, Agreements), CliError> {
     use odeflow::cuda::{pendulum_agreement, Device, PendulumCuda};
     use odeflow::solve::SolveOptions;
-    if workload != Workload::PendulumMlp128Euler2 {
-        return Err(CliError::input(format!(
-            "--device cuda: the workload {} is not yet on cuda (the GPU runs \
-             pendulum-mlp128-euler2); use --device cpu",
-            workload.name()
-        )));
-    }
     let dev = Device::open(0).map_err(|e| CliError::runtime(e.to_string()))?;
     let gpu = format!("{} ({})", dev.name(), dev.arch());
+    if workload != Workload::PendulumMlp128Euler2 {
+        return conv_runner(&dev, workload, grad, seed, check_cpu, gpu);
+    }
     let (mut agreement, mut classifier) = (None, None);
     if check_cpu {
         let problem = odeflow::models::PendulumProblem::new(seed);
@@ -222,6 +224,72 @@ fn cuda_runner(
             .map_err(|e| CliError::runtime(e.to_string()))
     };
     Ok((Box::new(iterate), params, gpu, (agreement, classifier)))
+}
+
+/// A classifier workload (convolutional field) on the device: `--check-cpu` first compares
+/// one solve and backward pass of its field on a few samples with the CPU
+/// (`odeflow::cuda::conv_agreement`, reported as "agreement").
+#[cfg(feature = "cuda")]
+fn conv_runner(
+    dev: &std::sync::Arc<odeflow::cuda::Device>,
+    workload: Workload,
+    grad: GradientMethod,
+    seed: u64,
+    check_cpu: bool,
+    gpu: String,
+) -> Result<(Iterate, usize, String, Agreements), CliError> {
+    use odeflow::cuda::{conv_agreement, ClassifierCuda, ConvModel};
+    use odeflow::models::FieldSpec;
+    use odeflow::solve::SolveOptions;
+    let gpu_err = |e: odeflow::cuda::CudaError| CliError::runtime(e.to_string());
+    let mut agreement = None;
+    if check_cpu {
+        let model = match (workload.field(), workload) {
+            (Some(FieldSpec::SimpleOdenet { channels }), _) => {
+                ConvModel::SimpleOdenet { channels, d: 2 }
+            }
+            (Some(FieldSpec::Odenet { channels }), Workload::MnistOdenet64Euler8) => {
+                ConvModel::Odenet {
+                    c_in: 1,
+                    h: 28,
+                    w: 28,
+                    channels,
+                }
+            }
+            (Some(FieldSpec::Odenet { channels }), _) => ConvModel::Odenet {
+                c_in: 3,
+                h: 32,
+                w: 32,
+                channels,
+            },
+            _ => {
+                return Err(CliError::input(format!(
+                    "{}: no convolutional field",
+                    workload.name()
+                )))
+            }
+        };
+        let (method, steps) = workload.solver();
+        let opts = SolveOptions::steps(0.0, 1.0, steps);
+        let a =
+            conv_agreement(dev, model, 4, method, grad.clone(), &opts, seed).map_err(gpu_err)?;
+        let json = serde_json::to_value(&a).map_err(|e| CliError::runtime(e.to_string()))?;
+        if !a.passed {
+            return Err(CliError::runtime(format!(
+                "the GPU field of {} disagrees with the CPU: {json}",
+                workload.name()
+            )));
+        }
+        agreement = Some(json);
+    }
+    let mut runner = ClassifierCuda::new(dev, workload, grad, seed).map_err(gpu_err)?;
+    let params = runner.num_params();
+    let iterate = move |it| {
+        runner
+            .iteration(it)
+            .map_err(|e| CliError::runtime(e.to_string()))
+    };
+    Ok((Box::new(iterate), params, gpu, (agreement, None)))
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -60,4 +60,4 @@ pub use pool::{residual_update, CudaAvgPool};
 pub use state::CudaBatch;
 pub use train_graph::{ClassifierStep, HostState, StepOutcome};
 pub use trainable::{plan_classifier, ClassifierSetup, CudaClassifier, SteppingLog};
-pub use workload::PendulumCuda;
+pub use workload::{ClassifierCuda, PendulumCuda};

@@ -7,16 +7,18 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
+use super::conv::CudaConvField;
 use super::device::{CudaError, Device};
+use super::eager::{BuiltField, CudaSolverClassifier};
 use super::mlp::CudaMlp;
 use super::state::{config, CudaBatch};
 use crate::field::{Parameterized, VectorField};
 use crate::grad::{GradSolver, GradientMethod};
-use crate::models::PendulumProblem;
+use crate::models::{ClassBatch, PendulumProblem, Workload, WorkloadRunner};
 use crate::nn::zoo::mlp_field;
 use crate::solve::{Method, SolveOptions};
 use crate::state::State;
-use crate::train::StepMetrics;
+use crate::train::{Optimizer, OptimizerConfig, StepMetrics, TrainError, Trainable};
 
 /// Adam's defaults, as `OptimizerConfig::adam`.
 const BETA1: f64 = 0.9;
@@ -172,4 +174,75 @@ pub(crate) fn mse_on_device(
         .clone_dtoh(&loss)
         .map_err(|e| CudaError::call("device-to-host copy", e))?;
     Ok(v[0])
+}
+
+/// A classifier workload (`sphere2-euler256`, `sphere2-rk4-64`, `mnist-odenet64-euler8`,
+/// `cifar-odenet128-euler8`) on the device: the CPU runner's model, batch and seed; the
+/// forward and backward solves of the convolutional field on the GPU through the generic
+/// gradient solvers ([`CudaSolverClassifier`], any gradient method), the Linear head,
+/// cross-entropy and Adam on the host (as `odeflow train --device cuda` does for these
+/// fields). **Not yet run on a GPU.**
+pub struct ClassifierCuda {
+    model: CudaSolverClassifier<f32, CudaConvField>,
+    batch: ClassBatch<f32>,
+    params: Vec<f32>,
+    grad: Vec<f32>,
+    opt: Optimizer<f32>,
+}
+
+impl ClassifierCuda {
+    /// Builds `workload` for `seed` on `dev` with gradient method `grad`.
+    pub fn new(
+        dev: &Arc<Device>,
+        workload: Workload,
+        grad: GradientMethod,
+        seed: u64,
+    ) -> Result<Self, CudaError> {
+        let bad = |e: String| CudaError::Unsupported(e);
+        let cpu =
+            WorkloadRunner::new(workload, grad.clone(), seed).map_err(|e| bad(e.to_string()))?;
+        let (Some((model, batch)), Some(spec)) = (cpu.classifier(), workload.field()) else {
+            return Err(bad(format!(
+                "{} is not a classifier workload",
+                workload.name()
+            )));
+        };
+        let fp = model.field.params().to_vec();
+        let BuiltField::Conv(field) = BuiltField::new(dev, &spec, model.head.in_shape(), &fp)?
+        else {
+            return Err(bad(format!(
+                "{}: not a convolutional field",
+                workload.name()
+            )));
+        };
+        let (name, steps) = workload.solver();
+        let method = Method::from_name(name).map_err(|e| bad(e.to_string()))?;
+        let opts = SolveOptions::steps(0.0, 1.0, steps);
+        let head = model.head.clone();
+        let gpu = CudaSolverClassifier::new(dev, field, fp, head, 0, (&method, grad, opts))?;
+        let n = cpu.num_params();
+        let mut params = vec![0.0; n];
+        model.read_params(&mut params);
+        Ok(Self {
+            model: gpu,
+            batch: batch.clone(),
+            params,
+            grad: vec![0.0; n],
+            opt: Optimizer::new(OptimizerConfig::adam(1e-3), n).map_err(|e| bad(e.to_string()))?,
+        })
+    }
+
+    /// Number of parameters.
+    pub fn num_params(&self) -> usize {
+        self.params.len()
+    }
+
+    /// One training iteration: forward solve, head, cross-entropy, backward solve, Adam.
+    pub fn iteration(&mut self, it: u64) -> Result<StepMetrics, TrainError> {
+        self.grad.iter_mut().for_each(|g| *g = 0.0);
+        self.model.write_params(&self.params);
+        let m = self.model.loss_and_grad(&self.batch, &mut self.grad, it)?;
+        self.opt.step(&mut self.params, &self.grad, 1e-3);
+        Ok(m)
+    }
 }

@@ -67,6 +67,28 @@ impl Workload {
         }
     }
 
+    /// The ODE block's field of a classifier workload (`None` for the pendulum regressor).
+    pub fn field(self) -> Option<FieldSpec> {
+        match self {
+            Self::Sphere2Euler256 | Self::Sphere2Rk4x64 => {
+                Some(FieldSpec::SimpleOdenet { channels: 32 })
+            }
+            Self::MnistOdenet64Euler8 => Some(FieldSpec::Odenet { channels: 64 }),
+            Self::CifarOdenet128Euler8 => Some(FieldSpec::Odenet { channels: 128 }),
+            Self::PendulumMlp128Euler2 => None,
+        }
+    }
+
+    /// The training solver of a classifier workload: method name and steps on `[0, 1]`.
+    pub fn solver(self) -> (&'static str, usize) {
+        match self {
+            Self::Sphere2Euler256 => ("euler", 256),
+            Self::Sphere2Rk4x64 => ("rk4", 64),
+            Self::PendulumMlp128Euler2 => ("euler", 2),
+            Self::MnistOdenet64Euler8 | Self::CifarOdenet128Euler8 => ("euler", 8),
+        }
+    }
+
     /// Looks a workload up by name.
     pub fn from_name(name: &str) -> Result<Self, ArgError> {
         Self::ALL
@@ -181,7 +203,9 @@ impl WorkloadRunner {
     /// Builds the model and data of `workload` with gradient method `grad`.
     pub fn new(workload: Workload, grad: GradientMethod, seed: u64) -> Result<Self, ArgError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let classifier = |field: FieldSpec, shape: &[usize], classes, method: &str, steps| {
+        let classifier = |shape: &[usize], classes| {
+            let field = workload.field().expect("a classifier workload");
+            let (method, steps) = workload.solver();
             ClassifierSpec::new(field).build::<f32>(
                 shape,
                 classes,
@@ -193,18 +217,7 @@ impl WorkloadRunner {
         };
         let runner = match workload {
             Workload::Sphere2Euler256 | Workload::Sphere2Rk4x64 => {
-                let (method, steps) = if workload == Workload::Sphere2Euler256 {
-                    ("euler", 256)
-                } else {
-                    ("rk4", 64)
-                };
-                let model = classifier(
-                    FieldSpec::SimpleOdenet { channels: 32 },
-                    &[1, 2],
-                    2,
-                    method,
-                    steps,
-                )?;
+                let model = classifier(&[1, 2], 2)?;
                 let d = spheres::<f32>(2, 128, seed)?;
                 Runner::Classifier {
                     model: Box::new(model),
@@ -215,26 +228,14 @@ impl WorkloadRunner {
                 }
             }
             Workload::MnistOdenet64Euler8 => {
-                let model = classifier(
-                    FieldSpec::Odenet { channels: 64 },
-                    &[1, 28, 28],
-                    10,
-                    "euler",
-                    8,
-                )?;
+                let model = classifier(&[1, 28, 28], 10)?;
                 Runner::Classifier {
                     model: Box::new(model),
                     batch: random_images(&mut rng, 128, [1, 28, 28], 10),
                 }
             }
             Workload::CifarOdenet128Euler8 => {
-                let model = classifier(
-                    FieldSpec::Odenet { channels: 128 },
-                    &[3, 32, 32],
-                    10,
-                    "euler",
-                    8,
-                )?;
+                let model = classifier(&[3, 32, 32], 10)?;
                 Runner::Classifier {
                     model: Box::new(model),
                     batch: random_images(&mut rng, 256, [3, 32, 32], 10),
@@ -287,6 +288,14 @@ impl WorkloadRunner {
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
         self.params.len()
+    }
+
+    /// The classifier and its batch (`None` for the pendulum regressor), for a device twin.
+    pub fn classifier(&self) -> Option<(&NeuralClassifier<f32>, &ClassBatch<f32>)> {
+        match &self.runner {
+            Runner::Classifier { model, batch } => Some((model, batch)),
+            Runner::Regressor { .. } => None,
+        }
     }
 
     /// One training iteration: forward, backward, Adam step.
