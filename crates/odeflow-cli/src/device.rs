@@ -1,10 +1,10 @@
 //! `--device cpu|cuda`: where a command computes.
 //!
 //! The GPU path needs the binary built with `--features cuda`; without it `--device cuda` is
-//! one error saying so. With it, `train`, `eval` and `check` of run folders (MLP classifiers,
-//! see the README's GPU section) and `bench pendulum-mlp128-euler2` run on the GPU; every
-//! other command refuses `--device cuda` by name ("not yet on cuda") rather than silently
-//! running on the CPU.
+//! one error saying so. With it, `train`, `eval` and `check` of run folders, `sweep`,
+//! `experiment solver-dependence` and `bench` (every workload but resnet-memory) run on the
+//! GPU (see the README's GPU section); every other command refuses `--device cuda` by name
+//! ("not yet on cuda") rather than silently running on the CPU.
 
 use clap::ValueEnum;
 
@@ -67,8 +67,9 @@ pub fn open(device: DeviceArg) -> Result<odeflow::runs::Compute, CliError> {
 pub fn require_cpu(device: DeviceArg, command: &str) -> Result<(), CliError> {
     if device == DeviceArg::Cuda {
         return Err(CliError::input(format!(
-            "--device cuda: `odeflow {command}` is not yet on cuda (`train`, `eval` and `check` \
-             of run folders and `bench pendulum-mlp128-euler2` run on the GPU); use --device cpu"
+            "--device cuda: `odeflow {command}` is not yet on cuda (train, eval and check of \
+             run folders, sweep, experiment solver-dependence and bench run on the GPU); use \
+             --device cpu"
         )));
     }
     Ok(())

@@ -61,9 +61,15 @@ fn commands_without_a_gpu_path_refuse_cuda() {
     let dir = tempfile::tempdir().unwrap();
     fails(
         dir.path(),
-        "sweep --dataset sphere2 --out-dir s --device cuda",
+        "solve --system pendulum --device cuda",
         2,
-        &["`odeflow sweep` is not yet on cuda", "--device cpu"],
+        &["`odeflow solve` is not yet on cuda", "--device cpu"],
+    );
+    fails(
+        dir.path(),
+        "experiment resnet-memory --out-dir m --device cuda",
+        2,
+        &["`odeflow experiment resnet-memory` is not yet on cuda"],
     );
     fails(
         dir.path(),
@@ -83,7 +89,8 @@ fn commands_without_a_gpu_path_refuse_cuda() {
     );
 }
 
-/// `train`, `eval` and `check` of a run folder have a GPU path: without a driver each is
+/// `train`, `eval`, `check`, `sweep`, `experiment solver-dependence` and every `bench`
+/// workload but resnet-memory have a GPU path: without a driver each is
 /// the one driver error, before anything is written.
 #[test]
 fn cuda_without_a_driver_is_one_error() {
@@ -97,6 +104,8 @@ fn cuda_without_a_driver_is_one_error() {
         "train --dataset sphere2 --model mlp --dtype f32 --iterations 2 --out-dir r --device cuda",
         "eval r --device cuda",
         "check r --device cuda",
+        "sweep --dataset sphere2 --model mlp --dtype f32 --out-dir r --device cuda",
+        "experiment solver-dependence --out-dir r --device cuda",
     ] {
         fails(
             dir.path(),

@@ -96,7 +96,12 @@ impl Command {
         check_built(device)?;
         if !matches!(
             self,
-            Command::Bench(_) | Command::Train(_) | Command::Eval(_) | Command::Check(_)
+            Command::Bench(_)
+                | Command::Train(_)
+                | Command::Eval(_)
+                | Command::Check(_)
+                | Command::Sweep(_)
+                | Command::Experiment(_)
         ) {
             require_cpu(device, self.name())?;
         }
@@ -107,11 +112,11 @@ impl Command {
             Command::Train(args) => train::run(*args, reporter, device),
             Command::Eval(args) => eval::run(args, reporter, device),
             Command::Check(args) => check::run(args, reporter, device),
-            Command::Sweep(args) => sweep::run(*args, reporter),
+            Command::Sweep(args) => sweep::run(*args, reporter, device),
             Command::Merge(args) => merge::run(args, reporter),
             Command::CriticalStep(args) => critical_step::run(args, reporter),
             Command::Imde(args) => imde::run(args, reporter),
-            Command::Experiment(args) => experiment::run(args, reporter),
+            Command::Experiment(args) => experiment::run(args, reporter, device),
             Command::Data(args) => data::run(args, reporter),
             Command::Export(args) => export::run(args, reporter),
             Command::Predict(args) => predict::run(args, reporter),

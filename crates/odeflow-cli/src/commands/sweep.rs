@@ -23,11 +23,12 @@ use odeflow::runs::pipeline::{ensure_checked, ensure_trained};
 use odeflow::runs::sweep::{
     lock_shard, parse_shard, row_of_run, settle_plan, shard_path, ShardFile, SweepPlan,
 };
-use odeflow::runs::{Observer, RunConfig};
+use odeflow::runs::{Compute, Observer, RunConfig};
 
 use super::merge::{human_table, write_merged};
 use super::train::BaseFlags;
 use crate::args::positive;
+use crate::device::DeviceArg;
 use crate::error::CliError;
 use crate::output::{self, Layout};
 use crate::progress::{Reporter, RunObserver};
@@ -109,12 +110,14 @@ fn run_one(
     name: &str,
     cfg: &RunConfig,
     observer: &dyn Observer,
+    compute: &Compute,
 ) -> Result<bool, CliError> {
     if row_of_run(dir, name, cfg)?.is_some() {
         return Ok(true);
     }
-    ensure_trained(dir, cfg, observer)?;
-    ensure_checked(dir, cfg.check.threshold, cfg.check.batch_size, observer)?;
+    ensure_trained(dir, cfg, observer, compute)?;
+    let (t, bs) = (cfg.check.threshold, cfg.check.batch_size);
+    ensure_checked(dir, t, bs, observer, compute)?;
     Ok(false)
 }
 
@@ -129,7 +132,8 @@ fn check_shard(k: usize, n: usize, runs: usize) -> Result<(), CliError> {
 }
 
 /// Runs `odeflow sweep`.
-pub fn run(args: SweepArgs, reporter: &Reporter) -> Result<(), CliError> {
+pub fn run(args: SweepArgs, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
+    let compute = crate::device::open(device)?;
     let (k, n) = args.shard.unwrap_or((1, 1));
     if args.grid_given() {
         // Before the plan is written to the folder.
@@ -155,7 +159,7 @@ pub fn run(args: SweepArgs, reporter: &Reporter) -> Result<(), CliError> {
     let observer = RunObserver::new(reporter);
     for (i, r) in mine.iter().enumerate() {
         let dir = args.out_dir.join("runs").join(&r.name);
-        let skipped = run_one(&dir, &r.name, &r.config, &observer)?;
+        let skipped = run_one(&dir, &r.name, &r.config, &observer, &compute)?;
         let row = row_of_run(&dir, &r.name, &r.config)?.ok_or_else(|| {
             CliError::runtime(format!("the run '{}' did not finish", dir.display()))
         })?;

@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use super::check::{check_run, load_check, CheckReport, CHECK_FILE};
+use super::check::{check_run_on, load_check, CheckReport, CHECK_FILE};
 use super::config::{RunConfig, CONFIG_FILE};
-use super::evaluate::{evaluate_run, load_report, EvalReport, EVAL_FILE};
+use super::evaluate::{evaluate_run_on, load_report, EvalReport, EVAL_FILE};
 use super::model_file::{ModelFile, MODEL_FILE};
-use super::train::{load_summary, train_run, RunSummary, SUMMARY_FILE};
-use super::{files, write_config, Observer, RunError};
+use super::train::{load_summary, train_run_on, RunSummary, SUMMARY_FILE};
+use super::{files, write_config, Compute, Observer, RunError};
 use crate::solve::SolverSpec;
 
 /// Trains the run in `dir` with `cfg` (resolved) unless it is finished; resumes a
@@ -18,6 +18,7 @@ pub fn ensure_trained(
     dir: &Path,
     cfg: &RunConfig,
     observer: &dyn Observer,
+    compute: &Compute,
 ) -> Result<RunSummary, RunError> {
     if dir.join(CONFIG_FILE).exists() {
         let old = super::load_run_config(dir)?;
@@ -38,7 +39,7 @@ pub fn ensure_trained(
     } else {
         write_config(dir, cfg)?;
     }
-    train_run(dir, cfg, observer)
+    train_run_on(dir, cfg, observer, compute)
 }
 
 /// The run's evaluation on `grid`, computed unless `eval.json` already holds exactly this
@@ -48,6 +49,7 @@ pub fn ensure_evaluated(
     grid: &[SolverSpec],
     batch: usize,
     observer: &dyn Observer,
+    compute: &Compute,
 ) -> Result<EvalReport, RunError> {
     let path = dir.join(EVAL_FILE);
     let model = ModelFile::load(&dir.join(MODEL_FILE))?;
@@ -63,7 +65,7 @@ pub fn ensure_evaluated(
             }
         }
     }
-    let r = evaluate_run(dir, grid, batch, observer)?;
+    let r = evaluate_run_on(dir, grid, batch, observer, compute)?;
     files::write_json(&r, &path)?;
     Ok(r)
 }
@@ -75,6 +77,7 @@ pub fn ensure_checked(
     threshold: f64,
     batch: usize,
     observer: &dyn Observer,
+    compute: &Compute,
 ) -> Result<CheckReport, RunError> {
     if dir.join(CHECK_FILE).exists() {
         let model = ModelFile::load(&dir.join(MODEL_FILE))?;
@@ -84,5 +87,5 @@ pub fn ensure_checked(
             }
         }
     }
-    check_run(dir, threshold, batch, observer)
+    check_run_on(dir, threshold, batch, observer, compute)
 }

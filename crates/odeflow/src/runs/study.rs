@@ -12,7 +12,7 @@ use super::check::verdict_of;
 use super::config::{DataKind, RunConfig};
 use super::evaluate::{build_grid, powers_of_two, EvalReport, EvalRow, TrainEval};
 use super::pipeline::{ensure_checked, ensure_evaluated, ensure_trained};
-use super::{files, Observer, RunError};
+use super::{files, Compute, Observer, RunError};
 use crate::analysis::solver_dependence::WorstCase;
 use crate::solve::SolverSpec;
 use crate::stats::mean_std;
@@ -146,6 +146,7 @@ pub fn solver_dependence(
     dir: &Path,
     cfg: &SolverDependenceConfig,
     observer: &dyn Observer,
+    compute: &Compute,
 ) -> Result<SolverDependenceStudy, RunError> {
     let start = Instant::now();
     if cfg.seeds == 0 || cfg.train_steps.is_empty() {
@@ -183,13 +184,14 @@ pub fn solver_dependence(
             let run_dir: PathBuf = dir.join("runs").join(&name);
             done += 1;
             observer.note(&format!("[{done}/{total}] training {name}"));
-            seconds += ensure_trained(&run_dir, &run, observer)?.seconds;
+            seconds += ensure_trained(&run_dir, &run, observer, compute)?.seconds;
             observer.note(&format!(
                 "[{done}/{total}] evaluating {name} with {} test solvers",
                 grid.len()
             ));
-            let report = ensure_evaluated(&run_dir, &grid, run.check.batch_size, observer)?;
-            let check = ensure_checked(&run_dir, cfg.threshold, run.check.batch_size, observer)?;
+            let bs = run.check.batch_size;
+            let report = ensure_evaluated(&run_dir, &grid, bs, observer, compute)?;
+            let check = ensure_checked(&run_dir, cfg.threshold, bs, observer, compute)?;
             seeds_valid += usize::from(check.verdict.valid);
             reports.push(report);
             runs.push(format!("runs/{name}"));
@@ -315,8 +317,11 @@ pub fn adaptation_case(
     for (name, cfg) in jobs {
         let dir = out.join(label).join(&name);
         observer.note(&format!("{label}: training {name}"));
-        let s = ensure_trained(&dir, &cfg, observer)?;
-        let check = ensure_checked(&dir, cfg.check.threshold, cfg.check.batch_size, observer)?;
+        // Step-size adaptation trains on the CPU only.
+        let cpu = Compute::Cpu;
+        let s = ensure_trained(&dir, &cfg, observer, &cpu)?;
+        let (t, bs) = (cfg.check.threshold, cfg.check.batch_size);
+        let check = ensure_checked(&dir, t, bs, observer, &cpu)?;
         let is_adapted = s.adaptation.is_some();
         let initial = s
             .adaptation

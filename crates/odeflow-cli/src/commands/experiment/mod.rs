@@ -33,6 +33,7 @@ pub mod step_adaptation;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+use crate::device::{require_cpu, DeviceArg};
 use crate::error::CliError;
 use crate::progress::Reporter;
 
@@ -95,10 +96,29 @@ pub enum Experiment {
 }
 
 impl Experiment {
-    /// Runs the experiment.
-    pub fn run(self, reporter: &Reporter) -> Result<(), CliError> {
+    /// The name, as on the command line.
+    fn name(&self) -> &'static str {
         match self {
-            Experiment::SolverDependence(a) => solver_dependence::run(a, reporter),
+            Experiment::SolverDependence(_) => "solver-dependence",
+            Experiment::StepAdaptation(_) => "step-adaptation",
+            Experiment::Imde(_) => "imde",
+            Experiment::Conservation(_) => "conservation",
+            Experiment::ResnetReconstruction(_) => "resnet-reconstruction",
+            Experiment::ResnetGradients(_) => "resnet-gradients",
+            Experiment::ResnetDistance(_) => "resnet-distance",
+            Experiment::LinearResnet(_) => "linear-resnet",
+            Experiment::ResnetMemory(_) => "resnet-memory",
+            Experiment::ResnetDepth(_) => "resnet-depth",
+        }
+    }
+
+    /// Runs the experiment on `device` (only solver-dependence has a GPU path).
+    pub fn run(self, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
+        if !matches!(self, Experiment::SolverDependence(_)) {
+            require_cpu(device, &format!("experiment {}", self.name()))?;
+        }
+        match self {
+            Experiment::SolverDependence(a) => solver_dependence::run(a, reporter, device),
             Experiment::StepAdaptation(a) => step_adaptation::run(a, reporter),
             Experiment::Imde(a) => imde::run(*a, reporter),
             Experiment::Conservation(a) => conservation::run(*a, reporter),
@@ -137,9 +157,9 @@ pub fn catalogue() -> Vec<ExperimentInfo> {
 }
 
 /// Runs `odeflow experiment`.
-pub fn run(args: ExperimentArgs, reporter: &Reporter) -> Result<(), CliError> {
+pub fn run(args: ExperimentArgs, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
     match args.experiment {
-        Some(e) => e.run(reporter),
+        Some(e) => e.run(reporter, device),
         None if args.list => {
             let list = catalogue();
             reporter.result(&list, || {

@@ -77,7 +77,12 @@ pub struct SolverDependenceArgs {
 }
 
 /// Runs `odeflow experiment solver-dependence`: the library's study, then its figure.
-pub fn run(args: SolverDependenceArgs, reporter: &Reporter) -> Result<(), CliError> {
+pub fn run(
+    args: SolverDependenceArgs,
+    reporter: &Reporter,
+    device: crate::device::DeviceArg,
+) -> Result<(), CliError> {
+    let compute = crate::device::open(device)?;
     let cfg = SolverDependenceConfig {
         dataset: args.dataset.clone(),
         train_method: args.train_method.clone(),
@@ -96,7 +101,7 @@ pub fn run(args: SolverDependenceArgs, reporter: &Reporter) -> Result<(), CliErr
     };
     super::common::create_dir(&args.out_dir)?;
     let observer = RunObserver::new(reporter);
-    let study = solver_dependence(&args.out_dir, &cfg, &observer)?;
+    let study = solver_dependence(&args.out_dir, &cfg, &observer, &compute)?;
     observer.finish()?;
     let mut panels = Vec::new();
     for m in &study.models {
