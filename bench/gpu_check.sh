@@ -20,10 +20,15 @@
 #      (odeflow::cuda::ClassifierStep: head, cross-entropy, backprop, graph-safe Adam), eager
 #      and as a captured CUDA graph: logits, loss, parameter gradient and the parameters after
 #      Adam against the CPU ("classifier_agreement" in the JSON, same 10x rule);
-#   4. the benchmark: odeflow on the GPU and on the CPU, torchdiffeq and diffrax on the GPU
-#      (`--device cuda`, TF32 off) for $WORKLOADS (default: the pendulum, the one workload
-#      odeflow runs on the GPU so far, and sphere2-euler256 for the peers' reference);
-#   5. prints a Markdown table and writes everything under $OUT.
+#      the convolutional fields (`bench mnist-odenet64-euler8 --check-cpu`: odenet on MNIST
+#      shapes, one solve and backward pass against the CPU);
+#   4. training on the GPU, both paths, each checked on the CPU and on the GPU: a sphere2 MLP
+#      classifier (the captured CUDA graph) and a sphere2 simple_odenet (the generic solvers
+#      on the device), 300 iterations each; the GPU run is resumed for 100 more on the CPU;
+#   5. the benchmark: odeflow on the GPU and on the CPU, torchdiffeq and diffrax on the GPU
+#      (`--device cuda`, TF32 off) for $WORKLOADS (default: every workload; the CPU only for
+#      the small ones, an image iteration takes seconds there);
+#   6. prints a Markdown table (with the issue's targets) and writes everything under $OUT.
 # Exit status: 0 when every agreement check passed and odeflow ran on the GPU, 1 otherwise.
 set -uo pipefail
 
@@ -31,7 +36,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 BIN="${1:-${ODEFLOW_BIN:-bench/.gpu/odeflow}}"
 ITERS="${ITERS:-50}"
-WORKLOADS="${WORKLOADS:-pendulum-mlp128-euler2 sphere2-euler256}"
+WORKLOADS="${WORKLOADS:-pendulum-mlp128-euler2 sphere2-euler256 mnist-odenet64-euler8 cifar-odenet128-euler8}"
 OUT="${OUT:-bench/results/gpu-$(date -u +%Y%m%d-%H%M%S)}"
 PY="${PYTHON:-python3}"
 mkdir -p "$OUT"
@@ -80,7 +85,36 @@ for g in backprop adjoint reversible; do
   fi
 done
 
-# 4. The benchmark.
+log "agreement (convolutional field)"
+if timeout 120 "$BIN" bench mnist-odenet64-euler8 --device cuda --check-cpu --iters 2 --warmup 1 \
+    --json >"$OUT/agreement-conv.json" 2>"$OUT/agreement-conv.err"; then
+  log "agreement (convolutional field): passed"
+else
+  log "agreement (convolutional field): FAILED: $(tail -n 1 "$OUT/agreement-conv.err")"
+  status=1
+fi
+
+# 4. Training on the GPU; the runs are checked on both devices and resumed on the CPU.
+train_case() { # name, flags...
+  local name="$1"; shift
+  local dir="$OUT/train-$name"
+  log "train ($name) on the GPU"
+  if timeout 150 "$BIN" --device cuda train --dataset sphere2 --dtype f32 --iterations 300 \
+      --no-check --out-dir "$dir" "$@" --json >"$OUT/train-$name.json" 2>"$OUT/train-$name.err" \
+    && timeout 60 "$BIN" check "$dir" --exit-zero --json >"$OUT/check-cpu-$name.json" 2>>"$OUT/train-$name.err" \
+    && timeout 60 "$BIN" --device cuda check "$dir" --exit-zero --json >"$OUT/check-gpu-$name.json" 2>>"$OUT/train-$name.err" \
+    && timeout 90 "$BIN" train --out-dir "$dir" --resume --iterations 400 --no-check --json \
+      >"$OUT/resume-cpu-$name.json" 2>>"$OUT/train-$name.err"; then
+    log "train ($name): trained on the GPU, checked on both, resumed on the CPU"
+  else
+    log "train ($name) FAILED: $(tail -n 1 "$OUT/train-$name.err")"
+    status=1
+  fi
+}
+train_case mlp-captured --model mlp --method rk4 --steps 8 --lr 1e-2
+train_case odenet-generic --model simple_odenet --method euler --steps 8 --lr 1e-2
+
+# 5. The benchmark.
 run() { # name, timeout, command...
   local name="$1" limit="$2"; shift 2
   log "$name"
@@ -90,15 +124,16 @@ run() { # name, timeout, command...
   fi
 }
 for w in $WORKLOADS; do
-  if [[ "$w" == pendulum-mlp128-euler2 ]]; then
-    run "odeflow-cuda-$w" 120 "$BIN" bench "$w" --device cuda --iters "$ITERS" --json || status=1
-  fi
-  run "odeflow-cpu-$w" 180 "$BIN" bench "$w" --iters "$ITERS" --json
+  run "odeflow-cuda-$w" 120 "$BIN" bench "$w" --device cuda --iters "$ITERS" --json || status=1
+  case "$w" in
+    mnist-*|cifar-*) ;;
+    *) run "odeflow-cpu-$w" 180 "$BIN" bench "$w" --iters "$ITERS" --json ;;
+  esac
   run "torchdiffeq-cuda-$w" 180 "$PY" bench/peers_torchdiffeq.py "$w" --device cuda --iters "$ITERS"
   run "diffrax-cuda-$w" 240 "$PY" bench/peers_diffrax.py "$w" --device cuda --iters "$ITERS"
 done
 
-# 5. The table.
+# 6. The table.
 "$PY" - "$OUT" $WORKLOADS <<'EOF'
 import json, os, sys
 out, workloads = sys.argv[1], sys.argv[2:]
@@ -125,11 +160,22 @@ def cell(r):
 smi = open(os.path.join(out, "nvidia-smi.csv")).read().strip().splitlines()
 gpu = smi[-1] if smi else "unknown"
 lines = [f"GPU: {gpu}", "", "ms per training iteration (median):", "",
-         "| workload | odeflow cuda | torchdiffeq cuda | diffrax cuda | odeflow cpu |",
-         "|---|---|---|---|---|"]
+         "| workload | odeflow cuda | torchdiffeq cuda | diffrax cuda | odeflow cpu | target |",
+         "|---|---|---|---|---|---|"]
+targets = {"sphere2-euler256": "≤ 10", "mnist-odenet64-euler8": "≤ 6.7",
+           "cifar-odenet128-euler8": "≤ 20.4", "pendulum-mlp128-euler2": "≤ 1.5"}
 for w in workloads:
     lines.append("| " + " | ".join([w] + [cell(read(f"{f}-{w}")) for f in
-                 ("odeflow-cuda", "torchdiffeq-cuda", "diffrax-cuda", "odeflow-cpu")]) + " |")
+                 ("odeflow-cuda", "torchdiffeq-cuda", "diffrax-cuda", "odeflow-cpu")]
+                 + [targets.get(w, "≤ faster peer")]) + " |")
+lines += ["", "Training on the GPU (300 iterations, then checked; test accuracy and verdict):", ""]
+for name in ("mlp-captured", "odenet-generic"):
+    t, c, g = read(f"train-{name}"), read(f"check-cpu-{name}"), read(f"check-gpu-{name}")
+    acc = (t or {}).get("summary", {}).get("test_accuracy")
+    v = lambda r: (r or {}).get("summary", "n/a")
+    lines.append(f"- {name}: test accuracy {acc}; check on the CPU: {v(c)}; on the GPU: {v(g)}")
+a = read("agreement-conv")
+lines += ["", f"GPU vs CPU (odenet field, MNIST shapes): {json.dumps((a or {}).get('agreement'))}"]
 lines += ["", "GPU vs CPU (pendulum MLP; relative errors against the CPU in f64):", "",
           "| grad | method | state gpu | state cpu f32 | gradient gpu | gradient cpu f32 | passed |",
           "|---|---|---|---|---|---|---|"]
