@@ -235,7 +235,7 @@ fn train_typed<T: Real>(
         checkpoint_every: cfg.train.checkpoint_every,
         out_dir: Some(dir.to_path_buf()),
     };
-    observer.note(&format!(
+    let intro = format!(
         "run '{}': {} with {} training and {} test samples{}",
         dir.display(),
         cfg.data.name,
@@ -246,9 +246,18 @@ fn train_typed<T: Real>(
         } else {
             format!(", training on {}", compute.describe())
         }
-    ));
+    );
     let iterations = match compute {
-        Compute::Cpu => run_trainer(dir, cfg, tcfg, &mut model, &mut source, &mut hook, observer)?,
+        Compute::Cpu => run_trainer(
+            dir,
+            cfg,
+            tcfg,
+            &mut model,
+            &mut source,
+            &mut hook,
+            observer,
+            &intro,
+        )?,
         #[cfg(feature = "cuda")]
         Compute::Cuda(dev) => super::train_cuda::train_on_cuda(
             dev,
@@ -259,6 +268,7 @@ fn train_typed<T: Real>(
             &mut source,
             (&spec.field, &data, &method),
             observer,
+            &intro,
         )?,
     };
 
@@ -348,7 +358,9 @@ fn train_typed<T: Real>(
 
 /// The training loop of a run on any [`Trainable`] model (the CPU classifier, or its GPU
 /// twin): new or resumed from the folder's checkpoint, with progress and cancellation through
-/// `observer`. Returns the iterations completed.
+/// `observer` (`intro` is said once the checkpoint, if any, has loaded). Returns the
+/// iterations completed.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run_trainer<T: Real, M: Trainable<T, Batch = ClassBatch<T>>, H: TrainHook<T, M>>(
     dir: &Path,
     cfg: &RunConfig,
@@ -357,12 +369,14 @@ pub(super) fn run_trainer<T: Real, M: Trainable<T, Batch = ClassBatch<T>>, H: Tr
     source: &mut DatasetSource<'_, T>,
     hook: &mut H,
     observer: &dyn Observer,
+    intro: &str,
 ) -> Result<u64, RunError> {
     let mut trainer = if existing_checkpoint(dir).is_some() {
         Trainer::resume(tcfg, model, hook).map_err(|e| train_error(e, dir))?
     } else {
         Trainer::new(tcfg, model).map_err(|e| train_error(e, dir))?
     };
+    observer.note(intro);
     let done = trainer.iteration();
     if done > cfg.train.iterations {
         return Err(RunError::input(format!(

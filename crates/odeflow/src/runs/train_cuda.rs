@@ -41,6 +41,7 @@ pub(super) fn train_on_cuda<T: Real>(
     source: &mut DatasetSource<'_, T>,
     (field, data, method): (&FieldSpec, &RunData<T>, &Method),
     observer: &dyn Observer,
+    intro: &str,
 ) -> Result<u64, RunError> {
     let mut params = vec![T::zero(); model.num_params()];
     model.read_params(&mut params);
@@ -60,17 +61,17 @@ pub(super) fn train_on_cuda<T: Real>(
     let mut log = SteppingLog::new(&opts);
     let n = match plan_classifier(&setup) {
         Ok(_) => {
-            observer.note("GPU: one captured CUDA graph per training iteration");
+            let intro = format!("{intro}; GPU: one captured CUDA graph per training iteration");
             let p32: Vec<f32> = params.iter().map(|v| v.f64() as f32).collect();
             let mut gpu = CudaClassifier::new(dev, &setup, &p32).map_err(on_gpu)?;
-            let n = run_trainer(dir, cfg, tcfg, &mut gpu, source, &mut log, observer)?;
+            let n = run_trainer(dir, cfg, tcfg, &mut gpu, source, &mut log, observer, &intro)?;
             Trainable::<T>::read_params(&gpu, &mut params);
             n
         }
         Err(CudaError::Unsupported(why)) => {
-            observer.note(&format!(
-                "GPU: the generic gradient solvers on the device, head and optimizer on the host ({why}: the captured iteration does not cover this run)"
-            ));
+            let intro = format!(
+                "{intro}; GPU: the generic gradient solvers on the device, head and optimizer on the host ({why}: the captured iteration does not cover this run)"
+            );
             let fp: Vec<T> = model.field.params().to_vec();
             let f32s: Vec<f32> = fp.iter().map(|v| v.f64() as f32).collect();
             let head = model.head.clone();
@@ -80,7 +81,8 @@ pub(super) fn train_on_cuda<T: Real>(
                     let mut gpu =
                         CudaSolverClassifier::new(dev, f, fp, head, model.augment(), solver)
                             .map_err(on_gpu)?;
-                    let n = run_trainer(dir, cfg, tcfg, &mut gpu, source, &mut log, observer)?;
+                    let n =
+                        run_trainer(dir, cfg, tcfg, &mut gpu, source, &mut log, observer, &intro)?;
                     gpu.read_params(&mut params);
                     n
                 }
@@ -88,7 +90,8 @@ pub(super) fn train_on_cuda<T: Real>(
                     let mut gpu =
                         CudaSolverClassifier::new(dev, f, fp, head, model.augment(), solver)
                             .map_err(on_gpu)?;
-                    let n = run_trainer(dir, cfg, tcfg, &mut gpu, source, &mut log, observer)?;
+                    let n =
+                        run_trainer(dir, cfg, tcfg, &mut gpu, source, &mut log, observer, &intro)?;
                     gpu.read_params(&mut params);
                     n
                 }
