@@ -7,8 +7,12 @@
 
 #[path = "cuda_plan/conv.rs"]
 mod conv;
+#[path = "cuda_plan/exec.rs"]
+mod exec;
 #[path = "cuda_plan/norm.rs"]
 mod norm;
+#[path = "cuda_plan/res_block.rs"]
+mod res_block;
 #[path = "cuda_plan/train.rs"]
 mod train;
 

@@ -21,8 +21,9 @@
 //! by [`ClassifierStep`] eagerly or captured once into a CUDA graph (not yet run on a GPU).
 //!
 //! What the device computes is decided by launch plans ([`plan`], [`train_plan`],
-//! [`conv_plan`]) that are unit-tested on the CPU; the kernels' arithmetic is tested on the
-//! CPU by compiling the same sources as host C++ (`kernels/host_shim.h`,
+//! [`conv_plan`], [`res_block_plan`]: a TinyResNet residual block, not yet executed on a
+//! device) that are unit-tested on the CPU; the kernels' arithmetic is tested on the CPU by
+//! compiling the same sources as host C++ (`kernels/host_shim.h`,
 //! `tests/cuda_kernels.rs`), and the sources are compiled by NVRTC in CI. See the README's
 //! GPU section for what has and has not run on a GPU.
 
@@ -39,6 +40,7 @@ mod norm;
 pub mod norm_plan;
 pub mod plan;
 mod pool;
+pub mod res_block_plan;
 mod state;
 mod train_graph;
 pub mod train_plan;

@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 
+use crate::exec::{conv_op, Store};
 use odeflow::cuda::conv_plan::*;
-use odeflow::cuda::plan::{act_code, Gemm};
 use odeflow::field::Parameterized;
 use odeflow::nn::zoo::{odenet, simple_odenet};
 use odeflow::nn::{Activation, Init, NeuralField, SequentialBuilder, Shape};
@@ -24,7 +24,7 @@ struct Exec<'a> {
     bufs: HashMap<ConvBuf, Vec<f64>>,
 }
 
-impl Exec<'_> {
+impl Store<ConvBuf> for Exec<'_> {
     fn read(&self, b: ConvBuf) -> Vec<f64> {
         let len = self.layout.len_of(b, self.rows);
         match (b, self.layout.param_offset(b)) {
@@ -63,188 +63,18 @@ impl Exec<'_> {
             }
         }
     }
+}
 
-    fn gemm(&mut self, g: &Gemm<ConvBuf>) {
-        let ext = |ld: usize, rows: usize, cols: usize| ld * (cols - 1) + rows;
-        let (ar, ac) = if g.transa { (g.k, g.m) } else { (g.m, g.k) };
-        let (br, bc) = if g.transb { (g.n, g.k) } else { (g.k, g.n) };
-        assert!(g.lda >= ar && g.ldb >= br && g.ldc >= g.m, "{g:?}");
-        let (a, b) = (self.read(g.a), self.read(g.b));
-        assert!(
-            ext(g.lda, ar, ac) <= a.len() && ext(g.ldb, br, bc) <= b.len(),
-            "{g:?}"
-        );
-        if g.accumulate {
-            let _ = self.read(g.c); // written before
-        }
-        let mut c = self.target(g.c);
-        assert!(ext(g.ldc, g.m, g.n) <= c.len(), "{g:?}");
-        for j in 0..g.n {
-            for i in 0..g.m {
-                let s: f64 = (0..g.k)
-                    .map(|p| {
-                        let x = if g.transa {
-                            a[p + i * g.lda]
-                        } else {
-                            a[i + p * g.lda]
-                        };
-                        let y = if g.transb {
-                            b[j + p * g.ldb]
-                        } else {
-                            b[p + j * g.ldb]
-                        };
-                        x * y
-                    })
-                    .sum();
-                let d = &mut c[i + j * g.ldc];
-                *d = if g.accumulate { *d + s } else { s };
-            }
-        }
-        self.write(g.c, c);
-    }
-
-    /// `(input index, patch index)` of every tap inside the input.
-    fn taps(s: &ConvShape) -> Vec<(usize, usize)> {
-        let u = |v: i32| v as usize;
-        let (po, cols) = (u(s.ho * s.wo), u(s.n * s.ho * s.wo));
-        let mut v = Vec::new();
-        for c in 0..u(s.c) {
-            for i in 0..u(s.kh) {
-                for j in 0..u(s.kw) {
-                    let r = (c * u(s.kh) + i) * u(s.kw) + j;
-                    for n in 0..u(s.n) {
-                        for o in 0..po {
-                            let ih = (o / u(s.wo) * u(s.sh) + i) as i64 - i64::from(s.ph);
-                            let iw = (o % u(s.wo) * u(s.sw) + j) as i64 - i64::from(s.pw);
-                            if ih >= 0 && iw >= 0 && ih < i64::from(s.h) && iw < i64::from(s.w) {
-                                let x = n as i64 * s.sn + c as i64 * s.sc + ih * i64::from(s.w);
-                                v.push(((x + iw) as usize, r * cols + n * po + o));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        v
-    }
-
+impl Exec<'_> {
     fn run(&mut self, ops: &[ConvOp]) {
-        let relu = act_code(Some(Activation::Relu)).expect("on device");
         for op in ops {
-            match *op {
-                ConvOp::Gemm(g) => self.gemm(&g),
-                ConvOp::SwapOuter { src, dst, a, b, p } => {
-                    let s = self.read(src);
-                    let mut d = self.target(dst);
-                    assert_eq!((s.len(), d.len()), (a * b * p, a * b * p), "{op:?}");
-                    for i in 0..a {
-                        for j in 0..b {
-                            for q in 0..p {
-                                d[(j * a + i) * p + q] = s[(i * b + j) * p + q];
-                            }
-                        }
-                    }
-                    self.write(dst, d);
-                }
-                ConvOp::Im2col { x, col, shape } => {
-                    let xv = self.read(x);
-                    assert_eq!(xv.len(), shape.input_len(), "{op:?}");
-                    let mut cv = self.target(col);
-                    assert!(shape.col_len() <= cv.len(), "{op:?}");
-                    cv[..shape.col_len()].fill(0.0);
-                    for (xi, ci) in Self::taps(&shape) {
-                        cv[ci] = xv[xi];
-                    }
-                    self.write(col, cv);
-                }
-                ConvOp::Col2im {
-                    col,
-                    x,
-                    shape,
-                    accumulate,
-                } => {
-                    let cv = self.read(col);
-                    let mut xv = if accumulate {
-                        self.read(x)
-                    } else {
-                        vec![0.0; self.layout.len_of(x, self.rows)]
-                    };
-                    assert_eq!(xv.len(), shape.input_len(), "{op:?}");
-                    for (xi, ci) in Self::taps(&shape) {
-                        xv[xi] += cv[ci];
-                    }
-                    self.write(x, xv);
-                }
-                ConvOp::BiasAct { y, b, n, c, p, act } => {
-                    assert!(act == 0 || act == relu, "{op:?}");
-                    let bias = self.read(b);
-                    let mut v = self.read(y);
-                    assert_eq!((v.len(), bias.len()), (n * c * p, c), "{op:?}");
-                    for (i, z) in v.iter_mut().enumerate() {
-                        let s = *z + bias[(i / p) % c];
-                        *z = if act == relu { s.max(0.0) } else { s };
-                    }
-                    self.write(y, v);
-                }
-                ConvOp::ActGrad { g, a, len, act } => {
-                    assert_eq!(act, relu, "{op:?}");
-                    let av = self.read(a);
-                    let mut gv = self.read(g);
-                    assert_eq!((gv.len(), av.len()), (len, len), "{op:?}");
-                    for (gi, ai) in gv.iter_mut().zip(&av) {
-                        *gi *= f64::from(u8::from(*ai > 0.0));
-                    }
-                    self.write(g, gv);
-                }
-                ConvOp::ChannelPartialSums {
-                    g,
-                    partial,
-                    n,
-                    c,
-                    p,
-                    chunks,
-                } => {
-                    let gv = self.read(g);
-                    assert_eq!(gv.len(), n * c * p, "{op:?}");
-                    let mut pv = self.target(partial);
-                    assert!(c * chunks <= pv.len(), "{op:?}");
-                    let m = n * p;
-                    for ch in 0..c {
-                        for k in 0..chunks {
-                            pv[ch * chunks + k] = (k * m / chunks..(k + 1) * m / chunks)
-                                .map(|q| gv[(q / p * c + ch) * p + q % p])
-                                .sum();
-                        }
-                    }
-                    self.write(partial, pv);
-                }
-                ConvOp::AddChannelSums {
-                    partial,
-                    gb,
-                    c,
-                    chunks,
-                } => {
-                    let pv = self.read(partial);
-                    let mut gv = self.read(gb);
-                    assert_eq!(gv.len(), c, "{op:?}");
-                    for (ch, g) in gv.iter_mut().enumerate() {
-                        *g += pv[ch * chunks..(ch + 1) * chunks].iter().sum::<f64>();
-                    }
-                    self.write(gb, gv);
-                }
-            }
+            conv_op(self, op);
         }
     }
 }
 
 fn close(a: &[f64], b: &[f64], what: &str) {
-    assert_eq!(a.len(), b.len(), "{what}");
-    for (i, (p, q)) in a.iter().zip(b).enumerate() {
-        assert!(
-            (p - q).abs() <= 1e-12 * (1.0 + q.abs()),
-            "{what}[{i}]: {p} vs {q}"
-        );
-    }
+    crate::exec::close(a, b, 1e-12, what);
 }
 
 /// Runs the plan of `layout` for `rows` samples against the CPU field `cpu`.

@@ -152,17 +152,18 @@ pub enum ConvBuf {
     Partial,
 }
 
-/// One step of a convolutional field's plan.
+/// One step of a convolutional field's plan. The buffers are [`ConvBuf`]s by default; the
+/// residual block's plan ([`crate::cuda::res_block_plan`]) names its own.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ConvOp {
+pub enum ConvOp<B = ConvBuf> {
     /// A cuBLAS SGEMM ([`Gemm`]; operands may be offsets into the parameter buffers).
-    Gemm(Gemm<ConvBuf>),
+    Gemm(Gemm<B>),
     /// `swap_outer_f32`: `dst[j, i, q] ← src[i, j, q]` for `src` of `a × b × p`.
     SwapOuter {
         /// Source.
-        src: ConvBuf,
+        src: B,
         /// Destination (overwritten).
-        dst: ConvBuf,
+        dst: B,
         /// Outer size of `src`.
         a: usize,
         /// Middle size of `src`.
@@ -173,18 +174,18 @@ pub enum ConvOp {
     /// `im2col_f32`: `col ← im2col(x)`.
     Im2col {
         /// Input tensor.
-        x: ConvBuf,
+        x: B,
         /// Patch matrix (overwritten).
-        col: ConvBuf,
+        col: B,
         /// Geometry.
         shape: ConvShape,
     },
     /// `col2im_f32`: `x ← col2im(col)` (`+=` when `accumulate`).
     Col2im {
         /// Patch gradient.
-        col: ConvBuf,
+        col: B,
         /// Input gradient.
-        x: ConvBuf,
+        x: B,
         /// Geometry.
         shape: ConvShape,
         /// Add to `x` instead of overwriting it.
@@ -193,9 +194,9 @@ pub enum ConvOp {
     /// `bias_act_nchw_f32`: `y[n, c, p] ← σ(y[n, c, p] + b[c])`.
     BiasAct {
         /// Updated in place.
-        y: ConvBuf,
+        y: B,
         /// Bias of `c`.
-        b: ConvBuf,
+        b: B,
         /// Outer size.
         n: usize,
         /// Channels.
@@ -208,9 +209,9 @@ pub enum ConvOp {
     /// `act_grad_f32` (`nn.cu`): `g ← g ⊙ σ'(z)` through the saved `a = σ(z)`.
     ActGrad {
         /// Updated in place.
-        g: ConvBuf,
+        g: B,
         /// The saved activation.
-        a: ConvBuf,
+        a: B,
         /// Elements.
         len: usize,
         /// Activation code.
@@ -219,9 +220,9 @@ pub enum ConvOp {
     /// `channel_partial_sums_f32`: the per-chunk sums of `g[n, c, p]` per channel.
     ChannelPartialSums {
         /// The `n × c × p` tensor.
-        g: ConvBuf,
+        g: B,
         /// `c × chunks` partial sums (f64, overwritten).
-        partial: ConvBuf,
+        partial: B,
         /// Outer size.
         n: usize,
         /// Channels.
@@ -234,9 +235,9 @@ pub enum ConvOp {
     /// `add_channel_sums_f32`: `gb[c] += Σ_k partial[c, k]`.
     AddChannelSums {
         /// The partial sums.
-        partial: ConvBuf,
+        partial: B,
         /// The bias gradient (accumulated).
-        gb: ConvBuf,
+        gb: B,
         /// Channels.
         c: usize,
         /// Chunks per channel.
