@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use cudarc::cublas::CudaBlas;
 
 use super::plan::Gemm;
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream};
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys, Ptx};
 use thiserror::Error;
 
@@ -80,6 +80,27 @@ impl CudaError {
             msg: e.to_string(),
         }
     }
+}
+
+/// A parameter buffer copied to the host.
+pub(crate) fn download(dev: &Device, buf: &CudaSlice<f32>) -> Result<Vec<f32>, CudaError> {
+    dev.stream()
+        .clone_dtoh(buf)
+        .map_err(|e| CudaError::call("device-to-host copy", e))
+}
+
+/// `dst ← src` from the host, for a parameter buffer of the same length.
+pub(crate) fn upload(dev: &Device, src: &[f32], dst: &mut CudaSlice<f32>) -> Result<(), CudaError> {
+    if src.len() != dst.len() {
+        return Err(CudaError::Unsupported(format!(
+            "{} parameters given for {}",
+            src.len(),
+            dst.len()
+        )));
+    }
+    dev.stream()
+        .memcpy_htod(src, dst)
+        .map_err(|e| CudaError::call("host-to-device copy", e))
 }
 
 /// The kernel sources, by file name.

@@ -26,6 +26,24 @@ use crate::solve::{Method, SolveOptions};
 use crate::state::{Batch, State};
 use crate::train::{StepMetrics, TrainError, Trainable};
 
+/// `x` in f32 with `augment` zero components appended to each row (the ANODE state `z₀`),
+/// ready to copy to the device.
+pub(crate) fn padded_f32<T: Real>(x: &Batch<T>, augment: usize) -> Batch<f32> {
+    let (rows, c) = (x.rows(), x.cols());
+    let d = c + augment;
+    let mut z0 = Batch::<f32>::zeros(rows, d);
+    for (dst, src) in z0
+        .as_mut_slice()
+        .chunks_exact_mut(d.max(1))
+        .zip(x.as_slice().chunks_exact(c.max(1)))
+    {
+        for (a, b) in dst.iter_mut().zip(src) {
+            *a = b.f64() as f32;
+        }
+    }
+    z0
+}
+
 /// A device field whose parameters are one flat f32 buffer in the CPU network's order.
 pub trait DeviceParams {
     /// Number of parameters.
@@ -211,18 +229,7 @@ impl<T: Real, F: VectorField<CudaBatch, Grad = CudaBatch> + DeviceParams> Traina
             return Err(TrainError::solver(it, format!("on the GPU: {e}")));
         }
         let nn = |e: crate::nn::NnError| TrainError::solver(it, e);
-        let (rows, c) = (batch.x.rows(), batch.x.cols());
-        let d = c + self.augment;
-        let mut z0 = Batch::<f32>::zeros(rows, d);
-        for (dst, src) in z0
-            .as_mut_slice()
-            .chunks_exact_mut(d.max(1))
-            .zip(batch.x.as_slice().chunks_exact(c.max(1)))
-        {
-            for (a, b) in dst.iter_mut().zip(src) {
-                *a = b.f64() as f32;
-            }
-        }
+        let z0 = padded_f32(&batch.x, self.augment);
         let y0 = CudaBatch::from_host(&self.dev, &z0).map_err(|e| self.failed(it, e))?;
         let t1 = self.solver.options().t1;
         let z1 = match self.solver.forward(&mut self.field, &y0) {

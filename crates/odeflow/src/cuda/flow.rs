@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use super::device::{CudaError, Device};
-use super::eager::BuiltField;
+use super::eager::{padded_f32, BuiltField};
 use super::state::CudaBatch;
 use crate::field::{FieldRhs, Parameterized};
 use crate::models::{FieldSpec, FlowModel, NeuralClassifier};
@@ -62,18 +62,7 @@ impl<T: Real> FlowModel<T> for CudaFlowModel<T> {
         method: &Method,
         opts: &SolveOptions,
     ) -> Result<(Batch<T>, Stats), String> {
-        let (rows, c) = (x.rows(), x.cols());
-        let d = c + self.augment;
-        let mut z0 = Batch::<f32>::zeros(rows, d);
-        for (dst, src) in z0
-            .as_mut_slice()
-            .chunks_exact_mut(d.max(1))
-            .zip(x.as_slice().chunks_exact(c.max(1)))
-        {
-            for (a, b) in dst.iter_mut().zip(src) {
-                *a = b.f64() as f32;
-            }
-        }
+        let z0 = padded_f32(x, self.augment);
         let on_gpu = |e: CudaError| format!("on the GPU: {e}");
         let y0 = CudaBatch::from_host(&self.dev, &z0).map_err(on_gpu)?;
         let o = SolveOptions {

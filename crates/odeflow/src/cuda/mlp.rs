@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, DevicePtr, PushKernelArg};
 
-use super::device::{CudaError, Device};
+use super::device::{download, upload, CudaError, Device};
 use super::plan::{act_code, Gemm, Mat, MlpLayout, Op};
 use super::state::{config, CudaBatch};
 use crate::field::VectorField;
@@ -140,25 +140,12 @@ impl CudaMlp {
 
     /// The parameters copied to the host (the CPU network's order).
     pub fn params_to_host(&self) -> Result<Vec<f32>, CudaError> {
-        self.dev
-            .stream()
-            .clone_dtoh(&self.params)
-            .map_err(|e| CudaError::call("device-to-host copy", e))
+        download(&self.dev, &self.params)
     }
 
     /// Replaces the parameters from the host.
     pub fn set_params(&mut self, params: &[f32]) -> Result<(), CudaError> {
-        if params.len() != self.num_params() {
-            return Err(CudaError::Unsupported(format!(
-                "{} parameters given for {}",
-                params.len(),
-                self.num_params()
-            )));
-        }
-        self.dev
-            .stream()
-            .memcpy_htod(params, &mut self.params)
-            .map_err(|e| CudaError::call("host-to-device copy", e))
+        upload(&self.dev, params, &mut self.params)
     }
 
     fn hidden(&self) -> impl Iterator<Item = usize> + '_ {
