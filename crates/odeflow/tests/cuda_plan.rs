@@ -1,7 +1,8 @@
 //! The launch plans of the GPU path (`odeflow::cuda::plan`, feature `cuda`) executed with
 //! reference CPU arithmetic (column-major GEMM as cuBLAS defines it, the kernels' formulas)
 //! against the CPU layers, in f64. No GPU needed. The plan of a whole classifier training
-//! iteration is tested in `cuda_plan/train.rs`, the plans of the convolutional fields
+//! iteration is tested in `cuda_plan/train.rs` (MLP field) and `cuda_plan/train_conv.rs`
+//! (convolutional fields), the plans of the convolutional fields
 //! (`simple_odenet`, `odenet`) in `cuda_plan/conv.rs`, those of batch normalisation and
 //! average pooling in `cuda_plan/norm.rs`.
 
@@ -15,6 +16,8 @@ mod norm;
 mod res_block;
 #[path = "cuda_plan/train.rs"]
 mod train;
+#[path = "cuda_plan/train_conv.rs"]
+mod train_conv;
 
 use std::collections::HashMap;
 

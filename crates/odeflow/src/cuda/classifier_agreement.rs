@@ -18,7 +18,7 @@ use super::agreement::{max_rel, norm_rel};
 use super::device::{CudaError, Device};
 use super::plan::act_code;
 use super::train_graph::ClassifierStep;
-use super::train_plan::{AdamHyper, ClassifierShape, TrainPlan};
+use super::train_plan::{AdamHyper, ClassifierShape, FieldShape, TrainPlan};
 use crate::field::Parameterized;
 use crate::grad::GradientMethod;
 use crate::models::{ClassBatch, ClassifierParts, OdeClassifier};
@@ -165,8 +165,10 @@ pub fn classifier_agreement(
     // The f32 CPU model's initial parameters are everyone's.
     let d = INPUT + AUGMENT;
     let shape = ClassifierShape {
-        dims: vec![d, HIDDEN, d],
-        act: act_code(Some(Activation::Tanh)).unwrap_or(1),
+        field: FieldShape::Mlp {
+            dims: vec![d, HIDDEN, d],
+            act: act_code(Some(Activation::Tanh)).unwrap_or(1),
+        },
         input: INPUT,
         classes: CLASSES,
         rows: ROWS,

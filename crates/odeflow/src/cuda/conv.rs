@@ -290,108 +290,11 @@ impl CudaConvField {
             if self.dev.failed() {
                 return;
             }
-            if let Err(e) = self.launch(op, bind) {
+            if let Err(e) = launch_op(&self.dev, op, |b| bind.get(b)) {
                 self.dev.record::<(), _>("convolutional field plan", Err(e));
                 return;
             }
         }
-    }
-
-    /// Issues one planned operation; `Err` only for an unbound buffer (a plan bug).
-    fn launch(&self, op: &ConvOp, bind: &Bind<'_>) -> Result<(), String> {
-        let stream = self.dev.stream();
-        let k = &self.dev.conv;
-        let dev = &self.dev;
-        match *op {
-            ConvOp::Gemm(g) => {
-                let (a, b, c) = (bind.get(g.a)?, bind.get(g.b)?, bind.get(g.c)?);
-                // SAFETY: the plan's shapes and leading dimensions fit the buffers it names
-                // (unit-tested in tests/cuda_plan/conv.rs).
-                dev.record("cublasSgemm", unsafe { dev.sgemm(&g, a, b, c) });
-            }
-            ConvOp::SwapOuter { src, dst, a, b, p } => {
-                let (s, d) = (bind.get(src)?, bind.get(dst)?);
-                let (a64, b64, p64) = (a as i64, b as i64, p as i64);
-                let mut l = stream.launch_builder(&k.swap_outer);
-                l.arg(&a64).arg(&b64).arg(&p64).arg(&s).arg(&d);
-                // SAFETY: swap_outer_f32(long long a, long long b, long long p,
-                // const float* src, float* dst) on a·b·p elements.
-                dev.record("swap_outer_f32", unsafe { l.launch(config(a * b * p)) });
-            }
-            ConvOp::Im2col { x, col, shape } => {
-                let (xp, cp) = (bind.get(x)?, bind.get(col)?);
-                let mut l = stream.launch_builder(&k.im2col);
-                l.arg(&shape).arg(&xp).arg(&cp);
-                // SAFETY: im2col_f32(ConvShape s, const float* x, float* col): x holds the
-                // input of `shape`, col its patch matrix.
-                dev.record("im2col_f32", unsafe { l.launch(config(shape.col_len())) });
-            }
-            ConvOp::Col2im {
-                col,
-                x,
-                shape,
-                accumulate,
-            } => {
-                let (cp, xp) = (bind.get(col)?, bind.get(x)?);
-                let acc = i32::from(accumulate);
-                let mut l = stream.launch_builder(&k.col2im);
-                l.arg(&shape).arg(&cp).arg(&xp).arg(&acc);
-                // SAFETY: col2im_f32(ConvShape s, const float* gcol, float* gx,
-                // int accumulate) on the buffers of `shape`.
-                dev.record("col2im_f32", unsafe { l.launch(config(shape.input_len())) });
-            }
-            ConvOp::BiasAct { y, b, n, c, p, act } => {
-                let (yp, bp) = (bind.get(y)?, bind.get(b)?);
-                let (n64, c32, p64) = (n as i64, c as i32, p as i64);
-                let mut l = stream.launch_builder(&k.bias_act);
-                l.arg(&n64).arg(&c32).arg(&p64).arg(&yp).arg(&bp).arg(&act);
-                // SAFETY: bias_act_nchw_f32(long long n, int c, long long p, float* y,
-                // const float* b, int act) on n·c·p elements and a bias of c.
-                dev.record("bias_act_nchw_f32", unsafe { l.launch(config(n * c * p)) });
-            }
-            ConvOp::ActGrad { g, a, len, act } => {
-                let (gp, ap) = (bind.get(g)?, bind.get(a)?);
-                let n = len as i64;
-                let mut l = stream.launch_builder(&dev.nn.act_grad);
-                l.arg(&n).arg(&gp).arg(&ap).arg(&act);
-                // SAFETY: act_grad_f32(long long n, float* g, const float* a, int act).
-                dev.record("act_grad_f32", unsafe { l.launch(config(len)) });
-            }
-            ConvOp::ChannelPartialSums {
-                g,
-                partial,
-                n,
-                c,
-                p,
-                chunks,
-            } => {
-                let (gp, pp) = (bind.get(g)?, bind.get(partial)?);
-                let (n64, c32, p64, k32) = (n as i64, c as i32, p as i64, chunks as i32);
-                let mut l = stream.launch_builder(&k.partial_sums);
-                l.arg(&n64).arg(&c32).arg(&p64).arg(&k32).arg(&gp).arg(&pp);
-                // SAFETY: channel_partial_sums_f32(long long n, int c, long long p,
-                // int chunks, const float* g, double* partial): n·c·p floats, c·chunks
-                // doubles (the plan sizes ConvBuf::Partial for the largest).
-                dev.record("channel_partial_sums_f32", unsafe {
-                    l.launch(config(c * chunks))
-                });
-            }
-            ConvOp::AddChannelSums {
-                partial,
-                gb,
-                c,
-                chunks,
-            } => {
-                let (pp, gp) = (bind.get(partial)?, bind.get(gb)?);
-                let (c32, k32) = (c as i32, chunks as i32);
-                let mut l = stream.launch_builder(&k.add_sums);
-                l.arg(&c32).arg(&k32).arg(&pp).arg(&gp);
-                // SAFETY: add_channel_sums_f32(int c, int chunks, const double* partial,
-                // float* gb).
-                dev.record("add_channel_sums_f32", unsafe { l.launch(config(c)) });
-            }
-        }
-        Ok(())
     }
 
     fn bind(&self, bufs: Vec<(ConvBuf, u64)>, gparams: u64) -> Bind<'_> {
@@ -402,6 +305,110 @@ impl CudaConvField {
             bufs,
         }
     }
+}
+
+/// Issues one operation of a convolution plan on `dev`'s stream, its buffers' device
+/// addresses given by `get`; launch failures are recorded on the device
+/// ([`Device::check`]), `Err` is only for an unbound buffer (a plan bug). The one launcher
+/// of the convolutional field ([`CudaConvField`]) and the captured classifier iteration
+/// ([`super::ClassifierStep`]).
+pub(super) fn launch_op<B: Copy>(
+    dev: &Device,
+    op: &ConvOp<B>,
+    get: impl Fn(B) -> Result<u64, String>,
+) -> Result<(), String> {
+    let stream = dev.stream();
+    let k = &dev.conv;
+    match *op {
+        ConvOp::Gemm(g) => {
+            let (a, b, c) = (get(g.a)?, get(g.b)?, get(g.c)?);
+            // SAFETY: the plan's shapes and leading dimensions fit the buffers it names
+            // (unit-tested in tests/cuda_plan/conv.rs).
+            dev.record("cublasSgemm", unsafe { dev.sgemm(&g, a, b, c) });
+        }
+        ConvOp::SwapOuter { src, dst, a, b, p } => {
+            let (s, d) = (get(src)?, get(dst)?);
+            let (a64, b64, p64) = (a as i64, b as i64, p as i64);
+            let mut l = stream.launch_builder(&k.swap_outer);
+            l.arg(&a64).arg(&b64).arg(&p64).arg(&s).arg(&d);
+            // SAFETY: swap_outer_f32(long long a, long long b, long long p,
+            // const float* src, float* dst) on a·b·p elements.
+            dev.record("swap_outer_f32", unsafe { l.launch(config(a * b * p)) });
+        }
+        ConvOp::Im2col { x, col, shape } => {
+            let (xp, cp) = (get(x)?, get(col)?);
+            let mut l = stream.launch_builder(&k.im2col);
+            l.arg(&shape).arg(&xp).arg(&cp);
+            // SAFETY: im2col_f32(ConvShape s, const float* x, float* col): x holds the
+            // input of `shape`, col its patch matrix.
+            dev.record("im2col_f32", unsafe { l.launch(config(shape.col_len())) });
+        }
+        ConvOp::Col2im {
+            col,
+            x,
+            shape,
+            accumulate,
+        } => {
+            let (cp, xp) = (get(col)?, get(x)?);
+            let acc = i32::from(accumulate);
+            let mut l = stream.launch_builder(&k.col2im);
+            l.arg(&shape).arg(&cp).arg(&xp).arg(&acc);
+            // SAFETY: col2im_f32(ConvShape s, const float* gcol, float* gx,
+            // int accumulate) on the buffers of `shape`.
+            dev.record("col2im_f32", unsafe { l.launch(config(shape.input_len())) });
+        }
+        ConvOp::BiasAct { y, b, n, c, p, act } => {
+            let (yp, bp) = (get(y)?, get(b)?);
+            let (n64, c32, p64) = (n as i64, c as i32, p as i64);
+            let mut l = stream.launch_builder(&k.bias_act);
+            l.arg(&n64).arg(&c32).arg(&p64).arg(&yp).arg(&bp).arg(&act);
+            // SAFETY: bias_act_nchw_f32(long long n, int c, long long p, float* y,
+            // const float* b, int act) on n·c·p elements and a bias of c.
+            dev.record("bias_act_nchw_f32", unsafe { l.launch(config(n * c * p)) });
+        }
+        ConvOp::ActGrad { g, a, len, act } => {
+            let (gp, ap) = (get(g)?, get(a)?);
+            let n = len as i64;
+            let mut l = stream.launch_builder(&dev.nn.act_grad);
+            l.arg(&n).arg(&gp).arg(&ap).arg(&act);
+            // SAFETY: act_grad_f32(long long n, float* g, const float* a, int act).
+            dev.record("act_grad_f32", unsafe { l.launch(config(len)) });
+        }
+        ConvOp::ChannelPartialSums {
+            g,
+            partial,
+            n,
+            c,
+            p,
+            chunks,
+        } => {
+            let (gp, pp) = (get(g)?, get(partial)?);
+            let (n64, c32, p64, k32) = (n as i64, c as i32, p as i64, chunks as i32);
+            let mut l = stream.launch_builder(&k.partial_sums);
+            l.arg(&n64).arg(&c32).arg(&p64).arg(&k32).arg(&gp).arg(&pp);
+            // SAFETY: channel_partial_sums_f32(long long n, int c, long long p,
+            // int chunks, const float* g, double* partial): n·c·p floats, c·chunks
+            // doubles (the plan sizes ConvBuf::Partial for the largest).
+            dev.record("channel_partial_sums_f32", unsafe {
+                l.launch(config(c * chunks))
+            });
+        }
+        ConvOp::AddChannelSums {
+            partial,
+            gb,
+            c,
+            chunks,
+        } => {
+            let (pp, gp) = (get(partial)?, get(gb)?);
+            let (c32, k32) = (c as i32, chunks as i32);
+            let mut l = stream.launch_builder(&k.add_sums);
+            l.arg(&c32).arg(&k32).arg(&pp).arg(&gp);
+            // SAFETY: add_channel_sums_f32(int c, int chunks, const double* partial,
+            // float* gb).
+            dev.record("add_channel_sums_f32", unsafe { l.launch(config(c)) });
+        }
+    }
+    Ok(())
 }
 
 impl VectorField<CudaBatch> for CudaConvField {

@@ -404,7 +404,8 @@ impl Device {
         }
     }
 
-    fn take_error(&self) -> Option<CudaError> {
+    /// Takes the recorded error, if any, without synchronising (capture-safe).
+    pub(crate) fn take_error(&self) -> Option<CudaError> {
         self.error.lock().map(|mut g| g.take()).unwrap_or(None)
     }
 

@@ -98,33 +98,38 @@ impl BuiltField {
                 dims.push(d);
                 Ok(Self::Mlp(CudaMlp::new(dev, &dims, act, params)?))
             }
-            (
-                FieldSpec::SimpleOdenet { channels },
-                Shape::Seq {
-                    channels: c,
-                    length,
-                },
-            ) => {
-                let layout = ConvFieldLayout::new((c, 1, length), *channels, (1, 3), (0, 1), true)
-                    .map_err(CudaError::Unsupported)?;
-                Ok(Self::Conv(CudaConvField::new(dev, layout, params)?))
-            }
-            (
-                FieldSpec::Odenet { channels },
-                Shape::Image {
-                    channels: c,
-                    height,
-                    width,
-                },
-            ) => {
-                let layout = ConvFieldLayout::odenet(c, height, width, *channels)
-                    .map_err(CudaError::Unsupported)?;
-                Ok(Self::Conv(CudaConvField::new(dev, layout, params)?))
-            }
-            (f, s) => Err(CudaError::Unsupported(format!(
-                "the field {f:?} on states of shape {s:?}"
-            ))),
+            _ => Ok(Self::Conv(CudaConvField::new(
+                dev,
+                conv_layout(spec, state)?,
+                params,
+            )?)),
         }
+    }
+}
+
+/// The device layout of a convolutional field `spec` on states of shape `state` (with any
+/// ANODE channels): `simple_odenet` on `(c, d)` sequences, `odenet` on `(c, h, w)` images.
+pub fn conv_layout(spec: &FieldSpec, state: Shape) -> Result<ConvFieldLayout, CudaError> {
+    match (spec, state) {
+        (
+            FieldSpec::SimpleOdenet { channels },
+            Shape::Seq {
+                channels: c,
+                length,
+            },
+        ) => ConvFieldLayout::new((c, 1, length), *channels, (1, 3), (0, 1), true)
+            .map_err(CudaError::Unsupported),
+        (
+            FieldSpec::Odenet { channels },
+            Shape::Image {
+                channels: c,
+                height,
+                width,
+            },
+        ) => ConvFieldLayout::odenet(c, height, width, *channels).map_err(CudaError::Unsupported),
+        (f, s) => Err(CudaError::Unsupported(format!(
+            "the field {f:?} on states of shape {s:?}"
+        ))),
     }
 }
 

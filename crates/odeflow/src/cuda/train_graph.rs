@@ -1,4 +1,5 @@
-//! [`ClassifierStep`]: one fixed-step training iteration of the MLP classifier on a GPU,
+//! [`ClassifierStep`]: one fixed-step training iteration of a classifier (MLP or
+//! convolutional field, Linear head) on a GPU,
 //! issued from its [`TrainPlan`] onto fixed device buffers, eagerly or as one captured CUDA
 //! graph replayed per batch.
 //!
@@ -63,6 +64,8 @@ pub struct ClassifierStep {
     loss: CudaSlice<f64>,
     labels: CudaSlice<i32>,
     u64s: HashMap<Buf, CudaSlice<u64>>,
+    /// The convolutional field's f64 partial sums ([`Buf::Partial`]), when it has one.
+    partial: Option<CudaSlice<f64>>,
     workspace: CudaSlice<u8>,
     graph: Option<CudaGraph>,
 }
@@ -95,10 +98,12 @@ impl ClassifierStep {
         let stream = dev.stream().clone();
         let mut f32s = HashMap::new();
         let mut u64s = HashMap::new();
+        let mut partial = None;
         for buf in plan.buffers() {
             let n = plan.len_of(buf);
             match buf {
                 Buf::Lr | Buf::Loss | Buf::Labels => {}
+                Buf::Partial => partial = Some(alloc::<f64>(dev, n)?),
                 Buf::AdamStep | Buf::Correct | Buf::FirstNonFinite => {
                     u64s.insert(buf, alloc::<u64>(dev, n)?);
                 }
@@ -129,6 +134,7 @@ impl ClassifierStep {
             hyper,
             f32s,
             u64s,
+            partial,
             graph: None,
         })
     }
@@ -149,6 +155,7 @@ impl ClassifierStep {
             Buf::Lr => self.lr.device_ptr(s).0,
             Buf::Loss => self.loss.device_ptr(s).0,
             Buf::Labels => self.labels.device_ptr(s).0,
+            Buf::Partial => self.partial.as_ref().map_or(0, |p| p.device_ptr(s).0),
             _ => match self.u64s.get(&buf) {
                 Some(b) => b.device_ptr(s).0,
                 None => self.f32s[&buf].device_ptr(s).0,
@@ -307,6 +314,16 @@ impl ClassifierStep {
                         unsafe { l.launch(config(*n)) }.map(|_| ()),
                     )?;
                 }
+                Launch::Conv { op, n, i } => {
+                    let at = |b| Ok(self.at(self.plan.conv_at(b, *n, *i)));
+                    super::conv::launch_op(&self.dev, op, at)
+                        .map_err(|e| CudaError::call("convolutional field plan", e))?;
+                    // The launcher records launch failures on the device; take them here
+                    // (no synchronisation, which a capture forbids).
+                    if let Some(e) = self.dev.take_error() {
+                        return Err(e);
+                    }
+                }
             }
         }
         Ok(())
@@ -373,6 +390,7 @@ impl ClassifierStep {
         lr: f64,
     ) -> Result<StepOutcome, CudaError> {
         let s = &self.plan.shape;
+        let len = self.plan.state_len() as u64;
         let classes = s.classes;
         if (x.rows(), x.cols()) != (s.rows, s.input) || labels.len() != s.rows {
             return Err(CudaError::Unsupported(format!(
@@ -407,7 +425,6 @@ impl ClassifierStep {
             .clone_dtoh(&self.u64s[&Buf::FirstNonFinite])
             .map_err(read)?;
         self.dev.check()?;
-        let len = (s.rows * s.dims[0]) as u64;
         let non_finite = first
             .iter()
             .take(self.plan.num_steps())

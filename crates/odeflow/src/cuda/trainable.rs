@@ -1,4 +1,4 @@
-//! Training a built-in MLP classifier on the GPU: [`CudaClassifier`] is a [`Trainable`]
+//! Training a built-in classifier on the GPU: [`CudaClassifier`] is a [`Trainable`]
 //! whose whole iteration — forward solve, head, cross-entropy, backprop through the steps
 //! and Adam — is one [`ClassifierStep`] (captured once as a CUDA graph and replayed), and
 //! whose [`FusedStep`] hands parameters and Adam's state between the trainer and the device.
@@ -6,21 +6,23 @@
 //! and a run moves between devices: trained on the GPU, checked on the CPU, resumed on either.
 //!
 //! Supported (else one [`CudaError::Unsupported`] naming what is not): an MLP field with
-//! tanh or ReLU (`FieldSpec::Mlp`), ANODE zeros, the Linear head, no encoder; an explicit
+//! tanh or ReLU (`FieldSpec::Mlp`) or Ott et al.'s `simple_odenet` / `odenet`, ANODE zeros,
+//! the Linear head, no encoder; an explicit
 //! Runge–Kutta method on a fixed grid; the `backprop` gradient; Adam; f32. **Not yet run on
 //! a GPU.**
 
 use std::sync::Arc;
 
 use super::device::{CudaError, Device};
+use super::eager::conv_layout;
 use super::plan::act_code;
 use super::train_graph::ClassifierStep;
-use super::train_plan::{AdamHyper, ClassifierShape, TrainPlan};
+use super::train_plan::{AdamHyper, ClassifierShape, FieldShape, TrainPlan};
 use crate::analysis::solver_dependence::{stepping_metric, AdaptationHook};
 use crate::error::ArgError;
 use crate::grad::GradientMethod;
 use crate::models::{ClassBatch, FieldSpec};
-use crate::nn::Activation;
+use crate::nn::{Activation, Shape};
 use crate::real::Real;
 use crate::solve::{fixed_grid, Method, SolveOptions, Stepping};
 use crate::train::{
@@ -34,8 +36,9 @@ pub struct ClassifierSetup<'a> {
     pub field: &'a FieldSpec,
     /// Features per sample (the data's).
     pub input: usize,
-    /// ANODE zeros appended to each sample.
-    pub augment: usize,
+    /// The shape of the ODE state (the field's input: a sample with its ANODE zeros, which
+    /// follow the data's features).
+    pub state: Shape,
     /// Classes.
     pub classes: usize,
     /// Samples per training batch.
@@ -53,20 +56,29 @@ pub struct ClassifierSetup<'a> {
 /// Checks that the device plan covers `s` and plans one iteration.
 pub fn plan_classifier(s: &ClassifierSetup<'_>) -> Result<(TrainPlan, AdamHyper), CudaError> {
     let no = |what: String| CudaError::Unsupported(format!("{what} is not yet on cuda"));
-    let (hidden, act) = match s.field {
+    let d = s.state.len();
+    let field = match s.field {
         FieldSpec::Mlp { hidden, activation } => {
             let a: Activation = activation
                 .parse()
                 .map_err(|_| no(format!("the activation '{activation}'")))?;
-            let code = act_code(Some(a))
+            let act = act_code(Some(a))
                 .ok_or_else(|| no(format!("the activation '{activation}' (tanh and relu are)")))?;
-            (hidden.clone(), code)
+            let mut dims = vec![d];
+            dims.extend(hidden);
+            dims.push(d);
+            FieldShape::Mlp { dims, act }
         }
-        FieldSpec::SimpleOdenet { .. } | FieldSpec::Odenet { .. } => return Err(no(
-            "training a convolutional field (simple_odenet, odenet) through the captured iteration"
-                .into(),
-        )),
+        FieldSpec::SimpleOdenet { .. } | FieldSpec::Odenet { .. } => {
+            FieldShape::Conv(conv_layout(s.field, s.state)?)
+        }
     };
+    if s.input > d {
+        return Err(CudaError::Unsupported(format!(
+            "{} features per sample for an ODE state of {d}",
+            s.input
+        )));
+    }
     if s.grad != GradientMethod::Backprop {
         return Err(no(format!(
             "training with the {} gradient (backprop is)",
@@ -93,13 +105,8 @@ pub fn plan_classifier(s: &ClassifierSetup<'_>) -> Result<(TrainPlan, AdamHyper)
         return Err(no("training with SGD (Adam is)".into()));
     };
     let grid = fixed_grid(s.opts).map_err(|e| CudaError::Unsupported(e.to_string()))?;
-    let d = s.input + s.augment;
-    let mut dims = vec![d];
-    dims.extend(&hidden);
-    dims.push(d);
     let shape = ClassifierShape {
-        dims,
-        act,
+        field,
         input: s.input,
         classes: s.classes,
         rows: s.rows,
@@ -113,7 +120,7 @@ pub fn plan_classifier(s: &ClassifierSetup<'_>) -> Result<(TrainPlan, AdamHyper)
     Ok((TrainPlan::new(shape, tab, &grid), hyper))
 }
 
-/// A built-in MLP classifier trained on the device (see the module docs).
+/// A built-in classifier trained on the device (see the module docs).
 pub struct CudaClassifier {
     step: ClassifierStep,
     /// The parameters as last handed over (`read_params` / `write_params`).

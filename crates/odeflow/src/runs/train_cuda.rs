@@ -13,13 +13,16 @@ use super::data::RunData;
 use super::train::run_trainer;
 use super::{Observer, RunError};
 use crate::cuda::{
-    plan_classifier, BuiltField, ClassifierSetup, CudaClassifier, CudaError, CudaSolverClassifier,
-    Device, SteppingLog,
+    plan_classifier, BuiltField, ClassifierSetup, CudaBatch, CudaClassifier, CudaError,
+    CudaSolverClassifier, Device, DeviceParams, SteppingLog,
 };
-use crate::field::Parameterized;
+use crate::field::{Parameterized, VectorField};
+use crate::grad::GradientMethod;
 use crate::models::{DatasetSource, FieldSpec, NeuralClassifier};
+use crate::nn::Network;
 use crate::real::Real;
 use crate::solve::Method;
+use crate::solve::SolveOptions;
 use crate::train::{TrainConfig, Trainable};
 
 fn on_gpu(e: CudaError) -> RunError {
@@ -50,7 +53,7 @@ pub(super) fn train_on_cuda<T: Real>(
     let setup = ClassifierSetup {
         field,
         input: data.sample_shape().iter().product(),
-        augment: model.augment(),
+        state: model.head.in_shape(),
         classes: data.classes(),
         rows: cfg.train.batch_size.min(data.train.len()),
         method,
@@ -76,24 +79,21 @@ pub(super) fn train_on_cuda<T: Real>(
             let f32s: Vec<f32> = fp.iter().map(|v| v.f64() as f32).collect();
             let head = model.head.clone();
             let solver = (method, grad, opts.clone());
+            let generic = Generic {
+                dev,
+                dir,
+                cfg,
+                tcfg,
+                source,
+                observer,
+                intro: &intro,
+            };
             match BuiltField::new(dev, field, head.in_shape(), &f32s).map_err(on_gpu)? {
                 BuiltField::Mlp(f) => {
-                    let mut gpu =
-                        CudaSolverClassifier::new(dev, f, fp, head, model.augment(), solver)
-                            .map_err(on_gpu)?;
-                    let n =
-                        run_trainer(dir, cfg, tcfg, &mut gpu, source, &mut log, observer, &intro)?;
-                    gpu.read_params(&mut params);
-                    n
+                    generic.train(f, fp, head, model.augment(), solver, &mut log, &mut params)?
                 }
                 BuiltField::Conv(f) => {
-                    let mut gpu =
-                        CudaSolverClassifier::new(dev, f, fp, head, model.augment(), solver)
-                            .map_err(on_gpu)?;
-                    let n =
-                        run_trainer(dir, cfg, tcfg, &mut gpu, source, &mut log, observer, &intro)?;
-                    gpu.read_params(&mut params);
-                    n
+                    generic.train(f, fp, head, model.augment(), solver, &mut log, &mut params)?
                 }
             }
         }
@@ -101,4 +101,49 @@ pub(super) fn train_on_cuda<T: Real>(
     };
     model.write_params(&params);
     Ok(n)
+}
+
+/// The generic path's trainer, for either kind of device field.
+struct Generic<'a, 's, T: Real> {
+    dev: &'a Arc<Device>,
+    dir: &'a Path,
+    cfg: &'a RunConfig,
+    tcfg: TrainConfig,
+    source: &'a mut DatasetSource<'s, T>,
+    observer: &'a dyn Observer,
+    intro: &'a str,
+}
+
+impl<T: Real> Generic<'_, '_, T> {
+    /// Trains the device field `f` (its parameters `fp`) with the host `head`; returns the
+    /// iterations completed and writes the classifier's parameters into `params`.
+    #[allow(clippy::too_many_arguments)]
+    fn train<F>(
+        self,
+        f: F,
+        fp: Vec<T>,
+        head: Network<T>,
+        augment: usize,
+        solver: (&Method, GradientMethod, SolveOptions),
+        log: &mut SteppingLog,
+        params: &mut [T],
+    ) -> Result<u64, RunError>
+    where
+        F: VectorField<CudaBatch, Grad = CudaBatch> + DeviceParams,
+    {
+        let mut gpu =
+            CudaSolverClassifier::new(self.dev, f, fp, head, augment, solver).map_err(on_gpu)?;
+        let n = run_trainer(
+            self.dir,
+            self.cfg,
+            self.tcfg,
+            &mut gpu,
+            self.source,
+            log,
+            self.observer,
+            self.intro,
+        )?;
+        gpu.read_params(params);
+        Ok(n)
+    }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use odeflow::cuda::conv_plan::ConvBuf;
 use odeflow::cuda::plan::{act_code, Gemm};
 use odeflow::cuda::train_plan::*;
 use odeflow::grad::GradientMethod;
@@ -17,7 +18,7 @@ use odeflow::state::Batch;
 use odeflow::train::{Optimizer, OptimizerConfig, Trainable};
 
 /// The plan's buffers on the host, each created by its first write.
-struct Exec<'p> {
+pub(crate) struct Exec<'p> {
     plan: &'p TrainPlan,
     hyper: AdamHyper,
     bufs: HashMap<Buf, Vec<f64>>,
@@ -37,6 +38,13 @@ impl Exec<'_> {
             "{a:?} + {extent} out of bounds"
         );
         v[a.offset..a.offset + extent].to_vec()
+    }
+
+    fn write(&mut self, a: At, v: &[f64]) {
+        let len = self.plan.len_of(a.buf);
+        let buf = self.bufs.entry(a.buf).or_insert_with(|| vec![0.0; len]);
+        assert!(a.offset + v.len() <= buf.len(), "{a:?} out of bounds");
+        buf[a.offset..a.offset + v.len()].copy_from_slice(v);
     }
 
     fn gemm(&mut self, g: &Gemm, a: At, b: At, c: At) {
@@ -176,6 +184,14 @@ impl Exec<'_> {
                     *self.bufs.get_mut(&Buf::Correct).expect("zeroed") = vec![hits];
                     self.bufs.insert(Buf::GradLogits, g);
                 }
+                Launch::Conv { op, n, i } => {
+                    let mut stage = Stage {
+                        ex: self,
+                        n: *n,
+                        i: *i,
+                    };
+                    crate::exec::conv_op(&mut stage, op);
+                }
                 Launch::AdamTick => {
                     self.bufs.get_mut(&Buf::AdamStep).expect("step count")[0] += 1.0;
                 }
@@ -206,7 +222,40 @@ impl Exec<'_> {
     }
 }
 
-fn data(n: usize, seed: usize) -> Vec<f64> {
+/// The convolutional field's buffers at stage `i` of step `n`, as the plan binds them.
+struct Stage<'e, 'p> {
+    ex: &'e mut Exec<'p>,
+    n: usize,
+    i: usize,
+}
+
+impl crate::exec::Store<ConvBuf> for Stage<'_, '_> {
+    fn read(&self, b: ConvBuf) -> Vec<f64> {
+        let at = self.ex.plan.conv_at(b, self.n, self.i);
+        self.ex.slice(at, self.ex.plan.conv_len(b))
+    }
+
+    fn target(&self, b: ConvBuf) -> Vec<f64> {
+        let at = self.ex.plan.conv_at(b, self.n, self.i);
+        let len = self.ex.plan.conv_len(b);
+        if self.ex.bufs.contains_key(&at.buf) {
+            self.ex.slice(at, len)
+        } else {
+            vec![0.0; len]
+        }
+    }
+
+    fn write(&mut self, b: ConvBuf, v: Vec<f64>) {
+        let at = self.ex.plan.conv_at(b, self.n, self.i);
+        assert!(
+            !matches!(b, ConvBuf::Weight(_) | ConvBuf::Bias(_)),
+            "the field writes its parameter {b:?}"
+        );
+        self.ex.write(at, &v);
+    }
+}
+
+pub(crate) fn data(n: usize, seed: usize) -> Vec<f64> {
     (0..n)
         .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f64 / 1001.0 - 1.0) * 1.3)
         .collect()
@@ -246,19 +295,30 @@ fn check(method: &str, dims: &[usize], activation: Activation, input: usize, ste
     let mut cpu = OdeClassifier::new(parts, m.clone(), GradientMethod::Backprop, opts.clone())
         .expect("classifier");
     let shape = ClassifierShape {
-        dims: dims.to_vec(),
-        act: act_code(Some(activation)).expect("device activation"),
+        field: FieldShape::Mlp {
+            dims: dims.to_vec(),
+            act: act_code(Some(activation)).expect("device activation"),
+        },
         input,
         classes,
         rows,
     };
     let plan = TrainPlan::new(shape, m.tableau().expect("explicit"), &grid);
-    replay(&mut cpu, &plan, &m, &opts, input, classes, method, dims);
+    replay(
+        &mut cpu,
+        &plan,
+        &m,
+        &opts,
+        input,
+        classes,
+        method,
+        &format!("{dims:?}"),
+    );
 }
 
 /// Two iterations of `plan` against the CPU classifier `cpu` and the CPU's Adam, then a NaN.
 #[allow(clippy::too_many_arguments)]
-fn replay<F>(
+pub(crate) fn replay<F>(
     cpu: &mut OdeClassifier<f64, F>,
     plan: &TrainPlan,
     m: &Method,
@@ -266,13 +326,13 @@ fn replay<F>(
     input: usize,
     classes: usize,
     method: &str,
-    dims: &[usize],
+    field: &str,
 ) where
     F: odeflow::field::VectorField<Batch<f64>, Grad = Vec<f64>>
         + odeflow::field::Parameterized<f64>,
 {
     let rows = plan.shape.rows;
-    let d = dims[0];
+    let d = plan.shape.field.state_len();
     let n = plan.num_params();
     assert_eq!(n, cpu.num_params());
     let hyper = AdamHyper {
@@ -312,7 +372,7 @@ fn replay<F>(
         let mut grad = vec![0.0; n];
         let batch = ClassBatch { x, labels };
         let metrics = cpu.loss_and_grad(&batch, &mut grad, it).expect("CPU step");
-        let what = format!("{method} {dims:?}, iteration {it}");
+        let what = format!("{method} {field}, iteration {it}");
         // The plan's stage coefficients h·aᵢⱼ are the device's f32 (relative rounding ≤ 6e-8),
         // the rest is f64: a wrong buffer or order would be off by O(1), not 1e-6.
         let tol = 1e-6;
@@ -373,8 +433,10 @@ fn train_plan_matches_the_cpu_classifier_iteration_euler_and_rk4() {
 #[test]
 fn train_plan_is_graph_ready_inputs_read_only_and_fused() {
     let shape = ClassifierShape {
-        dims: vec![4, 8, 8, 4],
-        act: 1,
+        field: FieldShape::Mlp {
+            dims: vec![4, 8, 8, 4],
+            act: 1,
+        },
         input: 4,
         classes: 3,
         rows: 5,
@@ -385,30 +447,7 @@ fn train_plan_is_graph_ready_inputs_read_only_and_fused() {
     // Replayed unchanged: planning twice gives the same launches.
     let again = TrainPlan::new(plan.shape.clone(), m.tableau().expect("explicit"), &grid);
     assert_eq!(plan, again);
-    // The copied-in buffers are never written inside the sequence.
-    for l in &plan.launches {
-        let written: Vec<Buf> = match l {
-            Launch::Zero(b) | Launch::Fill { buf: b, .. } => vec![*b],
-            Launch::Pad { dst, .. } => vec![*dst],
-            Launch::Lincomb { out, .. } => vec![*out],
-            Launch::Gemm { c, .. } => vec![c.buf],
-            Launch::BiasAct { y, .. } => vec![y.buf],
-            Launch::ActGrad { g, .. } => vec![g.buf],
-            Launch::FirstNonFinite { .. } => vec![Buf::FirstNonFinite],
-            Launch::SoftmaxCe { .. } => vec![Buf::GradLogits, Buf::Loss, Buf::Correct],
-            Launch::AdamTick => vec![Buf::AdamStep],
-            Launch::Adam { .. } => vec![Buf::Params, Buf::AdamM, Buf::AdamV],
-        };
-        for b in written {
-            assert!(
-                !matches!(
-                    b,
-                    Buf::Input | Buf::Labels | Buf::Lr | Buf::Ones | Buf::Zeros
-                ),
-                "{l:?} writes {b:?}"
-            );
-        }
-    }
+    inputs_read_only(&plan);
     // Fused stage sums: per step three stage inputs and one update forward, four k̄ and one
     // λ update backward, one launch each (rk4's sums have at most four terms).
     let lincombs = plan
@@ -431,6 +470,48 @@ fn train_plan_is_graph_ready_inputs_read_only_and_fused() {
     // Every buffer has a size.
     for b in plan.buffers() {
         assert!(plan.len_of(b) > 0, "{b:?}");
+    }
+}
+
+/// The copied-in buffers (and the parameters, outside Adam) are never written inside the
+/// sequence, so that a captured graph replays on new batches.
+pub(crate) fn inputs_read_only(plan: &TrainPlan) {
+    use odeflow::cuda::conv_plan::ConvOp;
+    for l in &plan.launches {
+        let written: Vec<Buf> = match l {
+            Launch::Zero(b) | Launch::Fill { buf: b, .. } => vec![*b],
+            Launch::Pad { dst, .. } => vec![*dst],
+            Launch::Lincomb { out, .. } => vec![*out],
+            Launch::Gemm { c, .. } => vec![c.buf],
+            Launch::BiasAct { y, .. } => vec![y.buf],
+            Launch::ActGrad { g, .. } => vec![g.buf],
+            Launch::FirstNonFinite { .. } => vec![Buf::FirstNonFinite],
+            Launch::SoftmaxCe { .. } => vec![Buf::GradLogits, Buf::Loss, Buf::Correct],
+            Launch::AdamTick => vec![Buf::AdamStep],
+            Launch::Adam { .. } => vec![Buf::AdamM, Buf::AdamV],
+            Launch::Conv { op, n, i } => {
+                let out = match *op {
+                    ConvOp::Gemm(g) => g.c,
+                    ConvOp::SwapOuter { dst, .. } => dst,
+                    ConvOp::Im2col { col, .. } => col,
+                    ConvOp::Col2im { x, .. } => x,
+                    ConvOp::BiasAct { y, .. } => y,
+                    ConvOp::ActGrad { g, .. } => g,
+                    ConvOp::ChannelPartialSums { partial, .. } => partial,
+                    ConvOp::AddChannelSums { gb, .. } => gb,
+                };
+                vec![plan.conv_at(out, *n, *i).buf]
+            }
+        };
+        for b in written {
+            assert!(
+                !matches!(
+                    b,
+                    Buf::Input | Buf::Labels | Buf::Lr | Buf::Ones | Buf::Zeros | Buf::Params
+                ),
+                "{l:?} writes {b:?}"
+            );
+        }
     }
 }
 
@@ -467,7 +548,7 @@ fn the_plan_of_a_gpu_run_is_the_built_in_classifiers_iteration() {
     let setup = ClassifierSetup {
         field: &field,
         input,
-        augment: 2,
+        state: Shape::Flat(6),
         classes,
         rows,
         method: &m,
@@ -477,7 +558,13 @@ fn the_plan_of_a_gpu_run_is_the_built_in_classifiers_iteration() {
     };
     let (plan, hyper) = plan_classifier(&setup).expect("planned");
     assert_eq!(plan.num_params(), cpu.num_params());
-    assert_eq!(plan.shape.dims, vec![6, 12, 9, 6]);
+    assert_eq!(
+        plan.shape.field,
+        FieldShape::Mlp {
+            dims: vec![6, 12, 9, 6],
+            act: 1
+        }
+    );
     assert_eq!((hyper.beta1, hyper.beta2), (0.9, 0.999));
     replay(
         &mut cpu,
@@ -487,7 +574,7 @@ fn the_plan_of_a_gpu_run_is_the_built_in_classifiers_iteration() {
         input,
         classes,
         "midpoint",
-        &[6, 12, 9, 6],
+        "mlp [6, 12, 9, 6]",
     );
 
     // What the device plan does not cover is refused by name.
@@ -495,14 +582,6 @@ fn the_plan_of_a_gpu_run_is_the_built_in_classifiers_iteration() {
         let e = plan_classifier(s).expect_err("refused").to_string();
         assert!(e.contains(want) && e.contains("not yet on cuda"), "{e}");
     };
-    let conv = FieldSpec::Odenet { channels: 4 };
-    refuse(
-        &ClassifierSetup {
-            field: &conv,
-            ..setup.clone()
-        },
-        "convolutional",
-    );
     let silu = FieldSpec::Mlp {
         hidden: vec![4],
         activation: "silu".into(),

@@ -1,6 +1,6 @@
-//! The launch plan of one fixed-step training iteration of the MLP classifier
-//! ([`crate::models::OdeClassifier`] with an MLP field and a Linear head, no encoder) on the
-//! device: an ordered list of launches on fixed buffers, with no host synchronisation inside,
+//! The launch plan of one fixed-step training iteration of a classifier
+//! ([`crate::models::OdeClassifier`] with an MLP field or one of Ott et al.'s convolutional
+//! fields `simple_odenet`/`odenet`, and a Linear head, no encoder) on the device: an ordered list of launches on fixed buffers, with no host synchronisation inside,
 //! so that the whole list can be captured once into a CUDA graph and replayed per batch
 //! (the batch and the learning rate are copied into their fixed buffers before a replay; the
 //! loss, accuracy count and finiteness indices are read after it).
@@ -12,6 +12,8 @@
 //! lift       y₀ ← [x, 0]                                      (ANODE padding, pad_cols_f32)
 //! forward    per step n, stage i:  Yᵢ = yₙ + Σ_{j<i} (h aᵢⱼ) kⱼ   (one lincomb_f32; Y₀ = yₙ)
 //!                                  kᵢ = f(Yᵢ), hidden activations kept per (n, i) as the tape
+//!                                  (the MLP's [`MlpLayout`] or the convolutional field's
+//!                                  [`ConvFieldLayout`] plan, bound to the stage's buffers)
 //!            yₙ₊₁ = yₙ + Σᵢ (h bᵢ) kᵢ;  first[n] ← first non-finite index of yₙ₊₁
 //! head       logits = y_N Wᵀ + b                                (GEMM + bias kernel)
 //! loss       L = mean CE(logits, labels), ∂L/∂logits, #correct  (softmax_ce_f32)
@@ -28,193 +30,53 @@
 //! by executing it with reference arithmetic against the CPU classifier's `loss_and_grad` and
 //! `train::Optimizer` (`tests/cuda_plan/train.rs`); [`super::ClassifierStep`] issues it on a GPU.
 
-use super::plan::{lincomb_plan, Gemm, Mat, MlpLayout, Op};
+mod vocab;
+
+pub use vocab::{launch_buffers, At, Buf, Launch, ADAM_BUFFERS};
+
+use super::conv_plan::{ConvBuf, ConvFieldLayout, ConvOp};
+use super::plan::{lincomb_plan, Mat, MlpLayout, Op};
 use crate::tableau::ButcherTableau;
 
-/// A device buffer of one training iteration (f32 unless said otherwise).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Buf {
-    /// The input batch `x` (`rows × input`), copied in before each replay.
-    Input,
-    /// The labels (`rows`, i32), copied in before each replay.
-    Labels,
-    /// The learning rate (one f64), copied in before each replay.
-    Lr,
-    /// The parameters `[field | head]`.
-    Params,
-    /// Their gradient.
-    GradParams,
-    /// Adam's first moment.
-    AdamM,
-    /// Adam's second moment.
-    AdamV,
-    /// Adam's step count `t` (one u64, incremented on the device by [`Launch::AdamTick`]).
-    AdamStep,
-    /// `yₙ`, `n = 0..=N` (`rows × dim`).
-    State(usize),
-    /// The stage input `Yᵢ` of step `n`, `i ≥ 1` (stage 0 reads `yₙ`).
-    StageIn(usize, usize),
-    /// The hidden activation `a_l` of the field at stage `(n, i)`: the tape.
-    Act(usize, usize, usize),
-    /// The stage derivative `kᵢ` (reused by every step).
-    K(usize),
-    /// The logits (`rows × classes`).
-    Logits,
-    /// `∂L/∂logits`.
-    GradLogits,
-    /// `λ = ∂L/∂yₙ` (`rows × dim`).
-    Lambda,
-    /// `k̄` of the stage being differentiated.
-    KBar,
-    /// `Ȳᵢ` (reused by every step).
-    YBar(usize),
-    /// `∂L/∂a_l` inside one field VJP (scratch).
-    Hidden(usize),
-    /// `rows` ones (column sums by GEMM).
-    Ones,
-    /// `rows × dim` zeros (the base of `k̄`'s fused sum).
-    Zeros,
-    /// The mean loss (one f64).
-    Loss,
-    /// The number of correct predictions (one u64).
-    Correct,
-    /// `first[n]`: the first non-finite index of `yₙ₊₁`, or `len` (u64, one per step).
-    FirstNonFinite,
+/// The ODE block's field of a planned classifier.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldShape {
+    /// An MLP `dims[0] → … → dims[L]` (`dims[0] = dims[L]` = the ODE state's size) with the
+    /// activation code `act` ([`super::plan::act_code`]) after every layer but the last.
+    Mlp {
+        /// The sizes.
+        dims: Vec<usize>,
+        /// The activation code.
+        act: i32,
+    },
+    /// `simple_odenet` or `odenet` on NCHW samples.
+    Conv(ConvFieldLayout),
 }
 
-/// An element offset into a buffer (parameters sit inside [`Buf::Params`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct At {
-    /// The buffer.
-    pub buf: Buf,
-    /// Offset in elements.
-    pub offset: usize,
-}
-
-impl From<Buf> for At {
-    fn from(buf: Buf) -> Self {
-        Self { buf, offset: 0 }
+impl FieldShape {
+    /// Components of one sample of the ODE state.
+    pub fn state_len(&self) -> usize {
+        match self {
+            Self::Mlp { dims, .. } => dims[0],
+            Self::Conv(c) => c.sample_len(),
+        }
     }
 }
 
-/// One launch (or stream-ordered memset) of the iteration.
+/// The field's plan: an MLP's or a convolutional field's.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Launch {
-    /// `buf ← 0` (`cuMemsetD8Async`, capturable).
-    Zero(Buf),
-    /// `fill_u64`: the first `len` u64 of `buf` ← `value`.
-    Fill {
-        /// The buffer.
-        buf: Buf,
-        /// Elements.
-        len: usize,
-        /// The value.
-        value: u64,
-    },
-    /// `pad_cols_f32`: `dst ← [src, 0]` per row.
-    Pad {
-        /// Rows.
-        rows: usize,
-        /// Columns of `src`.
-        cols: usize,
-        /// Zero columns appended.
-        extra: usize,
-        /// Source.
-        src: Buf,
-        /// Destination.
-        dst: Buf,
-    },
-    /// `lincomb_f32`: `out ← base + Σ c·term` (at most `MAX_TERMS` terms).
-    Lincomb {
-        /// Components.
-        len: usize,
-        /// Output.
-        out: Buf,
-        /// Base (may equal `out`).
-        base: Buf,
-        /// Terms and coefficients.
-        terms: Vec<(Buf, f32)>,
-    },
-    /// A cuBLAS SGEMM on the planned buffers (see [`Gemm`] for the operands).
-    Gemm {
-        /// Shapes, transposes and `β` (its `Mat` operands are replaced by `a`, `b`, `c`).
-        g: Gemm,
-        /// `A`.
-        a: At,
-        /// `B`.
-        b: At,
-        /// `C`.
-        c: At,
-    },
-    /// `bias_act_f32`.
-    BiasAct {
-        /// The GEMM output, in place.
-        y: At,
-        /// The bias.
-        b: At,
-        /// Rows.
-        rows: usize,
-        /// Columns.
-        cols: usize,
-        /// Activation code.
-        act: i32,
-    },
-    /// `act_grad_f32`.
-    ActGrad {
-        /// The gradient, in place.
-        g: At,
-        /// The saved activation.
-        a: At,
-        /// Components.
-        len: usize,
-        /// Activation code.
-        act: i32,
-    },
-    /// `first_non_finite_f32` of `x` into `first[slot]` (which starts at `len`).
-    FirstNonFinite {
-        /// The state.
-        x: Buf,
-        /// Components.
-        len: usize,
-        /// Index into [`Buf::FirstNonFinite`].
-        slot: usize,
-    },
-    /// `softmax_ce_f32` of [`Buf::Logits`] against [`Buf::Labels`] into [`Buf::GradLogits`],
-    /// [`Buf::Loss`] and [`Buf::Correct`].
-    SoftmaxCe {
-        /// Rows.
-        rows: usize,
-        /// Classes.
-        classes: usize,
-    },
-    /// `adam_tick`: [`Buf::AdamStep`] += 1 (one thread), right before [`Launch::Adam`].
-    AdamTick,
-    /// `adam_graph_f32` on [`Buf::Params`] with [`Buf::GradParams`], the moments, the step
-    /// count [`Buf::AdamStep`] and [`Buf::Lr`].
-    Adam {
-        /// Parameters.
-        n: usize,
-    },
+enum FieldPlan {
+    Mlp(MlpLayout),
+    Conv(ConvFieldLayout),
 }
-
-/// The buffers of [`Launch::Adam`], in the order of `adam_graph_f32`'s pointer arguments.
-pub const ADAM_BUFFERS: [Buf; 6] = [
-    Buf::Params,
-    Buf::GradParams,
-    Buf::AdamM,
-    Buf::AdamV,
-    Buf::Lr,
-    Buf::AdamStep,
-];
 
 /// The shapes of the classifier and its training solve.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassifierShape {
-    /// The field's sizes `dims[0] → … → dims[L]` (`dims[0] = dims[L]` = the ODE state's size).
-    pub dims: Vec<usize>,
-    /// The field's activation code ([`super::plan::act_code`]).
-    pub act: i32,
-    /// Input features per sample (`dims[0]` minus the ANODE zeros).
+    /// The ODE block's field.
+    pub field: FieldShape,
+    /// Input features per sample (the state's minus the ANODE zeros, which follow them in
+    /// each sample).
     pub input: usize,
     /// Classes (the head's output size).
     pub classes: usize,
@@ -244,7 +106,7 @@ pub struct TrainPlan {
     pub steps: Vec<f64>,
     /// The launches, in stream order.
     pub launches: Vec<Launch>,
-    field: MlpLayout,
+    field: FieldPlan,
     head: MlpLayout,
 }
 
@@ -252,8 +114,11 @@ impl TrainPlan {
     /// The plan for `shape` with the explicit tableau `tab` on the fixed grid `grid`
     /// (`t₀ < t₁ < … < t_N`, as `solve::fixed_grid` gives it).
     pub fn new(shape: ClassifierShape, tab: &ButcherTableau, grid: &[f64]) -> Self {
-        let d = shape.dims[0];
-        let field = MlpLayout::new(&shape.dims, shape.act);
+        let d = shape.field.state_len();
+        let field = match &shape.field {
+            FieldShape::Mlp { dims, act } => FieldPlan::Mlp(MlpLayout::new(dims, *act)),
+            FieldShape::Conv(c) => FieldPlan::Conv(c.clone()),
+        };
         let head = MlpLayout::new(&[d, shape.classes], 0);
         let steps: Vec<f64> = grid.windows(2).map(|w| w[1] - w[0]).collect();
         let mut p = Self {
@@ -267,14 +132,21 @@ impl TrainPlan {
         p
     }
 
-    /// The field's layout.
-    pub fn field(&self) -> &MlpLayout {
-        &self.field
+    /// Components of the ODE state of one batch (`rows ×` the sample's).
+    pub fn state_len(&self) -> usize {
+        self.shape.rows * self.shape.field.state_len()
+    }
+
+    fn field_params(&self) -> usize {
+        match &self.field {
+            FieldPlan::Mlp(l) => l.num_params(),
+            FieldPlan::Conv(c) => c.num_params(),
+        }
     }
 
     /// Number of parameters `[field | head]`.
     pub fn num_params(&self) -> usize {
-        self.field.num_params() + self.head.num_params()
+        self.field_params() + self.head.num_params()
     }
 
     /// Number of fixed steps `N`.
@@ -285,7 +157,15 @@ impl TrainPlan {
     /// Elements of `buf` (f32, f64, i32 or u64 as the buffer's doc says).
     pub fn len_of(&self, buf: Buf) -> usize {
         let s = &self.shape;
-        let (rows, d) = (s.rows, s.dims[0]);
+        let (rows, d) = (s.rows, s.field.state_len());
+        let hidden = |l: usize| match &self.field {
+            FieldPlan::Mlp(m) => rows * m.dims()[l],
+            FieldPlan::Conv(c) => c.len_of(ConvBuf::Act(l), rows),
+        };
+        let conv = |b: ConvBuf| match &self.field {
+            FieldPlan::Conv(c) => c.len_of(b, rows),
+            FieldPlan::Mlp(_) => 0,
+        };
         match buf {
             Buf::Input => rows * s.input,
             Buf::Labels | Buf::Ones => rows,
@@ -293,9 +173,12 @@ impl TrainPlan {
             Buf::Params | Buf::GradParams | Buf::AdamM | Buf::AdamV => self.num_params(),
             Buf::State(_) | Buf::StageIn(..) | Buf::K(_) | Buf::Lambda | Buf::KBar => rows * d,
             Buf::YBar(_) | Buf::Zeros => rows * d,
-            Buf::Act(_, _, l) | Buf::Hidden(l) => rows * s.dims[l],
+            Buf::Act(_, _, l) | Buf::Hidden(l) => hidden(l),
             Buf::Logits | Buf::GradLogits => rows * s.classes,
             Buf::FirstNonFinite => self.num_steps(),
+            Buf::InputT(..) | Buf::OutputT | Buf::KBarT | Buf::YBarT => rows * d,
+            Buf::Col => conv(ConvBuf::Col),
+            Buf::Partial => conv(ConvBuf::Partial),
         }
     }
 
@@ -319,7 +202,7 @@ impl TrainPlan {
         }
         add(Buf::AdamStep);
         for l in &self.launches {
-            for b in launch_buffers(l) {
+            for b in launch_buffers(self, l) {
                 add(b);
             }
         }
@@ -336,7 +219,9 @@ impl TrainPlan {
     }
 
     fn field_at(&self, m: Mat, n: usize, i: usize) -> At {
-        let f = &self.field;
+        let FieldPlan::Mlp(f) = &self.field else {
+            unreachable!("MLP operations on a convolutional field's plan")
+        };
         match m {
             Mat::Input => Self::stage_input(n, i).into(),
             Mat::Act(l) => Buf::Act(n, i, l).into(),
@@ -352,8 +237,55 @@ impl TrainPlan {
         }
     }
 
+    /// Where the convolutional field's buffer `b` sits at stage `i` of step `n`: the stage
+    /// input and output are the solve's (`Yᵢ`, `kᵢ`), the VJP's cotangent and input gradient
+    /// are `k̄` and `Ȳᵢ`, the activations (and the channel-major input) are the tape of
+    /// `(n, i)`, and the parameters are offsets into [`Buf::Params`] / [`Buf::GradParams`].
+    pub fn conv_at(&self, b: ConvBuf, n: usize, i: usize) -> At {
+        let FieldPlan::Conv(f) = &self.field else {
+            unreachable!("convolution operations on an MLP's plan")
+        };
+        if let Some(off) = f.param_offset(b) {
+            let buf = match b {
+                ConvBuf::Weight(_) | ConvBuf::Bias(_) => Buf::Params,
+                _ => Buf::GradParams,
+            };
+            return params(buf, off);
+        }
+        match b {
+            ConvBuf::Input => Self::stage_input(n, i),
+            ConvBuf::InputT => Buf::InputT(n, i),
+            ConvBuf::Act(l) => Buf::Act(n, i, l),
+            ConvBuf::Col => Buf::Col,
+            ConvBuf::OutputT => Buf::OutputT,
+            ConvBuf::Output => Buf::K(i),
+            ConvBuf::Cotangent => Buf::KBar,
+            ConvBuf::CotangentT => Buf::KBarT,
+            ConvBuf::Grad(l) => Buf::Hidden(l),
+            ConvBuf::GradInputT => Buf::YBarT,
+            ConvBuf::GradInput => Buf::YBar(i),
+            ConvBuf::Partial => Buf::Partial,
+            ConvBuf::Weight(_)
+            | ConvBuf::Bias(_)
+            | ConvBuf::GradWeight(_)
+            | ConvBuf::GradBias(_) => {
+                unreachable!("parameters are offsets")
+            }
+        }
+        .into()
+    }
+
+    /// The extent of a convolutional field's buffer `b` (its parameter's size, or the whole
+    /// buffer's).
+    pub fn conv_len(&self, b: ConvBuf) -> usize {
+        match &self.field {
+            FieldPlan::Conv(f) => f.len_of(b, self.shape.rows),
+            FieldPlan::Mlp(_) => 0,
+        }
+    }
+
     fn head_at(&self, m: Mat) -> At {
-        let (h, o) = (&self.head, self.field.num_params());
+        let (h, o) = (&self.head, self.field_params());
         match m {
             Mat::Input => Buf::State(self.num_steps()).into(),
             Mat::Output => Buf::Logits.into(),
@@ -401,6 +333,29 @@ impl TrainPlan {
         }
     }
 
+    /// The field's forward evaluation (or VJP at the taped point) at stage `i` of step `n`.
+    fn push_field(&mut self, rows: usize, n: usize, i: usize, forward: bool) {
+        match &self.field {
+            FieldPlan::Mlp(f) => {
+                let ops = if forward {
+                    f.forward(rows)
+                } else {
+                    f.backward(rows)
+                };
+                self.push_ops(ops, |p, m| p.field_at(m, n, i));
+            }
+            FieldPlan::Conv(f) => {
+                let ops: Vec<ConvOp> = if forward {
+                    f.forward(rows)
+                } else {
+                    f.backward(rows)
+                };
+                self.launches
+                    .extend(ops.into_iter().map(|op| Launch::Conv { op, n, i }));
+            }
+        }
+    }
+
     fn lincomb(&mut self, out: Buf, base: Buf, terms: &[(Buf, f32)]) {
         let len = self.len_of(out);
         let coeffs: Vec<f32> = terms.iter().map(|t| t.1).collect();
@@ -417,7 +372,11 @@ impl TrainPlan {
     fn build(&mut self, tab: &ButcherTableau) {
         let s = tab.stages();
         let (a, b) = (tab.a().to_vec(), tab.b().to_vec());
-        let (rows, d, big_n) = (self.shape.rows, self.shape.dims[0], self.num_steps());
+        let (rows, d, big_n) = (
+            self.shape.rows,
+            self.shape.field.state_len(),
+            self.num_steps(),
+        );
         let mut needed = vec![false; s];
         for i in (0..s).rev() {
             needed[i] = b[i] != 0.0 || (i + 1..s).any(|j| a[j][i] != 0.0 && needed[j]);
@@ -449,8 +408,7 @@ impl TrainPlan {
                         (0..i).map(|j| (Buf::K(j), (h * a[i][j]) as f32)).collect();
                     self.lincomb(Buf::StageIn(n, i), Buf::State(n), &terms);
                 }
-                let ops = self.field.forward(rows);
-                self.push_ops(ops, |p, m| p.field_at(m, n, i));
+                self.push_field(rows, n, i, true);
             }
             let terms: Vec<(Buf, f32)> = (0..s).map(|j| (Buf::K(j), (h * b[j]) as f32)).collect();
             self.lincomb(Buf::State(n + 1), Buf::State(n), &terms);
@@ -479,8 +437,7 @@ impl TrainPlan {
                     terms.push((Buf::YBar(j), (h * a[j][i]) as f32));
                 }
                 self.lincomb(Buf::KBar, Buf::Zeros, &terms);
-                let ops = self.field.backward(rows);
-                self.push_ops(ops, |p, m| p.field_at(m, n, i));
+                self.push_field(rows, n, i, false);
             }
             let terms: Vec<(Buf, f32)> = (0..s)
                 .filter(|&i| needed[i])
@@ -497,32 +454,4 @@ impl TrainPlan {
 
 fn params(buf: Buf, offset: usize) -> At {
     At { buf, offset }
-}
-
-/// The buffers one launch names (read or written).
-pub fn launch_buffers(l: &Launch) -> Vec<Buf> {
-    match l {
-        Launch::Zero(b) | Launch::Fill { buf: b, .. } => vec![*b],
-        Launch::Pad { src, dst, .. } => vec![*src, *dst],
-        Launch::Lincomb {
-            out, base, terms, ..
-        } => {
-            let mut v = vec![*out, *base];
-            v.extend(terms.iter().map(|t| t.0));
-            v
-        }
-        Launch::Gemm { a, b, c, .. } => vec![a.buf, b.buf, c.buf],
-        Launch::BiasAct { y, b, .. } => vec![y.buf, b.buf],
-        Launch::ActGrad { g, a, .. } => vec![g.buf, a.buf],
-        Launch::FirstNonFinite { x, .. } => vec![*x, Buf::FirstNonFinite],
-        Launch::SoftmaxCe { .. } => vec![
-            Buf::Logits,
-            Buf::Labels,
-            Buf::GradLogits,
-            Buf::Loss,
-            Buf::Correct,
-        ],
-        Launch::AdamTick => vec![Buf::AdamStep],
-        Launch::Adam { .. } => ADAM_BUFFERS.to_vec(),
-    }
 }

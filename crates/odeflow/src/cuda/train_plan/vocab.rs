@@ -1,0 +1,249 @@
+//! The vocabulary of a training iteration's launch plan: its buffers ([`Buf`]), offsets
+//! into them ([`At`]) and launches ([`Launch`]).
+
+use crate::cuda::conv_plan::ConvOp;
+use crate::cuda::plan::Gemm;
+
+/// A device buffer of one training iteration (f32 unless said otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Buf {
+    /// The input batch `x` (`rows × input`), copied in before each replay.
+    Input,
+    /// The labels (`rows`, i32), copied in before each replay.
+    Labels,
+    /// The learning rate (one f64), copied in before each replay.
+    Lr,
+    /// The parameters `[field | head]`.
+    Params,
+    /// Their gradient.
+    GradParams,
+    /// Adam's first moment.
+    AdamM,
+    /// Adam's second moment.
+    AdamV,
+    /// Adam's step count `t` (one u64, incremented on the device by [`Launch::AdamTick`]).
+    AdamStep,
+    /// `yₙ`, `n = 0..=N` (`rows × dim`).
+    State(usize),
+    /// The stage input `Yᵢ` of step `n`, `i ≥ 1` (stage 0 reads `yₙ`).
+    StageIn(usize, usize),
+    /// The hidden activation `a_l` of the field at stage `(n, i)`: the tape.
+    Act(usize, usize, usize),
+    /// The stage derivative `kᵢ` (reused by every step).
+    K(usize),
+    /// The logits (`rows × classes`).
+    Logits,
+    /// `∂L/∂logits`.
+    GradLogits,
+    /// `λ = ∂L/∂yₙ` (`rows × dim`).
+    Lambda,
+    /// `k̄` of the stage being differentiated.
+    KBar,
+    /// `Ȳᵢ` (reused by every step).
+    YBar(usize),
+    /// `∂L/∂a_l` inside one field VJP (scratch).
+    Hidden(usize),
+    /// `rows` ones (column sums by GEMM).
+    Ones,
+    /// `rows × dim` zeros (the base of `k̄`'s fused sum).
+    Zeros,
+    /// The mean loss (one f64).
+    Loss,
+    /// The number of correct predictions (one u64).
+    Correct,
+    /// `first[n]`: the first non-finite index of `yₙ₊₁`, or `len` (u64, one per step).
+    FirstNonFinite,
+    /// A convolutional field's channel-major stage input at `(n, i)` (`c_in > 1`; the tape).
+    InputT(usize, usize),
+    /// A convolutional field's patch matrix, then its gradient (scratch).
+    Col,
+    /// A convolutional field's channel-major output before its swap (`c_in > 1`, scratch).
+    OutputT,
+    /// `k̄` channel-major (`c_in > 1`, scratch).
+    KBarT,
+    /// `Ȳ` channel-major before its swap (`c_in > 1`, scratch).
+    YBarT,
+    /// The partial sums of a convolutional field's bias gradients (f64 scratch).
+    Partial,
+}
+
+/// An element offset into a buffer (parameters sit inside [`Buf::Params`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct At {
+    /// The buffer.
+    pub buf: Buf,
+    /// Offset in elements.
+    pub offset: usize,
+}
+
+impl From<Buf> for At {
+    fn from(buf: Buf) -> Self {
+        Self { buf, offset: 0 }
+    }
+}
+
+/// One launch (or stream-ordered memset) of the iteration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Launch {
+    /// `buf ← 0` (`cuMemsetD8Async`, capturable).
+    Zero(Buf),
+    /// `fill_u64`: the first `len` u64 of `buf` ← `value`.
+    Fill {
+        /// The buffer.
+        buf: Buf,
+        /// Elements.
+        len: usize,
+        /// The value.
+        value: u64,
+    },
+    /// `pad_cols_f32`: `dst ← [src, 0]` per row.
+    Pad {
+        /// Rows.
+        rows: usize,
+        /// Columns of `src`.
+        cols: usize,
+        /// Zero columns appended.
+        extra: usize,
+        /// Source.
+        src: Buf,
+        /// Destination.
+        dst: Buf,
+    },
+    /// `lincomb_f32`: `out ← base + Σ c·term` (at most `MAX_TERMS` terms).
+    Lincomb {
+        /// Components.
+        len: usize,
+        /// Output.
+        out: Buf,
+        /// Base (may equal `out`).
+        base: Buf,
+        /// Terms and coefficients.
+        terms: Vec<(Buf, f32)>,
+    },
+    /// A cuBLAS SGEMM on the planned buffers (see [`Gemm`] for the operands).
+    Gemm {
+        /// Shapes, transposes and `β` (its `Mat` operands are replaced by `a`, `b`, `c`).
+        g: Gemm,
+        /// `A`.
+        a: At,
+        /// `B`.
+        b: At,
+        /// `C`.
+        c: At,
+    },
+    /// `bias_act_f32`.
+    BiasAct {
+        /// The GEMM output, in place.
+        y: At,
+        /// The bias.
+        b: At,
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+        /// Activation code.
+        act: i32,
+    },
+    /// `act_grad_f32`.
+    ActGrad {
+        /// The gradient, in place.
+        g: At,
+        /// The saved activation.
+        a: At,
+        /// Components.
+        len: usize,
+        /// Activation code.
+        act: i32,
+    },
+    /// `first_non_finite_f32` of `x` into `first[slot]` (which starts at `len`).
+    FirstNonFinite {
+        /// The state.
+        x: Buf,
+        /// Components.
+        len: usize,
+        /// Index into [`Buf::FirstNonFinite`].
+        slot: usize,
+    },
+    /// `softmax_ce_f32` of [`Buf::Logits`] against [`Buf::Labels`] into [`Buf::GradLogits`],
+    /// [`Buf::Loss`] and [`Buf::Correct`].
+    SoftmaxCe {
+        /// Rows.
+        rows: usize,
+        /// Classes.
+        classes: usize,
+    },
+    /// `adam_tick`: [`Buf::AdamStep`] += 1 (one thread), right before [`Launch::Adam`].
+    AdamTick,
+    /// `adam_graph_f32` on [`Buf::Params`] with [`Buf::GradParams`], the moments, the step
+    /// count [`Buf::AdamStep`] and [`Buf::Lr`].
+    Adam {
+        /// Parameters.
+        n: usize,
+    },
+    /// One operation of a convolutional field's plan ([`crate::cuda::conv_plan`]) at stage
+    /// `i` of step `n`, its buffers bound by [`super::TrainPlan::conv_at`].
+    Conv {
+        /// The operation.
+        op: ConvOp,
+        /// The step.
+        n: usize,
+        /// The stage.
+        i: usize,
+    },
+}
+
+/// The buffers of [`Launch::Adam`], in the order of `adam_graph_f32`'s pointer arguments.
+pub const ADAM_BUFFERS: [Buf; 6] = [
+    Buf::Params,
+    Buf::GradParams,
+    Buf::AdamM,
+    Buf::AdamV,
+    Buf::Lr,
+    Buf::AdamStep,
+];
+
+/// The buffers one launch names (read or written).
+pub fn launch_buffers(plan: &super::TrainPlan, l: &Launch) -> Vec<Buf> {
+    match l {
+        Launch::Zero(b) | Launch::Fill { buf: b, .. } => vec![*b],
+        Launch::Pad { src, dst, .. } => vec![*src, *dst],
+        Launch::Lincomb {
+            out, base, terms, ..
+        } => {
+            let mut v = vec![*out, *base];
+            v.extend(terms.iter().map(|t| t.0));
+            v
+        }
+        Launch::Gemm { a, b, c, .. } => vec![a.buf, b.buf, c.buf],
+        Launch::BiasAct { y, b, .. } => vec![y.buf, b.buf],
+        Launch::ActGrad { g, a, .. } => vec![g.buf, a.buf],
+        Launch::FirstNonFinite { x, .. } => vec![*x, Buf::FirstNonFinite],
+        Launch::SoftmaxCe { .. } => vec![
+            Buf::Logits,
+            Buf::Labels,
+            Buf::GradLogits,
+            Buf::Loss,
+            Buf::Correct,
+        ],
+        Launch::AdamTick => vec![Buf::AdamStep],
+        Launch::Adam { .. } => ADAM_BUFFERS.to_vec(),
+        Launch::Conv { op, n, i } => conv_buffers(op)
+            .into_iter()
+            .map(|b| plan.conv_at(b, *n, *i).buf)
+            .collect(),
+    }
+}
+
+/// The buffers one convolution-plan operation names.
+fn conv_buffers<B: Copy>(op: &ConvOp<B>) -> Vec<B> {
+    match *op {
+        ConvOp::Gemm(g) => vec![g.a, g.b, g.c],
+        ConvOp::SwapOuter { src, dst, .. } => vec![src, dst],
+        ConvOp::Im2col { x, col, .. } => vec![x, col],
+        ConvOp::Col2im { col, x, .. } => vec![col, x],
+        ConvOp::BiasAct { y, b, .. } => vec![y, b],
+        ConvOp::ActGrad { g, a, .. } => vec![g, a],
+        ConvOp::ChannelPartialSums { g, partial, .. } => vec![g, partial],
+        ConvOp::AddChannelSums { partial, gb, .. } => vec![partial, gb],
+    }
+}
