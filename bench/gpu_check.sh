@@ -20,11 +20,16 @@
 #      (odeflow::cuda::ClassifierStep: head, cross-entropy, backprop, graph-safe Adam), eager
 #      and as a captured CUDA graph: logits, loss, parameter gradient and the parameters after
 #      Adam against the CPU ("classifier_agreement" in the JSON, same 10x rule);
-#      the convolutional fields (`bench mnist-odenet64-euler8 --check-cpu`: odenet on MNIST
-#      shapes, one solve and backward pass against the CPU);
+#      the convolutional fields (`bench mnist-odenet64-euler8 --check-cpu` and the same for
+#      cifar-odenet128-euler8: odenet on MNIST/CIFAR shapes, one solve and backward pass
+#      against the CPU; one classifier training iteration with the workload's field on 8x8
+#      images through the captured plan the benchmark times, eager and as a graph, with and
+#      without an ANODE channel; on CIFAR a TinyResNet residual block (CudaResBlock) in
+#      train and eval mode: output, running statistics, input and parameter gradients);
 #   4. training on the GPU, both paths, each checked on the CPU and on the GPU: a sphere2 MLP
-#      classifier (the captured CUDA graph) and a sphere2 simple_odenet (the generic solvers
-#      on the device), 300 iterations each; the GPU run is resumed for 100 more on the CPU;
+#      classifier and a sphere2 simple_odenet (the captured CUDA graph, backprop), and the
+#      simple_odenet with adjoint gradients (the generic solvers on the device), 300
+#      iterations each; each GPU run is resumed for 100 more on the CPU;
 #   5. the benchmark: odeflow on the GPU and on the CPU, torchdiffeq and diffrax on the GPU
 #      (`--device cuda`, TF32 off) for $WORKLOADS (default: every workload; the CPU only for
 #      the small ones, an image iteration takes seconds there);
@@ -85,14 +90,16 @@ for g in backprop adjoint reversible; do
   fi
 done
 
-log "agreement (convolutional field)"
-if timeout 120 "$BIN" bench mnist-odenet64-euler8 --device cuda --check-cpu --iters 2 --warmup 1 \
-    --json >"$OUT/agreement-conv.json" 2>"$OUT/agreement-conv.err"; then
-  log "agreement (convolutional field): passed"
-else
-  log "agreement (convolutional field): FAILED: $(tail -n 1 "$OUT/agreement-conv.err")"
-  status=1
-fi
+for w in mnist-odenet64-euler8 cifar-odenet128-euler8; do
+  log "agreement ($w)"
+  if timeout 150 "$BIN" bench "$w" --device cuda --check-cpu --iters 2 --warmup 1 \
+      --json >"$OUT/agreement-$w.json" 2>"$OUT/agreement-$w.err"; then
+    log "agreement ($w): passed"
+  else
+    log "agreement ($w): FAILED: $(tail -n 1 "$OUT/agreement-$w.err")"
+    status=1
+  fi
+done
 
 # 4. Training on the GPU; the runs are checked on both devices and resumed on the CPU.
 train_case() { # name, flags...
@@ -112,7 +119,8 @@ train_case() { # name, flags...
   fi
 }
 train_case mlp-captured --model mlp --method rk4 --steps 8 --lr 1e-2
-train_case odenet-generic --model simple_odenet --method euler --steps 8 --lr 1e-2
+train_case odenet-captured --model simple_odenet --method euler --steps 8 --lr 1e-2
+train_case odenet-generic --model simple_odenet --method euler --steps 8 --lr 1e-2 --grad adjoint
 
 # 5. The benchmark.
 run() { # name, timeout, command...
@@ -169,13 +177,24 @@ for w in workloads:
                  ("odeflow-cuda", "torchdiffeq-cuda", "diffrax-cuda", "odeflow-cpu")]
                  + [targets.get(w, "≤ faster peer")]) + " |")
 lines += ["", "Training on the GPU (300 iterations, then checked; test accuracy and verdict):", ""]
-for name in ("mlp-captured", "odenet-generic"):
+for name in ("mlp-captured", "odenet-captured", "odenet-generic"):
     t, c, g = read(f"train-{name}"), read(f"check-cpu-{name}"), read(f"check-gpu-{name}")
     acc = (t or {}).get("summary", {}).get("test_accuracy")
     v = lambda r: (r or {}).get("summary", "n/a")
     lines.append(f"- {name}: test accuracy {acc}; check on the CPU: {v(c)}; on the GPU: {v(g)}")
-a = read("agreement-conv")
-lines += ["", f"GPU vs CPU (odenet field, MNIST shapes): {json.dumps((a or {}).get('agreement'))}"]
+for w in ("mnist-odenet64-euler8", "cifar-odenet128-euler8"):
+    a = read(f"agreement-{w}")
+    lines += ["", f"GPU vs CPU ({w}'s field, one solve and backward pass): {json.dumps((a or {}).get('agreement'))}"]
+a = read("agreement-cifar-odenet128-euler8")
+lines += ["", "GPU vs CPU (TinyResNet residual block, 16 channels on 8x8, 4 samples):", "",
+          "| mode | output gpu | output cpu f32 | running stats gpu | cpu f32 | input grad gpu | cpu f32 | param grad gpu | cpu f32 | passed |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+for b in (a or {}).get("res_block_agreement") or []:
+    lines.append(f"| {'train' if b['train'] else 'eval'} | {b['out_rel_gpu']:.2e} | {b['out_rel_cpu_f32']:.2e} | "
+                 f"{b['stats_rel_gpu']:.2e} | {b['stats_rel_cpu_f32']:.2e} | {b['gx_rel_gpu']:.2e} | {b['gx_rel_cpu_f32']:.2e} | "
+                 f"{b['grad_rel_gpu']:.2e} | {b['grad_rel_cpu_f32']:.2e} | {b['passed']} |")
+if not (a or {}).get("res_block_agreement"):
+    lines.append("| – | – | – | – | – | – | – | – | – | failed (see agreement-cifar-odenet128-euler8.err) |")
 lines += ["", "GPU vs CPU (pendulum MLP; relative errors against the CPU in f64):", "",
           "| grad | method | state gpu | state cpu f32 | gradient gpu | gradient cpu f32 | passed |",
           "|---|---|---|---|---|---|---|"]
@@ -186,16 +205,18 @@ for g in ("backprop", "adjoint", "reversible"):
                      f"{a['grad_rel_gpu']:.2e} | {a['grad_rel_cpu_f32']:.2e} | {a['passed']} |")
     if not r:
         lines.append(f"| {g} | – | – | – | – | – | failed (see agreement-{g}.err) |")
-lines += ["", "GPU vs CPU (MLP classifier, one training iteration, backprop; relative errors against the CPU in f64):", "",
-          "| method | steps | graph | loss gpu | loss cpu f64 | logits gpu | logits cpu f32 | gradient gpu | gradient cpu f32 | params gpu | params cpu f32 | passed |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-r = read("agreement-backprop")
-for a in (r or {}).get("classifier_agreement") or []:
-    lines.append(f"| {a['method']} | {a['steps']} | {a['captured']} | {a['loss_gpu']:.6f} | {a['loss_cpu_f64']:.6f} | "
-                 f"{a['logits_rel_gpu']:.2e} | {a['logits_rel_cpu_f32']:.2e} | {a['grad_rel_gpu']:.2e} | "
-                 f"{a['grad_rel_cpu_f32']:.2e} | {a['params_rel_gpu']:.2e} | {a['params_rel_cpu_f32']:.2e} | {a['passed']} |")
-if not (r or {}).get("classifier_agreement"):
-    lines.append("| – | – | – | – | – | – | – | – | – | – | – | failed (see agreement-backprop.err) |")
+lines += ["", "GPU vs CPU (one classifier training iteration through the device plan, backprop; relative errors against the CPU in f64):", "",
+          "| field | sample | ANODE | method | steps | graph | loss gpu | loss cpu f64 | logits gpu | logits cpu f32 | gradient gpu | gradient cpu f32 | params gpu | params cpu f32 | passed |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+for src in ("agreement-backprop", "agreement-mnist-odenet64-euler8", "agreement-cifar-odenet128-euler8"):
+    r = read(src)
+    for a in (r or {}).get("classifier_agreement") or []:
+        c = a["case"]
+        lines.append(f"| {c['field'].get('kind')} | {c['sample']} | {c['augment']} | {c['method']} | {c['steps']} | {c['captured']} | "
+                     f"{a['loss_gpu']:.6f} | {a['loss_cpu_f64']:.6f} | {a['logits_rel_gpu']:.2e} | {a['logits_rel_cpu_f32']:.2e} | "
+                     f"{a['grad_rel_gpu']:.2e} | {a['grad_rel_cpu_f32']:.2e} | {a['params_rel_gpu']:.2e} | {a['params_rel_cpu_f32']:.2e} | {a['passed']} |")
+    if not (r or {}).get("classifier_agreement"):
+        lines.append(f"| – | – | – | – | – | – | – | – | – | – | – | – | – | – | failed (see {src}.err) |")
 text = "\n".join(lines)
 print(text)
 open(os.path.join(out, "summary.md"), "w").write(text + "\n")

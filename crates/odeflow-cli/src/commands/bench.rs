@@ -7,9 +7,11 @@
 //! odeflow bench mnist-odenet64-euler8 --device cuda --check-cpu
 //! ```
 //!
-//! On the GPU the pendulum runs wholly on the device (solves, MSE, Adam); the classifier
-//! workloads solve their convolutional field forward and backward on the device and keep
-//! the Linear head, cross-entropy and Adam on the host (`odeflow::cuda::ClassifierCuda`).
+//! On the GPU the pendulum runs wholly on the device (solves, MSE, Adam); a classifier
+//! workload with backprop runs its whole iteration (solve, head, cross-entropy, backward,
+//! Adam) as one captured CUDA graph, with adjoint or reversible gradients its field on the
+//! device through the generic solvers and the head on the host
+//! (`odeflow::cuda::ClassifierCuda`). `--check-cpu` and the device runners: `bench_cuda.rs`.
 //!
 //! Prints JSON with `workload`, `ms_per_iter` (median over the timed iterations, after
 //! warm-up), `peak_mib` (the process's peak resident memory, VmHWM) and more. The workloads
@@ -26,6 +28,7 @@ use serde::Serialize;
 
 use odeflow::train::StepMetrics;
 
+use super::bench_cuda::{cuda_runner, Agreements};
 use crate::device::{require_cpu, DeviceArg};
 use crate::error::CliError;
 use crate::progress::Reporter;
@@ -63,12 +66,14 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
 
-    /// With --device cuda: first compare one forward/backward pass on the GPU with the CPU
-    /// (f32 and f64) and report the errors under "agreement" — the pendulum with its Euler
-    /// solve and with adaptive dopri5, and with --grad backprop also one MLP-classifier
-    /// training iteration through the device plan, eager and as a CUDA graph
-    /// ("classifier_agreement"); a classifier workload with its convolutional field on four
-    /// samples and its own solver. Fails (exit 1) when the GPU disagrees.
+    /// With --device cuda: first compare the GPU with the CPU (f32 and f64) and report the
+    /// errors — "agreement": one forward/backward pass (the pendulum with Euler and adaptive
+    /// dopri5; a classifier workload's convolutional field on four samples with its own
+    /// solver); with --grad backprop "classifier_agreement": training iterations through
+    /// the device plan, eager and as a CUDA graph (an MLP classifier for the pendulum, the
+    /// workload's field on small images otherwise); on cifar-odenet128-euler8
+    /// "res_block_agreement": a TinyResNet block in train and eval mode. Fails (exit 1)
+    /// when the GPU disagrees.
     #[arg(long)]
     check_cpu: bool,
 }
@@ -117,10 +122,13 @@ pub struct BenchResult {
     /// With `--check-cpu --grad backprop`: the GPU-vs-CPU comparisons of one classifier
     /// training iteration through the device plan (`odeflow::cuda::ClassifierAgreement`).
     pub classifier_agreement: Option<serde_json::Value>,
+    /// With `--check-cpu` on `cifar-odenet128-euler8`: a TinyResNet residual block on the
+    /// GPU against the CPU, train and eval mode (`odeflow::cuda::ResBlockAgreement`).
+    pub res_block_agreement: Option<serde_json::Value>,
 }
 
 /// A prepared workload: one training iteration per call.
-type Iterate = Box<dyn FnMut(u64) -> Result<StepMetrics, CliError>>;
+pub(super) type Iterate = Box<dyn FnMut(u64) -> Result<StepMetrics, CliError>>;
 
 /// The workload on the CPU: the iteration, the parameter count.
 fn cpu_runner(
@@ -136,170 +144,6 @@ fn cpu_runner(
             .map_err(|e| CliError::runtime(e.to_string()))
     };
     Ok((Box::new(iterate), params))
-}
-
-/// The pendulum and the classifier agreement (JSON) of `--check-cpu`.
-type Agreements = (Option<serde_json::Value>, Option<serde_json::Value>);
-
-/// The workload on GPU 0: the iteration, the parameter count, the GPU's description.
-#[cfg(feature = "cuda")]
-fn cuda_runner(
-    workload: Workload,
-    grad: GradientMethod,
-    seed: u64,
-    check_cpu: bool,
-) -> Result<(Iterate, usize, String, Agreements), CliError> {
-    use odeflow::cuda::{pendulum_agreement, Device, PendulumCuda};
-    use odeflow::solve::SolveOptions;
-    let dev = Device::open(0).map_err(|e| CliError::runtime(e.to_string()))?;
-    let gpu = format!("{} ({})", dev.name(), dev.arch());
-    if workload != Workload::PendulumMlp128Euler2 {
-        return conv_runner(&dev, workload, grad, seed, check_cpu, gpu);
-    }
-    let (mut agreement, mut classifier) = (None, None);
-    if check_cpu {
-        let problem = odeflow::models::PendulumProblem::new(seed);
-        let cases = [
-            ("euler", SolveOptions::steps(0.0, problem.t1, problem.steps)),
-            (
-                "dopri5",
-                SolveOptions::adaptive(0.0, problem.t1, 1e-6, 1e-8),
-            ),
-        ];
-        let mut rows = Vec::new();
-        for (method, opts) in cases {
-            let a = pendulum_agreement(&dev, method, grad.clone(), &opts, seed)
-                .map_err(|e| CliError::runtime(e.to_string()))?;
-            rows.push(a);
-        }
-        let json = serde_json::to_value(&rows).map_err(|e| CliError::runtime(e.to_string()))?;
-        if let Some(bad) = rows.iter().find(|a| !a.passed) {
-            return Err(CliError::runtime(format!(
-                "the GPU disagrees with the CPU ({} solve, {} gradients): state error {:.2e} \
-                 (CPU f32 {:.2e}), gradient error {:.2e} (CPU f32 {:.2e}); all: {json}",
-                bad.method,
-                bad.grad,
-                bad.y1_rel_gpu,
-                bad.y1_rel_cpu_f32,
-                bad.grad_rel_gpu,
-                bad.grad_rel_cpu_f32
-            )));
-        }
-        if matches!(grad, GradientMethod::Backprop) {
-            // One classifier training iteration through the device plan (backprop), eager
-            // and as a captured CUDA graph.
-            let mut cls = Vec::new();
-            for (method, steps, captured) in
-                [("euler", 4, false), ("euler", 4, true), ("rk4", 2, true)]
-            {
-                let a = odeflow::cuda::classifier_agreement(&dev, method, steps, captured, seed)
-                    .map_err(|e| CliError::runtime(e.to_string()))?;
-                cls.push(a);
-            }
-            let cjson = serde_json::to_value(&cls).map_err(|e| CliError::runtime(e.to_string()))?;
-            if let Some(bad) = cls.iter().find(|a| !a.passed) {
-                return Err(CliError::runtime(format!(
-                    "the GPU classifier iteration disagrees with the CPU ({} in {} steps, \
-                     captured: {}): logits {:.2e} (CPU f32 {:.2e}), gradient {:.2e} (CPU f32 \
-                     {:.2e}); all: {cjson}",
-                    bad.method,
-                    bad.steps,
-                    bad.captured,
-                    bad.logits_rel_gpu,
-                    bad.logits_rel_cpu_f32,
-                    bad.grad_rel_gpu,
-                    bad.grad_rel_cpu_f32
-                )));
-            }
-            classifier = Some(cjson);
-        }
-        agreement = Some(json);
-    }
-    let mut runner =
-        PendulumCuda::new(&dev, grad, seed).map_err(|e| CliError::runtime(e.to_string()))?;
-    let params = runner.num_params();
-    let iterate = move |_| {
-        runner
-            .iteration()
-            .map_err(|e| CliError::runtime(e.to_string()))
-    };
-    Ok((Box::new(iterate), params, gpu, (agreement, classifier)))
-}
-
-/// A classifier workload (convolutional field) on the device: `--check-cpu` first compares
-/// one solve and backward pass of its field on a few samples with the CPU
-/// (`odeflow::cuda::conv_agreement`, reported as "agreement").
-#[cfg(feature = "cuda")]
-fn conv_runner(
-    dev: &std::sync::Arc<odeflow::cuda::Device>,
-    workload: Workload,
-    grad: GradientMethod,
-    seed: u64,
-    check_cpu: bool,
-    gpu: String,
-) -> Result<(Iterate, usize, String, Agreements), CliError> {
-    use odeflow::cuda::{conv_agreement, ClassifierCuda, ConvModel};
-    use odeflow::models::FieldSpec;
-    use odeflow::solve::SolveOptions;
-    let gpu_err = |e: odeflow::cuda::CudaError| CliError::runtime(e.to_string());
-    let mut agreement = None;
-    if check_cpu {
-        let model = match (workload.field(), workload) {
-            (Some(FieldSpec::SimpleOdenet { channels }), _) => {
-                ConvModel::SimpleOdenet { channels, d: 2 }
-            }
-            (Some(FieldSpec::Odenet { channels }), Workload::MnistOdenet64Euler8) => {
-                ConvModel::Odenet {
-                    c_in: 1,
-                    h: 28,
-                    w: 28,
-                    channels,
-                }
-            }
-            (Some(FieldSpec::Odenet { channels }), _) => ConvModel::Odenet {
-                c_in: 3,
-                h: 32,
-                w: 32,
-                channels,
-            },
-            _ => {
-                return Err(CliError::input(format!(
-                    "{}: no convolutional field",
-                    workload.name()
-                )))
-            }
-        };
-        let (method, steps) = workload.solver();
-        let opts = SolveOptions::steps(0.0, 1.0, steps);
-        let a =
-            conv_agreement(dev, model, 4, method, grad.clone(), &opts, seed).map_err(gpu_err)?;
-        let json = serde_json::to_value(&a).map_err(|e| CliError::runtime(e.to_string()))?;
-        if !a.passed {
-            return Err(CliError::runtime(format!(
-                "the GPU field of {} disagrees with the CPU: {json}",
-                workload.name()
-            )));
-        }
-        agreement = Some(json);
-    }
-    let mut runner = ClassifierCuda::new(dev, workload, grad, seed).map_err(gpu_err)?;
-    let params = runner.num_params();
-    let iterate = move |it| {
-        runner
-            .iteration(it)
-            .map_err(|e| CliError::runtime(e.to_string()))
-    };
-    Ok((Box::new(iterate), params, gpu, (agreement, None)))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda_runner(
-    _: Workload,
-    _: GradientMethod,
-    _: u64,
-    _: bool,
-) -> Result<(Iterate, usize, String, Agreements), CliError> {
-    Err(crate::device::not_built())
 }
 
 /// Peak resident set size of this process in MiB (Linux VmHWM).
@@ -398,7 +242,7 @@ pub fn run(args: BenchArgs, reporter: &Reporter, device: DeviceArg) -> Result<()
     }
     let workload = Workload::from_name(&args.workload)
         .map_err(|e| CliError::input(format!("{e}, resnet-memory")))?;
-    let (mut iterate, params, gpu, (agreement, classifier_agreement)) = match device {
+    let (mut iterate, params, gpu, agreements) = match device {
         DeviceArg::Cpu => {
             if args.check_cpu {
                 return Err(CliError::input(
@@ -406,7 +250,7 @@ pub fn run(args: BenchArgs, reporter: &Reporter, device: DeviceArg) -> Result<()
                 ));
             }
             let (it, p) = cpu_runner(workload, grad, args.seed)?;
-            (it, p, None, (None, None))
+            (it, p, None, Agreements::default())
         }
         DeviceArg::Cuda => {
             let (it, p, gpu, agreements) = cuda_runner(workload, grad, args.seed, args.check_cpu)?;
@@ -459,8 +303,9 @@ pub fn run(args: BenchArgs, reporter: &Reporter, device: DeviceArg) -> Result<()
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         device: device.name().to_string(),
         gpu,
-        agreement,
-        classifier_agreement,
+        agreement: agreements.agreement,
+        classifier_agreement: agreements.classifier,
+        res_block_agreement: agreements.res_block,
     };
     reporter.result(&result, || {
         format!(

@@ -5,6 +5,7 @@
 //! [`Command::run`].
 
 pub mod bench;
+mod bench_cuda;
 pub mod check;
 pub mod critical_step;
 pub mod data;

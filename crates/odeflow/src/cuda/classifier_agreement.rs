@@ -1,12 +1,17 @@
-//! GPU-vs-CPU agreement of one training iteration of a small MLP classifier through
-//! [`ClassifierStep`] (eager or as a captured CUDA graph): logits, mean cross-entropy,
-//! accuracy, parameter gradient and the parameters after one Adam step, computed on the
-//! device in f32, on the CPU in f32 and on the CPU in f64 (the reference) from the same
-//! parameters and batch. The device passes when each of its errors against f64 is within
-//! `max(10 × CPU f32 error, 1e-5)`, as [`super::pendulum_agreement`].
+//! GPU-vs-CPU agreement of one training iteration of a classifier through
+//! [`ClassifierStep`] (eager or as a captured CUDA graph) — the MLP field or one of Ott et
+//! al.'s convolutional fields (`simple_odenet`, `odenet`, with ANODE channels), planned by
+//! [`plan_classifier`] exactly as `odeflow train --device cuda` plans a run: logits, mean
+//! cross-entropy, accuracy, parameter gradient and the parameters after one Adam step,
+//! computed on the device in f32, on the CPU in f32 and on the CPU in f64 (the reference,
+//! the CPU [`crate::models::ClassifierSpec`] model) from the same parameters and batch. The
+//! device passes when each of its errors against f64 is within `max(10 × CPU f32 error,
+//! 1e-5)`, as [`super::pendulum_agreement`].
 //!
 //! **Not yet run on a GPU** (`bench/gpu_check.sh` runs it through
-//! `odeflow bench pendulum-mlp128-euler2 --device cuda --check-cpu --grad backprop`).
+//! `odeflow bench pendulum-mlp128-euler2 --device cuda --check-cpu --grad backprop` for the
+//! MLP and `odeflow bench mnist-odenet64-euler8 --device cuda --check-cpu` for the
+//! convolutional fields).
 
 use std::sync::Arc;
 
@@ -16,36 +21,98 @@ use serde::Serialize;
 
 use super::agreement::{max_rel, norm_rel};
 use super::device::{CudaError, Device};
-use super::plan::act_code;
 use super::train_graph::ClassifierStep;
-use super::train_plan::{AdamHyper, ClassifierShape, FieldShape, TrainPlan};
-use crate::field::Parameterized;
+use super::trainable::{plan_classifier, ClassifierSetup};
 use crate::grad::GradientMethod;
-use crate::models::{ClassBatch, ClassifierParts, OdeClassifier};
-use crate::nn::zoo::{linear_head, mlp_field, MlpOptions};
-use crate::nn::{Activation, Init, Shape};
+use crate::models::{ClassBatch, ClassifierSpec, FieldSpec};
 use crate::real::Real;
-use crate::solve::{fixed_grid, Method, SolveOptions};
+use crate::solve::{Method, SolveOptions};
 use crate::state::Batch;
 use crate::train::{Optimizer, OptimizerConfig, Trainable};
 
-/// Samples, input features, ANODE zeros, hidden width, classes of the agreement model.
-const ROWS: usize = 64;
-const INPUT: usize = 8;
-const AUGMENT: usize = 2;
-const HIDDEN: usize = 64;
-const CLASSES: usize = 4;
+/// The learning rate of the compared Adam step.
 const LR: f64 = 1e-2;
+
+/// One classifier and solver to compare ([`classifier_agreement`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassifierCase {
+    /// The ODE block's field.
+    pub field: FieldSpec,
+    /// The shape of one sample (`[features]`, `[1, d]` or `[c, h, w]`).
+    pub sample: Vec<usize>,
+    /// ANODE zero channels.
+    pub augment: usize,
+    /// Samples in the batch.
+    pub rows: usize,
+    /// Classes.
+    pub classes: usize,
+    /// Explicit solver method (fixed steps on `[0, 1]`).
+    pub method: String,
+    /// Number of steps.
+    pub steps: usize,
+    /// Whether the device runs the iteration as a captured CUDA graph.
+    pub captured: bool,
+}
+
+impl ClassifierCase {
+    /// The MLP case: a `[10 → 64 → 10]` tanh field on 8 features with two ANODE zeros, a
+    /// Linear head to four classes, a batch of 64.
+    pub fn mlp(method: &str, steps: usize, captured: bool) -> Self {
+        Self {
+            field: FieldSpec::Mlp {
+                hidden: vec![64],
+                activation: "tanh".into(),
+            },
+            sample: vec![8],
+            augment: 2,
+            rows: 64,
+            classes: 4,
+            method: method.into(),
+            steps,
+            captured,
+        }
+    }
+
+    /// A convolutional field on `sample`-shaped inputs with `augment` ANODE channels, a
+    /// batch of four, ten classes.
+    pub fn conv(
+        field: FieldSpec,
+        sample: Vec<usize>,
+        augment: usize,
+        method: &str,
+        steps: usize,
+        captured: bool,
+    ) -> Self {
+        Self {
+            field,
+            sample,
+            augment,
+            rows: 4,
+            classes: 10,
+            method: method.into(),
+            steps,
+            captured,
+        }
+    }
+
+    fn spec(&self) -> ClassifierSpec {
+        ClassifierSpec {
+            field: self.field.clone(),
+            augment: self.augment,
+            threads: 1,
+        }
+    }
+
+    fn input(&self) -> usize {
+        self.sample.iter().product()
+    }
+}
 
 /// The outcome of [`classifier_agreement`].
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassifierAgreement {
-    /// Solver method (fixed steps).
-    pub method: String,
-    /// Number of steps.
-    pub steps: usize,
-    /// Whether the device ran the iteration as a captured CUDA graph.
-    pub captured: bool,
+    /// What was compared.
+    pub case: ClassifierCase,
     /// Mean cross-entropy on the device (f32 logits, f64 sum).
     pub loss_gpu: f64,
     /// The same on the CPU in f32.
@@ -76,45 +143,33 @@ pub struct ClassifierAgreement {
 type CpuPass = (f64, f64, Vec<f64>, Vec<f64>, Vec<f64>);
 
 fn cpu_pass<T: Real>(
+    case: &ClassifierCase,
     p0: &[f32],
     method: &Method,
     opts: &SolveOptions,
-    x: &Batch<f32>,
-    labels: &[usize],
+    batch: &ClassBatch<f32>,
     seed: u64,
 ) -> Result<CpuPass, CudaError> {
     let fail = |e: String| CudaError::call("CPU reference", e);
-    let d = INPUT + AUGMENT;
-    let mopts = MlpOptions {
-        activation: Activation::Tanh,
-        init: Init::PyTorchDefault,
-        time_input: false,
-    };
-    let field = mlp_field::<T>(&[d, HIDDEN, d], &mopts, seed).map_err(|e| fail(e.to_string()))?;
-    let head =
-        linear_head::<T>(Shape::Flat(d), CLASSES, seed + 1).map_err(|e| fail(e.to_string()))?;
-    let parts = ClassifierParts {
-        encoder: None,
-        field,
-        field_dim: d,
-        head,
-        augment: AUGMENT,
-    };
-    let mut model = OdeClassifier::new(
-        parts,
-        method.clone(),
-        GradientMethod::Backprop,
-        opts.clone(),
-    )
-    .map_err(|e| fail(e.to_string()))?;
+    let mut model = case
+        .spec()
+        .build::<T>(
+            &case.sample,
+            case.classes,
+            method.clone(),
+            GradientMethod::Backprop,
+            opts.clone(),
+            seed,
+        )
+        .map_err(|e| fail(e.to_string()))?;
     let mut params: Vec<T> = p0.iter().map(|&v| T::of(f64::from(v))).collect();
     model.write_params(&params);
-    let xt = x.cast::<T>();
+    let xt = batch.x.cast::<T>();
     let (logits, _) = model.logits_with(&xt, method, opts).map_err(fail)?;
     let mut grad = vec![T::zero(); params.len()];
     let batch = ClassBatch {
         x: xt,
-        labels: labels.to_vec(),
+        labels: batch.labels.clone(),
     };
     let m = model
         .loss_and_grad(&batch, &mut grad, 0)
@@ -132,78 +187,63 @@ fn cpu_pass<T: Real>(
     ))
 }
 
-/// Compares one training iteration of the agreement classifier (`[10 → 64 → 10]` tanh field
-/// with two ANODE zeros, Linear head to four classes, a batch of 64) on `dev` with the CPU,
-/// solving with the fixed-step explicit `method` in `steps` steps; `captured` replays the
-/// iteration as a CUDA graph instead of issuing its launches eagerly.
+/// Compares one training iteration of `case`'s classifier (initialised from `seed`, a
+/// random batch and labels from `seed`) on `dev` with the CPU.
 pub fn classifier_agreement(
     dev: &Arc<Device>,
-    method: &str,
-    steps: usize,
-    captured: bool,
+    case: &ClassifierCase,
     seed: u64,
 ) -> Result<ClassifierAgreement, CudaError> {
     let bad = |e: String| CudaError::Unsupported(e);
-    let m = Method::from_name(method).map_err(|e| bad(e.to_string()))?;
-    let tab = m
-        .tableau()
-        .ok_or_else(|| {
-            bad(format!(
-                "{method}: the device plan needs an explicit method"
-            ))
-        })?
-        .clone();
-    let opts = SolveOptions::steps(0.0, 1.0, steps);
-    let grid = fixed_grid(&opts).map_err(|e| bad(e.to_string()))?;
+    let m = Method::from_name(&case.method).map_err(|e| bad(e.to_string()))?;
+    let opts = SolveOptions::steps(0.0, 1.0, case.steps);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let xs: Vec<f32> = (0..ROWS * INPUT)
+    let (rows, input) = (case.rows, case.input());
+    let xs: Vec<f32> = (0..rows * input)
         .map(|_| rng.random_range(-1.5..1.5))
         .collect();
-    let x = Batch::from_vec(ROWS, INPUT, xs).map_err(|e| bad(e.to_string()))?;
-    let labels: Vec<usize> = (0..ROWS).map(|_| rng.random_range(0..CLASSES)).collect();
+    let batch = ClassBatch {
+        x: Batch::from_vec(rows, input, xs).map_err(|e| bad(e.to_string()))?,
+        labels: (0..rows)
+            .map(|_| rng.random_range(0..case.classes))
+            .collect(),
+    };
 
     // The f32 CPU model's initial parameters are everyone's.
-    let d = INPUT + AUGMENT;
-    let shape = ClassifierShape {
-        field: FieldShape::Mlp {
-            dims: vec![d, HIDDEN, d],
-            act: act_code(Some(Activation::Tanh)).unwrap_or(1),
-        },
-        input: INPUT,
-        classes: CLASSES,
-        rows: ROWS,
+    let cpu = case
+        .spec()
+        .build::<f32>(
+            &case.sample,
+            case.classes,
+            m.clone(),
+            GradientMethod::Backprop,
+            opts.clone(),
+            seed,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+    let mut p0 = vec![0.0f32; cpu.num_params()];
+    cpu.read_params(&mut p0);
+    let adam = OptimizerConfig::adam(LR);
+    let setup = ClassifierSetup {
+        field: &case.field,
+        input,
+        state: cpu.head.in_shape(),
+        classes: case.classes,
+        rows,
+        method: &m,
+        opts: &opts,
+        grad: GradientMethod::Backprop,
+        optimizer: &adam,
     };
-    let plan = TrainPlan::new(shape, &tab, &grid);
-    let mut p0 = vec![0.0f32; plan.num_params()];
-    {
-        let mopts = MlpOptions {
-            activation: Activation::Tanh,
-            init: Init::PyTorchDefault,
-            time_input: false,
-        };
-        let fail = |e: String| CudaError::call("initial parameters", e);
-        let field =
-            mlp_field::<f32>(&[d, HIDDEN, d], &mopts, seed).map_err(|e| fail(e.to_string()))?;
-        let head = linear_head::<f32>(Shape::Flat(d), CLASSES, seed + 1)
-            .map_err(|e| fail(e.to_string()))?;
-        let nf = field.network().params().len();
-        p0[..nf].copy_from_slice(field.network().params());
-        p0[nf..].copy_from_slice(head.params());
-    }
-    let (l32, _, z32, g32, p32) = cpu_pass::<f32>(&p0, &m, &opts, &x, &labels, seed)?;
-    let (l64, a64, z64, g64, p64) = cpu_pass::<f64>(&p0, &m, &opts, &x, &labels, seed)?;
+    let (plan, hyper) = plan_classifier(&setup)?;
+    let (l32, _, z32, g32, p32) = cpu_pass::<f32>(case, &p0, &m, &opts, &batch, seed)?;
+    let (l64, a64, z64, g64, p64) = cpu_pass::<f64>(case, &p0, &m, &opts, &batch, seed)?;
 
-    let hyper = AdamHyper {
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-    };
     let mut step = ClassifierStep::new(dev, plan, &p0, hyper)?;
-    if captured {
+    if case.captured {
         step.capture()?;
     }
-    let out = step.iteration(&x, &labels, LR)?;
+    let out = step.iteration(&batch.x, &batch.labels, LR)?;
     if let Some((n, i)) = out.non_finite {
         return Err(CudaError::call(
             "classifier iteration on the device",
@@ -216,9 +256,7 @@ pub fn classifier_agreement(
     let p = f(step.params_to_host()?);
     let within = |gpu: f64, cpu: f64| gpu <= (10.0 * cpu).max(1e-5);
     let r = ClassifierAgreement {
-        method: method.to_string(),
-        steps,
-        captured,
+        case: case.clone(),
         loss_gpu: out.loss,
         loss_cpu_f32: l32,
         loss_cpu_f64: l64,
@@ -244,36 +282,68 @@ mod tests {
     use super::*;
 
     /// The CPU half of the agreement: both references run from the same f32 parameters and
-    /// agree to f32 round-off, with a gradient and an Adam step that are not trivial.
+    /// agree to f32 round-off, with a gradient and an Adam step that are not trivial — for
+    /// the MLP case and a convolutional one with an ANODE channel.
     #[test]
     fn cpu_references_agree_in_f32_and_f64() {
-        let m = Method::from_name("rk4").expect("rk4");
-        let opts = SolveOptions::steps(0.0, 1.0, 2);
-        let d = INPUT + AUGMENT;
-        let n = (d * HIDDEN + HIDDEN) + (HIDDEN * d + d) + (d * CLASSES + CLASSES);
-        let p0: Vec<f32> = (0..n)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 4e-3)
-            .collect();
-        let x = Batch::from_vec(
-            ROWS,
-            INPUT,
-            (0..ROWS * INPUT)
-                .map(|i| ((i % 13) as f32 - 6.0) * 0.2)
-                .collect(),
-        )
-        .expect("sized");
-        let labels: Vec<usize> = (0..ROWS).map(|i| i % CLASSES).collect();
-        let (l32, _, z32, g32, p32) = cpu_pass::<f32>(&p0, &m, &opts, &x, &labels, 1).expect("f32");
-        let (l64, _, z64, g64, p64) = cpu_pass::<f64>(&p0, &m, &opts, &x, &labels, 1).expect("f64");
-        assert!((l32 - l64).abs() < 1e-5 * l64, "{l32} vs {l64}");
-        assert!(max_rel(&z32, &z64) < 1e-5);
-        assert!(norm_rel(&g32, &g64) < 1e-4);
-        assert!(
-            g64.iter().map(|g| g.abs()).sum::<f64>() > 1e-3,
-            "a gradient"
-        );
-        let moved = norm_rel(&p64, &p0.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
-        assert!(moved > 1e-3, "Adam moved the parameters by {moved}");
-        assert!(norm_rel(&p32, &p64) < 1e-5);
+        let cases = [
+            ClassifierCase::mlp("rk4", 2, true),
+            ClassifierCase::conv(
+                FieldSpec::Odenet { channels: 3 },
+                vec![1, 4, 5],
+                1,
+                "euler",
+                3,
+                true,
+            ),
+        ];
+        for case in cases {
+            let m = Method::from_name(&case.method).expect("method");
+            let opts = SolveOptions::steps(0.0, 1.0, case.steps);
+            let model = case
+                .spec()
+                .build::<f32>(
+                    &case.sample,
+                    case.classes,
+                    m.clone(),
+                    GradientMethod::Backprop,
+                    opts.clone(),
+                    1,
+                )
+                .expect("model");
+            // The model's own (random) initialisation and data off the grid, so that no ReLU
+            // input sits on its kink, where f32 and f64 may take different sides.
+            let mut p0 = vec![0.0f32; model.num_params()];
+            model.read_params(&mut p0);
+            let (rows, input) = (case.rows, case.input());
+            let batch = ClassBatch {
+                x: Batch::from_vec(
+                    rows,
+                    input,
+                    (0..rows * input)
+                        .map(|i| ((i * 7919 + 13) % 2003) as f32 / 1001.0 - 0.9873)
+                        .collect(),
+                )
+                .expect("sized"),
+                labels: (0..rows).map(|i| i % case.classes).collect(),
+            };
+            let (l32, _, z32, g32, p32) =
+                cpu_pass::<f32>(&case, &p0, &m, &opts, &batch, 1).expect("f32");
+            let (l64, _, z64, g64, p64) =
+                cpu_pass::<f64>(&case, &p0, &m, &opts, &batch, 1).expect("f64");
+            let what = format!("{:?}", case.field);
+            assert!((l32 - l64).abs() < 1e-5 * l64, "{what}: {l32} vs {l64}");
+            let zr = max_rel(&z32, &z64);
+            assert!(zr < 1e-5, "{what}: logits {zr:e}");
+            let gr = norm_rel(&g32, &g64);
+            assert!(gr < 1e-4, "{what}: gradient {gr:e}, loss {l64}");
+            assert!(
+                g64.iter().map(|g| g.abs()).sum::<f64>() > 1e-3,
+                "{what}: a gradient"
+            );
+            let moved = norm_rel(&p64, &p0.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
+            assert!(moved > 1e-3, "{what}: Adam moved the parameters by {moved}");
+            assert!(norm_rel(&p32, &p64) < 1e-5, "{what}");
+        }
     }
 }

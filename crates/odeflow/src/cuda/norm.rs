@@ -102,22 +102,22 @@ pub struct CudaBatchNorm {
     sums: CudaSlice<f64>,
 }
 
-/// Device addresses of one plan execution (0: a null pointer, an absent operand).
+/// Device addresses of one batch-norm launch (0: a null pointer, an absent operand).
 #[derive(Default)]
-struct Ptrs {
-    x: u64,
-    y: u64,
-    gy: u64,
-    gx: u64,
-    gamma: u64,
-    beta: u64,
-    grad_gamma: u64,
-    grad_beta: u64,
-    mean: u64,
-    invstd: u64,
-    running_mean: u64,
-    running_var: u64,
-    sums: u64,
+pub(super) struct Ptrs {
+    pub(super) x: u64,
+    pub(super) y: u64,
+    pub(super) gy: u64,
+    pub(super) gx: u64,
+    pub(super) gamma: u64,
+    pub(super) beta: u64,
+    pub(super) grad_gamma: u64,
+    pub(super) grad_beta: u64,
+    pub(super) mean: u64,
+    pub(super) invstd: u64,
+    pub(super) running_mean: u64,
+    pub(super) running_var: u64,
+    pub(super) sums: u64,
 }
 
 impl CudaBatchNorm {
@@ -335,7 +335,7 @@ impl CudaBatchNorm {
         p.running_var = addr_mut(&dev, &mut self.running_var);
         saved.pass = None;
         for launch in bn_forward_plan(shape, train) {
-            self.launch(shape, &launch, &p)?;
+            launch_norm(&dev, &self.opts, shape, &launch, &p)?;
         }
         saved.pass = Some((*shape, train));
         Ok(())
@@ -409,98 +409,105 @@ impl CudaBatchNorm {
         p.invstd = addr(&dev, &saved.invstd);
         p.sums = self.sums.device_ptr_mut(dev.stream()).0;
         for launch in bn_backward_plan(shape, train, self.opts.affine) {
-            self.launch(shape, &launch, &p)?;
+            launch_norm(&dev, &self.opts, shape, &launch, &p)?;
         }
         Ok(())
     }
+}
 
-    /// One launch of a plan (the arguments follow the kernels' signatures in norm.cu).
-    fn launch(&self, s: &ImageBatch, l: &NormLaunch, p: &Ptrs) -> Result<(), CudaError> {
-        let dev = &self.dev;
-        let k = &dev.norm;
-        let (n, c, pos, layout) = (
-            s.batch as i64,
-            s.channels as i32,
-            s.positions() as i64,
-            s.layout.code(),
-        );
-        let (eps, mom) = (self.opts.eps, self.opts.momentum);
-        let stream = dev.stream();
-        let (what, r) = match l.op {
-            NormOp::Stats => {
-                let mut b = stream.launch_builder(&k.stats);
-                b.arg(&n).arg(&c).arg(&pos).arg(&layout).arg(&p.x);
-                b.arg(&eps)
-                    .arg(&mom)
-                    .arg(&p.running_mean)
-                    .arg(&p.running_var);
-                b.arg(&p.mean).arg(&p.invstd);
-                // SAFETY: bn_stats_f32's signature; x holds n·c·pos values, the rest c.
-                ("bn_stats_f32", unsafe { b.launch(cfg(l.grid, l.block)) })
-            }
-            NormOp::EvalStats => {
-                let mut b = stream.launch_builder(&k.eval_stats);
-                b.arg(&c).arg(&p.running_mean).arg(&p.running_var).arg(&eps);
-                b.arg(&p.mean).arg(&p.invstd);
-                // SAFETY: bn_eval_stats_f32's signature; buffers of c values.
-                ("bn_eval_stats_f32", unsafe {
-                    b.launch(cfg(l.grid, l.block))
-                })
-            }
-            NormOp::Normalize => {
-                let mut b = stream.launch_builder(&k.normalize);
-                b.arg(&n).arg(&c).arg(&pos).arg(&layout).arg(&p.x);
-                b.arg(&p.mean)
-                    .arg(&p.invstd)
-                    .arg(&p.gamma)
-                    .arg(&p.beta)
-                    .arg(&p.y);
-                // SAFETY: bn_normalize_f32's signature; x, y of n·c·pos, the rest c (or null).
-                ("bn_normalize_f32", unsafe {
-                    b.launch(cfg(l.grid, l.block))
-                })
-            }
-            NormOp::BackwardSums { grad_params } => {
-                let (gg, gb) = if grad_params {
-                    (p.grad_gamma, p.grad_beta)
-                } else {
-                    (0, 0)
-                };
-                let mut b = stream.launch_builder(&k.backward_sums);
-                b.arg(&n)
-                    .arg(&c)
-                    .arg(&pos)
-                    .arg(&layout)
-                    .arg(&p.x)
-                    .arg(&p.gy);
-                b.arg(&p.mean).arg(&p.invstd).arg(&p.sums).arg(&gg).arg(&gb);
-                // SAFETY: bn_backward_sums_f32's signature; sums of 2c doubles.
-                ("bn_backward_sums_f32", unsafe {
-                    b.launch(cfg(l.grid, l.block))
-                })
-            }
-            NormOp::BackwardDx { train } => {
-                let sums = if train { p.sums } else { 0 };
-                let mut b = stream.launch_builder(&k.backward_dx);
-                b.arg(&n)
-                    .arg(&c)
-                    .arg(&pos)
-                    .arg(&layout)
-                    .arg(&p.x)
-                    .arg(&p.gy);
-                b.arg(&p.mean)
-                    .arg(&p.invstd)
-                    .arg(&p.gamma)
-                    .arg(&sums)
-                    .arg(&p.gx);
-                // SAFETY: bn_backward_dx_f32's signature.
-                ("bn_backward_dx_f32", unsafe {
-                    b.launch(cfg(l.grid, l.block))
-                })
-            }
-        };
-        r.map(|_| ()).map_err(|e| CudaError::call(what, e))
-    }
+/// One batch-norm launch of a plan on `dev`'s stream with `opts`' `ε` and momentum (the
+/// arguments follow the kernels' signatures in norm.cu): the one launcher of
+/// [`CudaBatchNorm`] and [`super::CudaResBlock`].
+pub(super) fn launch_norm(
+    dev: &Device,
+    opts: &BatchNormOptions,
+    s: &ImageBatch,
+    l: &NormLaunch,
+    p: &Ptrs,
+) -> Result<(), CudaError> {
+    let k = &dev.norm;
+    let (n, c, pos, layout) = (
+        s.batch as i64,
+        s.channels as i32,
+        s.positions() as i64,
+        s.layout.code(),
+    );
+    let (eps, mom) = (opts.eps, opts.momentum);
+    let stream = dev.stream();
+    let (what, r) = match l.op {
+        NormOp::Stats => {
+            let mut b = stream.launch_builder(&k.stats);
+            b.arg(&n).arg(&c).arg(&pos).arg(&layout).arg(&p.x);
+            b.arg(&eps)
+                .arg(&mom)
+                .arg(&p.running_mean)
+                .arg(&p.running_var);
+            b.arg(&p.mean).arg(&p.invstd);
+            // SAFETY: bn_stats_f32's signature; x holds n·c·pos values, the rest c.
+            ("bn_stats_f32", unsafe { b.launch(cfg(l.grid, l.block)) })
+        }
+        NormOp::EvalStats => {
+            let mut b = stream.launch_builder(&k.eval_stats);
+            b.arg(&c).arg(&p.running_mean).arg(&p.running_var).arg(&eps);
+            b.arg(&p.mean).arg(&p.invstd);
+            // SAFETY: bn_eval_stats_f32's signature; buffers of c values.
+            ("bn_eval_stats_f32", unsafe {
+                b.launch(cfg(l.grid, l.block))
+            })
+        }
+        NormOp::Normalize => {
+            let mut b = stream.launch_builder(&k.normalize);
+            b.arg(&n).arg(&c).arg(&pos).arg(&layout).arg(&p.x);
+            b.arg(&p.mean)
+                .arg(&p.invstd)
+                .arg(&p.gamma)
+                .arg(&p.beta)
+                .arg(&p.y);
+            // SAFETY: bn_normalize_f32's signature; x, y of n·c·pos, the rest c (or null).
+            ("bn_normalize_f32", unsafe {
+                b.launch(cfg(l.grid, l.block))
+            })
+        }
+        NormOp::BackwardSums { grad_params } => {
+            let (gg, gb) = if grad_params {
+                (p.grad_gamma, p.grad_beta)
+            } else {
+                (0, 0)
+            };
+            let mut b = stream.launch_builder(&k.backward_sums);
+            b.arg(&n)
+                .arg(&c)
+                .arg(&pos)
+                .arg(&layout)
+                .arg(&p.x)
+                .arg(&p.gy);
+            b.arg(&p.mean).arg(&p.invstd).arg(&p.sums).arg(&gg).arg(&gb);
+            // SAFETY: bn_backward_sums_f32's signature; sums of 2c doubles.
+            ("bn_backward_sums_f32", unsafe {
+                b.launch(cfg(l.grid, l.block))
+            })
+        }
+        NormOp::BackwardDx { train } => {
+            let sums = if train { p.sums } else { 0 };
+            let mut b = stream.launch_builder(&k.backward_dx);
+            b.arg(&n)
+                .arg(&c)
+                .arg(&pos)
+                .arg(&layout)
+                .arg(&p.x)
+                .arg(&p.gy);
+            b.arg(&p.mean)
+                .arg(&p.invstd)
+                .arg(&p.gamma)
+                .arg(&sums)
+                .arg(&p.gx);
+            // SAFETY: bn_backward_dx_f32's signature.
+            ("bn_backward_dx_f32", unsafe {
+                b.launch(cfg(l.grid, l.block))
+            })
+        }
+    };
+    r.map(|_| ()).map_err(|e| CudaError::call(what, e))
 }
 
 impl std::fmt::Debug for CudaBatchNorm {

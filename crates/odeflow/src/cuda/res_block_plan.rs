@@ -162,6 +162,11 @@ impl ResBlockLayout {
         self.channels
     }
 
+    /// Image height and width.
+    pub fn hw(&self) -> (usize, usize) {
+        (self.h, self.w)
+    }
+
     /// Spatial positions `P = h·w`.
     pub fn positions(&self) -> usize {
         self.h * self.w

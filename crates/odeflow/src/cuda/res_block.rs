@@ -1,0 +1,305 @@
+//! One residual block of TinyResNet on the device (Sander, Ablin, Peyré, "Do Residual Neural
+//! Networks discretize Neural Ordinary Differential Equations?", NeurIPS 2022), f32, with its
+//! exact VJP: `f(x) = BN₂(W₂ ⋆ ReLU(BN₁(W₁ ⋆ x)))`, the CPU
+//! [`crate::models::resnet::conv_residual_block`], in train mode (batch statistics, running
+//! averages updated) and eval mode (running statistics).
+//!
+//! [`CudaResBlock`] executes the launch plan [`super::res_block_plan`] (tested in f64 against
+//! the CPU block, `tests/cuda_plan/res_block.rs`) with the convolutional fields' launcher
+//! ([`super::conv::launch_op`]: im2col, cuBLAS SGEMM, col2im, bias/activation) and the batch
+//! norm's ([`super::norm::launch_norm`]) — no kernel and no arithmetic of its own, only the
+//! binding of the plan's buffers to device memory. The parameters are one flat buffer in the
+//! CPU `Sequential`'s order ([`ResBlockLayout::param_views`]), so a block's parameters move
+//! between CPU and GPU unchanged; so do the running statistics.
+//!
+//! The comparison with the CPU block on a GPU is [`super::res_block_agreement`]; it has not
+//! yet run on a GPU (see the README's GPU section).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, DevicePtr};
+
+use super::conv::launch_op;
+use super::device::{download, upload, CudaError, Device};
+use super::norm::{launch_norm, Ptrs};
+use super::res_block_plan::{NormStep, ResBlockLayout, ResBuf, ResOp};
+use super::state::CudaBatch;
+
+/// A residual block `C → C` on `h × w` images for batches of a fixed number of rows, its
+/// parameters, accumulated parameter gradient, running statistics and tape on the device.
+pub struct CudaResBlock {
+    dev: Arc<Device>,
+    layout: ResBlockLayout,
+    rows: usize,
+    params: CudaSlice<f32>,
+    grads: CudaSlice<f32>,
+    bufs: HashMap<ResBuf, CudaSlice<f32>>,
+    /// `[Σ ∂y, Σ ∂y ⊙ x̂]` per channel of a batch-norm VJP (f64).
+    sums: CudaSlice<f64>,
+    /// The mode of the forward pass whose tape is held (`None`: no tape).
+    pass: Option<bool>,
+}
+
+/// The block's own device buffers: the tape, the scratch and the running statistics (the
+/// input, the cotangent and the parameters are bound separately).
+fn owned() -> Vec<ResBuf> {
+    use ResBuf::*;
+    let mut v = vec![
+        InputT, Col, A1, OutputT, Output, CotangentT, GradZ, GradA1, GradInputT, GradInput,
+    ];
+    for l in 1..=2 {
+        v.extend([Z(l), Mean(l), InvStd(l), RunningMean(l), RunningVar(l)]);
+    }
+    v
+}
+
+fn ptr<T>(dev: &Device, s: &CudaSlice<T>) -> u64 {
+    s.device_ptr(dev.stream()).0
+}
+
+impl CudaResBlock {
+    /// The block of `layout` for batches of `rows` samples with the flat parameters
+    /// `params`; running mean 0 and running variance 1, as a fresh CPU block.
+    pub fn new(
+        dev: &Arc<Device>,
+        layout: ResBlockLayout,
+        rows: usize,
+        params: &[f32],
+    ) -> Result<Self, CudaError> {
+        if rows == 0 {
+            return Err(CudaError::invalid(
+                "residual-block batch",
+                "0 rows",
+                "give at least one sample",
+            ));
+        }
+        if params.len() != layout.num_params() {
+            return Err(CudaError::invalid(
+                "residual-block parameters",
+                format!("{} values", params.len()),
+                format!("the block has {} parameters", layout.num_params()),
+            ));
+        }
+        let s = dev.stream();
+        let alloc = |n: usize| {
+            s.alloc_zeros::<f32>(n.max(1))
+                .map_err(|e| CudaError::call("allocation", e))
+        };
+        let mut bufs = HashMap::new();
+        for b in owned() {
+            let n = layout.len_of(b, rows);
+            let buf = match b {
+                ResBuf::RunningVar(_) => s
+                    .clone_htod(&vec![1.0f32; n])
+                    .map_err(|e| CudaError::call("host-to-device copy", e))?,
+                _ => alloc(n)?,
+            };
+            bufs.insert(b, buf);
+        }
+        Ok(Self {
+            dev: dev.clone(),
+            params: s
+                .clone_htod(params)
+                .map_err(|e| CudaError::call("host-to-device copy", e))?,
+            grads: alloc(layout.num_params())?,
+            sums: s
+                .alloc_zeros::<f64>(layout.len_of(ResBuf::Sums, rows))
+                .map_err(|e| CudaError::call("allocation", e))?,
+            layout,
+            rows,
+            bufs,
+            pass: None,
+        })
+    }
+
+    /// The block's shapes and parameter layout.
+    pub fn layout(&self) -> &ResBlockLayout {
+        &self.layout
+    }
+
+    /// Samples per batch.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The parameters, copied to the host.
+    pub fn params_to_host(&self) -> Result<Vec<f32>, CudaError> {
+        download(&self.dev, &self.params)
+    }
+
+    /// Replaces the parameters (same length).
+    pub fn set_params(&mut self, params: &[f32]) -> Result<(), CudaError> {
+        upload(&self.dev, params, &mut self.params)
+    }
+
+    /// The accumulated parameter gradient, copied to the host.
+    pub fn grads_to_host(&self) -> Result<Vec<f32>, CudaError> {
+        download(&self.dev, &self.grads)
+    }
+
+    /// Sets the accumulated parameter gradient to zero.
+    pub fn zero_grads(&mut self) -> Result<(), CudaError> {
+        self.dev
+            .stream()
+            .memset_zeros(&mut self.grads)
+            .map_err(|e| CudaError::call("memset", e))
+    }
+
+    /// The running mean and (unbiased) variance of batch norm `l ∈ {1, 2}`.
+    pub fn running_stats(&self, l: usize) -> Result<(Vec<f32>, Vec<f32>), CudaError> {
+        Self::check_layer(l)?;
+        Ok((
+            download(&self.dev, &self.bufs[&ResBuf::RunningMean(l)])?,
+            download(&self.dev, &self.bufs[&ResBuf::RunningVar(l)])?,
+        ))
+    }
+
+    /// Replaces the running statistics of batch norm `l ∈ {1, 2}` (`C` values each).
+    pub fn set_running_stats(
+        &mut self,
+        l: usize,
+        mean: &[f32],
+        var: &[f32],
+    ) -> Result<(), CudaError> {
+        Self::check_layer(l)?;
+        for (b, v) in [(ResBuf::RunningMean(l), mean), (ResBuf::RunningVar(l), var)] {
+            let dst = self.bufs.get_mut(&b).expect("owned buffer");
+            upload(&self.dev, v, dst)?;
+        }
+        Ok(())
+    }
+
+    fn check_layer(l: usize) -> Result<(), CudaError> {
+        if l == 1 || l == 2 {
+            Ok(())
+        } else {
+            Err(CudaError::invalid(
+                "batch norm of a residual block",
+                l,
+                "the block has batch norms 1 and 2",
+            ))
+        }
+    }
+
+    fn check_batch(&self, what: &'static str, x: &CudaBatch) -> Result<u64, CudaError> {
+        let d = self.layout.sample_len();
+        if x.rows() != self.rows || x.cols() != d {
+            return Err(CudaError::invalid(
+                what,
+                format!("a {}×{} batch", x.rows(), x.cols()),
+                format!("the block takes {}×{d}", self.rows),
+            ));
+        }
+        x.slice()
+            .map(|s| ptr(&self.dev, s))
+            .ok_or_else(|| CudaError::invalid(what, "an unallocated batch", "allocate it first"))
+    }
+
+    /// `f(x)` in train mode (batch statistics; running averages updated) or eval mode
+    /// (running statistics), taping what [`Self::backward`] needs; the output stays on the
+    /// device until the next forward pass.
+    pub fn forward(&mut self, x: &CudaBatch, train: bool) -> Result<&CudaSlice<f32>, CudaError> {
+        let input = self.check_batch("residual-block input", x)?;
+        self.pass = None;
+        let ops = self.layout.forward(self.rows, train);
+        self.run(&ops, ResBuf::Input, input)?;
+        self.pass = Some(train);
+        Ok(&self.bufs[&ResBuf::Output])
+    }
+
+    /// The VJP at the last forward pass's point: `vᵀ ∂f/∂x` (returned, overwritten by the
+    /// next call) and `vᵀ ∂f/∂θ` accumulated into the parameter gradient.
+    pub fn backward(&mut self, v: &CudaBatch) -> Result<&CudaSlice<f32>, CudaError> {
+        let cot = self.check_batch("residual-block cotangent", v)?;
+        let train = self.pass.ok_or_else(|| {
+            CudaError::invalid(
+                "residual-block backward pass",
+                "no tape",
+                "run a forward pass first",
+            )
+        })?;
+        let ops = self.layout.backward(self.rows, train);
+        self.run(&ops, ResBuf::Cotangent, cot)?;
+        Ok(&self.bufs[&ResBuf::GradInput])
+    }
+
+    /// The device address of a plan buffer (`ext` is the input or cotangent of this pass).
+    fn addr(&self, b: ResBuf, ext: (ResBuf, u64)) -> Result<u64, String> {
+        let f32_at = |base: u64, off: usize| base + (off * std::mem::size_of::<f32>()) as u64;
+        match b {
+            _ if b == ext.0 => Ok(ext.1),
+            ResBuf::Weight(_) | ResBuf::Gamma(_) | ResBuf::Beta(_) => {
+                let off = self.layout.param_offset(b).expect("a parameter");
+                Ok(f32_at(ptr(&self.dev, &self.params), off))
+            }
+            ResBuf::GradWeight(_) | ResBuf::GradGamma(_) | ResBuf::GradBeta(_) => {
+                let off = self.layout.param_offset(b).expect("a parameter gradient");
+                Ok(f32_at(ptr(&self.dev, &self.grads), off))
+            }
+            ResBuf::Sums => Ok(ptr(&self.dev, &self.sums)),
+            _ => self
+                .bufs
+                .get(&b)
+                .map(|s| ptr(&self.dev, s))
+                .ok_or_else(|| format!("the residual-block plan names {b:?}, which is unbound")),
+        }
+    }
+
+    fn norm_ptrs(&self, s: &NormStep, ext: (ResBuf, u64)) -> Result<Ptrs, String> {
+        use ResBuf::*;
+        let l = s.bn;
+        let get = |b: ResBuf| self.addr(b, ext);
+        let opt = |b: Option<ResBuf>| b.map_or(Ok(0), get);
+        Ok(Ptrs {
+            x: get(s.x)?,
+            y: opt(s.out)?,
+            gy: opt(s.gy)?,
+            gx: opt(s.out)?,
+            gamma: get(Gamma(l))?,
+            beta: if s.beta { get(Beta(l))? } else { 0 },
+            grad_gamma: get(GradGamma(l))?,
+            grad_beta: get(GradBeta(l))?,
+            mean: get(Mean(l))?,
+            invstd: get(InvStd(l))?,
+            running_mean: get(RunningMean(l))?,
+            running_var: get(RunningVar(l))?,
+            sums: get(Sums)?,
+        })
+    }
+
+    fn run(&self, ops: &[ResOp], ext: ResBuf, addr: u64) -> Result<(), CudaError> {
+        let dev = &self.dev;
+        if let Some(e) = dev.take_error() {
+            return Err(e);
+        }
+        if !dev.bind() {
+            return Err(dev.take_error().expect("bind records its error"));
+        }
+        let plan_bug = |e: String| CudaError::call("residual-block plan", e);
+        for op in ops {
+            match op {
+                ResOp::Conv(c) => {
+                    launch_op(dev, c, |b| self.addr(b, (ext, addr))).map_err(plan_bug)?
+                }
+                ResOp::Norm(s) => {
+                    let p = self.norm_ptrs(s, (ext, addr)).map_err(plan_bug)?;
+                    launch_norm(dev, self.layout.bn_options(), &s.shape, &s.launch, &p)?;
+                }
+            }
+            if let Some(e) = dev.take_error() {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for CudaResBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaResBlock")
+            .field("layout", &self.layout)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
