@@ -14,17 +14,19 @@
 //! The non-convolutional layers of TinyResNet (Sander et al., NeurIPS 2022) are on the device
 //! too, with exact VJPs: batch normalisation ([`CudaBatchNorm`], train and eval mode),
 //! average pooling ([`CudaAvgPool`]) and the residual combination ([`residual_update`]),
-//! launched in the order of [`norm_plan`].
+//! launched in the order of [`norm_plan`]; a whole residual block with its VJP is
+//! [`CudaResBlock`] (plan [`res_block_plan`]).
 //!
-//! A whole fixed-step training iteration of the MLP classifier (forward solve, head,
-//! cross-entropy, backprop through the steps, Adam) is one [`train_plan::TrainPlan`], issued
-//! by [`ClassifierStep`] eagerly or captured once into a CUDA graph (not yet run on a GPU).
+//! A whole fixed-step training iteration of a classifier with the MLP or a convolutional
+//! field (forward solve, head, cross-entropy, backprop through the steps, Adam) is one
+//! [`train_plan::TrainPlan`], issued by [`ClassifierStep`] eagerly or captured once into a
+//! CUDA graph (not yet run on a GPU).
 //!
 //! What the device computes is decided by launch plans ([`plan`], [`train_plan`],
-//! [`conv_plan`], [`res_block_plan`]: a TinyResNet residual block, not yet executed on a
-//! device) that are unit-tested on the CPU; the kernels' arithmetic is tested on the CPU by
-//! compiling the same sources as host C++ (`kernels/host_shim.h`,
-//! `tests/cuda_kernels.rs`), and the sources are compiled by NVRTC in CI. See the README's
+//! [`conv_plan`], [`res_block_plan`]) that are unit-tested on the CPU; the kernels'
+//! arithmetic is tested on the CPU by compiling the same sources as host C++
+//! (`kernels/host_shim.h`, `tests/cuda_kernels.rs`), and the sources are compiled by NVRTC
+//! in CI. See the README's
 //! GPU section for what has and has not run on a GPU.
 
 mod agreement;

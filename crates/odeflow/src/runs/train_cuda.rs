@@ -1,6 +1,6 @@
 //! The GPU branch of [`super::train_run_on`] (feature `cuda`): the captured iteration when
-//! the device plan covers the run ([`crate::cuda::CudaClassifier`]: MLP field, explicit
-//! method on a fixed grid, backprop, Adam), otherwise the generic gradient solvers on the
+//! the device plan covers the run ([`crate::cuda::CudaClassifier`]: MLP, `simple_odenet` or
+//! `odenet` field, explicit method on a fixed grid, backprop, Adam), otherwise the generic gradient solvers on the
 //! device ([`crate::cuda::CudaSolverClassifier`]: every built-in field, solver and gradient
 //! method, head and optimizer on the host). Either way the trainer, its checkpoints and the
 //! metrics log are the CPU's, and the trained parameters come back into the CPU model.
