@@ -4,8 +4,11 @@
 //! iteration is tested in `cuda_plan/train.rs` (MLP field) and `cuda_plan/train_conv.rs`
 //! (convolutional fields), the plans of the convolutional fields
 //! (`simple_odenet`, `odenet`) in `cuda_plan/conv.rs`, those of batch normalisation and
-//! average pooling in `cuda_plan/norm.rs`.
+//! average pooling in `cuda_plan/norm.rs`; the CPU halves of the GPU agreement checks in
+//! `cuda_plan/agreement.rs`.
 
+#[path = "cuda_plan/agreement.rs"]
+mod agreement;
 #[path = "cuda_plan/conv.rs"]
 mod conv;
 #[path = "cuda_plan/exec.rs"]

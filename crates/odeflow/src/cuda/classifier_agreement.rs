@@ -95,7 +95,8 @@ impl ClassifierCase {
         }
     }
 
-    fn spec(&self) -> ClassifierSpec {
+    /// The CPU model's specification.
+    pub fn spec(&self) -> ClassifierSpec {
         ClassifierSpec {
             field: self.field.clone(),
             augment: self.augment,
@@ -103,7 +104,8 @@ impl ClassifierCase {
         }
     }
 
-    fn input(&self) -> usize {
+    /// Features per sample.
+    pub fn input(&self) -> usize {
         self.sample.iter().product()
     }
 }
@@ -140,9 +142,11 @@ pub struct ClassifierAgreement {
 }
 
 /// One CPU pass in `T` from the f32 parameters `p0`: `(loss, accuracy, logits, ∂L/∂θ, θ₁)`.
-type CpuPass = (f64, f64, Vec<f64>, Vec<f64>, Vec<f64>);
+pub type CpuPass = (f64, f64, Vec<f64>, Vec<f64>, Vec<f64>);
 
-fn cpu_pass<T: Real>(
+/// The CPU half of [`classifier_agreement`]: one training iteration of `case`'s CPU model in
+/// `T` from the f32 parameters `p0` on `batch` (Adam with the agreement's learning rate).
+pub fn classifier_cpu_reference<T: Real>(
     case: &ClassifierCase,
     p0: &[f32],
     method: &Method,
@@ -236,8 +240,10 @@ pub fn classifier_agreement(
         optimizer: &adam,
     };
     let (plan, hyper) = plan_classifier(&setup)?;
-    let (l32, _, z32, g32, p32) = cpu_pass::<f32>(case, &p0, &m, &opts, &batch, seed)?;
-    let (l64, a64, z64, g64, p64) = cpu_pass::<f64>(case, &p0, &m, &opts, &batch, seed)?;
+    let (l32, _, z32, g32, p32) =
+        classifier_cpu_reference::<f32>(case, &p0, &m, &opts, &batch, seed)?;
+    let (l64, a64, z64, g64, p64) =
+        classifier_cpu_reference::<f64>(case, &p0, &m, &opts, &batch, seed)?;
 
     let mut step = ClassifierStep::new(dev, plan, &p0, hyper)?;
     if case.captured {
@@ -275,75 +281,4 @@ pub fn classifier_agreement(
         && within(r.params_rel_gpu, r.params_rel_cpu_f32)
         && (r.loss_gpu - l64).abs() <= (10.0 * (l32 - l64).abs()).max(1e-5 * l64.abs());
     Ok(ClassifierAgreement { passed, ..r })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The CPU half of the agreement: both references run from the same f32 parameters and
-    /// agree to f32 round-off, with a gradient and an Adam step that are not trivial — for
-    /// the MLP case and a convolutional one with an ANODE channel.
-    #[test]
-    fn cpu_references_agree_in_f32_and_f64() {
-        let cases = [
-            ClassifierCase::mlp("rk4", 2, true),
-            ClassifierCase::conv(
-                FieldSpec::Odenet { channels: 3 },
-                vec![1, 4, 5],
-                1,
-                "euler",
-                3,
-                true,
-            ),
-        ];
-        for case in cases {
-            let m = Method::from_name(&case.method).expect("method");
-            let opts = SolveOptions::steps(0.0, 1.0, case.steps);
-            let model = case
-                .spec()
-                .build::<f32>(
-                    &case.sample,
-                    case.classes,
-                    m.clone(),
-                    GradientMethod::Backprop,
-                    opts.clone(),
-                    1,
-                )
-                .expect("model");
-            // The model's own (random) initialisation and data off the grid, so that no ReLU
-            // input sits on its kink, where f32 and f64 may take different sides.
-            let mut p0 = vec![0.0f32; model.num_params()];
-            model.read_params(&mut p0);
-            let (rows, input) = (case.rows, case.input());
-            let batch = ClassBatch {
-                x: Batch::from_vec(
-                    rows,
-                    input,
-                    (0..rows * input)
-                        .map(|i| ((i * 7919 + 13) % 2003) as f32 / 1001.0 - 0.9873)
-                        .collect(),
-                )
-                .expect("sized"),
-                labels: (0..rows).map(|i| i % case.classes).collect(),
-            };
-            let (l32, _, z32, g32, p32) =
-                cpu_pass::<f32>(&case, &p0, &m, &opts, &batch, 1).expect("f32");
-            let (l64, _, z64, g64, p64) =
-                cpu_pass::<f64>(&case, &p0, &m, &opts, &batch, 1).expect("f64");
-            let what = format!("{:?}", case.field);
-            assert!((l32 - l64).abs() < 1e-5 * l64, "{what}: {l32} vs {l64}");
-            let zr = max_rel(&z32, &z64);
-            assert!(zr < 1e-5, "{what}: logits {zr:e}");
-            let gr = norm_rel(&g32, &g64);
-            assert!(gr < 1e-4, "{what}: gradient {gr:e}, loss {l64}");
-            assert!(
-                g64.iter().map(|g| g.abs()).sum::<f64>() > 1e-3,
-                "{what}: a gradient"
-            );
-            let moved = norm_rel(&p64, &p0.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
-            assert!(moved > 1e-3, "{what}: Adam moved the parameters by {moved}");
-            assert!(norm_rel(&p32, &p64) < 1e-5, "{what}");
-        }
-    }
 }

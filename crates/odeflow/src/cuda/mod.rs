@@ -53,7 +53,9 @@ mod watch;
 mod workload;
 
 pub use agreement::{pendulum_agreement, Agreement};
-pub use classifier_agreement::{classifier_agreement, ClassifierAgreement, ClassifierCase};
+pub use classifier_agreement::{
+    classifier_agreement, classifier_cpu_reference, ClassifierAgreement, ClassifierCase, CpuPass,
+};
 pub use conv::{CudaConvField, CudaConvTape};
 pub use conv_agreement::{conv_agreement, ConvAgreement, ConvModel};
 pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_SOURCES};
@@ -64,7 +66,10 @@ pub use norm::{BnSaved, CudaBatchNorm};
 pub use norm_plan::{ImageBatch, Layout, PoolShape};
 pub use pool::{residual_update, CudaAvgPool};
 pub use res_block::CudaResBlock;
-pub use res_block_agreement::{res_block_agreement, ResBlockAgreement};
+pub use res_block_agreement::{
+    res_block_agreement, res_block_cpu_reference, res_block_inputs, ResBlockAgreement,
+    ResBlockInputs, ResBlockPass,
+};
 pub use state::CudaBatch;
 pub use train_graph::{ClassifierStep, HostState, StepOutcome};
 pub use trainable::{plan_classifier, ClassifierSetup, CudaClassifier, SteppingLog};

@@ -55,14 +55,19 @@ pub struct ResBlockAgreement {
 }
 
 /// `(f(x), running statistics, vᵀ∂f/∂x, vᵀ∂f/∂θ)` as f64.
-type Pass = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+pub type ResBlockPass = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
 
 /// The fixed inputs of one comparison, exactly representable in f32.
-struct Inputs {
-    params: Vec<f32>,
-    stats: Vec<(Vec<f32>, Vec<f32>)>,
-    x: Vec<f32>,
-    v: Vec<f32>,
+#[derive(Debug, Clone)]
+pub struct ResBlockInputs {
+    /// The block's flat parameters.
+    pub params: Vec<f32>,
+    /// The running mean and variance of batch norms 1 and 2 before the pass.
+    pub stats: Vec<(Vec<f32>, Vec<f32>)>,
+    /// The batch (NCHW).
+    pub x: Vec<f32>,
+    /// The cotangent of `f(x)`.
+    pub v: Vec<f32>,
 }
 
 fn cast<T: Real>(v: &[f32]) -> Vec<T> {
@@ -83,11 +88,12 @@ fn batch_norms<T: Real>(net: &mut Sequential<T>) -> Vec<&mut crate::nn::BatchNor
         .collect()
 }
 
-fn cpu_pass<T: Real>(
+/// The CPU half of [`res_block_agreement`]: one forward pass and VJP of the CPU block in `T`.
+pub fn res_block_cpu_reference<T: Real>(
     (c, h, w): (usize, usize, usize),
-    inp: &Inputs,
+    inp: &ResBlockInputs,
     train: bool,
-) -> Result<Pass, CudaError> {
+) -> Result<ResBlockPass, CudaError> {
     let fail = |e: String| CudaError::call("CPU reference", e);
     let mut net = conv_residual_block::<T>(c, h, w).map_err(|e| fail(e.to_string()))?;
     for (bn, (m, v)) in batch_norms(&mut net).into_iter().zip(&inp.stats) {
@@ -117,9 +123,9 @@ fn gpu_pass(
     dev: &Arc<Device>,
     layout: &ResBlockLayout,
     rows: usize,
-    inp: &Inputs,
+    inp: &ResBlockInputs,
     train: bool,
-) -> Result<Pass, CudaError> {
+) -> Result<ResBlockPass, CudaError> {
     let d = layout.sample_len();
     let batch = |v: &[f32]| {
         let b = Batch::from_vec(rows, d, v.to_vec())
@@ -154,14 +160,14 @@ pub fn res_block_agreement(
     seed: u64,
 ) -> Result<Vec<ResBlockAgreement>, CudaError> {
     let layout = ResBlockLayout::new(channels, h, w).map_err(CudaError::Unsupported)?;
-    let inp = inputs(&layout, rows, seed)?;
+    let inp = res_block_inputs(&layout, rows, seed)?;
     let within = |gpu: f64, cpu: f64| gpu <= (10.0 * cpu).max(1e-5);
     let shape = (channels, h, w);
     [true, false]
         .into_iter()
         .map(|train| {
-            let (y32, s32, gx32, g32) = cpu_pass::<f32>(shape, &inp, train)?;
-            let (y64, s64, gx64, g64) = cpu_pass::<f64>(shape, &inp, train)?;
+            let (y32, s32, gx32, g32) = res_block_cpu_reference::<f32>(shape, &inp, train)?;
+            let (y64, s64, gx64, g64) = res_block_cpu_reference::<f64>(shape, &inp, train)?;
             let (yg, sg, gxg, gg) = gpu_pass(dev, &layout, rows, &inp, train)?;
             let out = ResBlockAgreement {
                 shape,
@@ -186,8 +192,12 @@ pub fn res_block_agreement(
         .collect()
 }
 
-/// The compared parameters, running statistics, batch and cotangent.
-fn inputs(layout: &ResBlockLayout, rows: usize, seed: u64) -> Result<Inputs, CudaError> {
+/// The compared parameters (from `seed`), running statistics, batch and cotangent.
+pub fn res_block_inputs(
+    layout: &ResBlockLayout,
+    rows: usize,
+    seed: u64,
+) -> Result<ResBlockInputs, CudaError> {
     let (channels, (h, w)) = (layout.channels(), layout.hw());
     let net = conv_residual_block::<f32>(channels, h, w)
         .map_err(|e| CudaError::Unsupported(e.to_string()))?;
@@ -205,44 +215,10 @@ fn inputs(layout: &ResBlockLayout, rows: usize, seed: u64) -> Result<Inputs, Cud
         })
         .collect();
     let n = rows * layout.sample_len();
-    Ok(Inputs {
+    Ok(ResBlockInputs {
         params,
         stats,
         x: (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3).collect(),
         v: (0..n).map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.25).collect(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The CPU half: both references agree to f32 round-off from the same inputs; train
-    /// mode moves the running statistics and eval mode keeps them; the VJP is not trivial.
-    #[test]
-    fn cpu_references_agree_in_f32_and_f64() {
-        let layout = ResBlockLayout::new(3, 4, 5).expect("valid");
-        let inp = inputs(&layout, 2, 7).expect("inputs");
-        let start: Vec<f64> = inp
-            .stats
-            .iter()
-            .flat_map(|(m, v)| m.iter().chain(v))
-            .map(|&a| f64::from(a))
-            .collect();
-        for train in [true, false] {
-            let (y32, s32, gx32, g32) = cpu_pass::<f32>((3, 4, 5), &inp, train).expect("f32");
-            let (y64, s64, gx64, g64) = cpu_pass::<f64>((3, 4, 5), &inp, train).expect("f64");
-            assert!(max_rel(&y32, &y64) < 1e-5, "train {train}");
-            assert!(max_rel(&s32, &s64) < 1e-5, "train {train}");
-            assert!(norm_rel(&gx32, &gx64) < 1e-4, "train {train}");
-            assert!(norm_rel(&g32, &g64) < 1e-4, "train {train}");
-            assert!(
-                g64.iter().map(|g| g.abs()).sum::<f64>() > 1e-2,
-                "a gradient"
-            );
-            assert!(y64.iter().map(|g| g.abs()).sum::<f64>() > 1e-2, "f ≠ 0");
-            let moved = max_rel(&s64, &start);
-            assert_eq!(moved > 1e-3, train, "running statistics moved by {moved}");
-        }
-    }
 }
