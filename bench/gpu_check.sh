@@ -29,7 +29,8 @@
 #   4. training on the GPU, both paths, each checked on the CPU and on the GPU: a sphere2 MLP
 #      classifier and a sphere2 simple_odenet (the captured CUDA graph, backprop), and the
 #      simple_odenet with adjoint gradients (the generic solvers on the device), 300
-#      iterations each; each GPU run is resumed for 100 more on the CPU;
+#      iterations each; each GPU run is resumed for 100 more on the CPU; the captured
+#      simple_odenet's weights are exported and `predict --device cuda` compared with the CPU;
 #   5. the benchmark: odeflow on the GPU and on the CPU, torchdiffeq and diffrax on the GPU
 #      (`--device cuda`, TF32 off) for $WORKLOADS (default: every workload; the CPU only for
 #      the small ones, an image iteration takes seconds there);
@@ -121,6 +122,29 @@ train_case() { # name, flags...
 train_case mlp-captured --model mlp --method rk4 --steps 8 --lr 1e-2
 train_case odenet-captured --model simple_odenet --method euler --steps 8 --lr 1e-2
 train_case odenet-generic --model simple_odenet --method euler --steps 8 --lr 1e-2 --grad adjoint
+
+# predict on both devices from the exported weights of the captured simple_odenet run.
+log "predict (simple_odenet weights) on the CPU and on the GPU"
+if timeout 60 "$BIN" export "$OUT/train-odenet-captured" --out "$OUT/odenet.safetensors" --dtype f32 \
+    2>"$OUT/predict.err" \
+  && "$PY" -c "import numpy as np; np.save('$OUT/x.npy', np.random.default_rng(0).uniform(-1.5, 1.5, (256, 1, 2)).astype(np.float32))" \
+  && timeout 60 "$BIN" predict --weights "$OUT/odenet.safetensors" --model simple_odenet \
+    --input "$OUT/x.npy" --method dopri5 --tol 1e-6 --dtype f32 --out "$OUT/logits-cpu.npy" 2>>"$OUT/predict.err" \
+  && timeout 60 "$BIN" --device cuda predict --weights "$OUT/odenet.safetensors" --model simple_odenet \
+    --input "$OUT/x.npy" --method dopri5 --tol 1e-6 --dtype f32 --out "$OUT/logits-gpu.npy" 2>>"$OUT/predict.err" \
+  && "$PY" -c "
+import numpy as np, sys
+c, g = np.load('$OUT/logits-cpu.npy'), np.load('$OUT/logits-gpu.npy')
+r = float(np.abs(c - g).max() / max(np.abs(c).max(), 1e-30))
+print(f'predict GPU vs CPU: max relative difference {r:.2e}', file=sys.stderr)
+open('$OUT/predict.txt', 'w').write(f'{r:.3e}\\n')
+sys.exit(0 if r < 1e-3 else 1)
+" 2>>"$OUT/predict.err"; then
+  log "predict: $(tail -n 1 "$OUT/predict.err")"
+else
+  log "predict FAILED: $(tail -n 1 "$OUT/predict.err")"
+  status=1
+fi
 
 # 5. The benchmark.
 run() { # name, timeout, command...

@@ -68,8 +68,8 @@ pub fn require_cpu(device: DeviceArg, command: &str) -> Result<(), CliError> {
     if device == DeviceArg::Cuda {
         return Err(CliError::input(format!(
             "--device cuda: `odeflow {command}` is not yet on cuda (train, eval and check of \
-             run folders, sweep, experiment solver-dependence and bench run on the GPU); use \
-             --device cpu"
+             run folders, sweep, experiment solver-dependence, bench and predict of \
+             classifiers run on the GPU); use --device cpu"
         )));
     }
     Ok(())

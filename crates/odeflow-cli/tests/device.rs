@@ -89,8 +89,8 @@ fn commands_without_a_gpu_path_refuse_cuda() {
     );
 }
 
-/// `train`, `eval`, `check`, `sweep`, `experiment solver-dependence` and every `bench`
-/// workload but resnet-memory have a GPU path: without a driver each is
+/// `train`, `eval`, `check`, `sweep`, `experiment solver-dependence`, `predict` and every
+/// `bench` workload but resnet-memory have a GPU path: without a driver each is
 /// the one driver error, before anything is written.
 #[test]
 fn cuda_without_a_driver_is_one_error() {
@@ -106,6 +106,8 @@ fn cuda_without_a_driver_is_one_error() {
         "check r --device cuda",
         "sweep --dataset sphere2 --model mlp --dtype f32 --out-dir r --device cuda",
         "experiment solver-dependence --out-dir r --device cuda",
+        "predict --weights w.safetensors --model mlp-tanh --input x.npy --dtype f32 \
+         --out r/y.npy --device cuda",
     ] {
         fails(
             dir.path(),

@@ -103,6 +103,7 @@ impl Command {
                 | Command::Check(_)
                 | Command::Sweep(_)
                 | Command::Experiment(_)
+                | Command::Predict(_)
         ) {
             require_cpu(device, self.name())?;
         }
@@ -120,7 +121,7 @@ impl Command {
             Command::Experiment(args) => experiment::run(args, reporter, device),
             Command::Data(args) => data::run(args, reporter),
             Command::Export(args) => export::run(args, reporter),
-            Command::Predict(args) => predict::run(args, reporter),
+            Command::Predict(args) => predict::run(args, reporter, device),
         }
     }
 }

@@ -28,6 +28,11 @@
 //! output is `(N, classes)` for a classifier and the input's shape for a field (with any
 //! ANODE channels, `(N, c + a, …)`). `--out` names that NPY file (written atomically);
 //! `--json` prints the result's description on stdout.
+//!
+//! `--device cuda` (binaries built with `--features cuda`, `--dtype f32`) solves a
+//! classifier's ODE block on the GPU (`odeflow::cuda::CudaFlowModel`: MLP, `simple_odenet`
+//! or `odenet` field, every solver), the Linear head on the host; bare fields, the
+//! Hamiltonian and ResNet models and `--labels`/`--grad-out` are not yet on cuda and say so.
 
 use std::path::PathBuf;
 
@@ -37,6 +42,7 @@ use serde::Serialize;
 use odeflow::budget::{check_tolerance, Budget};
 use odeflow::data::npy::{npy_bytes_shaped, read_npy_shaped};
 use odeflow::models::FlowModel;
+use odeflow::runs::Compute;
 use odeflow::solve::{solve, solve_split, SaveAt, SolverSpec};
 use odeflow::weights::{
     load_classifier, load_field, load_hamiltonian, load_resnet, load_tiny_resnet, loss_gradient,
@@ -46,6 +52,7 @@ use odeflow::{Batch, Real};
 
 use crate::args::{finite, positive};
 use crate::commands::export::destination;
+use crate::device::DeviceArg;
 use crate::error::CliError;
 use crate::output;
 use crate::progress::Reporter;
@@ -120,6 +127,8 @@ pub struct PredictReport {
     pub t1: f64,
     /// Scalar type.
     pub dtype: String,
+    /// `cpu` or `cuda`.
+    pub device: String,
     /// Field evaluations.
     pub nfe: usize,
     /// Steps (attempts).
@@ -197,11 +206,23 @@ struct Predicted<T> {
     loss: Option<f64>,
 }
 
+/// The error of a `predict --device cuda` case without a GPU path.
+fn not_on_gpu(compute: &Compute, what: &str) -> Result<(), CliError> {
+    if compute.is_cpu() {
+        return Ok(());
+    }
+    Err(CliError::input(format!(
+        "--device cuda: `odeflow predict` of {what} is not yet on cuda (classifiers with an \
+         mlp, simple_odenet or odenet field are); use --device cpu"
+    )))
+}
+
 fn predict<T: Real>(
     args: &PredictArgs,
     spec: &SolverSpec,
     file: &TensorFile,
     arch: Architecture,
+    compute: &Compute,
 ) -> Result<(Vec<usize>, Predicted<T>), CliError> {
     let (in_shape, x) = read_npy_shaped::<T>(&args.input)
         .map_err(|e| CliError::input(format!("cannot read the input {e}")))?;
@@ -232,6 +253,7 @@ fn predict<T: Real>(
         .map_err(|e| CliError::input(e.to_string()))?;
     let fail = |e: String| CliError::runtime(format!("the solve failed: {e}"));
     if arch == Architecture::Hamiltonian {
+        not_on_gpu(compute, "a Hamiltonian network")?;
         if args.labels.is_some() {
             return Err(CliError::input(
                 "--labels needs a classifier, but the hamiltonian model is a bare field",
@@ -262,9 +284,19 @@ fn predict<T: Real>(
         let (mut model, shape) =
             load_classifier::<T>(arch, file, &sample, method.clone(), opts.clone())
                 .map_err(weights_err)?;
-        let (logits, stats) = model.outputs(&x, &method, &opts).map_err(fail)?;
+        let (logits, stats) = match compute {
+            Compute::Cpu => model.outputs(&x, &method, &opts).map_err(fail)?,
+            #[cfg(feature = "cuda")]
+            Compute::Cuda(dev) => {
+                let mut gpu =
+                    odeflow::cuda::CudaFlowModel::from_cpu(dev, &shape.spec.field, &model)
+                        .map_err(|e| CliError::input(format!("--device cuda: {e}")))?;
+                gpu.outputs(&x, &method, &opts).map_err(fail)?
+            }
+        };
         let loss = match (&args.labels, &args.grad_out) {
             (Some(l), Some(g)) => {
+                not_on_gpu(compute, "a loss gradient (--labels, --grad-out)")?;
                 let labels = read_labels(l, x.rows(), logits.cols())?;
                 let dtype =
                     FileDtype::from_name(T::NAME).map_err(|e| CliError::input(e.to_string()))?;
@@ -287,6 +319,7 @@ fn predict<T: Real>(
             steps: stats.steps,
         }
     } else {
+        not_on_gpu(compute, "a bare field (no head.weight)")?;
         let (mut field, shape) = load_field::<T>(arch, file, &sample).map_err(weights_err)?;
         let state = field.shape();
         let z0 = if state.len() == x.cols() {
@@ -447,6 +480,7 @@ fn run_typed<T: Real>(
     args: &PredictArgs,
     dest: PathBuf,
     reporter: &Reporter,
+    compute: &Compute,
 ) -> Result<(), CliError> {
     let arch: Architecture = args
         .model
@@ -454,6 +488,7 @@ fn run_typed<T: Real>(
         .map_err(|e: odeflow::weights::WeightsError| CliError::input(format!("--model: {e}")))?;
     let (input_shape, p, spec, (t0, t1)) = match arch {
         Architecture::ResNet(_) | Architecture::TinyResNet(_) => {
+            not_on_gpu(compute, "a ResNet model")?;
             let file =
                 TensorFile::read(&args.weights).map_err(|e| CliError::input(e.to_string()))?;
             predict_resnet::<T>(args, &file, arch)?
@@ -462,7 +497,7 @@ fn run_typed<T: Real>(
             let spec = solver(args)?;
             let file =
                 TensorFile::read(&args.weights).map_err(|e| CliError::input(e.to_string()))?;
-            let (s, p) = predict::<T>(args, &spec, &file, arch)?;
+            let (s, p) = predict::<T>(args, &spec, &file, arch, compute)?;
             (s, p, spec, interval(args))
         }
     };
@@ -479,6 +514,7 @@ fn run_typed<T: Real>(
         t0,
         t1,
         dtype: T::NAME.into(),
+        device: compute.name().into(),
         nfe: p.nfe,
         steps: p.steps,
         loss: p.loss,
@@ -500,12 +536,19 @@ fn run_typed<T: Real>(
     })
 }
 
-/// Runs `odeflow predict`.
-pub fn run(args: PredictArgs, reporter: &Reporter) -> Result<(), CliError> {
+/// Runs `odeflow predict` on `device`.
+pub fn run(args: PredictArgs, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
+    let compute = crate::device::open(device)?;
+    if !compute.is_cpu() && args.dtype != "f32" {
+        return Err(CliError::input(format!(
+            "--device cuda: the GPU computes in f32, but --dtype is '{}'; add --dtype f32",
+            args.dtype
+        )));
+    }
     let (dest, reporter) = destination(reporter, "outputs.npy")?;
     match args.dtype.as_str() {
-        "f64" => run_typed::<f64>(&args, dest, &reporter),
-        "f32" => run_typed::<f32>(&args, dest, &reporter),
+        "f64" => run_typed::<f64>(&args, dest, &reporter, &compute),
+        "f32" => run_typed::<f32>(&args, dest, &reporter, &compute),
         other => Err(CliError::input(format!(
             "--dtype '{other}' is not supported: use f32 or f64"
         ))),
