@@ -24,7 +24,7 @@ use super::device::{CudaError, Device};
 use super::train_graph::ClassifierStep;
 use super::trainable::{plan_classifier, ClassifierSetup};
 use crate::grad::GradientMethod;
-use crate::models::{ClassBatch, ClassifierSpec, FieldSpec};
+use crate::models::{ClassBatch, ClassifierSpec, FieldSpec, NeuralClassifier};
 use crate::real::Real;
 use crate::solve::{Method, SolveOptions};
 use crate::state::Batch;
@@ -95,6 +95,25 @@ impl ClassifierCase {
         }
     }
 
+    /// The case's CPU classifier in `T` (backprop, `method` in `steps` fixed steps on
+    /// `[0, 1]`), initialised from `seed`.
+    pub fn cpu_model<T: Real>(
+        &self,
+        method: &Method,
+        seed: u64,
+    ) -> Result<NeuralClassifier<T>, CudaError> {
+        self.spec()
+            .build::<T>(
+                &self.sample,
+                self.classes,
+                method.clone(),
+                GradientMethod::Backprop,
+                SolveOptions::steps(0.0, 1.0, self.steps),
+                seed,
+            )
+            .map_err(|e| CudaError::Unsupported(format!("the CPU model: {e}")))
+    }
+
     /// The CPU model's specification.
     pub fn spec(&self) -> ClassifierSpec {
         ClassifierSpec {
@@ -155,17 +174,7 @@ pub fn classifier_cpu_reference<T: Real>(
     seed: u64,
 ) -> Result<CpuPass, CudaError> {
     let fail = |e: String| CudaError::call("CPU reference", e);
-    let mut model = case
-        .spec()
-        .build::<T>(
-            &case.sample,
-            case.classes,
-            method.clone(),
-            GradientMethod::Backprop,
-            opts.clone(),
-            seed,
-        )
-        .map_err(|e| fail(e.to_string()))?;
+    let mut model = case.cpu_model::<T>(method, seed)?;
     let mut params: Vec<T> = p0.iter().map(|&v| T::of(f64::from(v))).collect();
     model.write_params(&params);
     let xt = batch.x.cast::<T>();
@@ -214,17 +223,7 @@ pub fn classifier_agreement(
     };
 
     // The f32 CPU model's initial parameters are everyone's.
-    let cpu = case
-        .spec()
-        .build::<f32>(
-            &case.sample,
-            case.classes,
-            m.clone(),
-            GradientMethod::Backprop,
-            opts.clone(),
-            seed,
-        )
-        .map_err(|e| bad(e.to_string()))?;
+    let cpu = case.cpu_model::<f32>(&m, seed)?;
     let mut p0 = vec![0.0f32; cpu.num_params()];
     cpu.read_params(&mut p0);
     let adam = OptimizerConfig::adam(LR);

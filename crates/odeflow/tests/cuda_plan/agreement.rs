@@ -7,7 +7,6 @@ use odeflow::cuda::res_block_plan::ResBlockLayout;
 use odeflow::cuda::{
     classifier_cpu_reference, res_block_cpu_reference, res_block_inputs, ClassifierCase,
 };
-use odeflow::grad::GradientMethod;
 use odeflow::models::{ClassBatch, FieldSpec};
 use odeflow::solve::{Method, SolveOptions};
 use odeflow::state::Batch;
@@ -54,17 +53,7 @@ fn classifier_references_agree_in_f32_and_f64() {
     for case in cases {
         let m = Method::from_name(&case.method).expect("method");
         let opts = SolveOptions::steps(0.0, 1.0, case.steps);
-        let model = case
-            .spec()
-            .build::<f32>(
-                &case.sample,
-                case.classes,
-                m.clone(),
-                GradientMethod::Backprop,
-                opts.clone(),
-                1,
-            )
-            .expect("model");
+        let model = case.cpu_model::<f32>(&m, 1).expect("model");
         // The model's own (random) initialisation and data off the grid, so that no ReLU
         // input sits on its kink, where f32 and f64 may take different sides.
         let mut p0 = vec![0.0f32; model.num_params()];
