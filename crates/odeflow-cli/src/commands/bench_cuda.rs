@@ -172,37 +172,32 @@ fn conv_runner(
     let gpu_err = |e: odeflow::cuda::CudaError| CliError::runtime(e.to_string());
     let mut agreements = Agreements::default();
     if check_cpu {
-        let field = workload.field().ok_or_else(|| {
-            CliError::input(format!("{}: no convolutional field", workload.name()))
-        })?;
         // The field's own shapes for the solve; small images for the classifier iteration.
-        let (model, small) = match (&field, workload) {
-            (FieldSpec::SimpleOdenet { channels }, _) => (
-                ConvModel::SimpleOdenet {
-                    channels: *channels,
-                    d: 2,
-                },
-                vec![1, 2],
-            ),
-            (FieldSpec::Odenet { channels }, Workload::MnistOdenet64Euler8) => (
+        let (field, model, small) = match (workload.field(), workload) {
+            (Some(f @ FieldSpec::SimpleOdenet { channels }), _) => {
+                (f, ConvModel::SimpleOdenet { channels, d: 2 }, vec![1, 2])
+            }
+            (Some(f @ FieldSpec::Odenet { channels }), Workload::MnistOdenet64Euler8) => (
+                f,
                 ConvModel::Odenet {
                     c_in: 1,
                     h: 28,
                     w: 28,
-                    channels: *channels,
+                    channels,
                 },
                 vec![1, 8, 8],
             ),
-            (FieldSpec::Odenet { channels }, _) => (
+            (Some(f @ FieldSpec::Odenet { channels }), _) => (
+                f,
                 ConvModel::Odenet {
                     c_in: 3,
                     h: 32,
                     w: 32,
-                    channels: *channels,
+                    channels,
                 },
                 vec![3, 8, 8],
             ),
-            (FieldSpec::Mlp { .. }, _) => {
+            (None | Some(FieldSpec::Mlp { .. }), _) => {
                 return Err(CliError::input(format!(
                     "{}: no convolutional field",
                     workload.name()

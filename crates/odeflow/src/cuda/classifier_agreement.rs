@@ -95,20 +95,24 @@ impl ClassifierCase {
         }
     }
 
-    /// The case's CPU classifier in `T` (backprop, `method` in `steps` fixed steps on
-    /// `[0, 1]`), initialised from `seed`.
-    pub fn cpu_model<T: Real>(
-        &self,
-        method: &Method,
-        seed: u64,
-    ) -> Result<NeuralClassifier<T>, CudaError> {
+    /// The case's solver: `method` in `steps` fixed steps on `[0, 1]`.
+    pub fn solver(&self) -> Result<(Method, SolveOptions), CudaError> {
+        let m =
+            Method::from_name(&self.method).map_err(|e| CudaError::Unsupported(e.to_string()))?;
+        Ok((m, SolveOptions::steps(0.0, 1.0, self.steps)))
+    }
+
+    /// The case's CPU classifier in `T` (backprop, [`Self::solver`]), initialised from
+    /// `seed`.
+    pub fn cpu_model<T: Real>(&self, seed: u64) -> Result<NeuralClassifier<T>, CudaError> {
+        let (method, opts) = self.solver()?;
         self.spec()
             .build::<T>(
                 &self.sample,
                 self.classes,
-                method.clone(),
+                method,
                 GradientMethod::Backprop,
-                SolveOptions::steps(0.0, 1.0, self.steps),
+                opts,
                 seed,
             )
             .map_err(|e| CudaError::Unsupported(format!("the CPU model: {e}")))
@@ -168,17 +172,16 @@ pub type CpuPass = (f64, f64, Vec<f64>, Vec<f64>, Vec<f64>);
 pub fn classifier_cpu_reference<T: Real>(
     case: &ClassifierCase,
     p0: &[f32],
-    method: &Method,
-    opts: &SolveOptions,
     batch: &ClassBatch<f32>,
     seed: u64,
 ) -> Result<CpuPass, CudaError> {
     let fail = |e: String| CudaError::call("CPU reference", e);
-    let mut model = case.cpu_model::<T>(method, seed)?;
+    let (method, opts) = case.solver()?;
+    let mut model = case.cpu_model::<T>(seed)?;
     let mut params: Vec<T> = p0.iter().map(|&v| T::of(f64::from(v))).collect();
     model.write_params(&params);
     let xt = batch.x.cast::<T>();
-    let (logits, _) = model.logits_with(&xt, method, opts).map_err(fail)?;
+    let (logits, _) = model.logits_with(&xt, &method, &opts).map_err(fail)?;
     let mut grad = vec![T::zero(); params.len()];
     let batch = ClassBatch {
         x: xt,
@@ -208,8 +211,7 @@ pub fn classifier_agreement(
     seed: u64,
 ) -> Result<ClassifierAgreement, CudaError> {
     let bad = |e: String| CudaError::Unsupported(e);
-    let m = Method::from_name(&case.method).map_err(|e| bad(e.to_string()))?;
-    let opts = SolveOptions::steps(0.0, 1.0, case.steps);
+    let (m, opts) = case.solver()?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (rows, input) = (case.rows, case.input());
     let xs: Vec<f32> = (0..rows * input)
@@ -223,7 +225,7 @@ pub fn classifier_agreement(
     };
 
     // The f32 CPU model's initial parameters are everyone's.
-    let cpu = case.cpu_model::<f32>(&m, seed)?;
+    let cpu = case.cpu_model::<f32>(seed)?;
     let mut p0 = vec![0.0f32; cpu.num_params()];
     cpu.read_params(&mut p0);
     let adam = OptimizerConfig::adam(LR);
@@ -239,10 +241,8 @@ pub fn classifier_agreement(
         optimizer: &adam,
     };
     let (plan, hyper) = plan_classifier(&setup)?;
-    let (l32, _, z32, g32, p32) =
-        classifier_cpu_reference::<f32>(case, &p0, &m, &opts, &batch, seed)?;
-    let (l64, a64, z64, g64, p64) =
-        classifier_cpu_reference::<f64>(case, &p0, &m, &opts, &batch, seed)?;
+    let (l32, _, z32, g32, p32) = classifier_cpu_reference::<f32>(case, &p0, &batch, seed)?;
+    let (l64, a64, z64, g64, p64) = classifier_cpu_reference::<f64>(case, &p0, &batch, seed)?;
 
     let mut step = ClassifierStep::new(dev, plan, &p0, hyper)?;
     if case.captured {

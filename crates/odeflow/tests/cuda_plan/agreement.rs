@@ -8,7 +8,6 @@ use odeflow::cuda::{
     classifier_cpu_reference, res_block_cpu_reference, res_block_inputs, ClassifierCase,
 };
 use odeflow::models::{ClassBatch, FieldSpec};
-use odeflow::solve::{Method, SolveOptions};
 use odeflow::state::Batch;
 use odeflow::train::Trainable;
 
@@ -51,9 +50,7 @@ fn classifier_references_agree_in_f32_and_f64() {
         ),
     ];
     for case in cases {
-        let m = Method::from_name(&case.method).expect("method");
-        let opts = SolveOptions::steps(0.0, 1.0, case.steps);
-        let model = case.cpu_model::<f32>(&m, 1).expect("model");
+        let model = case.cpu_model::<f32>(1).expect("model");
         // The model's own (random) initialisation and data off the grid, so that no ReLU
         // input sits on its kink, where f32 and f64 may take different sides.
         let mut p0 = vec![0.0f32; model.num_params()];
@@ -71,9 +68,9 @@ fn classifier_references_agree_in_f32_and_f64() {
             labels: (0..rows).map(|i| i % case.classes).collect(),
         };
         let (l32, _, z32, g32, p32) =
-            classifier_cpu_reference::<f32>(&case, &p0, &m, &opts, &batch, 1).expect("f32");
+            classifier_cpu_reference::<f32>(&case, &p0, &batch, 1).expect("f32");
         let (l64, _, z64, g64, p64) =
-            classifier_cpu_reference::<f64>(&case, &p0, &m, &opts, &batch, 1).expect("f64");
+            classifier_cpu_reference::<f64>(&case, &p0, &batch, 1).expect("f64");
         let what = format!("{:?}", case.field);
         assert!((l32 - l64).abs() < 1e-5 * l64, "{what}: {l32} vs {l64}");
         let zr = max_rel(&z32, &z64);
