@@ -63,13 +63,23 @@ pub fn open(device: DeviceArg) -> Result<odeflow::runs::Compute, CliError> {
     }
 }
 
+/// Fails for `--device cuda` with a `--dtype` other than f32 (the GPU computes in f32).
+pub fn require_f32(device: DeviceArg, dtype: &str) -> Result<(), CliError> {
+    if device == DeviceArg::Cuda && dtype != "f32" {
+        return Err(CliError::input(format!(
+            "--device cuda: the GPU computes in f32, but --dtype is '{dtype}'; add --dtype f32"
+        )));
+    }
+    Ok(())
+}
+
 /// Fails for `--device cuda` on a command that has no GPU path yet.
 pub fn require_cpu(device: DeviceArg, command: &str) -> Result<(), CliError> {
     if device == DeviceArg::Cuda {
         return Err(CliError::input(format!(
-            "--device cuda: `odeflow {command}` is not yet on cuda (train, eval and check of \
-             run folders, sweep, experiment solver-dependence, bench and predict of \
-             classifiers run on the GPU); use --device cpu"
+            "--device cuda: `odeflow {command}` is not yet on cuda (train, eval, check, sweep, \
+             experiment solver-dependence and resnet-depth, bench and predict of classifiers \
+             run on the GPU); use --device cpu"
         )));
     }
     Ok(())

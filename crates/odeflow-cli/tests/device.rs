@@ -77,9 +77,26 @@ fn commands_without_a_gpu_path_refuse_cuda() {
          --train-steps 2 --out-dir c --device cuda",
         2,
         &[
-            "`odeflow check --weights` is not yet on cuda",
-            "--device cpu",
+            "the GPU computes in f32, but --dtype is 'f64'",
+            "add --dtype f32",
         ],
+    );
+    // The defaults train HeunNets and the reversible gradient, which the device body
+    // refuses before the device opens.
+    fails(
+        dir.path(),
+        "experiment resnet-depth --out-dir d --device cuda",
+        2,
+        &[
+            "a depth-2 euler TinyResNet trained by reversible",
+            "give --schemes euler --grads backprop",
+        ],
+    );
+    fails(
+        dir.path(),
+        "experiment resnet-depth --schemes euler,heun --grads backprop --out-dir d --device cuda",
+        2,
+        &["a depth-2 heun TinyResNet", "not yet on cuda"],
     );
     fails(
         dir.path(),
@@ -89,9 +106,10 @@ fn commands_without_a_gpu_path_refuse_cuda() {
     );
 }
 
-/// `train`, `eval`, `check`, `sweep`, `experiment solver-dependence`, `predict` and every
-/// `bench` workload but resnet-memory have a GPU path: without a driver each is
-/// the one driver error, before anything is written.
+/// `train`, `eval` and `check` (of run folders and of --weights), `sweep`, `experiment
+/// solver-dependence` and `resnet-depth`, `predict` and every `bench` workload but
+/// resnet-memory have a GPU path: without a driver each is the one driver error, before
+/// anything is written.
 #[test]
 fn cuda_without_a_driver_is_one_error() {
     if !CUDA_BUILT || has_driver() {
@@ -106,8 +124,13 @@ fn cuda_without_a_driver_is_one_error() {
         "check r --device cuda",
         "sweep --dataset sphere2 --model mlp --dtype f32 --out-dir r --device cuda",
         "experiment solver-dependence --out-dir r --device cuda",
+        "experiment resnet-depth --schemes euler --grads backprop --out-dir r --device cuda",
         "predict --weights w.safetensors --model mlp-tanh --input x.npy --dtype f32 \
          --out r/y.npy --device cuda",
+        "eval --weights w.safetensors --model mlp --dataset sphere2 --train-method euler \
+         --train-steps 2 --dtype f32 --out-dir r --device cuda",
+        "check --weights w.safetensors --model mlp --dataset sphere2 --train-method euler \
+         --train-steps 2 --dtype f32 --out-dir r --device cuda",
     ] {
         fails(
             dir.path(),

@@ -13,7 +13,7 @@ use odeflow::runs::evaluate::{default_eval_grid, evaluate_run, report_table, EVA
 use odeflow::runs::model_file::{ModelFile, MODEL_FILE};
 use odeflow::runs::{
     self as lib, check::check_run, data::load_data as load_run_data, files, load_run_config,
-    Observer, RunConfig, RunError,
+    Compute, Observer, RunConfig, RunError,
 };
 use odeflow::solve::SolverSpec;
 use odeflow::weights::{check_weights, Architecture, ExternalModel, WeightsError};
@@ -243,7 +243,7 @@ pub fn check(
             };
             let threshold = threshold.unwrap_or(0.02);
             let batch = batch_size.unwrap_or(1000).max(1);
-            with_observer(py, |o| check_weights(&m, &out, threshold, batch, o))?
+            with_observer(py, |o| check_weights(&m, &out, threshold, batch, o, &Compute::Cpu))?
         }
     };
     Verdict::from_report(py, &report)

@@ -4,8 +4,10 @@
 //! iteration is tested in `cuda_plan/train.rs` (MLP field) and `cuda_plan/train_conv.rs`
 //! (convolutional fields), the plans of the convolutional fields
 //! (`simple_odenet`, `odenet`) in `cuda_plan/conv.rs`, those of batch normalisation and
-//! average pooling in `cuda_plan/norm.rs`; the CPU halves of the GPU agreement checks in
-//! `cuda_plan/agreement.rs`.
+//! average pooling in `cuda_plan/norm.rs`, that of a TinyResNet residual block in
+//! `cuda_plan/res_block.rs` and the whole TinyResNet's device composition in
+//! `cuda_plan/tiny_resnet.rs`; the CPU halves of the GPU agreement checks in
+//! `cuda_plan/agreement.rs` (and `tiny_resnet.rs`).
 
 #[path = "cuda_plan/agreement.rs"]
 mod agreement;
@@ -17,6 +19,8 @@ mod exec;
 mod norm;
 #[path = "cuda_plan/res_block.rs"]
 mod res_block;
+#[path = "cuda_plan/tiny_resnet.rs"]
+mod tiny_resnet;
 #[path = "cuda_plan/train.rs"]
 mod train;
 #[path = "cuda_plan/train_conv.rs"]

@@ -72,8 +72,9 @@ pub struct BenchArgs {
     /// solver); with --grad backprop "classifier_agreement": training iterations through
     /// the device plan, eager and as a CUDA graph (an MLP classifier for the pendulum, the
     /// workload's field on small images otherwise); on cifar-odenet128-euler8
-    /// "res_block_agreement": a TinyResNet block in train and eval mode. Fails (exit 1)
-    /// when the GPU disagrees.
+    /// "res_block_agreement": a TinyResNet block in train and eval mode, and
+    /// "tiny_resnet_agreement": a whole TinyResNet's training step and eval logits. Fails
+    /// (exit 1) when the GPU disagrees.
     #[arg(long)]
     check_cpu: bool,
 }
@@ -125,6 +126,9 @@ pub struct BenchResult {
     /// With `--check-cpu` on `cifar-odenet128-euler8`: a TinyResNet residual block on the
     /// GPU against the CPU, train and eval mode (`odeflow::cuda::ResBlockAgreement`).
     pub res_block_agreement: Option<serde_json::Value>,
+    /// With `--check-cpu` on `cifar-odenet128-euler8`: a whole TinyResNet with its body on
+    /// the GPU against the CPU (`odeflow::cuda::TinyResNetAgreement`).
+    pub tiny_resnet_agreement: Option<serde_json::Value>,
 }
 
 /// A prepared workload: one training iteration per call.
@@ -306,6 +310,7 @@ pub fn run(args: BenchArgs, reporter: &Reporter, device: DeviceArg) -> Result<()
         agreement: agreements.agreement,
         classifier_agreement: agreements.classifier,
         res_block_agreement: agreements.res_block,
+        tiny_resnet_agreement: agreements.tiny_resnet,
     };
     reporter.result(&result, || {
         format!(

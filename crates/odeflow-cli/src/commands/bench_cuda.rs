@@ -10,7 +10,8 @@
 //!   with the workload's field on small images through the captured plan the benchmark
 //!   times (`classifier_agreement`, eager and captured, with and without an ANODE channel);
 //!   and on `cifar-odenet128-euler8` a TinyResNet residual block in train and eval mode
-//!   (`res_block_agreement`).
+//!   (`res_block_agreement`) and a whole TinyResNet with its body on the device, one
+//!   training step and the eval logits, untied and tied (`tiny_resnet_agreement`).
 
 use odeflow::grad::GradientMethod;
 use odeflow::models::Workload;
@@ -28,6 +29,8 @@ pub(super) struct Agreements {
     pub classifier: Option<serde_json::Value>,
     /// The TinyResNet residual block.
     pub res_block: Option<serde_json::Value>,
+    /// The whole TinyResNet.
+    pub tiny_resnet: Option<serde_json::Value>,
 }
 
 /// `rows` as JSON; an error naming the first that failed (`describe`) when any did.
@@ -166,7 +169,9 @@ fn conv_runner(
     gpu: String,
 ) -> Result<(Iterate, usize, String, Agreements), CliError> {
     use odeflow::cuda::ConvModel;
-    use odeflow::cuda::{conv_agreement, res_block_agreement, ClassifierCase, ClassifierCuda};
+    use odeflow::cuda::{
+        conv_agreement, res_block_agreement, tiny_resnet_agreement, ClassifierCase, ClassifierCuda,
+    };
     use odeflow::models::FieldSpec;
     use odeflow::solve::SolveOptions;
     let gpu_err = |e: odeflow::cuda::CudaError| CliError::runtime(e.to_string());
@@ -238,6 +243,12 @@ fn conv_runner(
                 &rows,
                 |a| a.passed,
                 |a| format!("TinyResNet residual block: {a:?}"),
+            )?);
+            let rows = tiny_resnet_agreement(dev, 6, seed).map_err(gpu_err)?;
+            agreements.tiny_resnet = Some(judged(
+                &rows,
+                |a| a.passed,
+                |a| format!("TinyResNet: {a:?}"),
             )?);
         }
     }

@@ -24,7 +24,7 @@ use odeflow::runs::load_run_config;
 use odeflow::weights::check_weights;
 
 use crate::commands::external::ExternalArgs;
-use crate::device::{require_cpu, DeviceArg};
+use crate::device::DeviceArg;
 use crate::error::{CliError, EXIT_NOT_VALID};
 use crate::plot::runs::noise_label;
 use crate::progress::{Reporter, RunObserver};
@@ -97,8 +97,8 @@ pub fn human_check(report: &CheckReport, files: &str) -> String {
 /// Runs `odeflow check`.
 pub fn run(args: CheckArgs, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
     let external = args.external.resolve()?;
-    if external.is_some() {
-        require_cpu(device, "check --weights")?;
+    if let Some((m, _)) = &external {
+        crate::device::require_f32(device, &m.dtype)?;
     }
     let compute = crate::device::open(device)?;
     let observer = RunObserver::new(reporter);
@@ -106,7 +106,7 @@ pub fn run(args: CheckArgs, reporter: &Reporter, device: DeviceArg) -> Result<()
         (Some((m, out)), _) => {
             let threshold = args.threshold.unwrap_or(0.02);
             let batch = args.batch_size.unwrap_or(1000).max(1);
-            let report = check_weights(&m, &out, threshold, batch, &observer)?;
+            let report = check_weights(&m, &out, threshold, batch, &observer, &compute)?;
             (out, report)
         }
         (None, Some(run)) => {

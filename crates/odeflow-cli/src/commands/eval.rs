@@ -27,7 +27,7 @@ use odeflow::weights::evaluate_weights;
 
 use crate::args::positive;
 use crate::commands::external::ExternalArgs;
-use crate::device::{require_cpu, DeviceArg};
+use crate::device::DeviceArg;
 use crate::error::CliError;
 use crate::output::{self, Layout};
 use crate::plot::runs::accuracy_panels;
@@ -75,8 +75,8 @@ pub fn eval_figure(report: &EvalReport, title: &str) -> Figure {
 /// Runs `odeflow eval`.
 pub fn run(args: EvalArgs, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
     let ext = args.external.resolve()?;
-    if ext.is_some() {
-        require_cpu(device, "eval --weights")?;
+    if let Some((m, _)) = &ext {
+        crate::device::require_f32(device, &m.dtype)?;
     }
     let compute = crate::device::open(device)?;
     let (dir, train, data_name, default_batch) = match (&ext, &args.run) {
@@ -111,7 +111,7 @@ pub fn run(args: EvalArgs, reporter: &Reporter, device: DeviceArg) -> Result<(),
     let batch = args.batch_size.unwrap_or(default_batch).max(1);
     let observer = RunObserver::new(reporter);
     let report = match &ext {
-        Some((m, _)) => evaluate_weights(m, &grid, batch, &observer)?,
+        Some((m, _)) => evaluate_weights(m, &grid, batch, &observer, &compute)?,
         None => evaluate_run_on(&dir, &grid, batch, &observer, &compute)?,
     };
     let json = dir.join(EVAL_FILE);

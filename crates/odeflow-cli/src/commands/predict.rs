@@ -538,13 +538,8 @@ fn run_typed<T: Real>(
 
 /// Runs `odeflow predict` on `device`.
 pub fn run(args: PredictArgs, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
+    crate::device::require_f32(device, &args.dtype)?;
     let compute = crate::device::open(device)?;
-    if !compute.is_cpu() && args.dtype != "f32" {
-        return Err(CliError::input(format!(
-            "--device cuda: the GPU computes in f32, but --dtype is '{}'; add --dtype f32",
-            args.dtype
-        )));
-    }
     let (dest, reporter) = destination(reporter, "outputs.npy")?;
     match args.dtype.as_str() {
         "f64" => run_typed::<f64>(&args, dest, &reporter, &compute),

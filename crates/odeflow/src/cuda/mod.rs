@@ -46,6 +46,8 @@ mod res_block;
 mod res_block_agreement;
 pub mod res_block_plan;
 mod state;
+mod tiny_resnet;
+mod tiny_resnet_agreement;
 mod train_graph;
 pub mod train_plan;
 mod trainable;
@@ -71,6 +73,11 @@ pub use res_block_agreement::{
     ResBlockInputs, ResBlockPass,
 };
 pub use state::CudaBatch;
+pub use tiny_resnet::{BodyMap, CudaTinyResNet};
+pub use tiny_resnet_agreement::{
+    tiny_resnet_agreement, tiny_resnet_case, tiny_resnet_cpu_reference, tiny_resnet_inputs,
+    TinyResNetAgreement, TinyResNetInputs, TinyResNetPass,
+};
 pub use train_graph::{ClassifierStep, HostState, StepOutcome};
 pub use trainable::{plan_classifier, ClassifierSetup, CudaClassifier, SteppingLog};
 pub use workload::{ClassifierCuda, PendulumCuda};

@@ -337,37 +337,16 @@ fn evaluate_typed<T: Real>(
         data.classes(),
     )?;
     let mut model = file.build::<T>()?;
-    let (train, results) = match compute {
-        Compute::Cpu => evaluate_model(
-            &mut model,
-            &data.test,
-            &file.train,
-            grid,
-            (0.0, 1.0),
-            batch,
-            observer,
-        )?,
-        #[cfg(feature = "cuda")]
-        Compute::Cuda(dev) => {
-            if T::NAME != "f32" {
-                return Err(RunError::input(format!(
-                    "--device cuda: the GPU computes in f32 and this run's model is {}; evaluate it on the CPU",
-                    T::NAME
-                )));
-            }
-            let mut gpu = crate::cuda::CudaFlowModel::from_cpu(dev, &file.spec.field, &model)
-                .map_err(|e| RunError::input(format!("--device cuda: {e}")))?;
-            evaluate_model(
-                &mut gpu,
-                &data.test,
-                &file.train,
-                grid,
-                (0.0, 1.0),
-                batch,
-                observer,
-            )?
-        }
-    };
+    let (train, results) = evaluate_classifier_on(
+        &mut model,
+        &file.spec.field,
+        compute,
+        &data.test,
+        &file.train,
+        grid,
+        batch,
+        observer,
+    )?;
     Ok(EvalReport {
         model: file.fingerprint.clone(),
         dtype: T::NAME.into(),
@@ -376,6 +355,41 @@ fn evaluate_typed<T: Real>(
         train,
         results,
     })
+}
+
+/// [`evaluate_model`] of a classifier on `[0, 1]` on `compute`: on the CPU the model itself;
+/// on a GPU its ODE block ([`crate::cuda::CudaFlowModel`], built from `field`, f32 only;
+/// the head stays on the host), so that a model trained on one device is evaluated on the
+/// other with the same parameters.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_classifier_on<T: Real>(
+    model: &mut crate::models::NeuralClassifier<T>,
+    field: &crate::models::FieldSpec,
+    compute: &Compute,
+    test: &Dataset<T>,
+    train: &SolverSpec,
+    grid: &[SolverSpec],
+    batch: usize,
+    observer: &dyn Observer,
+) -> Result<(TrainEval, Vec<EvalRow>), RunError> {
+    match compute {
+        Compute::Cpu => {
+            let _ = field;
+            evaluate_model(model, test, train, grid, (0.0, 1.0), batch, observer)
+        }
+        #[cfg(feature = "cuda")]
+        Compute::Cuda(dev) => {
+            if T::NAME != "f32" {
+                return Err(RunError::input(format!(
+                    "--device cuda: the GPU computes in f32 and this model is {}; evaluate it on the CPU or in f32",
+                    T::NAME
+                )));
+            }
+            let mut gpu = crate::cuda::CudaFlowModel::from_cpu(dev, field, model)
+                .map_err(|e| RunError::input(format!("--device cuda: {e}")))?;
+            evaluate_model(&mut gpu, test, train, grid, (0.0, 1.0), batch, observer)
+        }
+    }
 }
 
 /// Reads an evaluation report.

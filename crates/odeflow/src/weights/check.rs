@@ -7,13 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use super::{load_classifier, Architecture, TensorFile};
-use crate::models::NeuralClassifier;
+use crate::models::{FieldSpec, NeuralClassifier};
 use crate::runs::check::{verdict_of, CheckReport, CHECK_FILE, CHECK_PLOT};
 use crate::runs::config::DataConfig;
 use crate::runs::data::{load_data, RunData};
-use crate::runs::evaluate::{default_check_grid, evaluate_model, EvalReport};
+use crate::runs::evaluate::{default_check_grid, evaluate_classifier_on, EvalReport};
 use crate::runs::model_file::fingerprint;
-use crate::runs::{files, Observer, RunError};
+use crate::runs::{files, Compute, Observer, RunError};
 use crate::solve::SolverSpec;
 use crate::train::Trainable;
 use crate::Real;
@@ -35,6 +35,7 @@ pub struct ExternalModel {
 
 struct Loaded<T: Real> {
     model: NeuralClassifier<T>,
+    field: FieldSpec,
     data: RunData<T>,
     fingerprint: String,
 }
@@ -67,6 +68,7 @@ fn load<T: Real>(m: &ExternalModel) -> Result<Loaded<T>, RunError> {
     let p: Vec<f64> = p.iter().map(|v| v.f64()).collect();
     Ok(Loaded {
         model,
+        field: shape.spec.field,
         data,
         fingerprint: fingerprint(&p),
     })
@@ -77,14 +79,16 @@ fn eval_typed<T: Real>(
     grid: &[SolverSpec],
     batch: usize,
     observer: &dyn Observer,
+    compute: &Compute,
 ) -> Result<EvalReport, RunError> {
     let mut l = load::<T>(m)?;
-    let (train, results) = evaluate_model(
+    let (train, results) = evaluate_classifier_on(
         &mut l.model,
+        &l.field,
+        compute,
         &l.data.test,
         &m.train,
         grid,
-        (0.0, 1.0),
         batch,
         observer,
     )?;
@@ -99,16 +103,18 @@ fn eval_typed<T: Real>(
 }
 
 /// Evaluates the model on its data set's test part with its training solver and every
-/// solver of `grid` (the caller writes the report where it wants it).
+/// solver of `grid` on `compute` (a GPU needs `dtype` f32; the caller writes the report
+/// where it wants it).
 pub fn evaluate_weights(
     m: &ExternalModel,
     grid: &[SolverSpec],
     batch: usize,
     observer: &dyn Observer,
+    compute: &Compute,
 ) -> Result<EvalReport, RunError> {
     match m.dtype.as_str() {
-        "f64" => eval_typed::<f64>(m, grid, batch, observer),
-        "f32" => eval_typed::<f32>(m, grid, batch, observer),
+        "f64" => eval_typed::<f64>(m, grid, batch, observer, compute),
+        "f32" => eval_typed::<f32>(m, grid, batch, observer, compute),
         other => Err(RunError::input(format!(
             "dtype '{other}' is not supported: use f32 or f64"
         ))),
@@ -116,14 +122,15 @@ pub fn evaluate_weights(
 }
 
 /// The validity verdict of the model: the default check grid of its training solver,
-/// compared at `threshold`; writes `check.json` into `out_dir` (and hands the reports to
-/// [`Observer::checked`], which draws the plot in the CLI).
+/// compared at `threshold`, evaluated on `compute`; writes `check.json` into `out_dir` (and
+/// hands the reports to [`Observer::checked`], which draws the plot in the CLI).
 pub fn check_weights(
     m: &ExternalModel,
     out_dir: &Path,
     threshold: f64,
     batch: usize,
     observer: &dyn Observer,
+    compute: &Compute,
 ) -> Result<CheckReport, RunError> {
     if !(0.0..=1.0).contains(&threshold) {
         return Err(RunError::input(format!(
@@ -132,7 +139,7 @@ pub fn check_weights(
     }
     let _lock = files::lock(out_dir, "check")?;
     let grid = default_check_grid(&m.train);
-    let report = evaluate_weights(m, &grid, batch, observer)?;
+    let report = evaluate_weights(m, &grid, batch, observer, compute)?;
     let v = verdict_of(&report, threshold)?;
     let out = CheckReport {
         verdict: v,

@@ -112,9 +112,12 @@ impl Experiment {
         }
     }
 
-    /// Runs the experiment on `device` (only solver-dependence has a GPU path).
+    /// Runs the experiment on `device` (solver-dependence and resnet-depth have a GPU path).
     pub fn run(self, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
-        if !matches!(self, Experiment::SolverDependence(_)) {
+        if !matches!(
+            self,
+            Experiment::SolverDependence(_) | Experiment::ResnetDepth(_)
+        ) {
             require_cpu(device, &format!("experiment {}", self.name()))?;
         }
         match self {
@@ -127,7 +130,7 @@ impl Experiment {
             Experiment::ResnetDistance(a) => resnet_distance::run(*a, reporter),
             Experiment::LinearResnet(a) => linear_resnet::run(a, reporter),
             Experiment::ResnetMemory(a) => resnet_memory::run(a, reporter),
-            Experiment::ResnetDepth(a) => resnet_depth::run(*a, reporter),
+            Experiment::ResnetDepth(a) => resnet_depth::run(*a, reporter, device),
         }
     }
 }

@@ -6,7 +6,13 @@
 //! odeflow experiment resnet-depth --out-dir results/depth                 # MNIST, CPU budget
 //! odeflow experiment resnet-depth --dataset cifar10 --data-dir ~/data/cifar-10-batches-bin \
 //!     --depths 2,4,8,16,32 --iterations 30000 --batch-size 128 --milestones 15000,22500
+//! odeflow --device cuda experiment resnet-depth --schemes euler --grads backprop \
+//!     --depths 8,16,32 --out-dir results/depth-gpu           # the bodies on the GPU
 //! ```
+//!
+//! With `--device cuda` (a binary built with `--features cuda`) each network's ResNet body
+//! runs on the GPU (`odeflow::cuda::CudaTinyResNet`, f32; stem and head on the host); HeunNet
+//! bodies and the reversible gradient are refused before anything trains.
 //!
 //! The defaults fit a 2-core CPU in a few minutes: MNIST (the folder `--data-dir`, default
 //! `$ODEFLOW_DATA/mnist`, else `~/.cache/odeflow/data/mnist` — see `odeflow data download
@@ -19,13 +25,14 @@
 //! depth, one curve per variant).
 
 use clap::Args;
-use odeflow::analysis::resnet::depth_sweep::{depth_sweep, DepthSweepConfig};
+use odeflow::analysis::resnet::depth_sweep::{depth_sweep_on, DepthSweepConfig};
 use odeflow::models::tiny_resnet::TinyResNetConfig;
 use serde_json::json;
 
 use super::resnet_common::{
     cell, train_error, DepthSchemeArgs, GradsArgs, OutputArgs, Outputs, TrainArgs,
 };
+use crate::device::DeviceArg;
 use crate::error::CliError;
 use crate::plot::{Figure, Panel, Scale, Series};
 use crate::progress::Reporter;
@@ -56,18 +63,16 @@ pub struct DepthArgs {
 }
 
 /// Runs the experiment.
-pub fn run(args: DepthArgs, reporter: &Reporter) -> Result<(), CliError> {
+pub fn run(args: DepthArgs, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
     let (depths, schemes) = args.axes.checked()?;
     let grads = args.grads.list()?;
     let settings = args.train.settings(300)?;
-    let data = args.train.load(reporter)?;
-    let cfg = DepthSweepConfig {
+    let mut cfg = DepthSweepConfig {
         depths,
         schemes,
         grads: grads.iter().map(|&g| g.into()).collect(),
         model: TinyResNetConfig {
             channels: args.train.channels,
-            classes: data.train.num_classes(),
             min_reversible_depth: args.min_reversible_depth,
             seed: args.train.seed,
             ..Default::default()
@@ -75,10 +80,15 @@ pub fn run(args: DepthArgs, reporter: &Reporter) -> Result<(), CliError> {
         train: settings,
         eval_batch: args.eval_batch.max(1),
     };
+    // What the GPU cannot train is refused before the device opens and the data load.
+    cfg.check_device(device == DeviceArg::Cuda)?;
+    let compute = crate::device::open(device)?;
+    let data = args.train.load(reporter)?;
+    cfg.model.classes = data.train.num_classes();
     let mut out = Outputs::new(&args.output, "resnet-depth");
     let runs = (cfg.depths.len() * cfg.schemes.len() * cfg.grads.len()) as u64;
     let bar = reporter.bar(runs * cfg.train.iterations, "training");
-    let result = depth_sweep(&data, &cfg, |p| {
+    let result = depth_sweep_on(&data, &cfg, &compute, |p| {
         bar.set_position(p.run as u64 * cfg.train.iterations + p.record.iteration);
         bar.set_message(format!(
             "run {}/{} loss {:.3}",

@@ -24,6 +24,7 @@ use crate::models::resnet::Scheme;
 use crate::models::tiny_resnet::{ImageBatch, TinyResNet, TinyResNetConfig};
 use crate::nn::Shape;
 use crate::real::Real;
+use crate::runs::Compute;
 use crate::train::{
     BatchSource, IterationRecord, LrSchedule, OptimizerConfig, TrainConfig, TrainError, TrainHook,
     TrainSummary, Trainer,
@@ -324,6 +325,36 @@ pub struct DepthSweepResult {
     pub runs: Vec<DepthRun>,
 }
 
+impl DepthSweepConfig {
+    /// On a GPU (`gpu`), fails with one line naming the first run the device body cannot
+    /// train ([`TinyResNetConfig::unsupported_on_device`]); on the CPU every run trains.
+    pub fn check_device(&self, gpu: bool) -> Result<(), ArgError> {
+        if !gpu {
+            return Ok(());
+        }
+        for &depth in &self.depths {
+            for &scheme in &self.schemes {
+                for grad in &self.grads {
+                    let m = run_config(self, depth, scheme, grad);
+                    if let Some(why) = m.unsupported_on_device() {
+                        let run = format!(
+                            "a depth-{depth} {} TinyResNet trained by {}",
+                            scheme.name(),
+                            grad.name()
+                        );
+                        return Err(ArgError::invalid(
+                            "--device cuda",
+                            run,
+                            format!("not yet on cuda: {why}; give --schemes euler --grads backprop, or run it on the CPU"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where a sweep is: run index (0-based) of the total, and the iteration record.
 #[derive(Debug, Clone, Copy)]
 pub struct SweepProgress<'a> {
@@ -336,10 +367,37 @@ pub struct SweepProgress<'a> {
 }
 
 /// Trains one TinyResNet per depth, scheme and gradient method and evaluates it on the
-/// test set.
+/// test set, on the CPU.
 pub fn depth_sweep<T: Real>(
     data: &ImageData<T>,
     cfg: &DepthSweepConfig,
+    progress: impl FnMut(SweepProgress<'_>),
+) -> Result<DepthSweepResult, TrainError> {
+    depth_sweep_on(data, cfg, &Compute::Cpu, progress)
+}
+
+/// The model of one run of the sweep.
+fn run_config(
+    cfg: &DepthSweepConfig,
+    depth: usize,
+    scheme: Scheme,
+    grad: &GradientMethod,
+) -> TinyResNetConfig {
+    TinyResNetConfig {
+        depth,
+        scheme,
+        grad: grad.clone(),
+        ..cfg.model.clone()
+    }
+}
+
+/// [`depth_sweep`] on `compute`: on a GPU each network's body runs on the device
+/// ([`crate::cuda::CudaTinyResNet`]: ResNets trained by backprop, in f32); every run's
+/// model is checked against that before the first one trains.
+pub fn depth_sweep_on<T: Real>(
+    data: &ImageData<T>,
+    cfg: &DepthSweepConfig,
+    compute: &Compute,
     mut progress: impl FnMut(SweepProgress<'_>),
 ) -> Result<DepthSweepResult, TrainError> {
     super::reconstruction::check_depths(&cfg.depths, &cfg.schemes)?;
@@ -349,58 +407,53 @@ pub fn depth_sweep<T: Real>(
     if cfg.train.iterations == 0 {
         return Err(ArgError::invalid("iterations", 0, "must be at least 1").into());
     }
+    cfg.check_device(!compute.is_cpu())?;
     let total = cfg.depths.len() * cfg.schemes.len() * cfg.grads.len();
-    let mut runs = Vec::new();
+    let mut plan = Vec::with_capacity(total);
     for &depth in &cfg.depths {
         for &scheme in &cfg.schemes {
             for grad in &cfg.grads {
-                let model_cfg = TinyResNetConfig {
-                    depth,
-                    scheme,
-                    grad: grad.clone(),
-                    ..cfg.model.clone()
-                };
-                let run = runs.len();
-                let mut losses = Vec::new();
-                let start = Instant::now();
-                let mut tapes_peak = 0usize;
-                let (mut model, _) = train_tiny_resnet(
-                    data,
-                    model_cfg,
-                    &cfg.train,
-                    &mut crate::train::NoHook,
-                    |rec| {
-                        losses.push(rec.loss);
-                        if let Some(t) = rec.extra.get("tapes_peak") {
-                            tapes_peak = tapes_peak.max(*t as usize);
-                        }
-                        progress(SweepProgress {
-                            run,
-                            runs: total,
-                            record: rec,
-                        });
-                    },
-                )?;
-                let train_seconds = start.elapsed().as_secs_f64();
-                let (test_loss, test_accuracy) = model
-                    .evaluate(&data.test, cfg.eval_batch)
-                    .map_err(|e| TrainError::solver(cfg.train.iterations, e))?;
-                let tail = (losses.len() / 10).max(1);
-                let final_train_loss =
-                    losses[losses.len() - tail..].iter().sum::<f64>() / tail as f64;
-                runs.push(DepthRun {
-                    depth,
-                    scheme,
-                    grad: grad.name().into(),
-                    effective_grad: model.body().gradient_method().name().into(),
-                    test_accuracy,
-                    test_loss,
-                    final_train_loss,
-                    train_seconds,
-                    tapes_peak,
-                });
+                plan.push((depth, scheme, grad, run_config(cfg, depth, scheme, grad)));
             }
         }
+    }
+    let mut runs = Vec::new();
+    for (depth, scheme, grad, model_cfg) in plan {
+        let run = runs.len();
+        let mut losses = Vec::new();
+        let mut tapes_peak = 0usize;
+        let on_iter = |rec: &IterationRecord| {
+            losses.push(rec.loss);
+            if let Some(t) = rec.extra.get("tapes_peak") {
+                tapes_peak = tapes_peak.max(*t as usize);
+            }
+            progress(SweepProgress {
+                run,
+                runs: total,
+                record: rec,
+            });
+        };
+        let t = train_and_test(
+            data,
+            model_cfg,
+            &cfg.train,
+            cfg.eval_batch,
+            compute,
+            on_iter,
+        )?;
+        let tail = (losses.len() / 10).max(1);
+        let final_train_loss = losses[losses.len() - tail..].iter().sum::<f64>() / tail as f64;
+        runs.push(DepthRun {
+            depth,
+            scheme,
+            grad: grad.name().into(),
+            effective_grad: t.effective_grad,
+            test_accuracy: t.accuracy,
+            test_loss: t.loss,
+            final_train_loss,
+            train_seconds: t.train_seconds,
+            tapes_peak,
+        });
     }
     Ok(DepthSweepResult {
         config: cfg.clone(),
@@ -408,4 +461,68 @@ pub fn depth_sweep<T: Real>(
         sizes: (data.train.len(), data.test.len()),
         runs,
     })
+}
+
+/// What [`train_and_test`] reports of one network.
+struct Tested {
+    loss: f64,
+    accuracy: f64,
+    effective_grad: String,
+    train_seconds: f64,
+}
+
+/// Trains one network on `compute` and evaluates it on the test set.
+fn train_and_test<T: Real>(
+    data: &ImageData<T>,
+    model_cfg: TinyResNetConfig,
+    settings: &TrainSettings,
+    eval_batch: usize,
+    compute: &Compute,
+    on_iter: impl FnMut(&IterationRecord),
+) -> Result<Tested, TrainError> {
+    let start = Instant::now();
+    let evaluated = |e: &dyn std::fmt::Display| TrainError::solver(settings.iterations, e);
+    match compute {
+        Compute::Cpu => {
+            let (mut model, _) = train_tiny_resnet(
+                data,
+                model_cfg,
+                settings,
+                &mut crate::train::NoHook,
+                on_iter,
+            )?;
+            let train_seconds = start.elapsed().as_secs_f64();
+            let (loss, accuracy) = model
+                .evaluate(&data.test, eval_batch)
+                .map_err(|e| evaluated(&e))?;
+            Ok(Tested {
+                loss,
+                accuracy,
+                effective_grad: model.body().gradient_method().name().into(),
+                train_seconds,
+            })
+        }
+        #[cfg(feature = "cuda")]
+        Compute::Cuda(dev) => {
+            let model =
+                TinyResNet::new(data.shape, model_cfg).map_err(|e| TrainError::solver(0, e))?;
+            let effective_grad = model.body().gradient_method().name().into();
+            let mut gpu = crate::cuda::CudaTinyResNet::from_cpu(dev, model)
+                .map_err(|e| TrainError::solver(0, e))?;
+            let mut batches =
+                AugmentedBatches::new(data, settings.batch_size, settings.augment, settings.seed)?;
+            let mut trainer = Trainer::new(settings.train_config(), &gpu)?;
+            trainer.run(&mut gpu, &mut batches, &mut crate::train::NoHook, on_iter)?;
+            let train_seconds = start.elapsed().as_secs_f64();
+            let (loss, accuracy) = gpu
+                .evaluate(&data.test, eval_batch)
+                .map_err(|e| evaluated(&e))?;
+            Ok(Tested {
+                loss,
+                accuracy,
+                effective_grad,
+                train_seconds,
+            })
+        }
+    }
 }
