@@ -16,13 +16,15 @@ use super::conv_plan::ConvFieldLayout;
 use super::device::{CudaError, Device};
 use super::mlp::CudaMlp;
 use super::state::CudaBatch;
-use crate::field::{Parameterized, VectorField};
+use crate::analysis::solver_dependence::AdaptiveSolve;
+use crate::error::ArgError;
+use crate::field::{FieldRhs, Parameterized, VectorField};
 use crate::grad::{DiffSolve, FieldGradSolver, GradientMethod};
 use crate::models::{ClassBatch, FieldSpec};
 use crate::nn::loss::{accuracy, softmax_cross_entropy};
 use crate::nn::{Activation, Network, Shape, Tape};
 use crate::real::Real;
-use crate::solve::{Method, SolveOptions};
+use crate::solve::{solve, Method, SaveAt, SolveOptions, Stats, Stepping};
 use crate::state::{Batch, State};
 use crate::train::{StepMetrics, TrainError, Trainable};
 
@@ -273,4 +275,60 @@ impl<T: Real, F: VectorField<CudaBatch, Grad = CudaBatch> + DeviceParams> Traina
             extra: Default::default(),
         })
     }
+}
+
+impl<T: Real, F: VectorField<CudaBatch, Grad = CudaBatch> + DeviceParams> AdaptiveSolve<T>
+    for CudaSolverClassifier<T, F>
+{
+    fn train_options(&self) -> &SolveOptions {
+        self.solver.options()
+    }
+
+    fn set_train_stepping(&mut self, stepping: Stepping) -> Result<(), ArgError> {
+        self.solver.set_stepping(stepping)
+    }
+
+    fn probe_logits(
+        &mut self,
+        x: &Batch<T>,
+        method: &Method,
+        opts: &SolveOptions,
+    ) -> Result<(Batch<T>, Stats), String> {
+        device_logits(
+            &self.dev,
+            &mut self.field,
+            &mut self.head,
+            self.augment,
+            x,
+            (method, opts),
+        )
+    }
+}
+
+/// Logits of `x` with `field` solved on the device by `method` and `opts` (no gradient; the
+/// `augment` ANODE zeros appended) and the host `head`, with the solve's statistics: the
+/// evaluation of [`super::CudaFlowModel`] and the adaptation probes of
+/// [`CudaSolverClassifier`].
+pub(crate) fn device_logits<T: Real, F: VectorField<CudaBatch>>(
+    dev: &Arc<Device>,
+    field: &mut F,
+    head: &mut Network<T>,
+    augment: usize,
+    x: &Batch<T>,
+    (method, opts): (&Method, &SolveOptions),
+) -> Result<(Batch<T>, Stats), String> {
+    let on_gpu = |e: CudaError| format!("on the GPU: {e}");
+    let y0 = CudaBatch::from_host(dev, &padded_f32(x, augment)).map_err(on_gpu)?;
+    let o = SolveOptions {
+        save: SaveAt::Final,
+        ..opts.clone()
+    };
+    let sol = solve(method, &mut FieldRhs(field), &y0, &o);
+    dev.check().map_err(on_gpu)?;
+    let sol = sol.map_err(|e| e.to_string())?;
+    let y = sol.y_final.to_host().map_err(on_gpu)?.cast::<T>();
+    let mut logits = Batch::zeros(0, 0);
+    head.forward(o.t1, &y, &mut logits)
+        .map_err(|e| e.to_string())?;
+    Ok((logits, sol.stats))
 }

@@ -13,13 +13,12 @@
 use std::sync::Arc;
 
 use super::device::{CudaError, Device};
-use super::eager::{padded_f32, BuiltField};
-use super::state::CudaBatch;
-use crate::field::{FieldRhs, Parameterized};
+use super::eager::{device_logits, BuiltField};
+use crate::field::Parameterized;
 use crate::models::{FieldSpec, FlowModel, NeuralClassifier};
 use crate::nn::Network;
 use crate::real::Real;
-use crate::solve::{solve, Method, SaveAt, SolveOptions, Stats};
+use crate::solve::{Method, SolveOptions, Stats};
 use crate::state::Batch;
 
 /// A built-in classifier whose ODE block is solved on the device (see the module docs).
@@ -62,24 +61,10 @@ impl<T: Real> FlowModel<T> for CudaFlowModel<T> {
         method: &Method,
         opts: &SolveOptions,
     ) -> Result<(Batch<T>, Stats), String> {
-        let z0 = padded_f32(x, self.augment);
-        let on_gpu = |e: CudaError| format!("on the GPU: {e}");
-        let y0 = CudaBatch::from_host(&self.dev, &z0).map_err(on_gpu)?;
-        let o = SolveOptions {
-            save: SaveAt::Final,
-            ..opts.clone()
-        };
-        let sol = match &mut self.field {
-            BuiltField::Mlp(f) => solve(method, &mut FieldRhs(f), &y0, &o),
-            BuiltField::Conv(f) => solve(method, &mut FieldRhs(f), &y0, &o),
-        };
-        self.dev.check().map_err(on_gpu)?;
-        let sol = sol.map_err(|e| e.to_string())?;
-        let y = sol.y_final.to_host().map_err(on_gpu)?.cast::<T>();
-        let mut logits = Batch::zeros(0, 0);
-        self.head
-            .forward(o.t1, &y, &mut logits)
-            .map_err(|e| e.to_string())?;
-        Ok((logits, sol.stats))
+        let (dev, head, augment) = (&self.dev, &mut self.head, self.augment);
+        match &mut self.field {
+            BuiltField::Mlp(f) => device_logits(dev, f, head, augment, x, (method, opts)),
+            BuiltField::Conv(f) => device_logits(dev, f, head, augment, x, (method, opts)),
+        }
     }
 }

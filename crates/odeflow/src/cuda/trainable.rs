@@ -254,10 +254,11 @@ impl<T: Real> FusedStep<T, ClassBatch<T>> for CudaClassifier {
     }
 }
 
-/// The training hook of a GPU run: logs the step size (`h`) like the CPU's log-only
-/// [`AdaptationHook`], with the same checkpoint state, so a checkpoint written on one device
-/// resumes on the other. A checkpoint of a run that adapts its step is refused (adaptation
-/// is not yet on cuda).
+/// The training hook of the captured iteration: logs the step size (`h`) like the CPU's
+/// log-only [`AdaptationHook`], with the same checkpoint state, so a checkpoint written on
+/// one device resumes on the other. A run that adapts its step never takes the captured
+/// path (its grid is fixed in the graph; the generic path runs the [`AdaptationHook`]), so
+/// a checkpoint with an adapter is refused here.
 pub struct SteppingLog {
     name: &'static str,
     value: f64,
@@ -292,7 +293,7 @@ impl<T: Real, M: Trainable<T, Batch = ClassBatch<T>>> TrainHook<T, M> for Steppi
             return Err(TrainError::Arg(ArgError::invalid(
                 "checkpoint",
                 "an adapting run",
-                "step-size adaptation is not yet on cuda; resume this run on the CPU",
+                "adapts its step, which the captured iteration cannot (its grid is fixed): resume it with the run's own configuration",
             )));
         }
         Ok(())

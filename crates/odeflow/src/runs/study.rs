@@ -293,13 +293,15 @@ pub struct CaseResult {
 
 /// Ott et al.'s step-size adaptation next to fixed-step models, on one data set: trains
 /// the adapted model (`base` with adaptation on) and one model per step count of `fixed`
-/// into `out/label/<name>`, and checks each (`odeflow experiment step-adaptation`).
+/// into `out/label/<name>`, and checks each, on `compute` (`odeflow experiment
+/// step-adaptation`).
 pub fn adaptation_case(
     out: &Path,
     label: &str,
     base: &RunConfig,
     fixed: &[usize],
     observer: &dyn Observer,
+    compute: &Compute,
 ) -> Result<CaseResult, RunError> {
     let mut models = Vec::new();
     let mut trajectory = Vec::new();
@@ -317,11 +319,9 @@ pub fn adaptation_case(
     for (name, cfg) in jobs {
         let dir = out.join(label).join(&name);
         observer.note(&format!("{label}: training {name}"));
-        // Step-size adaptation trains on the CPU only.
-        let cpu = Compute::Cpu;
-        let s = ensure_trained(&dir, &cfg, observer, &cpu)?;
+        let s = ensure_trained(&dir, &cfg, observer, compute)?;
         let (t, bs) = (cfg.check.threshold, cfg.check.batch_size);
-        let check = ensure_checked(&dir, t, bs, observer, &cpu)?;
+        let check = ensure_checked(&dir, t, bs, observer, compute)?;
         let is_adapted = s.adaptation.is_some();
         let initial = s
             .adaptation

@@ -108,7 +108,7 @@ pub fn train_run(
 /// covers the run ([`crate::cuda::CudaClassifier`]: MLP field, explicit method on a fixed
 /// grid, backprop, Adam), otherwise through the generic gradient solvers on the device
 /// ([`crate::cuda::CudaSolverClassifier`]: every built-in field and solver, all three
-/// gradient methods). Step-size adaptation stays on the CPU. Checkpoints, the metrics log,
+/// gradient methods, and Ott et al.'s step-size adaptation). Checkpoints, the metrics log,
 /// the final evaluation (on the CPU) and the files written are the same as on the CPU, so a
 /// run trained on one device resumes and is checked on the other.
 pub fn train_run_on(
@@ -118,20 +118,12 @@ pub fn train_run_on(
     compute: &Compute,
 ) -> Result<RunSummary, RunError> {
     let _lock = files::lock(dir, "train")?;
-    if !compute.is_cpu() {
-        if cfg.dtype != "f32" {
-            return Err(RunError::input(format!(
-                "--device {}: the GPU trains in f32 and this run's dtype is {}; train it with --dtype f32 (or on the CPU)",
-                compute.name(),
-                cfg.dtype
-            )));
-        }
-        if cfg.adapt.enabled {
-            return Err(RunError::input(format!(
-                "--device {}: step-size adaptation during training is not yet on cuda; train without --adapt or on the CPU",
-                compute.name()
-            )));
-        }
+    if !compute.is_cpu() && cfg.dtype != "f32" {
+        return Err(RunError::input(format!(
+            "--device {}: the GPU trains in f32 and this run's dtype is {}; train it with --dtype f32 (or on the CPU)",
+            compute.name(),
+            cfg.dtype
+        )));
     }
     match cfg.dtype.as_str() {
         "f64" => train_typed::<f64>(dir, cfg, observer, compute),
@@ -269,6 +261,7 @@ fn train_typed<T: Real>(
             (&spec.field, &data, &method),
             observer,
             &intro,
+            &mut hook,
         )?,
     };
 

@@ -2,8 +2,9 @@
 //! the device plan covers the run ([`crate::cuda::CudaClassifier`]: MLP, `simple_odenet` or
 //! `odenet` field, explicit method on a fixed grid, backprop, Adam), otherwise the generic gradient solvers on the
 //! device ([`crate::cuda::CudaSolverClassifier`]: every built-in field, solver and gradient
-//! method, head and optimizer on the host). Either way the trainer, its checkpoints and the
-//! metrics log are the CPU's, and the trained parameters come back into the CPU model.
+//! method, head and optimizer on the host, and Ott et al.'s step-size adaptation, whose
+//! probes solve on the device too). Either way the trainer, its checkpoints and the metrics
+//! log are the CPU's, and the trained parameters come back into the CPU model.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use super::config::RunConfig;
 use super::data::RunData;
 use super::train::run_trainer;
 use super::{Observer, RunError};
+use crate::analysis::solver_dependence::AdaptationHook;
 use crate::cuda::{
     plan_classifier, BuiltField, ClassifierSetup, CudaBatch, CudaClassifier, CudaError,
     CudaSolverClassifier, Device, DeviceParams, SteppingLog,
@@ -45,6 +47,7 @@ pub(super) fn train_on_cuda<T: Real>(
     (field, data, method): (&FieldSpec, &RunData<T>, &Method),
     observer: &dyn Observer,
     intro: &str,
+    hook: &mut AdaptationHook,
 ) -> Result<u64, RunError> {
     let mut params = vec![T::zero(); model.num_params()];
     model.read_params(&mut params);
@@ -61,9 +64,17 @@ pub(super) fn train_on_cuda<T: Real>(
         grad: grad.clone(),
         optimizer: &tcfg.optimizer,
     };
-    let mut log = SteppingLog::new(&opts);
-    let n = match plan_classifier(&setup) {
-        Ok(_) => {
+    // The captured graph bakes in its grid: a run that adapts its step takes the generic path.
+    let captured = if cfg.adapt.enabled {
+        Err(CudaError::Unsupported(
+            "step-size adaptation changes the grid between iterations".into(),
+        ))
+    } else {
+        plan_classifier(&setup).map(|_| ())
+    };
+    let n = match captured {
+        Ok(()) => {
+            let mut log = SteppingLog::new(&opts);
             let intro = format!("{intro}; GPU: one captured CUDA graph per training iteration");
             let p32: Vec<f32> = params.iter().map(|v| v.f64() as f32).collect();
             let mut gpu = CudaClassifier::new(dev, &setup, &p32).map_err(on_gpu)?;
@@ -90,10 +101,10 @@ pub(super) fn train_on_cuda<T: Real>(
             };
             match BuiltField::new(dev, field, head.in_shape(), &f32s).map_err(on_gpu)? {
                 BuiltField::Mlp(f) => {
-                    generic.train(f, fp, head, model.augment(), solver, &mut log, &mut params)?
+                    generic.train(f, fp, head, model.augment(), solver, hook, &mut params)?
                 }
                 BuiltField::Conv(f) => {
-                    generic.train(f, fp, head, model.augment(), solver, &mut log, &mut params)?
+                    generic.train(f, fp, head, model.augment(), solver, hook, &mut params)?
                 }
             }
         }
@@ -125,7 +136,7 @@ impl<T: Real> Generic<'_, '_, T> {
         head: Network<T>,
         augment: usize,
         solver: (&Method, GradientMethod, SolveOptions),
-        log: &mut SteppingLog,
+        hook: &mut AdaptationHook,
         params: &mut [T],
     ) -> Result<u64, RunError>
     where
@@ -139,7 +150,7 @@ impl<T: Real> Generic<'_, '_, T> {
             self.tcfg,
             &mut gpu,
             self.source,
-            log,
+            hook,
             self.observer,
             self.intro,
         )?;

@@ -112,17 +112,20 @@ impl Experiment {
         }
     }
 
-    /// Runs the experiment on `device` (solver-dependence and resnet-depth have a GPU path).
+    /// Runs the experiment on `device` (solver-dependence, step-adaptation and resnet-depth
+    /// have a GPU path).
     pub fn run(self, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
         if !matches!(
             self,
-            Experiment::SolverDependence(_) | Experiment::ResnetDepth(_)
+            Experiment::SolverDependence(_)
+                | Experiment::StepAdaptation(_)
+                | Experiment::ResnetDepth(_)
         ) {
             require_cpu(device, &format!("experiment {}", self.name()))?;
         }
         match self {
             Experiment::SolverDependence(a) => solver_dependence::run(a, reporter, device),
-            Experiment::StepAdaptation(a) => step_adaptation::run(a, reporter),
+            Experiment::StepAdaptation(a) => step_adaptation::run(a, reporter, device),
             Experiment::Imde(a) => imde::run(*a, reporter),
             Experiment::Conservation(a) => conservation::run(*a, reporter),
             Experiment::ResnetReconstruction(a) => resnet_reconstruction::run(a, reporter),

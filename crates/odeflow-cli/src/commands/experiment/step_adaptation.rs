@@ -160,8 +160,14 @@ fn case_panels(c: &CaseResult) -> Vec<Panel> {
 }
 
 /// Runs `odeflow experiment step-adaptation`.
-pub fn run(args: StepAdaptationArgs, reporter: &Reporter) -> Result<(), CliError> {
+pub fn run(
+    args: StepAdaptationArgs,
+    reporter: &Reporter,
+    device: crate::device::DeviceArg,
+) -> Result<(), CliError> {
     let start = Instant::now();
+    crate::device::require_f32(device, &args.dtype)?;
+    let compute = crate::device::open(device)?;
     let mut base = RunConfig {
         seed: args.seed,
         dtype: args.dtype.clone(),
@@ -200,6 +206,7 @@ pub fn run(args: StepAdaptationArgs, reporter: &Reporter) -> Result<(), CliError
         &base,
         &args.fixed_steps,
         &observer,
+        &compute,
     )?];
     match &mnist {
         Some(dir) => {
@@ -220,6 +227,7 @@ pub fn run(args: StepAdaptationArgs, reporter: &Reporter) -> Result<(), CliError
                 &m,
                 &args.mnist_fixed_steps,
                 &observer,
+                &compute,
             )?);
         }
         None => {

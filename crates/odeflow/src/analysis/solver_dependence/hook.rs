@@ -28,9 +28,9 @@ use crate::error::ArgError;
 use crate::field::{FieldRhs, Parameterized, VectorField};
 use crate::models::{ClassBatch, OdeClassifier};
 use crate::real::Real;
-use crate::solve::{Method, SolveOptions, Stepping};
+use crate::solve::{Method, SolveOptions, Stats, Stepping};
 use crate::state::Batch;
-use crate::train::{StepMetrics, TrainError, TrainHook};
+use crate::train::{StepMetrics, TrainError, TrainHook, Trainable};
 
 /// The adaptation algorithm a hook runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,17 +160,54 @@ fn finite_accuracy<T: Real>(logits: &Batch<T>, labels: &[usize]) -> f64 {
     hits as f64 / labels.len() as f64
 }
 
-/// The batch accuracy and NFE of `model` with the solver a probe names.
-fn probe_accuracy<T, F>(
-    model: &mut OdeClassifier<T, F>,
-    batch: &ClassBatch<T>,
-    probe: &ProbeSolver,
-) -> Result<(f64, usize), TrainError>
+/// What step-size adaptation needs of the classifier it trains: the training solver's
+/// options, a new stepping for it, and logits under a probe solver. Implemented by the CPU
+/// [`OdeClassifier`] and, with the feature `cuda`, by the device's generic path
+/// (`cuda::CudaSolverClassifier`), so that Ott et al.'s adaptation trains on either device.
+pub trait AdaptiveSolve<T: Real> {
+    /// The training solver's options.
+    fn train_options(&self) -> &SolveOptions;
+    /// Trains with `stepping` from the next iteration on.
+    fn set_train_stepping(&mut self, stepping: Stepping) -> Result<(), ArgError>;
+    /// Logits of `x` with `method` and `opts` (no gradient) and the solve's statistics.
+    fn probe_logits(
+        &mut self,
+        x: &Batch<T>,
+        method: &Method,
+        opts: &SolveOptions,
+    ) -> Result<(Batch<T>, Stats), String>;
+}
+
+impl<T, F> AdaptiveSolve<T> for OdeClassifier<T, F>
 where
     T: Real,
     F: VectorField<Batch<T>, Grad = Vec<T>> + Parameterized<T>,
 {
-    let (t0, t1) = (model.solver().options().t0, model.solver().options().t1);
+    fn train_options(&self) -> &SolveOptions {
+        self.solver().options()
+    }
+
+    fn set_train_stepping(&mut self, stepping: Stepping) -> Result<(), ArgError> {
+        self.solver_mut().set_stepping(stepping)
+    }
+
+    fn probe_logits(
+        &mut self,
+        x: &Batch<T>,
+        method: &Method,
+        opts: &SolveOptions,
+    ) -> Result<(Batch<T>, Stats), String> {
+        self.logits_with(x, method, opts)
+    }
+}
+
+/// The batch accuracy and NFE of `model` with the solver a probe names.
+fn probe_accuracy<T: Real, M: AdaptiveSolve<T>>(
+    model: &mut M,
+    batch: &ClassBatch<T>,
+    probe: &ProbeSolver,
+) -> Result<(f64, usize), TrainError> {
+    let (t0, t1) = (model.train_options().t0, model.train_options().t1);
     let (method, opts) = match probe {
         ProbeSolver::Fixed { method, h } => (method, SolveOptions::fixed(t0, t1, *h)),
         ProbeSolver::Adaptive { method, tol } => {
@@ -178,25 +215,25 @@ where
         }
     };
     let method = Method::from_name(method)?;
-    Ok(match model.logits_with(&batch.x, &method, &opts) {
+    Ok(match model.probe_logits(&batch.x, &method, &opts) {
         Ok((logits, stats)) => (finite_accuracy(&logits, &batch.labels), stats.nfe),
         Err(_) => (0.0, 0),
     })
 }
 
-impl<T, F> TrainHook<T, OdeClassifier<T, F>> for AdaptationHook
+impl<T, M> TrainHook<T, M> for AdaptationHook
 where
     T: Real,
-    F: VectorField<Batch<T>, Grad = Vec<T>> + Parameterized<T>,
+    M: Trainable<T, Batch = ClassBatch<T>> + AdaptiveSolve<T>,
 {
     fn after_backward(
         &mut self,
         iteration: u64,
-        model: &mut OdeClassifier<T, F>,
+        model: &mut M,
         batch: &ClassBatch<T>,
         metrics: &mut StepMetrics,
     ) -> Result<(), TrainError> {
-        let opts = model.solver().options();
+        let opts = model.train_options();
         let (name, value) = stepping_metric(&opts.stepping, opts.t0, opts.t1);
         metrics.extra.insert(name.into(), value);
         let interval = self.interval();
@@ -225,7 +262,7 @@ where
         metrics.extra.insert("acc_test".into(), acc_test);
         metrics.extra.insert("adapt".into(), code);
         if let Some(s) = self.stepping() {
-            model.solver_mut().set_stepping(s)?;
+            model.set_train_stepping(s)?;
         }
         Ok(())
     }
@@ -234,11 +271,7 @@ where
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
-    fn restore(
-        &mut self,
-        state: &serde_json::Value,
-        model: &mut OdeClassifier<T, F>,
-    ) -> Result<(), TrainError> {
+    fn restore(&mut self, state: &serde_json::Value, model: &mut M) -> Result<(), TrainError> {
         if state.is_null() {
             return Ok(());
         }
@@ -263,7 +296,7 @@ where
         }
         *self = saved;
         if let Some(s) = self.stepping() {
-            model.solver_mut().set_stepping(s)?;
+            model.set_train_stepping(s)?;
         }
         Ok(())
     }

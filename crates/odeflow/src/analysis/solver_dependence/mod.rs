@@ -13,6 +13,8 @@ pub use adaptation::{
     ToleranceAdapter,
 };
 pub use critical::{critical_setting, CriticalSetting, SettingDrop};
-pub use hook::{classifier_initial_step, stepping_metric, AdaptationHook, Adapter, EventCounts};
+pub use hook::{
+    classifier_initial_step, stepping_metric, AdaptationHook, Adapter, AdaptiveSolve, EventCounts,
+};
 pub use initial_step::ott_initial_step;
 pub use verdict::{fails, qualifies, verdict, EvalRow, Verdict, WorstCase, SIGNIFICANCE};
