@@ -31,8 +31,10 @@
 //!
 //! `--device cuda` (binaries built with `--features cuda`, `--dtype f32`) solves a
 //! classifier's ODE block on the GPU (`odeflow::cuda::CudaFlowModel`: MLP, `simple_odenet`
-//! or `odenet` field, every solver), the Linear head on the host; bare fields, the
-//! Hamiltonian and ResNet models and `--labels`/`--grad-out` are not yet on cuda and say so.
+//! or `odenet` field, every solver), the Linear head on the host, and a TinyResNet's
+//! ResNet (Euler) body (`odeflow::cuda::CudaTinyResNet`, stem and head on the host); bare
+//! fields, the Hamiltonian model, bare ResNet bodies, HeunNet bodies and
+//! `--labels`/`--grad-out` are not yet on cuda and say so.
 
 use std::path::PathBuf;
 
@@ -213,7 +215,8 @@ fn not_on_gpu(compute: &Compute, what: &str) -> Result<(), CliError> {
     }
     Err(CliError::input(format!(
         "--device cuda: `odeflow predict` of {what} is not yet on cuda (classifiers with an \
-         mlp, simple_odenet or odenet field are); use --device cpu"
+         mlp, simple_odenet or odenet field, and TinyResNets with a ResNet body, are); use \
+         --device cpu"
     )))
 }
 
@@ -415,6 +418,7 @@ fn predict_resnet<T: Real>(
     args: &PredictArgs,
     file: &TensorFile,
     arch: Architecture,
+    compute: &Compute,
 ) -> Result<Prediction<T>, CliError> {
     let given = [
         ("--method", args.method.is_some()),
@@ -445,15 +449,31 @@ fn predict_resnet<T: Real>(
     let fail = |e: String| CliError::runtime(format!("the forward pass failed: {e}"));
     let (scheme, depth, outputs, shape, kind) = match arch {
         Architecture::ResNet(scheme) => {
+            not_on_gpu(compute, "a bare ResNet body")?;
             let mut net = load_resnet::<T>(scheme, file, sample).map_err(weights_err)?;
             let y = net.infer(&x).map_err(|e| fail(e.to_string()))?;
             (scheme, net.depth(), y, in_shape.clone(), "final states")
         }
         Architecture::TinyResNet(scheme) => {
             let mut m = load_tiny_resnet::<T>(scheme, file, sample).map_err(weights_err)?;
-            let y = m.logits(&x).map_err(|e| fail(e.to_string()))?;
+            let depth = m.body().depth();
+            let y = match compute {
+                Compute::Cpu => m.logits(&x).map_err(|e| fail(e.to_string()))?,
+                #[cfg(feature = "cuda")]
+                Compute::Cuda(dev) => {
+                    let gpu_err = |e: odeflow::cuda::CudaError| match e {
+                        odeflow::cuda::CudaError::Unsupported(m) => {
+                            CliError::input(format!("--device cuda: not yet on cuda: {m}"))
+                        }
+                        other => CliError::runtime(format!("--device cuda: {other}")),
+                    };
+                    let mut gpu =
+                        odeflow::cuda::CudaTinyResNet::from_cpu(dev, m).map_err(gpu_err)?;
+                    gpu.logits(&x).map_err(gpu_err)?
+                }
+            };
             let shape = vec![y.rows(), y.cols()];
-            (scheme, m.body().depth(), y, shape, "logits")
+            (scheme, depth, y, shape, "logits")
         }
         _ => unreachable!("predict_resnet is called for the ResNet models"),
     };
@@ -488,10 +508,9 @@ fn run_typed<T: Real>(
         .map_err(|e: odeflow::weights::WeightsError| CliError::input(format!("--model: {e}")))?;
     let (input_shape, p, spec, (t0, t1)) = match arch {
         Architecture::ResNet(_) | Architecture::TinyResNet(_) => {
-            not_on_gpu(compute, "a ResNet model")?;
             let file =
                 TensorFile::read(&args.weights).map_err(|e| CliError::input(e.to_string()))?;
-            predict_resnet::<T>(args, &file, arch)?
+            predict_resnet::<T>(args, &file, arch, compute)?
         }
         _ => {
             let spec = solver(args)?;
