@@ -5,7 +5,9 @@
 #
 # The GPU machine has no Rust: build the binary beforehand on an x86-64 Linux machine with
 #   cargo build --release -p odeflow-cli --features cuda && strip -o bench/.gpu/odeflow target/release/odeflow
-# and carry it over (default path: bench/.gpu/odeflow, or $ODEFLOW_BIN, or the argument).
+# and carry it over (default path: bench/.gpu/odeflow, or $ODEFLOW_BIN, or the argument);
+# for the TinyResNet runs also the MNIST IDX files (`odeflow data download mnist` puts them in
+# ~/.cache/odeflow/data/mnist) copied to bench/.gpu/mnist (the GPU machine has no network).
 # The machine needs python3 with torch, torchdiffeq, jax (CUDA build) and diffrax for the peers.
 #
 # What it does, each step bounded by a timeout so the whole run fits in about 8 minutes:
@@ -25,12 +27,18 @@
 #      against the CPU; one classifier training iteration with the workload's field on 8x8
 #      images through the captured plan the benchmark times, eager and as a graph, with and
 #      without an ANODE channel; on CIFAR a TinyResNet residual block (CudaResBlock) in
-#      train and eval mode: output, running statistics, input and parameter gradients);
+#      train and eval mode: output, running statistics, input and parameter gradients, and a
+#      whole TinyResNet with its body on the device (CudaTinyResNet, untied and tied): loss,
+#      gradient, running statistics after a step, eval logits);
 #   4. training on the GPU, both paths, each checked on the CPU and on the GPU: a sphere2 MLP
 #      classifier and a sphere2 simple_odenet (the captured CUDA graph, backprop), and the
 #      simple_odenet with adjoint gradients (the generic solvers on the device), 300
 #      iterations each; each GPU run is resumed for 100 more on the CPU; the captured
 #      simple_odenet's weights are exported and `predict --device cuda` compared with the CPU;
+#      a sphere2 MLP trained with Ott et al.'s step-size adaptation (--adapt: the generic path,
+#      its probes on the device); TinyResNets on MNIST (`experiment resnet-depth`, ResNet
+#      bodies of depth 4 and 8 by backprop) on the GPU and, depth 4, on the CPU, when the
+#      MNIST IDX files were carried to $MNIST_DIR (default bench/.gpu/mnist);
 #   5. the benchmark: odeflow on the GPU and on the CPU, torchdiffeq and diffrax on the GPU
 #      (`--device cuda`, TF32 off) for $WORKLOADS (default: every workload; the CPU only for
 #      the small ones, an image iteration takes seconds there);
@@ -45,6 +53,7 @@ ITERS="${ITERS:-50}"
 WORKLOADS="${WORKLOADS:-pendulum-mlp128-euler2 sphere2-euler256 mnist-odenet64-euler8 cifar-odenet128-euler8}"
 OUT="${OUT:-bench/results/gpu-$(date -u +%Y%m%d-%H%M%S)}"
 PY="${PYTHON:-python3}"
+MNIST_DIR="${MNIST_DIR:-bench/.gpu/mnist}"
 mkdir -p "$OUT"
 status=0
 
@@ -122,6 +131,27 @@ train_case() { # name, flags...
 train_case mlp-captured --model mlp --method rk4 --steps 8 --lr 1e-2
 train_case odenet-captured --model simple_odenet --method euler --steps 8 --lr 1e-2
 train_case odenet-generic --model simple_odenet --method euler --steps 8 --lr 1e-2 --grad adjoint
+train_case mlp-adapt --model mlp --method midpoint --adapt --lr 1e-2
+
+# TinyResNets (Sander et al.) with their bodies on the GPU, and one on the CPU beside them.
+if [[ -f "$MNIST_DIR/t10k-images-idx3-ubyte" || -f "$MNIST_DIR/t10k-images-idx3-ubyte.gz" ]]; then
+  depth_case() { # name, timeout, flags...
+    local name="$1" limit="$2"; shift 2
+    log "experiment resnet-depth ($name)"
+    if timeout "$limit" "$BIN" "$@" experiment resnet-depth --data-dir "$MNIST_DIR" \
+        --schemes euler --grads backprop --iterations 200 --out-dir "$OUT/$name" --json \
+        >"$OUT/$name.json" 2>"$OUT/$name.err"; then
+      log "experiment resnet-depth ($name): done"
+    else
+      log "experiment resnet-depth ($name) FAILED: $(tail -n 1 "$OUT/$name.err")"
+      return 1
+    fi
+  }
+  depth_case resnet-depth-gpu 150 --device cuda --depths 4,8 || status=1
+  depth_case resnet-depth-cpu 150 --depths 4
+else
+  log "experiment resnet-depth skipped: no MNIST IDX files in $MNIST_DIR (carry them there)"
+fi
 
 # predict on both devices from the exported weights of the captured simple_odenet run.
 log "predict (simple_odenet weights) on the CPU and on the GPU"
@@ -201,11 +231,19 @@ for w in workloads:
                  ("odeflow-cuda", "torchdiffeq-cuda", "diffrax-cuda", "odeflow-cpu")]
                  + [targets.get(w, "≤ faster peer")]) + " |")
 lines += ["", "Training on the GPU (300 iterations, then checked; test accuracy and verdict):", ""]
-for name in ("mlp-captured", "odenet-captured", "odenet-generic"):
+for name in ("mlp-captured", "odenet-captured", "odenet-generic", "mlp-adapt"):
     t, c, g = read(f"train-{name}"), read(f"check-cpu-{name}"), read(f"check-gpu-{name}")
     acc = (t or {}).get("summary", {}).get("test_accuracy")
     v = lambda r: (r or {}).get("summary", "n/a")
     lines.append(f"- {name}: test accuracy {acc}; check on the CPU: {v(c)}; on the GPU: {v(g)}")
+for name in ("resnet-depth-gpu", "resnet-depth-cpu"):
+    r = read(name)
+    runs = (((r or {}).get("result") or r or {}).get("runs")) or []
+    for x in runs:
+        lines.append(f"- {name} depth {x['depth']}: test accuracy {x['test_accuracy']:.4f}, "
+                     f"train {x['train_seconds']:.1f} s (200 iterations of 64 images)")
+    if r is None:
+        lines.append(f"- {name}: not run or failed (see {name}.err)")
 for w in ("mnist-odenet64-euler8", "cifar-odenet128-euler8"):
     a = read(f"agreement-{w}")
     lines += ["", f"GPU vs CPU ({w}'s field, one solve and backward pass): {json.dumps((a or {}).get('agreement'))}"]
@@ -218,6 +256,15 @@ for b in (a or {}).get("res_block_agreement") or []:
                  f"{b['stats_rel_gpu']:.2e} | {b['stats_rel_cpu_f32']:.2e} | {b['gx_rel_gpu']:.2e} | {b['gx_rel_cpu_f32']:.2e} | "
                  f"{b['grad_rel_gpu']:.2e} | {b['grad_rel_cpu_f32']:.2e} | {b['passed']} |")
 if not (a or {}).get("res_block_agreement"):
+    lines.append("| – | – | – | – | – | – | – | – | – | failed (see agreement-cifar-odenet128-euler8.err) |")
+lines += ["", "GPU vs CPU (whole TinyResNet, body on the device, 8 channels, depth 3, 6 images; one step, then eval logits):", "",
+          "| body | loss gpu | cpu f32 | gradient gpu | cpu f32 | running stats gpu | cpu f32 | eval logits gpu | cpu f32 | passed |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+for b in (a or {}).get("tiny_resnet_agreement") or []:
+    lines.append(f"| {b['tying']} | {b['loss_rel_gpu']:.2e} | {b['loss_rel_cpu_f32']:.2e} | {b['grad_rel_gpu']:.2e} | "
+                 f"{b['grad_rel_cpu_f32']:.2e} | {b['stats_rel_gpu']:.2e} | {b['stats_rel_cpu_f32']:.2e} | "
+                 f"{b['logits_rel_gpu']:.2e} | {b['logits_rel_cpu_f32']:.2e} | {b['passed']} |")
+if not (a or {}).get("tiny_resnet_agreement"):
     lines.append("| – | – | – | – | – | – | – | – | – | failed (see agreement-cifar-odenet128-euler8.err) |")
 lines += ["", "GPU vs CPU (pendulum MLP; relative errors against the CPU in f64):", "",
           "| grad | method | state gpu | state cpu f32 | gradient gpu | gradient cpu f32 | passed |",
