@@ -81,23 +81,6 @@ fn commands_without_a_gpu_path_refuse_cuda() {
             "add --dtype f32",
         ],
     );
-    // The defaults train HeunNets and the reversible gradient, which the device body
-    // refuses before the device opens.
-    fails(
-        dir.path(),
-        "experiment resnet-depth --out-dir d --device cuda",
-        2,
-        &[
-            "a depth-2 euler TinyResNet trained by reversible",
-            "give --schemes euler --grads backprop",
-        ],
-    );
-    fails(
-        dir.path(),
-        "experiment resnet-depth --schemes euler,heun --grads backprop --out-dir d --device cuda",
-        2,
-        &["a depth-2 heun TinyResNet", "not yet on cuda"],
-    );
     fails(
         dir.path(),
         "bench resnet-memory --device cuda",
@@ -124,7 +107,7 @@ fn cuda_without_a_driver_is_one_error() {
         "check r --device cuda",
         "sweep --dataset sphere2 --model mlp --dtype f32 --out-dir r --device cuda",
         "experiment solver-dependence --out-dir r --device cuda",
-        "experiment resnet-depth --schemes euler --grads backprop --out-dir r --device cuda",
+        "experiment resnet-depth --out-dir r --device cuda",
         "experiment step-adaptation --dtype f32 --out-dir r --device cuda",
         "train --dataset sphere2 --model mlp --dtype f32 --adapt --iterations 2 --out-dir r \
          --device cuda",

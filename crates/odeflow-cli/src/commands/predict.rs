@@ -31,10 +31,10 @@
 //!
 //! `--device cuda` (binaries built with `--features cuda`, `--dtype f32`) solves a
 //! classifier's ODE block on the GPU (`odeflow::cuda::CudaFlowModel`: MLP, `simple_odenet`
-//! or `odenet` field, every solver), the Linear head on the host, and a TinyResNet's
-//! ResNet (Euler) body (`odeflow::cuda::CudaTinyResNet`, stem and head on the host); bare
-//! fields, the Hamiltonian model, bare ResNet bodies, HeunNet bodies and
-//! `--labels`/`--grad-out` are not yet on cuda and say so.
+//! or `odenet` field, every solver), the Linear head on the host, and a TinyResNet's body
+//! (`odeflow::cuda::CudaTinyResNet`, ResNet or HeunNet; stem and head on the host); bare
+//! fields, the Hamiltonian model, bare ResNet bodies and `--labels`/`--grad-out` are not yet
+//! on cuda and say so.
 
 use std::path::PathBuf;
 
@@ -215,7 +215,7 @@ fn not_on_gpu(compute: &Compute, what: &str) -> Result<(), CliError> {
     }
     Err(CliError::input(format!(
         "--device cuda: `odeflow predict` of {what} is not yet on cuda (classifiers with an \
-         mlp, simple_odenet or odenet field, and TinyResNets with a ResNet body, are); use \
+         mlp, simple_odenet or odenet field, and TinyResNets, are); use \
          --device cpu"
     )))
 }

@@ -34,6 +34,7 @@ mod classifier_agreement;
 mod conv;
 mod conv_agreement;
 pub mod conv_plan;
+mod depth_field;
 mod device;
 mod eager;
 mod flow;
@@ -60,6 +61,7 @@ pub use classifier_agreement::{
 };
 pub use conv::{CudaConvField, CudaConvTape};
 pub use conv_agreement::{conv_agreement, ConvAgreement, ConvModel};
+pub use depth_field::{CudaDepthField, CudaDepthTape, DepthLayout, Place, TrainingPass};
 pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_SOURCES};
 pub use eager::{BuiltField, CudaSolverClassifier, DeviceParams};
 pub use flow::CudaFlowModel;
@@ -73,10 +75,10 @@ pub use res_block_agreement::{
     ResBlockInputs, ResBlockPass,
 };
 pub use state::CudaBatch;
-pub use tiny_resnet::{BodyMap, CudaTinyResNet};
+pub use tiny_resnet::CudaTinyResNet;
 pub use tiny_resnet_agreement::{
-    tiny_resnet_agreement, tiny_resnet_case, tiny_resnet_cpu_reference, tiny_resnet_inputs,
-    TinyResNetAgreement, TinyResNetInputs, TinyResNetPass,
+    tiny_resnet_agreement, tiny_resnet_case, tiny_resnet_cases, tiny_resnet_cpu_reference,
+    tiny_resnet_inputs, TinyResNetAgreement, TinyResNetInputs, TinyResNetPass,
 };
 pub use train_graph::{ClassifierStep, HostState, StepOutcome};
 pub use trainable::{plan_classifier, ClassifierSetup, CudaClassifier, SteppingLog};

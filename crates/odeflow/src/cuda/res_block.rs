@@ -246,53 +246,62 @@ impl CudaResBlock {
         }
     }
 
-    fn norm_ptrs(&self, s: &NormStep, ext: (ResBuf, u64)) -> Result<Ptrs, String> {
-        use ResBuf::*;
-        let l = s.bn;
-        let get = |b: ResBuf| self.addr(b, ext);
-        let opt = |b: Option<ResBuf>| b.map_or(Ok(0), get);
-        Ok(Ptrs {
-            x: get(s.x)?,
-            y: opt(s.out)?,
-            gy: opt(s.gy)?,
-            gx: opt(s.out)?,
-            gamma: get(Gamma(l))?,
-            beta: if s.beta { get(Beta(l))? } else { 0 },
-            grad_gamma: get(GradGamma(l))?,
-            grad_beta: get(GradBeta(l))?,
-            mean: get(Mean(l))?,
-            invstd: get(InvStd(l))?,
-            running_mean: get(RunningMean(l))?,
-            running_var: get(RunningVar(l))?,
-            sums: get(Sums)?,
-        })
-    }
-
     fn run(&self, ops: &[ResOp], ext: ResBuf, addr: u64) -> Result<(), CudaError> {
-        let dev = &self.dev;
+        run_res_plan(&self.dev, &self.layout, ops, |b| self.addr(b, (ext, addr)))
+    }
+}
+
+/// The pointers of one batch-norm launch of a residual block's plan, from the binding `get`.
+fn norm_ptrs(s: &NormStep, get: &impl Fn(ResBuf) -> Result<u64, String>) -> Result<Ptrs, String> {
+    use ResBuf::*;
+    let l = s.bn;
+    let opt = |b: Option<ResBuf>| b.map_or(Ok(0), get);
+    Ok(Ptrs {
+        x: get(s.x)?,
+        y: opt(s.out)?,
+        gy: opt(s.gy)?,
+        gx: opt(s.out)?,
+        gamma: get(Gamma(l))?,
+        beta: if s.beta { get(Beta(l))? } else { 0 },
+        grad_gamma: get(GradGamma(l))?,
+        grad_beta: get(GradBeta(l))?,
+        mean: get(Mean(l))?,
+        invstd: get(InvStd(l))?,
+        running_mean: get(RunningMean(l))?,
+        running_var: get(RunningVar(l))?,
+        sums: get(Sums)?,
+    })
+}
+
+/// Issues a residual block's plan `ops` on `dev` with the device addresses `get` binds to its
+/// buffers — the one executor of [`CudaResBlock`] and [`super::CudaDepthField`]. A binding
+/// the plan needs but `get` lacks is a plan bug, reported as an error, never a launch.
+pub(super) fn run_res_plan(
+    dev: &Device,
+    layout: &ResBlockLayout,
+    ops: &[ResOp],
+    get: impl Fn(ResBuf) -> Result<u64, String>,
+) -> Result<(), CudaError> {
+    if let Some(e) = dev.take_error() {
+        return Err(e);
+    }
+    if !dev.bind() {
+        return Err(dev.take_error().expect("bind records its error"));
+    }
+    let plan_bug = |e: String| CudaError::call("residual-block plan", e);
+    for op in ops {
+        match op {
+            ResOp::Conv(c) => launch_op(dev, c, &get).map_err(plan_bug)?,
+            ResOp::Norm(s) => {
+                let p = norm_ptrs(s, &get).map_err(plan_bug)?;
+                launch_norm(dev, layout.bn_options(), &s.shape, &s.launch, &p)?;
+            }
+        }
         if let Some(e) = dev.take_error() {
             return Err(e);
         }
-        if !dev.bind() {
-            return Err(dev.take_error().expect("bind records its error"));
-        }
-        let plan_bug = |e: String| CudaError::call("residual-block plan", e);
-        for op in ops {
-            match op {
-                ResOp::Conv(c) => {
-                    launch_op(dev, c, |b| self.addr(b, (ext, addr))).map_err(plan_bug)?
-                }
-                ResOp::Norm(s) => {
-                    let p = self.norm_ptrs(s, (ext, addr)).map_err(plan_bug)?;
-                    launch_norm(dev, self.layout.bn_options(), &s.shape, &s.launch, &p)?;
-                }
-            }
-            if let Some(e) = dev.take_error() {
-                return Err(e);
-            }
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 impl std::fmt::Debug for CudaResBlock {

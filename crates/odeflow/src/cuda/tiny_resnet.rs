@@ -1,160 +1,45 @@
 //! TinyResNet (Sander, Ablin, Peyré, "Do Residual Neural Networks discretize Neural
 //! Ordinary Differential Equations?", NeurIPS 2022; [`crate::models::tiny_resnet`]) with its
-//! ResNet body on the device: the depth-`N` Euler body `x_{n+1} = x_n + f_n(x_n)/N` of
-//! convolutional residual blocks ([`CudaResBlock`]), trained by backprop, in f32; the stem
-//! (`conv 5×5 / 3 → BN → ReLU`) and the head (`avg-pool 4 → Linear`, cross-entropy) stay on
-//! the host in `T`, as the head of [`super::CudaFlowModel`] does. The body holds almost all
-//! of the arithmetic (`2N` of the `2N + 1` convolutions, on the stem's output).
+//! body on the device: the depth-`N` ResNet (Euler) or HeunNet (Heun) of convolutional
+//! residual blocks, [`CudaDepthField`], solved and differentiated by the library's generic
+//! gradient solver ([`GradSolver`]: backprop or the memory-free reversible adjoint, as the
+//! CPU [`crate::models::resnet::ResNet`] does), in f32; the stem (`conv 5×5 / 3 → BN →
+//! ReLU`) and the head (`avg-pool 4 → Linear`, cross-entropy) stay on the host in `T`, as the
+//! head of [`super::CudaFlowModel`] does, with one copy of the features and of their gradient
+//! each way per iteration. The body holds almost all of the arithmetic (`2N` of the `2N + 1`
+//! convolutions).
 //!
-//! **The body on the device.** Layer `n` is one [`CudaResBlock`] (its own tape and its own
-//! batch-norm running statistics, which the CPU [`DepthField`] also keeps per layer, tied or
-//! not); with a tied body every block holds the shared parameters and the gradient is the
-//! sum over layers. Forward: `x ← x + f_n(x)/N` in place by [`residual_update`]. Backward,
-//! from `g = ∂L/∂x_N`: `g ← g + (1/N) (∂f_n/∂x)ᵀ g` for `n = N−1, …, 0` at each block's tape
-//! (which holds `x_n`), each block accumulating `(∂f_n/∂θ)ᵀ g`, which enters `∂L/∂θ_n`
-//! scaled by `1/N` ([`BodyMap::fold_grads`]). In train mode each layer's
-//! running statistics move once per forward pass, as on the CPU (each layer is evaluated
-//! once by Euler).
-//!
-//! **What is refused** (one [`CudaError::Unsupported`] line,
-//! [`crate::models::tiny_resnet::TinyResNetConfig::unsupported_on_device`]): the Heun body
-//! (a layer is evaluated twice per pass, at two points, and a block holds one tape) and the
-//! reversible gradient (it reconstructs `x_n` backwards through the batch norms); both train
-//! on the CPU.
-//!
-//! **Parameters and state** move between devices unchanged: the host [`TinyResNet`] is the
-//! model of record (its parameters are written to the blocks by
-//! [`Trainable::write_params`]); the running statistics come back with
-//! [`CudaTinyResNet::to_cpu`]. [`BodyMap`] is the correspondence between the CPU body and
-//! the blocks, tested on the CPU (`tests/cuda_plan/tiny_resnet.rs`); the device glue is
-//! compared with the CPU model on a GPU by [`super::tiny_resnet_agreement`].
+//! As on the CPU, a training step is a training pass of the body (each layer's batch-norm
+//! running statistics move at its first evaluation), and evaluation uses the running
+//! statistics. The host [`TinyResNet`] is the model of record: its parameters are written to
+//! the device by [`Trainable::write_params`], and the running statistics come back with
+//! [`CudaTinyResNet::to_cpu`]. The device glue is compared with the CPU model on a GPU by
+//! [`super::tiny_resnet_agreement`] (ResNet and HeunNet, backprop and reversible, untied and
+//! tied).
 
 use std::sync::Arc;
 
+use super::depth_field::CudaDepthField;
 use super::device::{CudaError, Device};
 use super::eager::padded_f32;
-use super::pool::residual_update;
-use super::res_block::CudaResBlock;
-use super::res_block_plan::ResBlockLayout;
 use super::state::CudaBatch;
 use crate::data::Dataset;
-use crate::field::Parameterized;
-use crate::models::depth_field::DepthField;
+use crate::field::{FieldRhs, Parameterized, VectorField};
+use crate::grad::GradSolver;
 use crate::models::tiny_resnet::{ImageBatch, TinyResNet};
 use crate::nn::loss::{accuracy, softmax_cross_entropy};
 use crate::nn::Tape;
 use crate::real::Real;
-use crate::state::Batch;
+use crate::solve::{solve, SaveAt, SolveOptions};
+use crate::state::{Batch, State};
 use crate::train::{StepMetrics, TrainError, Trainable};
 
-/// The correspondence between a CPU [`DepthField`] of residual blocks and one
-/// [`CudaResBlock`] per layer: parameters, gradients and running statistics.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BodyMap {
-    depth: usize,
-    per_fn: usize,
-    /// The function (parameter set) of each layer.
-    function: Vec<usize>,
-    channels: usize,
-}
-
-impl BodyMap {
-    /// The map of `field`, whose layers must be `layout`'s blocks.
-    pub fn new<T: Real>(field: &DepthField<T>, layout: &ResBlockLayout) -> Result<Self, CudaError> {
-        if field.params_per_function() != layout.num_params() {
-            return Err(CudaError::invalid(
-                "TinyResNet body",
-                format!("{} parameters per layer", field.params_per_function()),
-                format!(
-                    "a residual block on {:?} has {}",
-                    field.shape(),
-                    layout.num_params()
-                ),
-            ));
-        }
-        let c = layout.channels();
-        if field.running_stats(0).len() != 4 * c {
-            return Err(CudaError::invalid(
-                "TinyResNet body running statistics",
-                field.running_stats(0).len(),
-                format!("a residual block keeps 4·{c}"),
-            ));
-        }
-        Ok(Self {
-            depth: field.depth(),
-            per_fn: field.params_per_function(),
-            function: (0..field.depth())
-                .map(|n| field.function_of_layer(n))
-                .collect(),
-            channels: c,
-        })
-    }
-
-    /// Layers `N`.
-    pub fn depth(&self) -> usize {
-        self.depth
-    }
-
-    /// The flat parameters of layer `n`'s block, from the body's parameters `body`.
-    pub fn layer_params<T: Real>(&self, body: &[T], n: usize) -> Vec<f32> {
-        let k = self.function[n];
-        body[k * self.per_fn..(k + 1) * self.per_fn]
-            .iter()
-            .map(|v| v.f64() as f32)
-            .collect()
-    }
-
-    /// `grad += ∂L/∂θ` from the blocks' gradients `per_layer`, `(∂f_n/∂θ)ᵀ g_{n+1}`: a
-    /// layer enters the state as `h f_n` (`h = 1/N`), so each is scaled by `h`; a tied body
-    /// sums them.
-    pub fn fold_grads<T: Real>(&self, per_layer: &[Vec<f32>], grad: &mut [T]) {
-        let h = 1.0 / self.depth as f64;
-        for (n, g) in per_layer.iter().enumerate() {
-            let k = self.function[n];
-            for (a, b) in grad[k * self.per_fn..(k + 1) * self.per_fn]
-                .iter_mut()
-                .zip(g)
-            {
-                *a += T::of(h * f64::from(*b));
-            }
-        }
-    }
-
-    /// The running `(mean, var)` of batch norms 1 and 2 from the CPU layout
-    /// `[mean₁, var₁, mean₂, var₂]` of one layer ([`DepthField::running_stats`]).
-    pub fn split_stats<T: Real>(&self, stats: &[T]) -> [(Vec<f32>, Vec<f32>); 2] {
-        let c = self.channels;
-        let part = |i: usize| -> Vec<f32> {
-            stats[i * c..(i + 1) * c]
-                .iter()
-                .map(|v| v.f64() as f32)
-                .collect()
-        };
-        [(part(0), part(1)), (part(2), part(3))]
-    }
-
-    /// The inverse of [`BodyMap::split_stats`].
-    pub fn merge_stats<T: Real>(&self, stats: &[(Vec<f32>, Vec<f32>); 2]) -> Vec<T> {
-        stats
-            .iter()
-            .flat_map(|(m, v)| m.iter().chain(v))
-            .map(|&a| T::of(f64::from(a)))
-            .collect()
-    }
-}
-
-/// A [`TinyResNet`] whose Euler body runs on the device (see the module docs).
+/// A [`TinyResNet`] whose body runs on the device (see the module docs).
 pub struct CudaTinyResNet<T: Real> {
     dev: Arc<Device>,
     host: TinyResNet<T>,
-    layout: ResBlockLayout,
-    map: BodyMap,
-    /// One block per layer, for batches of `rows` samples (built at the first batch).
-    blocks: Vec<CudaResBlock>,
-    rows: usize,
-    /// The body's state `x_n`, then the cotangent `∂L/∂x_n`.
-    x: Option<CudaBatch>,
-    g: Option<CudaBatch>,
+    field: CudaDepthField,
+    solver: GradSolver<CudaBatch, CudaDepthField>,
     stem_tape: Tape<T>,
     head_tape: Tape<T>,
     /// A failed parameter upload, reported by the next pass.
@@ -174,9 +59,8 @@ fn from_f32<T: Real>(b: &Batch<f32>) -> Batch<T> {
 }
 
 impl<T: Real> CudaTinyResNet<T> {
-    /// The device twin of `model` (parameters and running statistics copied; the blocks are
-    /// allocated at the first batch). Fails for a Heun body, a reversible gradient or a
-    /// model in f64.
+    /// The device twin of `model` (parameters and running statistics copied), with the
+    /// body's scheme and (effective) gradient method. Fails for a model in f64.
     pub fn from_cpu(dev: &Arc<Device>, model: TinyResNet<T>) -> Result<Self, CudaError> {
         if T::NAME != "f32" {
             return Err(CudaError::Unsupported(format!(
@@ -184,25 +68,19 @@ impl<T: Real> CudaTinyResNet<T> {
                 T::NAME
             )));
         }
-        if let Some(why) = model.config().unsupported_on_device() {
-            return Err(CudaError::Unsupported(format!(
-                "{why}; train it on the CPU"
-            )));
-        }
-        let shape = model.body().field().shape();
-        let (h, w) = shape.spatial();
-        let layout = ResBlockLayout::new(shape.channels(), h, w)
-            .map_err(|e| CudaError::invalid("TinyResNet body", format!("{shape:?}"), e))?;
-        let map = BodyMap::new(model.body().field(), &layout)?;
+        let body = model.body();
+        let field = CudaDepthField::from_cpu(dev, body.field())?;
+        let solver = GradSolver::new(
+            body.scheme().method(),
+            body.gradient_method().clone(),
+            body.solve_options(),
+        )
+        .map_err(|e| CudaError::Unsupported(e.to_string()))?;
         Ok(Self {
             dev: dev.clone(),
             host: model,
-            layout,
-            map,
-            blocks: Vec::new(),
-            rows: 0,
-            x: None,
-            g: None,
+            field,
+            solver,
             stem_tape: Tape::new(),
             head_tape: Tape::new(),
             pending: None,
@@ -223,39 +101,19 @@ impl<T: Real> CudaTinyResNet<T> {
     }
 
     fn sync_stats(&mut self) -> Result<(), CudaError> {
-        for (n, b) in self.blocks.iter().enumerate() {
-            let stats = [b.running_stats(1)?, b.running_stats(2)?];
-            let v: Vec<T> = self.map.merge_stats(&stats);
+        for n in 0..self.field.layout().depth() {
+            let v: Vec<T> = self
+                .field
+                .running_stats(n)?
+                .iter()
+                .map(|&a| T::of(f64::from(a)))
+                .collect();
             self.host
                 .body_mut()
                 .field_mut()
                 .set_running_stats(n, &v)
                 .map_err(host_err("TinyResNet running statistics"))?;
         }
-        Ok(())
-    }
-
-    /// Blocks for batches of `rows` samples, carrying parameters and running statistics
-    /// over from the current ones.
-    fn ensure_rows(&mut self, rows: usize) -> Result<(), CudaError> {
-        if rows == self.rows && !self.blocks.is_empty() {
-            return Ok(());
-        }
-        self.sync_stats()?;
-        self.blocks.clear();
-        let field = self.host.body().field();
-        for n in 0..self.map.depth() {
-            let p = self.map.layer_params(field.params(), n);
-            let mut b = CudaResBlock::new(&self.dev, self.layout.clone(), rows, &p)?;
-            let [(m1, v1), (m2, v2)] = self.map.split_stats(field.running_stats(n));
-            b.set_running_stats(1, &m1, &v1)?;
-            b.set_running_stats(2, &m2, &v2)?;
-            self.blocks.push(b);
-        }
-        let d = self.layout.sample_len();
-        self.x = Some(CudaBatch::zeros(&self.dev, rows, d)?);
-        self.g = Some(CudaBatch::zeros(&self.dev, rows, d)?);
-        self.rows = rows;
         Ok(())
     }
 
@@ -283,49 +141,59 @@ impl<T: Real> CudaTinyResNet<T> {
         Ok(())
     }
 
-    /// `x_N` from the stem's output `feat` (train or eval mode), taping every layer.
-    fn body_forward(&mut self, feat: &Batch<T>, train: bool) -> Result<Batch<T>, CudaError> {
-        self.ensure_rows(feat.rows())?;
-        let inv_n = 1.0 / self.map.depth() as f32;
-        let Self { dev, blocks, x, .. } = self;
-        let x = x.as_mut().expect("allocated with the blocks");
-        x.copy_from_host(&padded_f32(feat, 0))?;
-        for b in blocks.iter_mut() {
-            let f = b.forward(x, train)?;
-            let xs = x.slice_mut().expect("allocated");
-            residual_update(dev, xs, &[(inv_n, f)])?;
+    /// A solver failure, or the device error that explains it.
+    fn failed(&self, e: impl std::fmt::Display) -> CudaError {
+        match self.dev.check() {
+            Err(d) => d,
+            Ok(()) => CudaError::call("TinyResNet body solve", e),
         }
-        Ok(from_f32(&x.to_host()?))
     }
 
-    /// `∂L/∂x_0` from `∂L/∂x_N`, the blocks' gradients folded into `grad_body`.
+    /// `x_N` from the stem's output `feat`: a training pass (taped for the backward pass)
+    /// or, in eval mode, a plain solve with the running statistics.
+    fn body_forward(&mut self, feat: &Batch<T>, train: bool) -> Result<Batch<T>, CudaError> {
+        let y0 = CudaBatch::from_host(&self.dev, &padded_f32(feat, 0))?;
+        self.field.set_train(train);
+        let y = if train {
+            self.field.begin_training_pass();
+            let r = self
+                .solver
+                .forward(&mut self.field, &y0)
+                .map(|y| y.to_host());
+            self.field.freeze_running_stats();
+            r.map_err(|e| self.failed(e))?
+        } else {
+            let opts = SolveOptions {
+                save: SaveAt::Final,
+                ..self.solver.options().clone()
+            };
+            let method = self.host.body().scheme().method();
+            let sol = solve(&method, &mut FieldRhs(&mut self.field), &y0, &opts)
+                .map_err(|e| self.failed(e))?;
+            sol.y_final.to_host()
+        };
+        self.dev.check()?;
+        Ok(from_f32(&y?))
+    }
+
+    /// `∂L/∂x_0` from `∂L/∂x_N` after a training pass, the body's parameter gradient
+    /// accumulated into `grad_body`.
     fn body_backward(
         &mut self,
         g_out: &Batch<T>,
         grad_body: &mut [T],
     ) -> Result<Batch<T>, CudaError> {
-        let inv_n = 1.0 / self.map.depth() as f32;
-        let Self {
-            dev,
-            blocks,
-            g,
-            map,
-            ..
-        } = self;
-        let g = g.as_mut().expect("allocated with the blocks");
-        g.copy_from_host(&padded_f32(g_out, 0))?;
-        for b in blocks.iter_mut().rev() {
-            b.zero_grads()?;
-            let gx = b.backward(g)?;
-            let gs = g.slice_mut().expect("allocated");
-            residual_update(dev, gs, &[(inv_n, gx)])?;
+        let g = CudaBatch::from_host(&self.dev, &padded_f32(g_out, 0))?;
+        let mut gtheta = self.field.zero_grad();
+        let g0 = self
+            .solver
+            .backward(&mut self.field, &g, &mut gtheta)
+            .map_err(|e| self.failed(e))?;
+        self.dev.check()?;
+        for (a, b) in grad_body.iter_mut().zip(gtheta.to_f64_vec()) {
+            *a += T::of(b);
         }
-        let per_layer = blocks
-            .iter()
-            .map(|b| b.grads_to_host())
-            .collect::<Result<Vec<_>, _>>()?;
-        map.fold_grads(&per_layer, grad_body);
-        Ok(from_f32(&g.to_host()?))
+        Ok(from_f32(&g0.to_host()?))
     }
 
     /// Loss, accuracy and gradient on one batch in training mode (`grad`, in the CPU
@@ -377,15 +245,15 @@ impl<T: Real> CudaTinyResNet<T> {
             .stem_mut()
             .backward(&self.stem_tape, &g_feat, &mut g_in, gs)
             .map_err(&stem_err)?;
-        let depth = self.map.depth();
+        let st = self.solver.stats();
         let mut m = StepMetrics {
             loss,
             accuracy: Some(acc),
-            nfe_forward: depth,
-            nfe_backward: depth,
+            nfe_forward: st.forward.nfe,
+            nfe_backward: st.backward_nfe + st.backward_vjp,
             ..Default::default()
         };
-        m.extra.insert("tapes_peak".into(), depth as f64);
+        m.extra.insert("tapes_peak".into(), st.tapes_peak as f64);
         Ok(m)
     }
 
@@ -448,12 +316,16 @@ impl<T: Real> Trainable<T> for CudaTinyResNet<T> {
 
     fn write_params(&mut self, src: &[T]) {
         self.host.write_params(src);
-        let body = self.host.body().field().params();
-        for (n, b) in self.blocks.iter_mut().enumerate() {
-            let p = self.map.layer_params(body, n);
-            if let Err(e) = b.set_params(&p) {
-                self.pending.get_or_insert(e);
-            }
+        let body: Vec<f32> = self
+            .host
+            .body()
+            .field()
+            .params()
+            .iter()
+            .map(|v| v.f64() as f32)
+            .collect();
+        if let Err(e) = self.field.set_params(&body) {
+            self.pending.get_or_insert(e);
         }
     }
 
@@ -477,9 +349,7 @@ impl<T: Real> Trainable<T> for CudaTinyResNet<T> {
 impl<T: Real> std::fmt::Debug for CudaTinyResNet<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CudaTinyResNet")
-            .field("layout", &self.layout)
-            .field("depth", &self.map.depth())
-            .field("rows", &self.rows)
+            .field("field", &self.field)
             .finish()
     }
 }

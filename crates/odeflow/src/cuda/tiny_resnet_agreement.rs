@@ -7,8 +7,9 @@
 //! 1e-5), the rule of [`super::conv_agreement`].
 //!
 //! The check to run when a GPU is at hand (`odeflow bench cifar-odenet128-euler8 --device
-//! cuda --check-cpu` reports it as "tiny_resnet_agreement", untied and tied); the CPU half is
-//! tested in `tests/cuda_plan/tiny_resnet.rs`, the blocks by [`super::res_block_agreement`].
+//! cuda --check-cpu` reports it as "tiny_resnet_agreement": ResNet and HeunNet bodies,
+//! backprop and reversible, untied and tied, [`tiny_resnet_cases`]); the CPU half is tested
+//! in `tests/cuda_plan/tiny_resnet.rs`, the blocks by [`super::res_block_agreement`].
 
 use std::sync::Arc;
 
@@ -17,7 +18,9 @@ use serde::Serialize;
 use super::agreement::{max_rel, norm_rel};
 use super::device::{CudaError, Device};
 use super::tiny_resnet::CudaTinyResNet;
+use crate::grad::GradientMethod;
 use crate::models::depth_field::Tying;
+use crate::models::resnet::Scheme;
 use crate::models::tiny_resnet::{TinyResNet, TinyResNetConfig};
 use crate::nn::Shape;
 use crate::real::Real;
@@ -27,6 +30,10 @@ use crate::train::Trainable;
 /// The outcome of [`tiny_resnet_agreement`] for one body.
 #[derive(Debug, Clone, Serialize)]
 pub struct TinyResNetAgreement {
+    /// `euler` (ResNet) or `heun` (HeunNet).
+    pub scheme: String,
+    /// The body's gradient method.
+    pub grad: String,
     /// `untied` or `tied`.
     pub tying: String,
     /// Depth `N` of the body.
@@ -68,18 +75,37 @@ pub struct TinyResNetInputs {
 }
 
 /// The compared model: 3×14×14 images, 8 channels (stem output 8×4×4, head `Linear(8 →
-/// 10)`), a body of depth 3, untied or `tying`, PyTorch's initialisation from `seed`.
-pub fn tiny_resnet_case(tying: Tying, seed: u64) -> (Shape, TinyResNetConfig) {
+/// 10)`), a body of depth 3 with `scheme`, `grad` and `tying`, PyTorch's initialisation
+/// from `seed`.
+pub fn tiny_resnet_case(
+    (scheme, grad, tying): (Scheme, GradientMethod, Tying),
+    seed: u64,
+) -> (Shape, TinyResNetConfig) {
     (
         Shape::image(3, 14, 14),
         TinyResNetConfig {
             channels: 8,
             depth: 3,
+            scheme,
+            grad,
             tying,
             seed,
             ..Default::default()
         },
     )
+}
+
+/// The bodies [`tiny_resnet_agreement`] compares: ResNet by backprop (untied and tied),
+/// HeunNet by backprop, ResNet and HeunNet by the reversible adjoint (tied).
+pub fn tiny_resnet_cases() -> Vec<(Scheme, GradientMethod, Tying)> {
+    use GradientMethod::{Backprop, Reversible};
+    vec![
+        (Scheme::Euler, Backprop, Tying::Untied),
+        (Scheme::Euler, Backprop, Tying::Tied),
+        (Scheme::Heun, Backprop, Tying::Untied),
+        (Scheme::Euler, Reversible, Tying::Tied),
+        (Scheme::Heun, Reversible, Tying::Untied),
+    ]
 }
 
 /// The compared parameters (the initialisation moved off its zeros, so that every block
@@ -181,24 +207,26 @@ fn gpu_pass(
 }
 
 /// Compares [`CudaTinyResNet`] with the CPU [`TinyResNet`] on [`tiny_resnet_case`] with a
-/// batch of `rows` images, for an untied and a tied body.
+/// batch of `rows` images, for each of [`tiny_resnet_cases`].
 pub fn tiny_resnet_agreement(
     dev: &Arc<Device>,
     rows: usize,
     seed: u64,
 ) -> Result<Vec<TinyResNetAgreement>, CudaError> {
     let within = |gpu: f64, cpu: f64| gpu <= (10.0 * cpu).max(1e-5);
-    [Tying::Untied, Tying::Tied]
+    tiny_resnet_cases()
         .into_iter()
-        .map(|tying| {
-            let (shape, cfg) = tiny_resnet_case(tying, seed);
+        .map(|case| {
+            let (shape, cfg) = tiny_resnet_case(case.clone(), seed);
             let inputs = tiny_resnet_inputs(shape, &cfg, rows)?;
             let (l32, g32, s32, z32) = tiny_resnet_cpu_reference::<f32>(shape, &cfg, &inputs)?;
             let (l64, g64, s64, z64) = tiny_resnet_cpu_reference::<f64>(shape, &cfg, &inputs)?;
             let (lg, gg, sg, zg) = gpu_pass(dev, shape, &cfg, &inputs)?;
             let rel = |a: f64| (a - l64).abs() / l64.abs().max(f64::MIN_POSITIVE);
             let out = TinyResNetAgreement {
-                tying: format!("{tying:?}").to_lowercase(),
+                scheme: case.0.name().into(),
+                grad: case.1.name().into(),
+                tying: format!("{:?}", case.2).to_lowercase(),
                 depth: cfg.depth,
                 rows,
                 loss_rel_gpu: rel(lg),

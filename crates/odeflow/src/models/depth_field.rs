@@ -60,6 +60,27 @@ pub enum Tying {
     Tied,
 }
 
+/// The layer of a depth-`depth` field evaluated at time `t`: `round(t·N)`, clamped to
+/// `0…N−1` (shared by [`DepthField`] and its device twin `cuda::CudaDepthField`).
+pub fn layer_at(t: f64, depth: usize) -> usize {
+    let n = (t * depth as f64).round();
+    if n <= 0.0 {
+        0
+    } else {
+        (n as usize).min(depth.saturating_sub(1))
+    }
+}
+
+impl Tying {
+    /// The parameter set layer `n` uses: its own (untied) or the shared one (tied).
+    pub fn function_of_layer(self, n: usize) -> usize {
+        match self {
+            Tying::Untied => n,
+            Tying::Tied => 0,
+        }
+    }
+}
+
 /// When batch-norm running statistics move (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StatsMode {
@@ -220,20 +241,12 @@ impl<T: Real> DepthField<T> {
 
     /// The layer evaluated at time `t`: `round(t·N)`, clamped to `0…N−1`.
     pub fn layer_at(&self, t: f64) -> usize {
-        let n = (t * self.depth as f64).round();
-        if n <= 0.0 {
-            0
-        } else {
-            (n as usize).min(self.depth - 1)
-        }
+        layer_at(t, self.depth)
     }
 
     /// The parameter set layer `n` uses.
     pub fn function_of_layer(&self, n: usize) -> usize {
-        match self.tying {
-            Tying::Untied => n,
-            Tying::Tied => 0,
-        }
+        self.tying.function_of_layer(n)
     }
 
     fn range(&self, k: usize) -> std::ops::Range<usize> {

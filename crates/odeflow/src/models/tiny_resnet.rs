@@ -84,39 +84,6 @@ impl Default for TinyResNetConfig {
     }
 }
 
-impl TinyResNetConfig {
-    /// The gradient method the body uses: `reversible` falls back to `backprop` below
-    /// `min_reversible_depth` (as [`ResNet::new`]).
-    pub fn effective_grad(&self) -> GradientMethod {
-        if self.grad == GradientMethod::Reversible && self.depth < self.min_reversible_depth {
-            GradientMethod::Backprop
-        } else {
-            self.grad.clone()
-        }
-    }
-
-    /// Why the device body (`cuda::CudaTinyResNet`, feature `cuda`: the Euler ResNet
-    /// trained by backprop) cannot train this model; `None` when it can. A HeunNet evaluates
-    /// each layer twice per pass (a device block holds one tape) and the reversible gradient
-    /// reconstructs the states backwards through the batch norms: both train on the CPU.
-    pub fn unsupported_on_device(&self) -> Option<String> {
-        if self.scheme != Scheme::Euler {
-            return Some(format!(
-                "the {} body of a TinyResNet (the device body is the Euler ResNet)",
-                self.scheme.name()
-            ));
-        }
-        let grad = self.effective_grad();
-        if grad != GradientMethod::Backprop {
-            return Some(format!(
-                "the {} gradient of a TinyResNet body (the device body uses backprop)",
-                grad.name()
-            ));
-        }
-        None
-    }
-}
-
 /// Labelled images, one per row (channel-major), the training batch of a [`TinyResNet`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageBatch<T> {

@@ -6,13 +6,13 @@
 //! odeflow experiment resnet-depth --out-dir results/depth                 # MNIST, CPU budget
 //! odeflow experiment resnet-depth --dataset cifar10 --data-dir ~/data/cifar-10-batches-bin \
 //!     --depths 2,4,8,16,32 --iterations 30000 --batch-size 128 --milestones 15000,22500
-//! odeflow --device cuda experiment resnet-depth --schemes euler --grads backprop \
-//!     --depths 8,16,32 --out-dir results/depth-gpu           # the bodies on the GPU
+//! odeflow --device cuda experiment resnet-depth --depths 8,16,32 \
+//!     --out-dir results/depth-gpu                            # the bodies on the GPU
 //! ```
 //!
-//! With `--device cuda` (a binary built with `--features cuda`) each network's ResNet body
-//! runs on the GPU (`odeflow::cuda::CudaTinyResNet`, f32; stem and head on the host); HeunNet
-//! bodies and the reversible gradient are refused before anything trains.
+//! With `--device cuda` (a binary built with `--features cuda`) each network's body runs on
+//! the GPU (`odeflow::cuda::CudaTinyResNet`, f32, ResNet and HeunNet, backprop and
+//! reversible through the same gradient solver as on the CPU; stem and head on the host).
 //!
 //! The defaults fit a 2-core CPU in a few minutes: MNIST (the folder `--data-dir`, default
 //! `$ODEFLOW_DATA/mnist`, else `~/.cache/odeflow/data/mnist` — see `odeflow data download
@@ -80,8 +80,6 @@ pub fn run(args: DepthArgs, reporter: &Reporter, device: DeviceArg) -> Result<()
         train: settings,
         eval_batch: args.eval_batch.max(1),
     };
-    // What the GPU cannot train is refused before the device opens and the data load.
-    cfg.check_device(device == DeviceArg::Cuda)?;
     let compute = crate::device::open(device)?;
     let data = args.train.load(reporter)?;
     cfg.model.classes = data.train.num_classes();

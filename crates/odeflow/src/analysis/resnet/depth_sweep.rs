@@ -325,36 +325,6 @@ pub struct DepthSweepResult {
     pub runs: Vec<DepthRun>,
 }
 
-impl DepthSweepConfig {
-    /// On a GPU (`gpu`), fails with one line naming the first run the device body cannot
-    /// train ([`TinyResNetConfig::unsupported_on_device`]); on the CPU every run trains.
-    pub fn check_device(&self, gpu: bool) -> Result<(), ArgError> {
-        if !gpu {
-            return Ok(());
-        }
-        for &depth in &self.depths {
-            for &scheme in &self.schemes {
-                for grad in &self.grads {
-                    let m = run_config(self, depth, scheme, grad);
-                    if let Some(why) = m.unsupported_on_device() {
-                        let run = format!(
-                            "a depth-{depth} {} TinyResNet trained by {}",
-                            scheme.name(),
-                            grad.name()
-                        );
-                        return Err(ArgError::invalid(
-                            "--device cuda",
-                            run,
-                            format!("not yet on cuda: {why}; give --schemes euler --grads backprop, or run it on the CPU"),
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Where a sweep is: run index (0-based) of the total, and the iteration record.
 #[derive(Debug, Clone, Copy)]
 pub struct SweepProgress<'a> {
@@ -392,8 +362,7 @@ fn run_config(
 }
 
 /// [`depth_sweep`] on `compute`: on a GPU each network's body runs on the device
-/// ([`crate::cuda::CudaTinyResNet`]: ResNets trained by backprop, in f32); every run's
-/// model is checked against that before the first one trains.
+/// ([`crate::cuda::CudaTinyResNet`], f32; every scheme and gradient method of the CPU).
 pub fn depth_sweep_on<T: Real>(
     data: &ImageData<T>,
     cfg: &DepthSweepConfig,
@@ -407,7 +376,6 @@ pub fn depth_sweep_on<T: Real>(
     if cfg.train.iterations == 0 {
         return Err(ArgError::invalid("iterations", 0, "must be at least 1").into());
     }
-    cfg.check_device(!compute.is_cpu())?;
     let total = cfg.depths.len() * cfg.schemes.len() * cfg.grads.len();
     let mut plan = Vec::with_capacity(total);
     for &depth in &cfg.depths {
