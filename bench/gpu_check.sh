@@ -36,9 +36,10 @@
 #      iterations each; each GPU run is resumed for 100 more on the CPU; the captured
 #      simple_odenet's weights are exported and `predict --device cuda` compared with the CPU;
 #      a sphere2 MLP trained with Ott et al.'s step-size adaptation (--adapt: the generic path,
-#      its probes on the device); TinyResNets on MNIST (`experiment resnet-depth`, ResNet
-#      bodies of depth 4 and 8 by backprop) on the GPU and, depth 4, on the CPU, when the
-#      MNIST IDX files were carried to $MNIST_DIR (default bench/.gpu/mnist);
+#      its probes on the device); TinyResNets on MNIST (`experiment resnet-depth`: ResNet and
+#      HeunNet bodies of depth 4 and 8, backprop and reversible) on the GPU and one (ResNet,
+#      depth 4, backprop) on the CPU, when the MNIST IDX files were carried to $MNIST_DIR
+#      (default bench/.gpu/mnist);
 #   5. the benchmark: odeflow on the GPU and on the CPU, torchdiffeq and diffrax on the GPU
 #      (`--device cuda`, TF32 off) for $WORKLOADS (default: every workload; the CPU only for
 #      the small ones, an image iteration takes seconds there);
@@ -139,7 +140,7 @@ if [[ -f "$MNIST_DIR/t10k-images-idx3-ubyte" || -f "$MNIST_DIR/t10k-images-idx3-
     local name="$1" limit="$2"; shift 2
     log "experiment resnet-depth ($name)"
     if timeout "$limit" "$BIN" "$@" experiment resnet-depth --data-dir "$MNIST_DIR" \
-        --schemes euler --grads backprop --iterations 200 --out-dir "$OUT/$name" --json \
+        --iterations 200 --out-dir "$OUT/$name" --json \
         >"$OUT/$name.json" 2>"$OUT/$name.err"; then
       log "experiment resnet-depth ($name): done"
     else
@@ -148,7 +149,7 @@ if [[ -f "$MNIST_DIR/t10k-images-idx3-ubyte" || -f "$MNIST_DIR/t10k-images-idx3-
     fi
   }
   depth_case resnet-depth-gpu 150 --device cuda --depths 4,8 || status=1
-  depth_case resnet-depth-cpu 150 --depths 4
+  depth_case resnet-depth-cpu 90 --depths 4 --schemes euler --grads backprop
 else
   log "experiment resnet-depth skipped: no MNIST IDX files in $MNIST_DIR (carry them there)"
 fi
@@ -240,7 +241,7 @@ for name in ("resnet-depth-gpu", "resnet-depth-cpu"):
     r = read(name)
     runs = (((r or {}).get("result") or r or {}).get("runs")) or []
     for x in runs:
-        lines.append(f"- {name} depth {x['depth']}: test accuracy {x['test_accuracy']:.4f}, "
+        lines.append(f"- {name} {x['scheme']} {x['grad']} depth {x['depth']}: test accuracy {x['test_accuracy']:.4f}, "
                      f"train {x['train_seconds']:.1f} s (200 iterations of 64 images)")
     if r is None:
         lines.append(f"- {name}: not run or failed (see {name}.err)")
@@ -261,7 +262,7 @@ lines += ["", "GPU vs CPU (whole TinyResNet, body on the device, 8 channels, dep
           "| body | loss gpu | cpu f32 | gradient gpu | cpu f32 | running stats gpu | cpu f32 | eval logits gpu | cpu f32 | passed |",
           "|---|---|---|---|---|---|---|---|---|---|"]
 for b in (a or {}).get("tiny_resnet_agreement") or []:
-    lines.append(f"| {b['tying']} | {b['loss_rel_gpu']:.2e} | {b['loss_rel_cpu_f32']:.2e} | {b['grad_rel_gpu']:.2e} | "
+    lines.append(f"| {b['scheme']} {b['grad']} {b['tying']} | {b['loss_rel_gpu']:.2e} | {b['loss_rel_cpu_f32']:.2e} | {b['grad_rel_gpu']:.2e} | "
                  f"{b['grad_rel_cpu_f32']:.2e} | {b['stats_rel_gpu']:.2e} | {b['stats_rel_cpu_f32']:.2e} | "
                  f"{b['logits_rel_gpu']:.2e} | {b['logits_rel_cpu_f32']:.2e} | {b['passed']} |")
 if not (a or {}).get("tiny_resnet_agreement"):
