@@ -78,8 +78,8 @@ pub fn require_cpu(device: DeviceArg, command: &str) -> Result<(), CliError> {
     if device == DeviceArg::Cuda {
         return Err(CliError::input(format!(
             "--device cuda: `odeflow {command}` is not yet on cuda (train, eval, check, sweep, \
-             experiment solver-dependence, step-adaptation and resnet-depth, bench and \
-             predict of classifiers run on the GPU); use --device cpu"
+             experiment solver-dependence, step-adaptation, resnet-distance and resnet-depth, \
+             bench and predict run on the GPU); use --device cpu"
         )));
     }
     Ok(())

@@ -90,9 +90,9 @@ fn commands_without_a_gpu_path_refuse_cuda() {
 }
 
 /// `train` (with or without --adapt), `eval` and `check` (of run folders and of --weights),
-/// `sweep`, `experiment solver-dependence`, `step-adaptation` and `resnet-depth`, `predict`
-/// and every `bench` workload but resnet-memory have a GPU path: without a driver each is
-/// the one driver error, before anything is written.
+/// `sweep`, `experiment solver-dependence`, `step-adaptation`, `resnet-distance` and
+/// `resnet-depth`, `predict` and every `bench` workload but resnet-memory have a GPU path:
+/// without a driver each is the one driver error, before anything is written.
 #[test]
 fn cuda_without_a_driver_is_one_error() {
     if !CUDA_BUILT || has_driver() {
@@ -108,6 +108,7 @@ fn cuda_without_a_driver_is_one_error() {
         "sweep --dataset sphere2 --model mlp --dtype f32 --out-dir r --device cuda",
         "experiment solver-dependence --out-dir r --device cuda",
         "experiment resnet-depth --out-dir r --device cuda",
+        "experiment resnet-distance --out-dir r --device cuda",
         "experiment step-adaptation --dtype f32 --out-dir r --device cuda",
         "train --dataset sphere2 --model mlp --dtype f32 --adapt --iterations 2 --out-dir r \
          --device cuda",

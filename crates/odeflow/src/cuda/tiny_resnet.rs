@@ -23,6 +23,7 @@ use super::depth_field::CudaDepthField;
 use super::device::{CudaError, Device};
 use super::eager::padded_f32;
 use super::state::CudaBatch;
+use crate::analysis::resnet::trained::TinyResNetHost;
 use crate::data::Dataset;
 use crate::field::{FieldRhs, Parameterized, VectorField};
 use crate::grad::GradSolver;
@@ -343,6 +344,15 @@ impl<T: Real> Trainable<T> for CudaTinyResNet<T> {
         let mut d = self.host.describe();
         d["device"] = serde_json::json!("cuda");
         d
+    }
+}
+
+impl<T: Real> TinyResNetHost<T> for CudaTinyResNet<T> {
+    /// The host model with the device's running statistics copied back.
+    fn host_model(&mut self, iteration: u64) -> Result<&mut TinyResNet<T>, TrainError> {
+        self.sync_stats()
+            .map_err(|e| TrainError::solver(iteration, e))?;
+        Ok(&mut self.host)
     }
 }
 

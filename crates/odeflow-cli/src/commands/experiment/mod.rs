@@ -112,13 +112,14 @@ impl Experiment {
         }
     }
 
-    /// Runs the experiment on `device` (solver-dependence, step-adaptation and resnet-depth
-    /// have a GPU path).
+    /// Runs the experiment on `device` (solver-dependence, step-adaptation, resnet-distance
+    /// and resnet-depth have a GPU path).
     pub fn run(self, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
         if !matches!(
             self,
             Experiment::SolverDependence(_)
                 | Experiment::StepAdaptation(_)
+                | Experiment::ResnetDistance(_)
                 | Experiment::ResnetDepth(_)
         ) {
             require_cpu(device, &format!("experiment {}", self.name()))?;
@@ -130,7 +131,7 @@ impl Experiment {
             Experiment::Conservation(a) => conservation::run(*a, reporter),
             Experiment::ResnetReconstruction(a) => resnet_reconstruction::run(a, reporter),
             Experiment::ResnetGradients(a) => resnet_gradients::run(a, reporter),
-            Experiment::ResnetDistance(a) => resnet_distance::run(*a, reporter),
+            Experiment::ResnetDistance(a) => resnet_distance::run(*a, reporter, device),
             Experiment::LinearResnet(a) => linear_resnet::run(a, reporter),
             Experiment::ResnetMemory(a) => resnet_memory::run(a, reporter),
             Experiment::ResnetDepth(a) => resnet_depth::run(*a, reporter, device),

@@ -12,20 +12,22 @@
 //!
 //! Data and optimisation flags are those of `resnet-depth` (MNIST by default). The
 //! measurements use the stem features of the first `--probe` test images, in evaluation
-//! mode.
+//! mode. With `--device cuda` the networks train with their bodies on the GPU
+//! (`odeflow::cuda::CudaTinyResNet`); the measurements run on the host model.
 //!
 //! Files: `result.json`, `distance.csv` (depth, init, iteration, loss, distance, relative
 //! distance, smoothness), `distance.png` (distance and `N·max‖Δθ‖` during training, final
 //! values against depth).
 
 use clap::Args;
-use odeflow::analysis::resnet::distance::{distance_sweep, DistanceSweepConfig};
+use odeflow::analysis::resnet::distance::{distance_sweep_on, DistanceSweepConfig};
 use odeflow::models::tiny_resnet::{BodyInit, TinyResNetConfig};
 use serde_json::json;
 
 use super::resnet_common::{
     cell, non_empty, train_error, InitArg, OutputArgs, Outputs, SchemeArg, TrainArgs,
 };
+use crate::device::DeviceArg;
 use crate::error::CliError;
 use crate::plot::{Figure, Panel, Scale, Series};
 use crate::progress::Reporter;
@@ -82,13 +84,14 @@ fn init_name(i: BodyInit) -> &'static str {
 }
 
 /// Runs the experiment.
-pub fn run(args: DistanceArgs, reporter: &Reporter) -> Result<(), CliError> {
+pub fn run(args: DistanceArgs, reporter: &Reporter, device: DeviceArg) -> Result<(), CliError> {
     non_empty("--depths", &args.depths)?;
     non_empty("--inits", &args.inits)?;
     if args.substeps == 0 {
         return Err(CliError::input("--substeps 0: give at least 1"));
     }
     let settings = args.train.settings(150)?;
+    let compute = crate::device::open(device)?;
     let data = args.train.load(reporter)?;
     let cfg = DistanceSweepConfig {
         depths: args.depths.clone(),
@@ -110,7 +113,7 @@ pub fn run(args: DistanceArgs, reporter: &Reporter) -> Result<(), CliError> {
     let iters = cfg.train.iterations;
     let runs = (cfg.depths.len() * cfg.inits.len()) as u64;
     let bar = reporter.bar(runs * iters, "training");
-    let result = distance_sweep(&data, &cfg, |run, _, it| {
+    let result = distance_sweep_on(&data, &cfg, &compute, |run, _, it| {
         bar.set_position(run as u64 * iters + it);
     })
     .map_err(train_error)?;

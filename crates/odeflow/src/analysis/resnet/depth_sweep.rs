@@ -449,48 +449,18 @@ fn train_and_test<T: Real>(
     on_iter: impl FnMut(&IterationRecord),
 ) -> Result<Tested, TrainError> {
     let start = Instant::now();
-    let evaluated = |e: &dyn std::fmt::Display| TrainError::solver(settings.iterations, e);
-    match compute {
-        Compute::Cpu => {
-            let (mut model, _) = train_tiny_resnet(
-                data,
-                model_cfg,
-                settings,
-                &mut crate::train::NoHook,
-                on_iter,
-            )?;
-            let train_seconds = start.elapsed().as_secs_f64();
-            let (loss, accuracy) = model
-                .evaluate(&data.test, eval_batch)
-                .map_err(|e| evaluated(&e))?;
-            Ok(Tested {
-                loss,
-                accuracy,
-                effective_grad: model.body().gradient_method().name().into(),
-                train_seconds,
-            })
-        }
-        #[cfg(feature = "cuda")]
-        Compute::Cuda(dev) => {
-            let model =
-                TinyResNet::new(data.shape, model_cfg).map_err(|e| TrainError::solver(0, e))?;
-            let effective_grad = model.body().gradient_method().name().into();
-            let mut gpu = crate::cuda::CudaTinyResNet::from_cpu(dev, model)
-                .map_err(|e| TrainError::solver(0, e))?;
-            let mut batches =
-                AugmentedBatches::new(data, settings.batch_size, settings.augment, settings.seed)?;
-            let mut trainer = Trainer::new(settings.train_config(), &gpu)?;
-            trainer.run(&mut gpu, &mut batches, &mut crate::train::NoHook, on_iter)?;
-            let train_seconds = start.elapsed().as_secs_f64();
-            let (loss, accuracy) = gpu
-                .evaluate(&data.test, eval_batch)
-                .map_err(|e| evaluated(&e))?;
-            Ok(Tested {
-                loss,
-                accuracy,
-                effective_grad,
-                train_seconds,
-            })
-        }
-    }
+    let mut hook = crate::train::NoHook;
+    let mut model = super::trained::train_tiny_resnet_on(
+        data, model_cfg, settings, compute, &mut hook, on_iter,
+    )?;
+    let train_seconds = start.elapsed().as_secs_f64();
+    let (loss, accuracy) = model
+        .evaluate(&data.test, eval_batch)
+        .map_err(|e| TrainError::solver(settings.iterations, e))?;
+    Ok(Tested {
+        loss,
+        accuracy,
+        effective_grad: model.effective_grad()?,
+        train_seconds,
+    })
 }

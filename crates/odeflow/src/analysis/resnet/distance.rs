@@ -22,15 +22,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::depth_sweep::{train_tiny_resnet, ImageData, TrainSettings};
+use super::depth_sweep::{ImageData, TrainSettings};
 use super::profiles::norm;
+use super::trained::{train_tiny_resnet_on, TinyResNetHost};
 use crate::error::ArgError;
 use crate::models::resnet::{ResNet, ResNetError, Scheme};
-use crate::models::tiny_resnet::{BodyInit, ImageBatch, TinyResNet, TinyResNetConfig};
+use crate::models::tiny_resnet::{BodyInit, ImageBatch, TinyResNetConfig};
 use crate::real::Real;
+use crate::runs::Compute;
 use crate::solve::{solve, Method, SaveAt, SolveOptions, Stepping};
 use crate::state::Batch;
-use crate::train::{StepMetrics, TrainError, TrainHook};
+use crate::train::{StepMetrics, TrainError, TrainHook, Trainable};
 
 /// The ResNet–ODE distance of one network on one batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,17 +155,20 @@ impl<T: Real> DistanceTracker<T> {
     }
 
     /// Measures `model` now and records it as `iteration`.
-    pub fn measure(
+    /// On a GPU the host model is measured, with the device's running statistics.
+    pub fn measure<M: TinyResNetHost<T>>(
         &mut self,
-        model: &mut TinyResNet<T>,
+        model: &mut M,
         iteration: u64,
         loss: Option<f64>,
-    ) -> Result<&TrackRecord, ResNetError> {
+    ) -> Result<&TrackRecord, TrainError> {
+        let model = model.host_model(iteration)?;
+        let failed = |e: ResNetError| TrainError::solver(iteration, e);
         model.set_train(false);
-        let feats = model.features(&self.probe)?;
+        let feats = model.features(&self.probe).map_err(failed)?;
         let r = resnet_ode_distance(model.body_mut(), &feats, self.substeps);
         model.set_train(true);
-        let r = r?;
+        let r = r.map_err(failed)?;
         self.records.push(TrackRecord {
             iteration,
             loss,
@@ -176,19 +181,19 @@ impl<T: Real> DistanceTracker<T> {
     }
 }
 
-impl<T: Real> TrainHook<T, TinyResNet<T>> for DistanceTracker<T> {
+impl<T: Real, M> TrainHook<T, M> for DistanceTracker<T>
+where
+    M: Trainable<T, Batch = ImageBatch<T>> + TinyResNetHost<T>,
+{
     fn after_backward(
         &mut self,
         iteration: u64,
-        model: &mut TinyResNet<T>,
+        model: &mut M,
         _batch: &ImageBatch<T>,
         metrics: &mut StepMetrics,
     ) -> Result<(), TrainError> {
         if iteration.is_multiple_of(self.every) {
-            let r = self
-                .measure(model, iteration, Some(metrics.loss))
-                .map_err(|e| TrainError::solver(iteration + 1, e))?
-                .clone();
+            let r = self.measure(model, iteration, Some(metrics.loss))?.clone();
             metrics.extra.insert("distance".into(), r.distance);
             metrics
                 .extra
@@ -250,6 +255,17 @@ pub struct DistanceSweepResult {
 pub fn distance_sweep<T: Real>(
     data: &ImageData<T>,
     cfg: &DistanceSweepConfig,
+    progress: impl FnMut(usize, usize, u64),
+) -> Result<DistanceSweepResult, TrainError> {
+    distance_sweep_on(data, cfg, &Compute::Cpu, progress)
+}
+
+/// [`distance_sweep`] on `compute`: on a GPU each network trains with its body on the device
+/// ([`super::trained::train_tiny_resnet_on`]); the distance is measured on the host model.
+pub fn distance_sweep_on<T: Real>(
+    data: &ImageData<T>,
+    cfg: &DistanceSweepConfig,
+    compute: &Compute,
     mut progress: impl FnMut(usize, usize, u64),
 ) -> Result<DistanceSweepResult, TrainError> {
     super::reconstruction::check_depths(&cfg.depths, &[cfg.scheme])?;
@@ -270,14 +286,12 @@ pub fn distance_sweep<T: Real>(
             };
             let run = runs.len();
             let mut tracker = DistanceTracker::new(probe.clone(), cfg.every, cfg.substeps);
-            let (mut model, _) =
-                train_tiny_resnet(data, model_cfg, &cfg.train, &mut tracker, |rec| {
+            let mut model =
+                train_tiny_resnet_on(data, model_cfg, &cfg.train, compute, &mut tracker, |rec| {
                     progress(run, total, rec.iteration)
                 })?;
             let end = cfg.train.iterations;
-            tracker
-                .measure(&mut model, end, None)
-                .map_err(|e| TrainError::solver(end, e))?;
+            tracker.measure(&mut model, end, None)?;
             let (_, test_accuracy) = model
                 .evaluate(&data.test, cfg.eval_batch)
                 .map_err(|e| TrainError::solver(end, e))?;

@@ -7,6 +7,8 @@
 //! * [`distance`] — the ResNet–ODE distance and weight smoothness, tracked in training.
 //! * [`memory`] — the memory benchmark's workload and peak-memory probe.
 //! * [`depth_sweep`] — image data, training of TinyResNets, test accuracy against depth.
+//! * [`trained`] — training a TinyResNet on the CPU or (feature `cuda`) with its body on a
+//!   GPU.
 
 pub mod depth_sweep;
 pub mod distance;
@@ -15,3 +17,4 @@ pub mod linear;
 pub mod memory;
 pub mod profiles;
 pub mod reconstruction;
+pub mod trained;
