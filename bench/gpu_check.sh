@@ -150,6 +150,15 @@ if [[ -f "$MNIST_DIR/t10k-images-idx3-ubyte" || -f "$MNIST_DIR/t10k-images-idx3-
   }
   depth_case resnet-depth-gpu 150 --device cuda --depths 4,8 || status=1
   depth_case resnet-depth-cpu 90 --depths 4 --schemes euler --grads backprop
+  log "experiment resnet-distance on the GPU"
+  if timeout 90 "$BIN" --device cuda experiment resnet-distance --data-dir "$MNIST_DIR" \
+      --depths 4,8 --iterations 100 --every 50 --out-dir "$OUT/resnet-distance-gpu" \
+      >"$OUT/resnet-distance-gpu.txt" 2>"$OUT/resnet-distance-gpu.err"; then
+    log "experiment resnet-distance: $(tail -n 2 "$OUT/resnet-distance-gpu.txt" | head -n 1)"
+  else
+    log "experiment resnet-distance FAILED: $(tail -n 1 "$OUT/resnet-distance-gpu.err")"
+    status=1
+  fi
 else
   log "experiment resnet-depth skipped: no MNIST IDX files in $MNIST_DIR (carry them there)"
 fi
