@@ -32,9 +32,9 @@
 //! `--device cuda` (binaries built with `--features cuda`, `--dtype f32`) solves a
 //! classifier's ODE block on the GPU (`odeflow::cuda::CudaFlowModel`: MLP, `simple_odenet`
 //! or `odenet` field, every solver), the Linear head on the host, and a TinyResNet's body
-//! (`odeflow::cuda::CudaTinyResNet`, ResNet or HeunNet; stem and head on the host); bare
-//! fields, the Hamiltonian model, bare ResNet bodies and `--labels`/`--grad-out` are not yet
-//! on cuda and say so.
+//! (`odeflow::cuda::CudaTinyResNet`, ResNet or HeunNet; stem and head on the host), and a
+//! bare MLP or convolutional field (`odeflow::cuda::field_final_state`); the Hamiltonian
+//! model, bare ResNet bodies and `--labels`/`--grad-out` are not yet on cuda and say so.
 
 use std::path::PathBuf;
 
@@ -215,7 +215,7 @@ fn not_on_gpu(compute: &Compute, what: &str) -> Result<(), CliError> {
     }
     Err(CliError::input(format!(
         "--device cuda: `odeflow predict` of {what} is not yet on cuda (classifiers with an \
-         mlp, simple_odenet or odenet field, and TinyResNets, are); use \
+         mlp, simple_odenet or odenet field, bare fields and TinyResNets, are); use \
          --device cpu"
     )))
 }
@@ -322,7 +322,6 @@ fn predict<T: Real>(
             steps: stats.steps,
         }
     } else {
-        not_on_gpu(compute, "a bare field (no head.weight)")?;
         let (mut field, shape) = load_field::<T>(arch, file, &sample).map_err(weights_err)?;
         let state = field.shape();
         let z0 = if state.len() == x.cols() {
@@ -338,7 +337,24 @@ fn predict<T: Real>(
             }
             z
         };
-        let sol = solve(&method, &mut field, &z0, &opts).map_err(|e| fail(e.to_string()))?;
+        let (y_final, stats) = match compute {
+            Compute::Cpu => {
+                let sol =
+                    solve(&method, &mut field, &z0, &opts).map_err(|e| fail(e.to_string()))?;
+                (sol.y_final, sol.stats)
+            }
+            #[cfg(feature = "cuda")]
+            Compute::Cuda(dev) => odeflow::cuda::field_final_state(
+                dev,
+                &shape.spec.field,
+                state,
+                odeflow::field::Parameterized::params(&field),
+                &z0,
+                &method,
+                &opts,
+            )
+            .map_err(fail)?,
+        };
         let out_shape = if shape.spec.augment == 0 {
             in_shape.clone()
         } else {
@@ -355,11 +371,11 @@ fn predict<T: Real>(
         Predicted {
             loss: None,
             shape: out_shape,
-            outputs: sol.y_final,
+            outputs: y_final,
             kind: "final states",
             model: shape.arch.name(),
-            nfe: sol.stats.nfe,
-            steps: sol.stats.steps,
+            nfe: stats.nfe,
+            steps: stats.steps,
         }
     };
     Ok((in_shape, predicted))

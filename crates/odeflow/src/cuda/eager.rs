@@ -305,6 +305,26 @@ impl<T: Real, F: VectorField<CudaBatch, Grad = CudaBatch> + DeviceParams> Adapti
     }
 }
 
+/// The final state of `field` solved on the device from `z0` by `method` and `opts` (no
+/// gradient), copied to the host, with the solve's statistics.
+pub(crate) fn device_final_state<F: VectorField<CudaBatch>>(
+    dev: &Arc<Device>,
+    field: &mut F,
+    z0: &Batch<f32>,
+    (method, opts): (&Method, &SolveOptions),
+) -> Result<(Batch<f32>, Stats), String> {
+    let on_gpu = |e: CudaError| format!("on the GPU: {e}");
+    let y0 = CudaBatch::from_host(dev, z0).map_err(on_gpu)?;
+    let o = SolveOptions {
+        save: SaveAt::Final,
+        ..opts.clone()
+    };
+    let sol = solve(method, &mut FieldRhs(field), &y0, &o);
+    dev.check().map_err(on_gpu)?;
+    let sol = sol.map_err(|e| e.to_string())?;
+    Ok((sol.y_final.to_host().map_err(on_gpu)?, sol.stats))
+}
+
 /// Logits of `x` with `field` solved on the device by `method` and `opts` (no gradient; the
 /// `augment` ANODE zeros appended) and the host `head`, with the solve's statistics: the
 /// evaluation of [`super::CudaFlowModel`] and the adaptation probes of
@@ -315,20 +335,11 @@ pub(crate) fn device_logits<T: Real, F: VectorField<CudaBatch>>(
     head: &mut Network<T>,
     augment: usize,
     x: &Batch<T>,
-    (method, opts): (&Method, &SolveOptions),
+    solver: (&Method, &SolveOptions),
 ) -> Result<(Batch<T>, Stats), String> {
-    let on_gpu = |e: CudaError| format!("on the GPU: {e}");
-    let y0 = CudaBatch::from_host(dev, &padded_f32(x, augment)).map_err(on_gpu)?;
-    let o = SolveOptions {
-        save: SaveAt::Final,
-        ..opts.clone()
-    };
-    let sol = solve(method, &mut FieldRhs(field), &y0, &o);
-    dev.check().map_err(on_gpu)?;
-    let sol = sol.map_err(|e| e.to_string())?;
-    let y = sol.y_final.to_host().map_err(on_gpu)?.cast::<T>();
+    let (y, stats) = device_final_state(dev, field, &padded_f32(x, augment), solver)?;
     let mut logits = Batch::zeros(0, 0);
-    head.forward(o.t1, &y, &mut logits)
+    head.forward(solver.1.t1, &y.cast::<T>(), &mut logits)
         .map_err(|e| e.to_string())?;
-    Ok((logits, sol.stats))
+    Ok((logits, stats))
 }

@@ -13,10 +13,10 @@
 use std::sync::Arc;
 
 use super::device::{CudaError, Device};
-use super::eager::{device_logits, BuiltField};
+use super::eager::{device_final_state, device_logits, BuiltField};
 use crate::field::Parameterized;
 use crate::models::{FieldSpec, FlowModel, NeuralClassifier};
-use crate::nn::Network;
+use crate::nn::{Network, Shape};
 use crate::real::Real;
 use crate::solve::{Method, SolveOptions, Stats};
 use crate::state::Batch;
@@ -67,4 +67,26 @@ impl<T: Real> FlowModel<T> for CudaFlowModel<T> {
             BuiltField::Conv(f) => device_logits(dev, f, head, augment, x, (method, opts)),
         }
     }
+}
+
+/// The final state of a bare field (`spec` on states of `state`, parameters `params`, e.g.
+/// loaded from a weights file) solved on the device from `z0` by `method` and `opts`, with
+/// the solve's statistics (`odeflow predict --device cuda` of a field without a head).
+pub fn field_final_state<T: Real>(
+    dev: &Arc<Device>,
+    spec: &FieldSpec,
+    state: Shape,
+    params: &[T],
+    z0: &Batch<T>,
+    method: &Method,
+    opts: &SolveOptions,
+) -> Result<(Batch<T>, Stats), String> {
+    let p: Vec<f32> = params.iter().map(|v| v.f64() as f32).collect();
+    let mut field = BuiltField::new(dev, spec, state, &p).map_err(|e| e.to_string())?;
+    let z = z0.cast::<f32>();
+    let (y, stats) = match &mut field {
+        BuiltField::Mlp(f) => device_final_state(dev, f, &z, (method, opts))?,
+        BuiltField::Conv(f) => device_final_state(dev, f, &z, (method, opts))?,
+    };
+    Ok((y.cast::<T>(), stats))
 }
