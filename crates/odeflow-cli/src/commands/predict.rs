@@ -208,6 +208,17 @@ struct Predicted<T> {
     loss: Option<f64>,
 }
 
+/// A device error as the command's: what the device does not run is a bad input.
+#[cfg(feature = "cuda")]
+fn gpu_err(e: odeflow::cuda::CudaError) -> CliError {
+    match e {
+        odeflow::cuda::CudaError::Unsupported(m) => {
+            CliError::input(format!("--device cuda: not yet on cuda: {m}"))
+        }
+        other => CliError::runtime(format!("--device cuda: {other}")),
+    }
+}
+
 /// The error of a `predict --device cuda` case without a GPU path.
 fn not_on_gpu(compute: &Compute, what: &str) -> Result<(), CliError> {
     if compute.is_cpu() {
@@ -350,9 +361,9 @@ fn predict<T: Real>(
                 state,
                 odeflow::field::Parameterized::params(&field),
                 &z0,
-                &method,
-                &opts,
+                (&method, &opts),
             )
+            .map_err(gpu_err)?
             .map_err(fail)?,
         };
         let out_shape = if shape.spec.augment == 0 {
@@ -477,12 +488,6 @@ fn predict_resnet<T: Real>(
                 Compute::Cpu => m.logits(&x).map_err(|e| fail(e.to_string()))?,
                 #[cfg(feature = "cuda")]
                 Compute::Cuda(dev) => {
-                    let gpu_err = |e: odeflow::cuda::CudaError| match e {
-                        odeflow::cuda::CudaError::Unsupported(m) => {
-                            CliError::input(format!("--device cuda: not yet on cuda: {m}"))
-                        }
-                        other => CliError::runtime(format!("--device cuda: {other}")),
-                    };
                     let mut gpu =
                         odeflow::cuda::CudaTinyResNet::from_cpu(dev, m).map_err(gpu_err)?;
                     gpu.logits(&x).map_err(gpu_err)?

@@ -314,11 +314,13 @@ impl CudaDepthField {
 
     /// Sizes the scratch for `rows` samples; false when the device failed.
     fn ensure_scratch(&mut self, rows: usize) -> bool {
-        if self.rows == rows && self.sums.is_some() {
+        if self.rows == rows && self.sums.is_some() && self.own_tape.is_some() {
             return true;
         }
         use ResBuf::*;
         let b = self.layout.block().clone();
+        // Sized for `rows` only once every buffer is there (a failed allocation retries).
+        self.rows = 0;
         self.scratch.clear();
         for s in [Col, OutputT, CotangentT, GradZ, GradA1, GradInputT] {
             match self.alloc::<f32>(b.len_of(s, rows)) {
@@ -335,8 +337,11 @@ impl CudaDepthField {
             rows,
             bufs,
         });
-        self.rows = rows;
-        self.sums.is_some() && self.own_tape.is_some()
+        let ok = self.sums.is_some() && self.own_tape.is_some();
+        if ok {
+            self.rows = rows;
+        }
+        ok
     }
 
     fn check_rows(&self, what: &'static str, pairs: &[&CudaBatch]) -> Option<usize> {

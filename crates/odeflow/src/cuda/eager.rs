@@ -294,16 +294,30 @@ impl<T: Real, F: VectorField<CudaBatch, Grad = CudaBatch> + DeviceParams> Adapti
         method: &Method,
         opts: &SolveOptions,
     ) -> Result<(Batch<T>, Stats), String> {
-        device_logits(
+        let r = device_logits(
             &self.dev,
             &mut self.field,
             &mut self.head,
             self.augment,
             x,
             (method, opts),
-        )
+        );
+        match r {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The next iteration reports it; the probe counts as a failed solve.
+                let msg = format!("on the GPU: {e}");
+                self.pending.get_or_insert(e);
+                Err(msg)
+            }
+        }
     }
 }
+
+/// A device solve's outcome: the outer error is the device's (a failed launch, copy or
+/// allocation: it must reach the caller), the inner one the solver's (e.g. a blow-up: a
+/// result like any other for an evaluation).
+pub(crate) type DeviceSolve<X> = Result<Result<(X, Stats), String>, CudaError>;
 
 /// The final state of `field` solved on the device from `z0` by `method` and `opts` (no
 /// gradient), copied to the host, with the solve's statistics.
@@ -312,17 +326,18 @@ pub(crate) fn device_final_state<F: VectorField<CudaBatch>>(
     field: &mut F,
     z0: &Batch<f32>,
     (method, opts): (&Method, &SolveOptions),
-) -> Result<(Batch<f32>, Stats), String> {
-    let on_gpu = |e: CudaError| format!("on the GPU: {e}");
-    let y0 = CudaBatch::from_host(dev, z0).map_err(on_gpu)?;
+) -> DeviceSolve<Batch<f32>> {
+    let y0 = CudaBatch::from_host(dev, z0)?;
     let o = SolveOptions {
         save: SaveAt::Final,
         ..opts.clone()
     };
     let sol = solve(method, &mut FieldRhs(field), &y0, &o);
-    dev.check().map_err(on_gpu)?;
-    let sol = sol.map_err(|e| e.to_string())?;
-    Ok((sol.y_final.to_host().map_err(on_gpu)?, sol.stats))
+    dev.check()?;
+    Ok(match sol {
+        Ok(sol) => Ok((sol.y_final.to_host()?, sol.stats)),
+        Err(e) => Err(e.to_string()),
+    })
 }
 
 /// Logits of `x` with `field` solved on the device by `method` and `opts` (no gradient; the
@@ -336,10 +351,13 @@ pub(crate) fn device_logits<T: Real, F: VectorField<CudaBatch>>(
     augment: usize,
     x: &Batch<T>,
     solver: (&Method, &SolveOptions),
-) -> Result<(Batch<T>, Stats), String> {
-    let (y, stats) = device_final_state(dev, field, &padded_f32(x, augment), solver)?;
-    let mut logits = Batch::zeros(0, 0);
-    head.forward(solver.1.t1, &y.cast::<T>(), &mut logits)
-        .map_err(|e| e.to_string())?;
-    Ok((logits, stats))
+) -> DeviceSolve<Batch<T>> {
+    Ok(
+        device_final_state(dev, field, &padded_f32(x, augment), solver)?.and_then(|(y, stats)| {
+            let mut logits = Batch::zeros(0, 0);
+            head.forward(solver.1.t1, &y.cast::<T>(), &mut logits)
+                .map_err(|e| e.to_string())?;
+            Ok((logits, stats))
+        }),
+    )
 }

@@ -62,31 +62,33 @@ impl<T: Real> FlowModel<T> for CudaFlowModel<T> {
         opts: &SolveOptions,
     ) -> Result<(Batch<T>, Stats), String> {
         let (dev, head, augment) = (&self.dev, &mut self.head, self.augment);
-        match &mut self.field {
+        let r = match &mut self.field {
             BuiltField::Mlp(f) => device_logits(dev, f, head, augment, x, (method, opts)),
             BuiltField::Conv(f) => device_logits(dev, f, head, augment, x, (method, opts)),
-        }
+        };
+        r.map_err(|e| format!("on the GPU: {e}"))?
     }
 }
 
 /// The final state of a bare field (`spec` on states of `state`, parameters `params`, e.g.
 /// loaded from a weights file) solved on the device from `z0` by `method` and `opts`, with
-/// the solve's statistics (`odeflow predict --device cuda` of a field without a head).
+/// the solve's statistics (`odeflow predict --device cuda` of a field without a head). The
+/// outer error is the device's ([`CudaError::Unsupported`] for a field it does not run), the
+/// inner one the solver's.
 pub fn field_final_state<T: Real>(
     dev: &Arc<Device>,
     spec: &FieldSpec,
     state: Shape,
     params: &[T],
     z0: &Batch<T>,
-    method: &Method,
-    opts: &SolveOptions,
-) -> Result<(Batch<T>, Stats), String> {
+    (method, opts): (&Method, &SolveOptions),
+) -> Result<Result<(Batch<T>, Stats), String>, CudaError> {
     let p: Vec<f32> = params.iter().map(|v| v.f64() as f32).collect();
-    let mut field = BuiltField::new(dev, spec, state, &p).map_err(|e| e.to_string())?;
+    let mut field = BuiltField::new(dev, spec, state, &p)?;
     let z = z0.cast::<f32>();
-    let (y, stats) = match &mut field {
+    let r = match &mut field {
         BuiltField::Mlp(f) => device_final_state(dev, f, &z, (method, opts))?,
         BuiltField::Conv(f) => device_final_state(dev, f, &z, (method, opts))?,
     };
-    Ok((y.cast::<T>(), stats))
+    Ok(r.map(|(y, stats)| (y.cast::<T>(), stats)))
 }

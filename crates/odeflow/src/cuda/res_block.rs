@@ -251,25 +251,25 @@ impl CudaResBlock {
     }
 }
 
-/// The pointers of one batch-norm launch of a residual block's plan, from the binding `get`.
+/// The pointers of one batch-norm launch of a residual block's plan, from the binding `get`
+/// ([`NormStep::operands`]: only what the launch reads or writes; null elsewhere).
 fn norm_ptrs(s: &NormStep, get: &impl Fn(ResBuf) -> Result<u64, String>) -> Result<Ptrs, String> {
-    use ResBuf::*;
-    let l = s.bn;
-    let opt = |b: Option<ResBuf>| b.map_or(Ok(0), get);
+    let o = s.operands();
+    let at = |b: Option<ResBuf>| b.map_or(Ok(0), get);
     Ok(Ptrs {
-        x: get(s.x)?,
-        y: opt(s.out)?,
-        gy: opt(s.gy)?,
-        gx: opt(s.out)?,
-        gamma: get(Gamma(l))?,
-        beta: if s.beta { get(Beta(l))? } else { 0 },
-        grad_gamma: get(GradGamma(l))?,
-        grad_beta: get(GradBeta(l))?,
-        mean: get(Mean(l))?,
-        invstd: get(InvStd(l))?,
-        running_mean: get(RunningMean(l))?,
-        running_var: get(RunningVar(l))?,
-        sums: get(Sums)?,
+        x: at(o.x)?,
+        y: at(o.y)?,
+        gy: at(o.gy)?,
+        gx: at(o.gx)?,
+        gamma: at(o.gamma)?,
+        beta: at(o.beta)?,
+        grad_gamma: at(o.grad_gamma)?,
+        grad_beta: at(o.grad_beta)?,
+        mean: at(o.mean)?,
+        invstd: at(o.invstd)?,
+        running_mean: at(o.running_mean)?,
+        running_var: at(o.running_var)?,
+        sums: at(o.sums)?,
     })
 }
 

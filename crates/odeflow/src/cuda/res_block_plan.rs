@@ -122,6 +122,100 @@ pub struct NormStep {
     pub beta: bool,
 }
 
+/// The buffer behind each pointer of one batch-norm launch (`None`: the kernel gets a null
+/// pointer there): exactly what the launch reads or writes, so that an executor binds
+/// nothing else (a forward pass has no gradient, a VJP no running statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NormOperands {
+    /// The normalised tensor `z`.
+    pub x: Option<ResBuf>,
+    /// `Normalize`'s output.
+    pub y: Option<ResBuf>,
+    /// The incoming gradient.
+    pub gy: Option<ResBuf>,
+    /// `BackwardDx`'s output.
+    pub gx: Option<ResBuf>,
+    /// `γ`.
+    pub gamma: Option<ResBuf>,
+    /// `β` (when `Normalize` adds it).
+    pub beta: Option<ResBuf>,
+    /// `∂γ` (accumulated).
+    pub grad_gamma: Option<ResBuf>,
+    /// `∂β` (accumulated).
+    pub grad_beta: Option<ResBuf>,
+    /// `μ`.
+    pub mean: Option<ResBuf>,
+    /// `1/√(σ² + ε)`.
+    pub invstd: Option<ResBuf>,
+    /// The running mean.
+    pub running_mean: Option<ResBuf>,
+    /// The running variance.
+    pub running_var: Option<ResBuf>,
+    /// The backward sums (f64).
+    pub sums: Option<ResBuf>,
+}
+
+impl NormOperands {
+    /// The buffers named.
+    pub fn buffers(&self) -> Vec<ResBuf> {
+        [
+            self.x,
+            self.y,
+            self.gy,
+            self.gx,
+            self.gamma,
+            self.beta,
+            self.grad_gamma,
+            self.grad_beta,
+            self.mean,
+            self.invstd,
+            self.running_mean,
+            self.running_var,
+            self.sums,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+impl NormStep {
+    /// What the launch reads and writes (see [`NormStep`] and `kernels/norm.cu`).
+    pub fn operands(&self) -> NormOperands {
+        use ResBuf::*;
+        let l = self.bn;
+        let mut o = NormOperands {
+            mean: Some(Mean(l)),
+            invstd: Some(InvStd(l)),
+            ..Default::default()
+        };
+        match self.launch.op {
+            NormOp::Stats => {
+                o.x = Some(self.x);
+                (o.running_mean, o.running_var) = (Some(RunningMean(l)), Some(RunningVar(l)));
+            }
+            NormOp::EvalStats => {
+                (o.running_mean, o.running_var) = (Some(RunningMean(l)), Some(RunningVar(l)));
+            }
+            NormOp::Normalize => {
+                (o.x, o.y, o.gamma) = (Some(self.x), self.out, Some(Gamma(l)));
+                o.beta = self.beta.then_some(Beta(l));
+            }
+            NormOp::BackwardSums { grad_params } => {
+                (o.x, o.gy, o.sums) = (Some(self.x), self.gy, Some(Sums));
+                if grad_params {
+                    (o.grad_gamma, o.grad_beta) = (Some(GradGamma(l)), Some(GradBeta(l)));
+                }
+            }
+            NormOp::BackwardDx { train } => {
+                (o.x, o.gy, o.gx, o.gamma) = (Some(self.x), self.gy, self.out, Some(Gamma(l)));
+                o.sums = train.then_some(Sums);
+            }
+        }
+        o
+    }
+}
+
 /// One step of a residual block's plan.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ResOp {
@@ -129,6 +223,16 @@ pub enum ResOp {
     Conv(ConvOp<ResBuf>),
     /// A batch-norm launch.
     Norm(NormStep),
+}
+
+impl ResOp {
+    /// The buffers the step binds (its launcher looks up exactly these).
+    pub fn buffers(&self) -> Vec<ResBuf> {
+        match self {
+            ResOp::Conv(c) => c.buffers(),
+            ResOp::Norm(s) => s.operands().buffers(),
+        }
+    }
 }
 
 /// The shapes of a residual block `C → C` on `h × w` images and where its parameters sit.

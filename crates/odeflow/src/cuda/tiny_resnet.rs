@@ -51,14 +51,6 @@ fn host_err(what: &'static str) -> impl Fn(crate::nn::NnError) -> CudaError {
     move |e| CudaError::invalid(what, e, "the host half of the TinyResNet refused it")
 }
 
-fn from_f32<T: Real>(b: &Batch<f32>) -> Batch<T> {
-    let mut out = Batch::zeros(b.rows(), b.cols());
-    for (o, v) in out.as_mut_slice().iter_mut().zip(b.as_slice()) {
-        *o = T::of(f64::from(*v));
-    }
-    out
-}
-
 impl<T: Real> CudaTinyResNet<T> {
     /// The device twin of `model` (parameters and running statistics copied), with the
     /// body's scheme and (effective) gradient method. Fails for a model in f64.
@@ -93,6 +85,12 @@ impl<T: Real> CudaTinyResNet<T> {
     pub fn to_cpu(&mut self) -> Result<&TinyResNet<T>, CudaError> {
         self.sync_stats()?;
         Ok(&self.host)
+    }
+
+    /// The host model as it is (its running statistics may lag the device's; see
+    /// [`CudaTinyResNet::to_cpu`]).
+    pub fn host(&self) -> &TinyResNet<T> {
+        &self.host
     }
 
     /// [`CudaTinyResNet::to_cpu`], consuming the device model.
@@ -174,7 +172,7 @@ impl<T: Real> CudaTinyResNet<T> {
             sol.y_final.to_host()
         };
         self.dev.check()?;
-        Ok(from_f32(&y?))
+        Ok(y?.cast::<T>())
     }
 
     /// `∂L/∂x_0` from `∂L/∂x_N` after a training pass, the body's parameter gradient
@@ -194,7 +192,7 @@ impl<T: Real> CudaTinyResNet<T> {
         for (a, b) in grad_body.iter_mut().zip(gtheta.to_f64_vec()) {
             *a += T::of(b);
         }
-        Ok(from_f32(&g0.to_host()?))
+        Ok(g0.to_host()?.cast::<T>())
     }
 
     /// Loss, accuracy and gradient on one batch in training mode (`grad`, in the CPU

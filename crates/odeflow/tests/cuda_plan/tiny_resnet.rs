@@ -107,6 +107,47 @@ fn the_depth_layout_places_every_buffer() {
     }
 }
 
+/// What `CudaDepthField` binds for a pass: every buffer its plan's launches name
+/// (`ResOp::buffers`, exactly what the executor looks up) has a place the pass provides —
+/// no parameter gradient in a forward pass (it has none), the call's own buffers only
+/// (input and output forward, cotangent and input gradient backward), and no running
+/// statistics in a VJP. (A forward pass that named `∂γ` failed on every evaluation before
+/// the batch-norm launches bound only their operands.)
+#[test]
+fn every_buffer_a_pass_names_is_bound() {
+    use ResBuf::*;
+    let m = model((Scheme::Heun, GradientMethod::Backprop, Tying::Tied));
+    let lay = DepthLayout::of(m.body().field()).unwrap();
+    let rows = 3;
+    for train in [true, false] {
+        for (pass, ops) in [
+            ("forward", lay.block().forward(rows, train)),
+            ("backward", lay.block().backward(rows, train)),
+        ] {
+            let calls: &[ResBuf] = if pass == "forward" {
+                &[Input, Output]
+            } else {
+                &[Cotangent, GradInput]
+            };
+            let mut named = 0;
+            for op in &ops {
+                for b in op.buffers() {
+                    named += 1;
+                    let p = lay.place(b, 1, train);
+                    let ok = match p {
+                        Place::Grad(_) => pass == "backward",
+                        Place::Call => calls.contains(&b),
+                        Place::Stats(_) | Place::Discard(_) => pass == "forward",
+                        _ => true,
+                    };
+                    assert!(ok, "{pass} (train {train}) names {b:?}, placed at {p:?}");
+                }
+            }
+            assert!(named > 20, "{pass}: {named} buffers");
+        }
+    }
+}
+
 /// The device field's rules with CPU arithmetic: layer `n`'s block runs with the parameters,
 /// gradient and running statistics where `DepthLayout::place` puts them.
 struct Replay {

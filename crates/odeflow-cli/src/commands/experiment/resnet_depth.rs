@@ -80,6 +80,7 @@ pub fn run(args: DepthArgs, reporter: &Reporter, device: DeviceArg) -> Result<()
         train: settings,
         eval_batch: args.eval_batch.max(1),
     };
+    cfg.check()?;
     let compute = crate::device::open(device)?;
     let data = args.train.load(reporter)?;
     cfg.model.classes = data.train.num_classes();

@@ -91,15 +91,12 @@ pub fn run(args: DistanceArgs, reporter: &Reporter, device: DeviceArg) -> Result
         return Err(CliError::input("--substeps 0: give at least 1"));
     }
     let settings = args.train.settings(150)?;
-    let compute = crate::device::open(device)?;
-    let data = args.train.load(reporter)?;
-    let cfg = DistanceSweepConfig {
+    let mut cfg = DistanceSweepConfig {
         depths: args.depths.clone(),
         inits: args.inits.iter().map(|&i| i.into()).collect(),
         scheme: args.scheme.into(),
         model: TinyResNetConfig {
             channels: args.train.channels,
-            classes: data.train.num_classes(),
             seed: args.train.seed,
             ..Default::default()
         },
@@ -109,6 +106,10 @@ pub fn run(args: DistanceArgs, reporter: &Reporter, device: DeviceArg) -> Result
         substeps: args.substeps,
         eval_batch: 500,
     };
+    cfg.check()?;
+    let compute = crate::device::open(device)?;
+    let data = args.train.load(reporter)?;
+    cfg.model.classes = data.train.num_classes();
     let mut out = Outputs::new(&args.output, "resnet-distance");
     let iters = cfg.train.iterations;
     let runs = (cfg.depths.len() * cfg.inits.len()) as u64;

@@ -167,7 +167,6 @@ pub fn run(
 ) -> Result<(), CliError> {
     let start = Instant::now();
     crate::device::require_f32(device, &args.dtype)?;
-    let compute = crate::device::open(device)?;
     let mut base = RunConfig {
         seed: args.seed,
         dtype: args.dtype.clone(),
@@ -199,6 +198,7 @@ pub fn run(
             None => default_mnist(),
         }
     };
+    let compute = crate::device::open(device)?;
     let observer = RunObserver::new(reporter);
     let mut cases = vec![adaptation_case(
         &args.out_dir,

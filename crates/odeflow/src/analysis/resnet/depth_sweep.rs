@@ -265,11 +265,28 @@ pub fn train_tiny_resnet<T: Real, H: TrainHook<T, TinyResNet<T>>>(
     on_iter: impl FnMut(&IterationRecord),
 ) -> Result<(TinyResNet<T>, TrainSummary), TrainError> {
     let mut model = TinyResNet::new(data.shape, cfg).map_err(|e| TrainError::solver(0, e))?;
+    let summary = train_images(&mut model, data, settings, hook, on_iter)?;
+    Ok((model, summary))
+}
+
+/// Trains `model` (a TinyResNet on either device) on `data`'s training images with
+/// `settings`: the batches, augmentation and optimizer of every TinyResNet run.
+pub(crate) fn train_images<T, M, H>(
+    model: &mut M,
+    data: &ImageData<T>,
+    settings: &TrainSettings,
+    hook: &mut H,
+    on_iter: impl FnMut(&IterationRecord),
+) -> Result<TrainSummary, TrainError>
+where
+    T: Real,
+    M: crate::train::Trainable<T, Batch = ImageBatch<T>>,
+    H: TrainHook<T, M>,
+{
     let mut batches =
         AugmentedBatches::new(data, settings.batch_size, settings.augment, settings.seed)?;
-    let mut trainer = Trainer::new(settings.train_config(), &model)?;
-    let summary = trainer.run(&mut model, &mut batches, hook, on_iter)?;
-    Ok((model, summary))
+    let mut trainer = Trainer::new(settings.train_config(), model)?;
+    trainer.run(model, &mut batches, hook, on_iter)
 }
 
 /// Settings of the depth sweep.
@@ -325,6 +342,25 @@ pub struct DepthSweepResult {
     pub runs: Vec<DepthRun>,
 }
 
+impl DepthSweepConfig {
+    /// Fails with one line for settings no run can train with (checked before any work,
+    /// e.g. before a device opens).
+    pub fn check(&self) -> Result<(), ArgError> {
+        super::reconstruction::check_depths(&self.depths, &self.schemes)?;
+        if self.grads.is_empty() {
+            return Err(ArgError::invalid(
+                "gradient methods",
+                "[]",
+                "give at least one",
+            ));
+        }
+        if self.train.iterations == 0 {
+            return Err(ArgError::invalid("iterations", 0, "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 /// Where a sweep is: run index (0-based) of the total, and the iteration record.
 #[derive(Debug, Clone, Copy)]
 pub struct SweepProgress<'a> {
@@ -369,13 +405,7 @@ pub fn depth_sweep_on<T: Real>(
     compute: &Compute,
     mut progress: impl FnMut(SweepProgress<'_>),
 ) -> Result<DepthSweepResult, TrainError> {
-    super::reconstruction::check_depths(&cfg.depths, &cfg.schemes)?;
-    if cfg.grads.is_empty() {
-        return Err(ArgError::invalid("gradient methods", "[]", "give at least one").into());
-    }
-    if cfg.train.iterations == 0 {
-        return Err(ArgError::invalid("iterations", 0, "must be at least 1").into());
-    }
+    cfg.check()?;
     let total = cfg.depths.len() * cfg.schemes.len() * cfg.grads.len();
     let mut plan = Vec::with_capacity(total);
     for &depth in &cfg.depths {
@@ -460,7 +490,7 @@ fn train_and_test<T: Real>(
     Ok(Tested {
         loss,
         accuracy,
-        effective_grad: model.effective_grad()?,
+        effective_grad: model.effective_grad(),
         train_seconds,
     })
 }

@@ -155,15 +155,27 @@ impl<T: Real> DistanceTracker<T> {
     }
 
     /// Measures `model` now and records it as `iteration`.
-    /// On a GPU the host model is measured, with the device's running statistics.
+    /// On a GPU the host model is measured, with the device's running statistics. A
+    /// failure names `iteration`.
     pub fn measure<M: TinyResNetHost<T>>(
         &mut self,
         model: &mut M,
         iteration: u64,
         loss: Option<f64>,
     ) -> Result<&TrackRecord, TrainError> {
-        let model = model.host_model(iteration)?;
-        let failed = |e: ResNetError| TrainError::solver(iteration, e);
+        self.measure_at(model, iteration, loss, iteration)
+    }
+
+    /// [`DistanceTracker::measure`], a failure naming `fail_at`.
+    fn measure_at<M: TinyResNetHost<T>>(
+        &mut self,
+        model: &mut M,
+        iteration: u64,
+        loss: Option<f64>,
+        fail_at: u64,
+    ) -> Result<&TrackRecord, TrainError> {
+        let model = model.host_model(fail_at)?;
+        let failed = |e: ResNetError| TrainError::solver(fail_at, e);
         model.set_train(false);
         let feats = model.features(&self.probe).map_err(failed)?;
         let r = resnet_ode_distance(model.body_mut(), &feats, self.substeps);
@@ -193,7 +205,9 @@ where
         metrics: &mut StepMetrics,
     ) -> Result<(), TrainError> {
         if iteration.is_multiple_of(self.every) {
-            let r = self.measure(model, iteration, Some(metrics.loss))?.clone();
+            let r = self
+                .measure_at(model, iteration, Some(metrics.loss), iteration + 1)?
+                .clone();
             metrics.extra.insert("distance".into(), r.distance);
             metrics
                 .extra
@@ -224,6 +238,22 @@ pub struct DistanceSweepConfig {
     pub substeps: usize,
     /// Batch size of the final test evaluation.
     pub eval_batch: usize,
+}
+
+impl DistanceSweepConfig {
+    /// Fails with one line for settings no run can train with (checked before any work,
+    /// e.g. before a device opens).
+    pub fn check(&self) -> Result<(), ArgError> {
+        super::reconstruction::check_depths(&self.depths, &[self.scheme])?;
+        if self.inits.is_empty() {
+            return Err(ArgError::invalid(
+                "initialisations",
+                "[]",
+                "give at least one",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One network's measurements.
@@ -268,10 +298,7 @@ pub fn distance_sweep_on<T: Real>(
     compute: &Compute,
     mut progress: impl FnMut(usize, usize, u64),
 ) -> Result<DistanceSweepResult, TrainError> {
-    super::reconstruction::check_depths(&cfg.depths, &[cfg.scheme])?;
-    if cfg.inits.is_empty() {
-        return Err(ArgError::invalid("initialisations", "[]", "give at least one").into());
-    }
+    cfg.check()?;
     let n_probe = cfg.probe_size.clamp(1, data.test.len().max(1));
     let probe = data.test.take(n_probe).inputs().clone();
     let total = cfg.depths.len() * cfg.inits.len();

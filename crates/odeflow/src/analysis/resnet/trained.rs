@@ -4,6 +4,8 @@
 //! trainer, batches, optimizer and hooks. [`TrainedTinyResNet`] is the result on the device
 //! it trained on; [`TinyResNetHost`] gives a hook the host model, up to date, to measure.
 
+#[cfg(feature = "cuda")]
+use super::depth_sweep::train_images;
 use super::depth_sweep::{train_tiny_resnet, ImageData, TrainSettings};
 use crate::data::Dataset;
 use crate::models::tiny_resnet::{TinyResNet, TinyResNetConfig};
@@ -72,8 +74,15 @@ impl<T: Real> TrainedTinyResNet<T> {
     }
 
     /// The gradient method the body used (`backprop` below the minimum reversible depth).
-    pub fn effective_grad(&mut self) -> Result<String, TrainError> {
-        Ok(self.host_model(0)?.body().gradient_method().name().into())
+    // Without the feature `cuda` the enum has one variant.
+    #[cfg_attr(not(feature = "cuda"), allow(clippy::infallible_destructuring_match))]
+    pub fn effective_grad(&self) -> String {
+        let m = match self {
+            TrainedTinyResNet::Cpu(m) => m,
+            #[cfg(feature = "cuda")]
+            TrainedTinyResNet::Cuda(m) => m.host(),
+        };
+        m.body().gradient_method().name().into()
     }
 }
 
@@ -92,14 +101,10 @@ pub fn train_tiny_resnet_on<T: Real, H: TinyResNetHook<T>>(
             .map(|(m, _)| TrainedTinyResNet::Cpu(Box::new(m))),
         #[cfg(feature = "cuda")]
         Compute::Cuda(dev) => {
-            use super::depth_sweep::AugmentedBatches;
             let model = TinyResNet::new(data.shape, cfg).map_err(|e| TrainError::solver(0, e))?;
             let mut gpu = crate::cuda::CudaTinyResNet::from_cpu(dev, model)
                 .map_err(|e| TrainError::solver(0, e))?;
-            let mut batches =
-                AugmentedBatches::new(data, settings.batch_size, settings.augment, settings.seed)?;
-            let mut trainer = crate::train::Trainer::new(settings.train_config(), &gpu)?;
-            trainer.run(&mut gpu, &mut batches, hook, on_iter)?;
+            train_images(&mut gpu, data, settings, hook, on_iter)?;
             Ok(TrainedTinyResNet::Cuda(Box::new(gpu)))
         }
     }

@@ -244,3 +244,19 @@ pub enum ConvOp<B = ConvBuf> {
         chunks: usize,
     },
 }
+
+impl<B: Copy> ConvOp<B> {
+    /// The buffers the operation names (its launcher binds exactly these).
+    pub fn buffers(&self) -> Vec<B> {
+        match *self {
+            ConvOp::Gemm(g) => vec![g.a, g.b, g.c],
+            ConvOp::SwapOuter { src, dst, .. } => vec![src, dst],
+            ConvOp::Im2col { x, col, .. } => vec![x, col],
+            ConvOp::Col2im { col, x, .. } => vec![col, x],
+            ConvOp::BiasAct { y, b, .. } => vec![y, b],
+            ConvOp::ActGrad { g, a, .. } => vec![g, a],
+            ConvOp::ChannelPartialSums { g, partial, .. } => vec![g, partial],
+            ConvOp::AddChannelSums { partial, gb, .. } => vec![partial, gb],
+        }
+    }
+}

@@ -227,23 +227,10 @@ pub fn launch_buffers(plan: &super::TrainPlan, l: &Launch) -> Vec<Buf> {
         ],
         Launch::AdamTick => vec![Buf::AdamStep],
         Launch::Adam { .. } => ADAM_BUFFERS.to_vec(),
-        Launch::Conv { op, n, i } => conv_buffers(op)
+        Launch::Conv { op, n, i } => op
+            .buffers()
             .into_iter()
             .map(|b| plan.conv_at(b, *n, *i).buf)
             .collect(),
-    }
-}
-
-/// The buffers one convolution-plan operation names.
-fn conv_buffers<B: Copy>(op: &ConvOp<B>) -> Vec<B> {
-    match *op {
-        ConvOp::Gemm(g) => vec![g.a, g.b, g.c],
-        ConvOp::SwapOuter { src, dst, .. } => vec![src, dst],
-        ConvOp::Im2col { x, col, .. } => vec![x, col],
-        ConvOp::Col2im { col, x, .. } => vec![col, x],
-        ConvOp::BiasAct { y, b, .. } => vec![y, b],
-        ConvOp::ActGrad { g, a, .. } => vec![g, a],
-        ConvOp::ChannelPartialSums { g, partial, .. } => vec![g, partial],
-        ConvOp::AddChannelSums { partial, gb, .. } => vec![partial, gb],
     }
 }
