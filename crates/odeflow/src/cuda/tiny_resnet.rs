@@ -27,7 +27,7 @@ use crate::analysis::resnet::trained::TinyResNetHost;
 use crate::data::Dataset;
 use crate::field::{FieldRhs, Parameterized, VectorField};
 use crate::grad::GradSolver;
-use crate::models::tiny_resnet::{ImageBatch, TinyResNet};
+use crate::models::tiny_resnet::{chunked_loss_accuracy, ImageBatch, TinyResNet};
 use crate::nn::loss::{accuracy, softmax_cross_entropy};
 use crate::nn::Tape;
 use crate::real::Real;
@@ -281,24 +281,12 @@ impl<T: Real> CudaTinyResNet<T> {
         data: &Dataset<T>,
         batch_size: usize,
     ) -> Result<(f64, f64), CudaError> {
-        let n = data.len();
-        if n == 0 {
-            return Ok((0.0, 0.0));
-        }
-        let bs = batch_size.max(1);
-        let (mut loss, mut hits) = (0.0, 0.0);
-        let (mut x, mut g) = (Batch::zeros(0, 0), Batch::zeros(0, 0));
-        let head_err = host_err("TinyResNet head");
-        for start in (0..n).step_by(bs) {
-            let idx: Vec<usize> = (start..(start + bs).min(n)).collect();
-            x.gather_rows(data.inputs(), &idx);
-            let labels = &data.labels()[start..start + idx.len()];
-            let logits = self.logits(&x)?;
-            let m = idx.len() as f64;
-            loss += m * softmax_cross_entropy(&logits, labels, &mut g).map_err(&head_err)?;
-            hits += m * accuracy(&logits, labels).map_err(&head_err)?;
-        }
-        Ok((loss / n as f64, hits / n as f64))
+        chunked_loss_accuracy(
+            data,
+            batch_size,
+            |x, _| self.logits(x),
+            host_err("TinyResNet head"),
+        )
     }
 }
 

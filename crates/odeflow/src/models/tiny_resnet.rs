@@ -307,25 +307,15 @@ impl<T: Real> TinyResNet<T> {
         data: &Dataset<T>,
         batch_size: usize,
     ) -> Result<(f64, f64), ResNetError> {
-        let n = data.len();
-        if n == 0 {
-            return Ok((0.0, 0.0));
-        }
-        let bs = batch_size.max(1);
-        let (mut loss, mut hits) = (0.0, 0.0);
-        let mut x = Batch::zeros(0, 0);
-        let mut g = Batch::zeros(0, 0);
-        for start in (0..n).step_by(bs) {
-            let idx: Vec<usize> = (start..(start + bs).min(n)).collect();
-            x.gather_rows(data.inputs(), &idx);
-            let labels = &data.labels()[start..start + idx.len()];
-            self.check_batch(&x, labels)?;
-            let logits = self.logits(&x)?;
-            let m = idx.len() as f64;
-            loss += m * softmax_cross_entropy(&logits, labels, &mut g)?;
-            hits += m * accuracy(&logits, labels)?;
-        }
-        Ok((loss / n as f64, hits / n as f64))
+        chunked_loss_accuracy(
+            data,
+            batch_size,
+            |x, labels| {
+                self.check_batch(x, labels)?;
+                self.logits(x)
+            },
+            ResNetError::from,
+        )
     }
 
     /// Loss, accuracy and gradient on one batch in training mode; `grad` has the length of
@@ -376,6 +366,34 @@ impl<T: Real> TinyResNet<T> {
         m.extra.insert("tapes_peak".into(), st.tapes_peak as f64);
         Ok(m)
     }
+}
+
+/// Mean softmax cross-entropy and accuracy over `data` of the logits `logits` gives for
+/// chunks of `batch_size` images and their labels (the evaluation of a TinyResNet on either
+/// device); `nn` maps a loss error into the caller's.
+pub fn chunked_loss_accuracy<T: Real, E>(
+    data: &Dataset<T>,
+    batch_size: usize,
+    mut logits: impl FnMut(&Batch<T>, &[usize]) -> Result<Batch<T>, E>,
+    nn: impl Fn(crate::nn::NnError) -> E,
+) -> Result<(f64, f64), E> {
+    let n = data.len();
+    if n == 0 {
+        return Ok((0.0, 0.0));
+    }
+    let bs = batch_size.max(1);
+    let (mut loss, mut hits) = (0.0, 0.0);
+    let (mut x, mut g) = (Batch::zeros(0, 0), Batch::zeros(0, 0));
+    for start in (0..n).step_by(bs) {
+        let idx: Vec<usize> = (start..(start + bs).min(n)).collect();
+        x.gather_rows(data.inputs(), &idx);
+        let labels = &data.labels()[start..start + idx.len()];
+        let z = logits(&x, labels)?;
+        let m = idx.len() as f64;
+        loss += m * softmax_cross_entropy(&z, labels, &mut g).map_err(&nn)?;
+        hits += m * accuracy(&z, labels).map_err(&nn)?;
+    }
+    Ok((loss / n as f64, hits / n as f64))
 }
 
 impl<T: Real> Trainable<T> for TinyResNet<T> {
