@@ -32,9 +32,10 @@
 //! `--device cuda` (binaries built with `--features cuda`, `--dtype f32`) solves a
 //! classifier's ODE block on the GPU (`odeflow::cuda::CudaFlowModel`: MLP, `simple_odenet`
 //! or `odenet` field, every solver), the Linear head on the host, and a TinyResNet's body
-//! (`odeflow::cuda::CudaTinyResNet`, ResNet or HeunNet; stem and head on the host), and a
-//! bare MLP or convolutional field (`odeflow::cuda::field_final_state`); the Hamiltonian
-//! model, bare ResNet bodies and `--labels`/`--grad-out` are not yet on cuda and say so.
+//! (`odeflow::cuda::CudaTinyResNet`, ResNet or HeunNet; stem and head on the host), a bare
+//! ResNet body (`odeflow::cuda::resnet_final_state`) and a bare MLP or convolutional field
+//! (`odeflow::cuda::field_final_state`); the Hamiltonian model and `--labels`/`--grad-out`
+//! are not yet on cuda and say so.
 
 use std::path::PathBuf;
 
@@ -226,7 +227,7 @@ fn not_on_gpu(compute: &Compute, what: &str) -> Result<(), CliError> {
     }
     Err(CliError::input(format!(
         "--device cuda: `odeflow predict` of {what} is not yet on cuda (classifiers with an \
-         mlp, simple_odenet or odenet field, bare fields and TinyResNets, are); use \
+         mlp, simple_odenet or odenet field, bare fields and ResNet models, are); use \
          --device cpu"
     )))
 }
@@ -476,9 +477,14 @@ fn predict_resnet<T: Real>(
     let fail = |e: String| CliError::runtime(format!("the forward pass failed: {e}"));
     let (scheme, depth, outputs, shape, kind) = match arch {
         Architecture::ResNet(scheme) => {
-            not_on_gpu(compute, "a bare ResNet body")?;
             let mut net = load_resnet::<T>(scheme, file, sample).map_err(weights_err)?;
-            let y = net.infer(&x).map_err(|e| fail(e.to_string()))?;
+            let y = match compute {
+                Compute::Cpu => net.infer(&x).map_err(|e| fail(e.to_string()))?,
+                #[cfg(feature = "cuda")]
+                Compute::Cuda(dev) => odeflow::cuda::resnet_final_state(dev, &net, &x)
+                    .map_err(gpu_err)?
+                    .map_err(fail)?,
+            };
             (scheme, net.depth(), y, in_shape.clone(), "final states")
         }
         Architecture::TinyResNet(scheme) => {

@@ -75,7 +75,7 @@ pub use res_block_agreement::{
     ResBlockInputs, ResBlockPass,
 };
 pub use state::CudaBatch;
-pub use tiny_resnet::CudaTinyResNet;
+pub use tiny_resnet::{resnet_final_state, CudaTinyResNet};
 pub use tiny_resnet_agreement::{
     tiny_resnet_agreement, tiny_resnet_case, tiny_resnet_cases, tiny_resnet_cpu_reference,
     tiny_resnet_inputs, TinyResNetAgreement, TinyResNetInputs, TinyResNetPass,

@@ -21,17 +21,18 @@ use std::sync::Arc;
 
 use super::depth_field::CudaDepthField;
 use super::device::{CudaError, Device};
-use super::eager::padded_f32;
+use super::eager::{device_final_state, padded_f32};
 use super::state::CudaBatch;
 use crate::analysis::resnet::trained::TinyResNetHost;
 use crate::data::Dataset;
-use crate::field::{FieldRhs, Parameterized, VectorField};
+use crate::field::{Parameterized, VectorField};
 use crate::grad::GradSolver;
+use crate::models::resnet::ResNet;
 use crate::models::tiny_resnet::{chunked_loss_accuracy, ImageBatch, TinyResNet};
 use crate::nn::loss::{accuracy, softmax_cross_entropy};
 use crate::nn::Tape;
 use crate::real::Real;
-use crate::solve::{solve, SaveAt, SolveOptions};
+use crate::solve::{Method, SolveOptions};
 use crate::state::{Batch, State};
 use crate::train::{StepMetrics, TrainError, Trainable};
 
@@ -151,26 +152,21 @@ impl<T: Real> CudaTinyResNet<T> {
     /// `x_N` from the stem's output `feat`: a training pass (taped for the backward pass)
     /// or, in eval mode, a plain solve with the running statistics.
     fn body_forward(&mut self, feat: &Batch<T>, train: bool) -> Result<Batch<T>, CudaError> {
-        let y0 = CudaBatch::from_host(&self.dev, &padded_f32(feat, 0))?;
         self.field.set_train(train);
-        let y = if train {
-            self.field.begin_training_pass();
-            let r = self
-                .solver
-                .forward(&mut self.field, &y0)
-                .map(|y| y.to_host());
-            self.field.freeze_running_stats();
-            r.map_err(|e| self.failed(e))?
-        } else {
-            let opts = SolveOptions {
-                save: SaveAt::Final,
-                ..self.solver.options().clone()
-            };
+        if !train {
             let method = self.host.body().scheme().method();
-            let sol = solve(&method, &mut FieldRhs(&mut self.field), &y0, &opts)
-                .map_err(|e| self.failed(e))?;
-            sol.y_final.to_host()
-        };
+            let opts = self.solver.options().clone();
+            return body_final_state(&self.dev, &mut self.field, feat, (&method, &opts))?
+                .map_err(|e| CudaError::call("TinyResNet body solve", e));
+        }
+        let y0 = CudaBatch::from_host(&self.dev, &padded_f32(feat, 0))?;
+        self.field.begin_training_pass();
+        let r = self
+            .solver
+            .forward(&mut self.field, &y0)
+            .map(|y| y.to_host());
+        self.field.freeze_running_stats();
+        let y = r.map_err(|e| self.failed(e))?;
         self.dev.check()?;
         Ok(y?.cast::<T>())
     }
@@ -331,6 +327,33 @@ impl<T: Real> Trainable<T> for CudaTinyResNet<T> {
         d["device"] = serde_json::json!("cuda");
         d
     }
+}
+
+/// `x_N` of a ResNet body `field` in eval mode (running statistics) from `x`, solved on the
+/// device by the body's `method` and `opts`; the outer error is the device's, the inner the
+/// solver's.
+fn body_final_state<T: Real>(
+    dev: &Arc<Device>,
+    field: &mut CudaDepthField,
+    x: &Batch<T>,
+    solver: (&Method, &SolveOptions),
+) -> Result<Result<Batch<T>, String>, CudaError> {
+    field.set_train(false);
+    let r = device_final_state(dev, field, &padded_f32(x, 0), solver)?;
+    Ok(r.map(|(y, _)| y.cast::<T>()))
+}
+
+/// The final states of the bare ResNet body `net` (conv residual blocks, e.g. loaded from a
+/// weights file) in eval mode from `x`, on the device (`odeflow predict --device cuda`); the
+/// outer error is the device's, the inner the solver's.
+pub fn resnet_final_state<T: Real>(
+    dev: &Arc<Device>,
+    net: &ResNet<T>,
+    x: &Batch<T>,
+) -> Result<Result<Batch<T>, String>, CudaError> {
+    let mut field = CudaDepthField::from_cpu(dev, net.field())?;
+    let method = net.scheme().method();
+    body_final_state(dev, &mut field, x, (&method, &net.solve_options()))
 }
 
 impl<T: Real> TinyResNetHost<T> for CudaTinyResNet<T> {
