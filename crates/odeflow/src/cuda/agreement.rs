@@ -83,6 +83,12 @@ fn cpu_pass<T: Real>(
     ))
 }
 
+/// The agreement checks' rule: the device's error `gpu` against the CPU f64 reference is
+/// within ten times the CPU f32 error `cpu`, or within 1e-5.
+pub(crate) fn within(gpu: f64, cpu: f64) -> bool {
+    gpu <= (10.0 * cpu).max(1e-5)
+}
+
 pub(crate) fn max_rel(a: &[f64], reference: &[f64]) -> f64 {
     let scale = reference
         .iter()
@@ -148,7 +154,6 @@ pub fn pendulum_agreement(
 
     let (y1_rel_gpu, y1_rel_cpu_f32) = (max_rel(&y_gpu, &y64), max_rel(&y32, &y64));
     let (grad_rel_gpu, grad_rel_cpu_f32) = (norm_rel(&g_gpu, &g64), norm_rel(&g32, &g64));
-    let within = |gpu: f64, cpu: f64| gpu <= (10.0 * cpu).max(1e-5);
     Ok(Agreement {
         method: method.to_string(),
         grad: grad.name().to_string(),

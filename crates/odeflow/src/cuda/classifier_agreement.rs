@@ -19,7 +19,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::agreement::{max_rel, norm_rel};
+use super::agreement::{max_rel, norm_rel, within};
 use super::device::{CudaError, Device};
 use super::train_graph::ClassifierStep;
 use super::trainable::{plan_classifier, ClassifierSetup};
@@ -259,7 +259,6 @@ pub fn classifier_agreement(
     let z = f(step.logits_to_host()?);
     let g = f(step.grad_to_host()?);
     let p = f(step.params_to_host()?);
-    let within = |gpu: f64, cpu: f64| gpu <= (10.0 * cpu).max(1e-5);
     let r = ClassifierAgreement {
         case: case.clone(),
         loss_gpu: out.loss,

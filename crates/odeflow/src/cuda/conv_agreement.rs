@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::agreement::{max_rel, norm_rel};
+use super::agreement::{max_rel, norm_rel, within};
 use super::conv::CudaConvField;
 use super::device::{CudaError, Device};
 use super::state::CudaBatch;
@@ -179,7 +179,6 @@ pub fn conv_agreement(
     let host = |b: &CudaBatch| b.to_host().map(|h| h.cast::<f64>().into_vec());
     let (y_gpu, gy_gpu, g_gpu) = (host(&y1)?, host(&gy0)?, host(&g)?);
 
-    let within = |gpu: f64, cpu: f64| gpu <= (10.0 * cpu).max(1e-5);
     let out = ConvAgreement {
         model,
         rows,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::agreement::{max_rel, norm_rel};
+use super::agreement::{max_rel, norm_rel, within};
 use super::device::{download, CudaError, Device};
 use super::res_block::CudaResBlock;
 use super::res_block_plan::ResBlockLayout;
@@ -161,7 +161,6 @@ pub fn res_block_agreement(
 ) -> Result<Vec<ResBlockAgreement>, CudaError> {
     let layout = ResBlockLayout::new(channels, h, w).map_err(CudaError::Unsupported)?;
     let inp = res_block_inputs(&layout, rows, seed)?;
-    let within = |gpu: f64, cpu: f64| gpu <= (10.0 * cpu).max(1e-5);
     let shape = (channels, h, w);
     [true, false]
         .into_iter()

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::agreement::{max_rel, norm_rel};
+use super::agreement::{max_rel, norm_rel, within};
 use super::device::{CudaError, Device};
 use super::tiny_resnet::CudaTinyResNet;
 use crate::grad::GradientMethod;
@@ -213,7 +213,6 @@ pub fn tiny_resnet_agreement(
     rows: usize,
     seed: u64,
 ) -> Result<Vec<TinyResNetAgreement>, CudaError> {
-    let within = |gpu: f64, cpu: f64| gpu <= (10.0 * cpu).max(1e-5);
     tiny_resnet_cases()
         .into_iter()
         .map(|case| {
