@@ -17,11 +17,12 @@
 #   3. GPU-vs-CPU agreement: `odeflow bench pendulum-mlp128-euler2 --device cuda --check-cpu`
 #      with each gradient method (backprop, adjoint, reversible): final state, loss and
 #      parameter gradient of one pass with Euler and with adaptive dopri5, against the CPU in
-#      f32 and f64; fails when the GPU error exceeds 10x the CPU f32 error; with backprop also
-#      one training iteration of a small MLP classifier through the device plan
-#      (odeflow::cuda::ClassifierStep: head, cross-entropy, backprop, graph-safe Adam), eager
-#      and as a captured CUDA graph: logits, loss, parameter gradient and the parameters after
-#      Adam against the CPU ("classifier_agreement" in the JSON, same 10x rule);
+#      f32 and f64; fails when the GPU error exceeds 10x the CPU f32 error; and, with the
+#      same gradient method, one training iteration of a small MLP classifier through the
+#      device plan (odeflow::cuda::ClassifierStep: head, cross-entropy, the backward pass,
+#      graph-safe Adam), eager and as a captured CUDA graph: logits, loss, parameter gradient
+#      and the parameters after Adam against the CPU ("classifier_agreement" in the JSON,
+#      same 10x rule);
 #      the convolutional fields (`bench mnist-odenet64-euler8 --check-cpu` and the same for
 #      cifar-odenet128-euler8: odenet on MNIST/CIFAR shapes, one solve and backward pass
 #      against the CPU; one classifier training iteration with the workload's field on 8x8
@@ -31,9 +32,9 @@
 #      whole TinyResNet with its body on the device (CudaTinyResNet, untied and tied): loss,
 #      gradient, running statistics after a step, eval logits);
 #   4. training on the GPU, both paths, each checked on the CPU and on the GPU: a sphere2 MLP
-#      classifier and a sphere2 simple_odenet (the captured CUDA graph, backprop), and the
-#      simple_odenet with adjoint gradients (the generic solvers on the device), 300
-#      iterations each; each GPU run is resumed for 100 more on the CPU; the captured
+#      classifier and a sphere2 simple_odenet (the captured CUDA graph, backprop), the
+#      simple_odenet with the adjoint and an MLP with the reversible gradient (captured too,
+#      memory-free), 300 iterations each; each GPU run is resumed for 100 more on the CPU; the captured
 #      simple_odenet's weights are exported and `predict --device cuda` compared with the CPU;
 #      a sphere2 MLP trained with Ott et al.'s step-size adaptation (--adapt: the generic path,
 #      its probes on the device); TinyResNets on MNIST (`experiment resnet-depth`: ResNet and
@@ -131,7 +132,8 @@ train_case() { # name, flags...
 }
 train_case mlp-captured --model mlp --method rk4 --steps 8 --lr 1e-2
 train_case odenet-captured --model simple_odenet --method euler --steps 8 --lr 1e-2
-train_case odenet-generic --model simple_odenet --method euler --steps 8 --lr 1e-2 --grad adjoint
+train_case odenet-adjoint --model simple_odenet --method euler --steps 8 --lr 1e-2 --grad adjoint
+train_case mlp-reversible --model mlp --method heun --steps 8 --lr 1e-2 --grad reversible
 train_case mlp-adapt --model mlp --method midpoint --adapt --lr 1e-2
 
 # TinyResNets (Sander et al.) with their bodies on the GPU, and one on the CPU beside them.
@@ -241,7 +243,7 @@ for w in workloads:
                  ("odeflow-cuda", "torchdiffeq-cuda", "diffrax-cuda", "odeflow-cpu")]
                  + [targets.get(w, "≤ faster peer")]) + " |")
 lines += ["", "Training on the GPU (300 iterations, then checked; test accuracy and verdict):", ""]
-for name in ("mlp-captured", "odenet-captured", "odenet-generic", "mlp-adapt"):
+for name in ("mlp-captured", "odenet-captured", "odenet-adjoint", "mlp-reversible", "mlp-adapt"):
     t, c, g = read(f"train-{name}"), read(f"check-cpu-{name}"), read(f"check-gpu-{name}")
     acc = (t or {}).get("summary", {}).get("test_accuracy")
     v = lambda r: (r or {}).get("summary", "n/a")
@@ -286,18 +288,19 @@ for g in ("backprop", "adjoint", "reversible"):
                      f"{a['grad_rel_gpu']:.2e} | {a['grad_rel_cpu_f32']:.2e} | {a['passed']} |")
     if not r:
         lines.append(f"| {g} | – | – | – | – | – | failed (see agreement-{g}.err) |")
-lines += ["", "GPU vs CPU (one classifier training iteration through the device plan, backprop; relative errors against the CPU in f64):", "",
-          "| field | sample | ANODE | method | steps | graph | loss gpu | loss cpu f64 | logits gpu | logits cpu f32 | gradient gpu | gradient cpu f32 | params gpu | params cpu f32 | passed |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-for src in ("agreement-backprop", "agreement-mnist-odenet64-euler8", "agreement-cifar-odenet128-euler8"):
+lines += ["", "GPU vs CPU (one classifier training iteration through the device plan; relative errors against the CPU in f64):", "",
+          "| field | sample | ANODE | method | steps | gradient | graph | loss gpu | loss cpu f64 | logits gpu | logits cpu f32 | gradient gpu | gradient cpu f32 | params gpu | params cpu f32 | passed |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+for src in ("agreement-backprop", "agreement-adjoint", "agreement-reversible",
+            "agreement-mnist-odenet64-euler8", "agreement-cifar-odenet128-euler8"):
     r = read(src)
     for a in (r or {}).get("classifier_agreement") or []:
         c = a["case"]
-        lines.append(f"| {c['field'].get('kind')} | {c['sample']} | {c['augment']} | {c['method']} | {c['steps']} | {c['captured']} | "
+        lines.append(f"| {c['field'].get('kind')} | {c['sample']} | {c['augment']} | {c['method']} | {c['steps']} | {c['grad'].get('kind')} | {c['captured']} | "
                      f"{a['loss_gpu']:.6f} | {a['loss_cpu_f64']:.6f} | {a['logits_rel_gpu']:.2e} | {a['logits_rel_cpu_f32']:.2e} | "
                      f"{a['grad_rel_gpu']:.2e} | {a['grad_rel_cpu_f32']:.2e} | {a['params_rel_gpu']:.2e} | {a['params_rel_cpu_f32']:.2e} | {a['passed']} |")
     if not (r or {}).get("classifier_agreement"):
-        lines.append(f"| – | – | – | – | – | – | – | – | – | – | – | – | – | – | failed (see {src}.err) |")
+        lines.append(f"| – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | failed (see {src}.err) |")
 text = "\n".join(lines)
 print(text)
 open(os.path.join(out, "summary.md"), "w").write(text + "\n")

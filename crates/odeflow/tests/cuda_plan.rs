@@ -1,8 +1,9 @@
 //! The launch plans of the GPU path (`odeflow::cuda::plan`, feature `cuda`) executed with
 //! reference CPU arithmetic (column-major GEMM as cuBLAS defines it, the kernels' formulas)
 //! against the CPU layers, in f64. No GPU needed. The plan of a whole classifier training
-//! iteration is tested in `cuda_plan/train.rs` (MLP field) and `cuda_plan/train_conv.rs`
-//! (convolutional fields), the plans of the convolutional fields
+//! iteration is tested in `cuda_plan/train.rs` (MLP field), `cuda_plan/train_conv.rs`
+//! (convolutional fields) and `cuda_plan/train_memory_free.rs` (the reversible and adjoint
+//! gradients), the plans of the convolutional fields
 //! (`simple_odenet`, `odenet`) in `cuda_plan/conv.rs`, those of batch normalisation and
 //! average pooling in `cuda_plan/norm.rs`, that of a TinyResNet residual block in
 //! `cuda_plan/res_block.rs` and the whole TinyResNet's device composition in
@@ -25,6 +26,8 @@ mod tiny_resnet;
 mod train;
 #[path = "cuda_plan/train_conv.rs"]
 mod train_conv;
+#[path = "cuda_plan/train_memory_free.rs"]
+mod train_memory_free;
 
 use std::collections::HashMap;
 

@@ -3,12 +3,14 @@
 //! GPU's error exceeds ten times the CPU f32 error against the CPU f64):
 //!
 //! * the pendulum (`pendulum_agreement`): one pass with Euler and with adaptive dopri5 under
-//!   the chosen gradient method; with backprop also one MLP-classifier training iteration
-//!   through the device plan, eager and as a captured CUDA graph (`classifier_agreement`);
+//!   the chosen gradient method, and one MLP-classifier training iteration with that
+//!   gradient through the device plan, eager and as a captured CUDA graph
+//!   (`classifier_agreement`);
 //! * a classifier workload: one solve and backward pass of its convolutional field on four
-//!   samples (`conv_agreement`); with backprop also one training iteration of a classifier
-//!   with the workload's field on small images through the captured plan the benchmark
-//!   times (`classifier_agreement`, eager and captured, with and without an ANODE channel);
+//!   samples (`conv_agreement`), and one training iteration of a classifier with the
+//!   workload's field on small images, with the chosen gradient, through the captured plan
+//!   the benchmark times (`classifier_agreement`, eager and captured, with and without an
+//!   ANODE channel);
 //!   and on `cifar-odenet128-euler8` a TinyResNet residual block in train and eval mode
 //!   (`res_block_agreement`) and a whole TinyResNet with its body on the device, one
 //!   training step and the eval logits, untied and tied (`tiny_resnet_agreement`).
@@ -99,14 +101,13 @@ pub(super) fn cuda_runner(
                 )
             },
         )?);
-        if matches!(grad, GradientMethod::Backprop) {
-            let cases = [
-                ClassifierCase::mlp("euler", 4, false),
-                ClassifierCase::mlp("euler", 4, true),
-                ClassifierCase::mlp("rk4", 2, true),
-            ];
-            agreements.classifier = Some(classifier_rows(&dev, &cases, seed)?);
-        }
+        let cases = [
+            ClassifierCase::mlp("euler", 4, false),
+            ClassifierCase::mlp("euler", 4, true),
+            ClassifierCase::mlp("rk4", 2, true),
+        ]
+        .map(|c| c.with_grad(grad.clone()));
+        agreements.classifier = Some(classifier_rows(&dev, &cases, seed)?);
     }
     let mut runner = PendulumCuda::new(&dev, grad, seed).map_err(gpu_err)?;
     let params = runner.num_params();
@@ -137,14 +138,15 @@ fn classifier_rows(
         |a| a.passed,
         |a| {
             format!(
-                "classifier iteration ({:?} on {:?} + {} ANODE, {} in {} steps, captured: {}): \
-                 logits {:.2e} (CPU f32 {:.2e}), gradient {:.2e} (CPU f32 {:.2e}), \
+                "classifier iteration ({:?} on {:?} + {} ANODE, {} in {} steps, {} gradient, \
+                 captured: {}): logits {:.2e} (CPU f32 {:.2e}), gradient {:.2e} (CPU f32 {:.2e}), \
                  parameters after Adam {:.2e} (CPU f32 {:.2e})",
                 a.case.field,
                 a.case.sample,
                 a.case.augment,
                 a.case.method,
                 a.case.steps,
+                a.case.grad.name(),
                 a.case.captured,
                 a.logits_rel_gpu,
                 a.logits_rel_cpu_f32,
@@ -218,25 +220,24 @@ fn conv_runner(
             |a| a.passed,
             |a| format!("the field of {}: {a:?}", workload.name()),
         )?);
-        if matches!(grad, GradientMethod::Backprop) {
-            let anode = usize::from(matches!(field, FieldSpec::Odenet { .. }));
-            let case = |method, steps, captured, augment| {
-                ClassifierCase::conv(
-                    field.clone(),
-                    small.clone(),
-                    augment,
-                    method,
-                    steps,
-                    captured,
-                )
-            };
-            let cases = [
-                case("euler", 3, false, 0),
-                case("euler", 3, true, 0),
-                case("rk4", 2, true, anode),
-            ];
-            agreements.classifier = Some(classifier_rows(dev, &cases, seed)?);
-        }
+        let anode = usize::from(matches!(field, FieldSpec::Odenet { .. }));
+        let case = |method, steps, captured, augment| {
+            ClassifierCase::conv(
+                field.clone(),
+                small.clone(),
+                augment,
+                method,
+                steps,
+                captured,
+            )
+            .with_grad(grad.clone())
+        };
+        let cases = [
+            case("euler", 3, false, 0),
+            case("euler", 3, true, 0),
+            case("rk4", 2, true, anode),
+        ];
+        agreements.classifier = Some(classifier_rows(dev, &cases, seed)?);
         if workload == Workload::CifarOdenet128Euler8 {
             let rows = res_block_agreement(dev, (16, 8, 8), 4, seed).map_err(gpu_err)?;
             agreements.res_block = Some(judged(

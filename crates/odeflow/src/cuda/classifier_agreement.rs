@@ -52,6 +52,8 @@ pub struct ClassifierCase {
     pub steps: usize,
     /// Whether the device runs the iteration as a captured CUDA graph.
     pub captured: bool,
+    /// The gradient method, on both devices.
+    pub grad: GradientMethod,
 }
 
 impl ClassifierCase {
@@ -70,7 +72,13 @@ impl ClassifierCase {
             method: method.into(),
             steps,
             captured,
+            grad: GradientMethod::Backprop,
         }
+    }
+
+    /// The same case differentiated by `grad`.
+    pub fn with_grad(self, grad: GradientMethod) -> Self {
+        Self { grad, ..self }
     }
 
     /// A convolutional field on `sample`-shaped inputs with `augment` ANODE channels, a
@@ -92,6 +100,7 @@ impl ClassifierCase {
             method: method.into(),
             steps,
             captured,
+            grad: GradientMethod::Backprop,
         }
     }
 
@@ -102,7 +111,7 @@ impl ClassifierCase {
         Ok((m, SolveOptions::steps(0.0, 1.0, self.steps)))
     }
 
-    /// The case's CPU classifier in `T` (backprop, [`Self::solver`]), initialised from
+    /// The case's CPU classifier in `T` (its gradient, [`Self::solver`]), initialised from
     /// `seed`.
     pub fn cpu_model<T: Real>(&self, seed: u64) -> Result<NeuralClassifier<T>, CudaError> {
         let (method, opts) = self.solver()?;
@@ -111,7 +120,7 @@ impl ClassifierCase {
                 &self.sample,
                 self.classes,
                 method,
-                GradientMethod::Backprop,
+                self.grad.clone(),
                 opts,
                 seed,
             )
@@ -237,7 +246,7 @@ pub fn classifier_agreement(
         rows,
         method: &m,
         opts: &opts,
-        grad: GradientMethod::Backprop,
+        grad: case.grad.clone(),
         optimizer: &adam,
     };
     let (plan, hyper) = plan_classifier(&setup)?;
@@ -249,11 +258,8 @@ pub fn classifier_agreement(
         step.capture()?;
     }
     let out = step.iteration(&batch.x, &batch.labels, LR)?;
-    if let Some((n, i)) = out.non_finite {
-        return Err(CudaError::call(
-            "classifier iteration on the device",
-            format!("non-finite state at step {n}, component {i}"),
-        ));
+    if let Some(e) = out.non_finite_error() {
+        return Err(CudaError::call("classifier iteration on the device", e));
     }
     let f = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
     let z = f(step.logits_to_host()?);

@@ -6,7 +6,8 @@
 //! code. The head, the cross-entropy and the optimizer stay on the host, so each iteration
 //! copies the final state and its gradient across (one batch each way) and the parameters
 //! (the trainer's optimizer is the CPU's). This is the path for what the captured iteration
-//! ([`super::CudaClassifier`]: MLP fields, fixed steps, backprop, Adam) does not cover.
+//! ([`super::CudaClassifier`]: MLP and convolutional fields, explicit methods on fixed
+//! steps, Adam) does not cover: adaptive or implicit solvers, SGD, step-size adaptation.
 //! **Not yet run on a GPU.**
 
 use std::sync::Arc;

@@ -18,7 +18,8 @@
 //! [`CudaResBlock`] (plan [`res_block_plan`]).
 //!
 //! A whole fixed-step training iteration of a classifier with the MLP or a convolutional
-//! field (forward solve, head, cross-entropy, backprop through the steps, Adam) is one
+//! field (forward solve, head, cross-entropy, the backward pass of any of the three gradient
+//! methods, Adam) is one
 //! [`train_plan::TrainPlan`], issued by [`ClassifierStep`] eagerly or captured once into a
 //! CUDA graph (not yet run on a GPU).
 //!

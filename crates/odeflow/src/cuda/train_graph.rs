@@ -24,7 +24,7 @@ use cudarc::driver::{sys as drv, CudaGraph, CudaSlice, DevicePtr, PushKernelArg}
 
 use super::device::{CudaError, Device};
 use super::state::config;
-use super::train_plan::{AdamHyper, At, Buf, Launch, TrainPlan, ADAM_BUFFERS};
+use super::train_plan::{AdamHyper, At, Buf, Launch, PlanGradient, TrainPlan, ADAM_BUFFERS};
 use crate::state::Batch;
 
 /// cuBLAS workspace given to the handle before a capture (cuBLAS must not allocate inside).
@@ -39,6 +39,26 @@ pub struct StepOutcome {
     pub accuracy: f64,
     /// `(step n, component)` of the first non-finite value in the states `yₙ₊₁`, if any.
     pub non_finite: Option<(usize, usize)>,
+    /// For the memory-free gradients, `(what, backward step, component)` of the first
+    /// non-finite value in the backward pass's state (the rebuilt `x̃ₙ` of the reversible
+    /// method, step `n`; the adjoint `a` after backward step `m`, counted from `t₁`).
+    pub backward_non_finite: Option<(&'static str, usize, usize)>,
+}
+
+impl StepOutcome {
+    /// One line for the first non-finite value, if the iteration met one.
+    pub fn non_finite_error(&self) -> Option<String> {
+        if let Some((n, i)) = self.non_finite {
+            return Some(format!(
+                "the forward solve on the GPU gave a non-finite state at step {n} (component {i})"
+            ));
+        }
+        self.backward_non_finite.map(|(what, n, i)| {
+            format!(
+                "the backward pass on the GPU gave a non-finite {what} at backward step {n} (component {i})"
+            )
+        })
+    }
 }
 
 /// The parameters and Adam's state of a [`ClassifierStep`], copied to the host.
@@ -425,16 +445,36 @@ impl ClassifierStep {
             .clone_dtoh(&self.u64s[&Buf::FirstNonFinite])
             .map_err(read)?;
         self.dev.check()?;
-        let non_finite = first
-            .iter()
-            .take(self.plan.num_steps())
-            .enumerate()
-            .find(|(_, &i)| i < len)
-            .map(|(n, &i)| (n, i as usize));
+        let big_n = self.plan.num_steps();
+        let first_in = |slots: &[u64]| {
+            slots
+                .iter()
+                .enumerate()
+                .find(|(_, &i)| i < len)
+                .map(|(n, &i)| (n, i as usize))
+        };
+        let non_finite = first_in(&first[..big_n.min(first.len())]);
+        let what = match self.plan.gradient {
+            PlanGradient::Adjoint { .. } => "adjoint state a",
+            _ => "rebuilt state x̃ₙ",
+        };
+        // The reversible pass runs n = N−1…0: its first failure is the highest step.
+        let back = &first[big_n.min(first.len())..];
+        let backward_non_finite = match self.plan.gradient {
+            PlanGradient::Reversible => back
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, &i)| i < len)
+                .map(|(n, &i)| (n, i as usize)),
+            _ => first_in(back),
+        }
+        .map(|(n, i)| (what, n, i));
         Ok(StepOutcome {
             loss,
             accuracy: correct as f64 / s.rows as f64,
             non_finite,
+            backward_non_finite,
         })
     }
 

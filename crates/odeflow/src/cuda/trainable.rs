@@ -1,6 +1,6 @@
 //! Training a built-in classifier on the GPU: [`CudaClassifier`] is a [`Trainable`]
-//! whose whole iteration — forward solve, head, cross-entropy, backprop through the steps
-//! and Adam — is one [`ClassifierStep`] (captured once as a CUDA graph and replayed), and
+//! whose whole iteration — forward solve, head, cross-entropy, the backward pass of any of
+//! the three gradient methods and Adam — is one [`ClassifierStep`] (captured once as a CUDA graph and replayed), and
 //! whose [`FusedStep`] hands parameters and Adam's state between the trainer and the device.
 //! So `odeflow train --device cuda` keeps the CPU's run folder, metrics log and checkpoints,
 //! and a run moves between devices: trained on the GPU, checked on the CPU, resumed on either.
@@ -8,8 +8,9 @@
 //! Supported (else one [`CudaError::Unsupported`] naming what is not): an MLP field with
 //! tanh or ReLU (`FieldSpec::Mlp`) or Ott et al.'s `simple_odenet` / `odenet`, ANODE zeros,
 //! the Linear head, no encoder; an explicit
-//! Runge–Kutta method on a fixed grid; the `backprop` gradient; Adam; f32. **Not yet run on
-//! a GPU.**
+//! Runge–Kutta method on a fixed grid; the `backprop`, `reversible` or `adjoint` gradient
+//! (the last two memory-free: two states and one step's tapes on the device); Adam; f32.
+//! **Not yet run on a GPU.**
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use super::device::{CudaError, Device};
 use super::eager::conv_layout;
 use super::plan::act_code;
 use super::train_graph::ClassifierStep;
-use super::train_plan::{AdamHyper, ClassifierShape, FieldShape, TrainPlan};
+use super::train_plan::{AdamHyper, ClassifierShape, FieldShape, PlanGradient, TrainPlan};
 use crate::analysis::solver_dependence::{stepping_metric, AdaptationHook};
 use crate::error::ArgError;
 use crate::grad::GradientMethod;
@@ -79,12 +80,6 @@ pub fn plan_classifier(s: &ClassifierSetup<'_>) -> Result<(TrainPlan, AdamHyper)
             s.input
         )));
     }
-    if s.grad != GradientMethod::Backprop {
-        return Err(no(format!(
-            "training with the {} gradient (backprop is)",
-            s.grad.name()
-        )));
-    }
     let tab = s.method.tableau().ok_or_else(|| {
         no(format!(
             "training with {} (explicit Runge–Kutta methods with fixed steps are)",
@@ -105,6 +100,8 @@ pub fn plan_classifier(s: &ClassifierSetup<'_>) -> Result<(TrainPlan, AdamHyper)
         return Err(no("training with SGD (Adam is)".into()));
     };
     let grid = fixed_grid(s.opts).map_err(|e| CudaError::Unsupported(e.to_string()))?;
+    let gradient = PlanGradient::for_method(&s.grad, s.opts)
+        .map_err(|e| CudaError::Unsupported(e.to_string()))?;
     let shape = ClassifierShape {
         field,
         input: s.input,
@@ -117,7 +114,7 @@ pub fn plan_classifier(s: &ClassifierSetup<'_>) -> Result<(TrainPlan, AdamHyper)
         eps: eps as f32,
         weight_decay: weight_decay as f32,
     };
-    Ok((TrainPlan::new(shape, tab, &grid), hyper))
+    Ok((TrainPlan::new(shape, tab, &grid, gradient), hyper))
 }
 
 /// A built-in classifier trained on the device (see the module docs).
@@ -125,8 +122,6 @@ pub struct CudaClassifier {
     step: ClassifierStep,
     /// The parameters as last handed over (`read_params` / `write_params`).
     host: Vec<f32>,
-    stages: usize,
-    steps: usize,
 }
 
 impl CudaClassifier {
@@ -138,15 +133,11 @@ impl CudaClassifier {
         params: &[f32],
     ) -> Result<Self, CudaError> {
         let (plan, hyper) = plan_classifier(setup)?;
-        let stages = setup.method.tableau().map_or(1, |t| t.stages());
-        let steps = plan.num_steps();
         let mut step = ClassifierStep::new(dev, plan, params, hyper)?;
         step.capture()?;
         Ok(Self {
             step,
             host: params.to_vec(),
-            stages,
-            steps,
         })
     }
 }
@@ -220,20 +211,15 @@ impl<T: Real> FusedStep<T, ClassBatch<T>> for CudaClassifier {
             .step
             .iteration(&x, &batch.labels, lr)
             .map_err(|e| cuda_err(iteration + 1, e))?;
-        if let Some((n, i)) = out.non_finite {
-            return Err(TrainError::solver(
-                iteration + 1,
-                format!(
-                    "the forward solve on the GPU gave a non-finite state at step {n} (component {i})"
-                ),
-            ));
+        if let Some(e) = out.non_finite_error() {
+            return Err(TrainError::solver(iteration + 1, e));
         }
-        let evals = self.stages * self.steps;
+        let plan = self.step.plan();
         Ok(StepMetrics {
             loss: out.loss,
             accuracy: Some(out.accuracy),
-            nfe_forward: evals,
-            nfe_backward: evals,
+            nfe_forward: plan.forward_evaluations(),
+            nfe_backward: plan.backward_evaluations(),
             ..Default::default()
         })
     }

@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
-use super::conv::CudaConvField;
 use super::device::{CudaError, Device};
-use super::eager::{BuiltField, CudaSolverClassifier};
 use super::mlp::CudaMlp;
 use super::state::{config, CudaBatch};
 use super::trainable::{ClassifierSetup, CudaClassifier};
@@ -19,7 +17,7 @@ use crate::models::{ClassBatch, PendulumProblem, Workload, WorkloadRunner};
 use crate::nn::zoo::mlp_field;
 use crate::solve::{Method, SolveOptions};
 use crate::state::State;
-use crate::train::{FusedStep, Optimizer, OptimizerConfig, StepMetrics, TrainError, Trainable};
+use crate::train::{FusedStep, OptimizerConfig, StepMetrics, TrainError, Trainable};
 
 /// Adam's defaults, as `OptimizerConfig::adam`.
 const BETA1: f64 = 0.9;
@@ -178,25 +176,13 @@ pub(crate) fn mse_on_device(
 }
 
 /// A classifier workload (`sphere2-euler256`, `sphere2-rk4-64`, `mnist-odenet64-euler8`,
-/// `cifar-odenet128-euler8`) on the device: the CPU runner's model, batch and seed. With the
-/// `backprop` gradient, the whole iteration — forward solve, head, cross-entropy, backward
-/// pass and Adam — is one captured CUDA graph ([`CudaClassifier`], as `odeflow train
-/// --device cuda` runs it); with the adjoint or reversible gradient, the solves run on the
-/// GPU through the generic gradient solvers ([`CudaSolverClassifier`]) with the Linear head,
-/// cross-entropy and Adam on the host. **Not yet run on a GPU.**
+/// `cifar-odenet128-euler8`) on the device: the CPU runner's model, batch and seed, the whole
+/// iteration — forward solve, head, cross-entropy, the backward pass of any of the three
+/// gradient methods and Adam — one captured CUDA graph ([`CudaClassifier`], as `odeflow
+/// train --device cuda` runs it). **Not yet run on a GPU.**
 pub struct ClassifierCuda {
-    path: Path,
+    model: Box<CudaClassifier>,
     batch: ClassBatch<f32>,
-}
-
-enum Path {
-    Captured(Box<CudaClassifier>),
-    Generic {
-        model: Box<CudaSolverClassifier<f32, CudaConvField>>,
-        params: Vec<f32>,
-        grad: Vec<f32>,
-        opt: Optimizer<f32>,
-    },
 }
 
 /// The workloads' learning rate (Adam).
@@ -222,76 +208,33 @@ impl ClassifierCuda {
         let (name, steps) = workload.solver();
         let method = Method::from_name(name).map_err(|e| bad(e.to_string()))?;
         let opts = SolveOptions::steps(0.0, 1.0, steps);
-        let n = cpu.num_params();
-        let mut params = vec![0.0; n];
+        let mut params = vec![0.0; cpu.num_params()];
         model.read_params(&mut params);
         let optimizer = OptimizerConfig::adam(LR);
-        let state = model.head.in_shape();
         let setup = ClassifierSetup {
             field: &spec,
             input: batch.x.cols(),
-            state,
+            state: model.head.in_shape(),
             classes: model.head.out_shape().len(),
             rows: batch.x.rows(),
             method: &method,
             opts: &opts,
-            grad: grad.clone(),
+            grad,
             optimizer: &optimizer,
         };
-        let path = if grad == GradientMethod::Backprop {
-            Path::Captured(Box::new(CudaClassifier::new(dev, &setup, &params)?))
-        } else {
-            let fp = model.field.params().to_vec();
-            let BuiltField::Conv(field) = BuiltField::new(dev, &spec, state, &fp)? else {
-                return Err(bad(format!(
-                    "{}: not a convolutional field",
-                    workload.name()
-                )));
-            };
-            let head = model.head.clone();
-            let gpu = CudaSolverClassifier::new(dev, field, fp, head, 0, (&method, grad, opts))?;
-            Path::Generic {
-                model: Box::new(gpu),
-                params,
-                grad: vec![0.0; n],
-                opt: Optimizer::new(optimizer, n).map_err(|e| bad(e.to_string()))?,
-            }
-        };
         Ok(Self {
-            path,
+            model: Box::new(CudaClassifier::new(dev, &setup, &params)?),
             batch: batch.clone(),
         })
     }
 
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
-        match &self.path {
-            Path::Captured(c) => Trainable::<f32>::num_params(c.as_ref()),
-            Path::Generic { params, .. } => params.len(),
-        }
-    }
-
-    /// Whether the iteration is one captured CUDA graph.
-    pub fn is_captured(&self) -> bool {
-        matches!(self.path, Path::Captured(_))
+        Trainable::<f32>::num_params(self.model.as_ref())
     }
 
     /// One training iteration: forward solve, head, cross-entropy, backward pass, Adam.
     pub fn iteration(&mut self, it: u64) -> Result<StepMetrics, TrainError> {
-        match &mut self.path {
-            Path::Captured(c) => FusedStep::<f32, _>::step(c.as_mut(), &self.batch, LR, it),
-            Path::Generic {
-                model,
-                params,
-                grad,
-                opt,
-            } => {
-                grad.iter_mut().for_each(|g| *g = 0.0);
-                model.write_params(params);
-                let m = model.loss_and_grad(&self.batch, grad, it)?;
-                opt.step(params, grad, LR);
-                Ok(m)
-            }
-        }
+        FusedStep::<f32, _>::step(self.model.as_mut(), &self.batch, LR, it)
     }
 }

@@ -105,10 +105,10 @@ pub fn train_run(
 
 /// [`train_run`] on `compute`. With [`Compute::Cuda`] (feature `cuda`) the training
 /// iterations run on the GPU in f32: as one captured CUDA graph each where the device plan
-/// covers the run ([`crate::cuda::CudaClassifier`]: MLP field, explicit method on a fixed
-/// grid, backprop, Adam), otherwise through the generic gradient solvers on the device
-/// ([`crate::cuda::CudaSolverClassifier`]: every built-in field and solver, all three
-/// gradient methods, and Ott et al.'s step-size adaptation). Checkpoints, the metrics log,
+/// covers the run ([`crate::cuda::CudaClassifier`]: MLP or convolutional field, explicit
+/// method on a fixed grid, any gradient method, Adam), otherwise through the generic
+/// gradient solvers on the device ([`crate::cuda::CudaSolverClassifier`]: every built-in
+/// field and solver, all three gradient methods, and Ott et al.'s step-size adaptation). Checkpoints, the metrics log,
 /// the final evaluation (on the CPU) and the files written are the same as on the CPU, so a
 /// run trained on one device resumes and is checked on the other.
 pub fn train_run_on(

@@ -1,6 +1,6 @@
 //! The GPU branch of [`super::train_run_on`] (feature `cuda`): the captured iteration when
 //! the device plan covers the run ([`crate::cuda::CudaClassifier`]: MLP, `simple_odenet` or
-//! `odenet` field, explicit method on a fixed grid, backprop, Adam), otherwise the generic gradient solvers on the
+//! `odenet` field, explicit method on a fixed grid, any gradient method, Adam), otherwise the generic gradient solvers on the
 //! device ([`crate::cuda::CudaSolverClassifier`]: every built-in field, solver and gradient
 //! method, head and optimizer on the host, and Ott et al.'s step-size adaptation, whose
 //! probes solve on the device too). Either way the trainer, its checkpoints and the metrics

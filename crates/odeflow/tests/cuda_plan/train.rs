@@ -114,15 +114,18 @@ impl Exec<'_> {
                     base,
                     terms,
                 } => {
+                    // On the first `len` components (the adjoint's stage gradient is the
+                    // field's part of ∂θ); every operand must hold them.
                     assert!(terms.len() <= odeflow::cuda::plan::MAX_TERMS);
-                    let mut acc = self.get(*base).clone();
-                    assert_eq!(acc.len(), *len);
+                    let mut acc = self.get(*base)[..*len].to_vec();
                     for (t, c) in terms {
-                        for (a, k) in acc.iter_mut().zip(self.get(*t)) {
+                        let tv = self.get(*t);
+                        assert!(tv.len() >= *len, "{t:?} shorter than {len}");
+                        for (a, k) in acc.iter_mut().zip(tv) {
                             *a += *c as f64 * k;
                         }
                     }
-                    self.bufs.insert(*out, acc);
+                    self.write((*out).into(), &acc);
                 }
                 Launch::Gemm { g, a, b, c } => self.gemm(g, *a, *b, *c),
                 Launch::BiasAct {
@@ -271,8 +274,17 @@ fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     }
 }
 
-/// Two iterations of the plan against the CPU classifier and optimizer.
-fn check(method: &str, dims: &[usize], activation: Activation, input: usize, steps: usize) {
+/// Two iterations of the plan differentiated by `grad` against the CPU classifier with the
+/// same gradient method, and its optimizer.
+pub(crate) fn check(
+    method: &str,
+    grad: &str,
+    dims: &[usize],
+    activation: Activation,
+    input: usize,
+    opts: SolveOptions,
+) {
+    let grad = GradientMethod::from_name(grad).expect("gradient method");
     let (rows, classes) = (6, 4);
     let d = dims[0];
     let mopts = MlpOptions {
@@ -283,7 +295,6 @@ fn check(method: &str, dims: &[usize], activation: Activation, input: usize, ste
     let field = mlp_field::<f64>(dims, &mopts, 3).expect("field");
     let head = linear_head::<f64>(Shape::Flat(d), classes, 4).expect("head");
     let m = Method::from_name(method).expect("method");
-    let opts = SolveOptions::steps(0.0, 1.0, steps);
     let grid = fixed_grid(&opts).expect("fixed grid");
     let parts = ClassifierParts {
         encoder: None,
@@ -292,8 +303,8 @@ fn check(method: &str, dims: &[usize], activation: Activation, input: usize, ste
         head,
         augment: d - input,
     };
-    let mut cpu = OdeClassifier::new(parts, m.clone(), GradientMethod::Backprop, opts.clone())
-        .expect("classifier");
+    let mut cpu =
+        OdeClassifier::new(parts, m.clone(), grad.clone(), opts.clone()).expect("classifier");
     let shape = ClassifierShape {
         field: FieldShape::Mlp {
             dims: dims.to_vec(),
@@ -303,7 +314,8 @@ fn check(method: &str, dims: &[usize], activation: Activation, input: usize, ste
         classes,
         rows,
     };
-    let plan = TrainPlan::new(shape, m.tableau().expect("explicit"), &grid);
+    let gradient = PlanGradient::for_method(&grad, &opts).expect("fixed grid");
+    let plan = TrainPlan::new(shape, m.tableau().expect("explicit"), &grid, gradient);
     replay(
         &mut cpu,
         &plan,
@@ -312,7 +324,7 @@ fn check(method: &str, dims: &[usize], activation: Activation, input: usize, ste
         input,
         classes,
         method,
-        &format!("{dims:?}"),
+        &format!("{dims:?}, {}", grad.name()),
     );
 }
 
@@ -423,11 +435,33 @@ pub(crate) fn replay<F>(
 
 #[test]
 fn train_plan_matches_the_cpu_classifier_iteration_euler_and_rk4() {
-    check("euler", &[5, 16, 5], Activation::Tanh, 5, 3);
+    let steps = |n| SolveOptions::steps(0.0, 1.0, n);
+    check(
+        "euler",
+        "backprop",
+        &[5, 16, 5],
+        Activation::Tanh,
+        5,
+        steps(3),
+    );
     // ANODE: two zero channels, ReLU, two hidden layers, four stages per step.
-    check("rk4", &[6, 7, 8, 6], Activation::Relu, 4, 2);
+    check(
+        "rk4",
+        "backprop",
+        &[6, 7, 8, 6],
+        Activation::Relu,
+        4,
+        steps(2),
+    );
     // dopri5's tableau on a fixed grid: seven stages, the FSAL stage never differentiated.
-    check("dopri5", &[3, 9, 3], Activation::Tanh, 3, 2);
+    check(
+        "dopri5",
+        "backprop",
+        &[3, 9, 3],
+        Activation::Tanh,
+        3,
+        steps(2),
+    );
 }
 
 #[test]
@@ -443,9 +477,10 @@ fn train_plan_is_graph_ready_inputs_read_only_and_fused() {
     };
     let m = Method::from_name("rk4").expect("rk4");
     let grid = fixed_grid(&SolveOptions::steps(0.0, 1.0, 4)).expect("grid");
-    let plan = TrainPlan::new(shape, m.tableau().expect("explicit"), &grid);
+    let tab = m.tableau().expect("explicit");
+    let plan = TrainPlan::new(shape, tab, &grid, PlanGradient::Backprop);
     // Replayed unchanged: planning twice gives the same launches.
-    let again = TrainPlan::new(plan.shape.clone(), m.tableau().expect("explicit"), &grid);
+    let again = TrainPlan::new(plan.shape.clone(), tab, &grid, PlanGradient::Backprop);
     assert_eq!(plan, again);
     inputs_read_only(&plan);
     // Fused stage sums: per step three stage inputs and one update forward, four k̄ and one
@@ -593,12 +628,13 @@ fn the_plan_of_a_gpu_run_is_the_built_in_classifiers_iteration() {
         },
         "silu",
     );
+    let implicit = Method::from_name("implicit-midpoint").expect("method");
     refuse(
         &ClassifierSetup {
-            grad: GradientMethod::from_name("adjoint").expect("adjoint"),
+            method: &implicit,
             ..setup.clone()
         },
-        "adjoint",
+        "implicit-midpoint",
     );
     let dopri = Method::from_name("dopri5").expect("method");
     let adaptive = SolveOptions::adaptive(0.0, 1.0, 1e-3, 1e-3);

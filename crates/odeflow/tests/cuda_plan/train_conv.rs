@@ -14,8 +14,15 @@ use odeflow::train::{OptimizerConfig, Trainable};
 use crate::train::{inputs_read_only, replay};
 
 /// Plans the built-in classifier `field` on samples of `sample` (with `augment` zero
-/// channels) and replays two iterations and a NaN against the CPU.
-fn check(field: FieldSpec, sample: &[usize], augment: usize, method: &str, steps: usize) {
+/// channels), differentiated by `grad`, and replays two iterations and a NaN against the CPU.
+pub(crate) fn check(
+    field: FieldSpec,
+    sample: &[usize],
+    augment: usize,
+    (method, grad): (&str, &str),
+    steps: usize,
+) {
+    let grad = GradientMethod::from_name(grad).expect("gradient method");
     let spec = ClassifierSpec {
         field: field.clone(),
         augment,
@@ -25,14 +32,7 @@ fn check(field: FieldSpec, sample: &[usize], augment: usize, method: &str, steps
     let opts = SolveOptions::steps(0.0, 1.0, steps);
     let (classes, rows) = (3, 4);
     let mut cpu = spec
-        .build::<f64>(
-            sample,
-            classes,
-            m.clone(),
-            GradientMethod::Backprop,
-            opts.clone(),
-            5,
-        )
+        .build::<f64>(sample, classes, m.clone(), grad.clone(), opts.clone(), 5)
         .expect("model");
     let state = cpu.head.in_shape();
     let input: usize = sample.iter().product();
@@ -45,7 +45,7 @@ fn check(field: FieldSpec, sample: &[usize], augment: usize, method: &str, steps
         rows,
         method: &m,
         opts: &opts,
-        grad: GradientMethod::Backprop,
+        grad: grad.clone(),
         optimizer: &adam,
     };
     let (plan, _) = plan_classifier(&setup).expect("planned");
@@ -56,7 +56,7 @@ fn check(field: FieldSpec, sample: &[usize], augment: usize, method: &str, steps
     for b in plan.buffers() {
         assert!(plan.len_of(b) > 0, "{b:?}");
     }
-    let label = format!("{field:?} on {sample:?} + {augment}");
+    let label = format!("{field:?} on {sample:?} + {augment}, {}", grad.name());
     replay(&mut cpu, &plan, &m, &opts, input, classes, method, &label);
 }
 
@@ -66,14 +66,14 @@ fn simple_odenet_iteration_matches_the_cpu_classifier() {
         FieldSpec::SimpleOdenet { channels: 4 },
         &[1, 7],
         0,
-        "euler",
+        ("euler", "backprop"),
         3,
     );
     check(
         FieldSpec::SimpleOdenet { channels: 3 },
         &[1, 5],
         0,
-        "rk4",
+        ("rk4", "backprop"),
         2,
     );
 }
@@ -81,14 +81,20 @@ fn simple_odenet_iteration_matches_the_cpu_classifier() {
 #[test]
 fn odenet_iteration_matches_the_cpu_classifier_with_anode_channels() {
     // One image channel: NCHW is the channel-major layout, no swaps.
-    check(FieldSpec::Odenet { channels: 4 }, &[1, 4, 5], 0, "euler", 2);
+    check(
+        FieldSpec::Odenet { channels: 4 },
+        &[1, 4, 5],
+        0,
+        ("euler", "backprop"),
+        2,
+    );
     // Two state channels (one ANODE channel): the state is swapped to channel-major and
     // back, and the swapped input is kept per stage as the tape.
     check(
         FieldSpec::Odenet { channels: 3 },
         &[1, 3, 4],
         1,
-        "midpoint",
+        ("midpoint", "backprop"),
         2,
     );
 }

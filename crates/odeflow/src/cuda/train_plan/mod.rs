@@ -27,16 +27,27 @@
 //!            bias correction with t, update; t and the learning rate read on the device)
 //! ```
 //!
+//! That backward pass is the `backprop` gradient, which keeps every step's states and stage
+//! tapes. The memory-free gradients ([`PlanGradient`]) keep two states and one step's tapes,
+//! whatever `N` (module [`backward`]): `reversible` (Sander et al., NeurIPS 2022) rebuilds
+//! each `yₙ` by a reverse step before differentiating the step, and `adjoint` (Chen et al.,
+//! NeurIPS 2018) integrates `(y, a, g)` backwards on its own fixed grid. Both are captured
+//! like `backprop`, with a finiteness slot per backward step after the forward ones.
+//!
 //! The parameters are the classifier's flat vector `[field | head]`. The plan is unit-tested
 //! by executing it with reference arithmetic against the CPU classifier's `loss_and_grad` and
 //! `train::Optimizer` (`tests/cuda_plan/train.rs`); [`super::ClassifierStep`] issues it on a GPU.
 
+mod backward;
 mod vocab;
 
 pub use vocab::{launch_buffers, At, Buf, Launch, ADAM_BUFFERS};
 
 use super::conv_plan::{ConvBuf, ConvFieldLayout, ConvOp};
 use super::plan::{lincomb_plan, Mat, MlpLayout, Op};
+use crate::error::ArgError;
+use crate::grad::GradientMethod;
+use crate::solve::{fixed_grid, SaveAt, SolveOptions};
 use crate::tableau::ButcherTableau;
 
 /// The ODE block's field of a planned classifier.
@@ -98,6 +109,55 @@ pub struct AdamHyper {
     pub weight_decay: f32,
 }
 
+/// How the iteration's backward pass computes `∂L/∂θ` (the three [`crate::grad`] methods,
+/// on fixed grids).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanGradient {
+    /// The exact discrete adjoint: every step's state and stage tapes are kept.
+    Backprop,
+    /// Sander et al.'s reversible adjoint: only the final state is kept; each step's start
+    /// `x̃ₙ = x̃ₙ₊₁ − h Σ bᵢ kᵢ` is rebuilt by a reverse step, the step is recomputed there
+    /// with tapes and differentiated as `backprop` does. Approximate: O(h) for Euler, O(h²)
+    /// for Heun.
+    Reversible,
+    /// The continuous adjoint: `y' = f`, `a' = −aᵀ∂f/∂y`, `g' = −aᵀ∂f/∂θ` integrated with
+    /// the same tableau from `t₁` back to `t₀` on `grid` (`t₁ > … > t₀`, as
+    /// [`crate::solve::fixed_grid`] gives it for the reversed interval).
+    Adjoint {
+        /// The backward solve's grid.
+        grid: Vec<f64>,
+    },
+}
+
+impl PlanGradient {
+    /// The plan's twin of the generic method `grad` for a solve with the fixed stepping of
+    /// `opts` (the adjoint's backward grid is `fixed_grid` of the reversed interval, as the
+    /// generic adjoint's backward solve steps).
+    pub fn for_method(grad: &GradientMethod, opts: &SolveOptions) -> Result<Self, ArgError> {
+        Ok(match grad {
+            GradientMethod::Backprop => Self::Backprop,
+            GradientMethod::Reversible => Self::Reversible,
+            GradientMethod::Adjoint(_) => {
+                let back = SolveOptions {
+                    t0: opts.t1,
+                    t1: opts.t0,
+                    stepping: opts.stepping.clone(),
+                    save: SaveAt::Final,
+                    max_steps: opts.max_steps,
+                };
+                Self::Adjoint {
+                    grid: fixed_grid(&back)?,
+                }
+            }
+        })
+    }
+
+    /// Whether every step's state and tapes are kept (`backprop`).
+    fn keeps_steps(&self) -> bool {
+        matches!(self, Self::Backprop)
+    }
+}
+
 /// The plan of one iteration: its launches and the sizes of its buffers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainPlan {
@@ -105,16 +165,25 @@ pub struct TrainPlan {
     pub shape: ClassifierShape,
     /// The step sizes `hₙ` (from the solver's fixed grid).
     pub steps: Vec<f64>,
+    /// The gradient method of the backward pass.
+    pub gradient: PlanGradient,
     /// The launches, in stream order.
     pub launches: Vec<Launch>,
     field: FieldPlan,
+    /// Stages per step that reach its result (`backward::needed`).
+    needed_stages: usize,
     head: MlpLayout,
 }
 
 impl TrainPlan {
     /// The plan for `shape` with the explicit tableau `tab` on the fixed grid `grid`
-    /// (`t₀ < t₁ < … < t_N`, as `solve::fixed_grid` gives it).
-    pub fn new(shape: ClassifierShape, tab: &ButcherTableau, grid: &[f64]) -> Self {
+    /// (`t₀ < t₁ < … < t_N`, as `solve::fixed_grid` gives it), differentiated by `gradient`.
+    pub fn new(
+        shape: ClassifierShape,
+        tab: &ButcherTableau,
+        grid: &[f64],
+        gradient: PlanGradient,
+    ) -> Self {
         let d = shape.field.state_len();
         let field = match &shape.field {
             FieldShape::Mlp { dims, act } => FieldPlan::Mlp(MlpLayout::new(dims, *act)),
@@ -125,7 +194,9 @@ impl TrainPlan {
         let mut p = Self {
             shape,
             steps,
+            gradient,
             launches: Vec::new(),
+            needed_stages: backward::needed(tab).iter().filter(|&&b| b).count(),
             field,
             head,
         };
@@ -155,6 +226,47 @@ impl TrainPlan {
         self.steps.len()
     }
 
+    /// Steps of the backward pass: `N`, or the adjoint's backward grid's.
+    pub fn backward_steps(&self) -> usize {
+        match &self.gradient {
+            PlanGradient::Adjoint { grid } => grid.len().saturating_sub(1),
+            _ => self.num_steps(),
+        }
+    }
+
+    /// The buffer of the state `yₙ`: its own for `backprop`, one of two otherwise.
+    pub fn state(&self, n: usize) -> Buf {
+        Buf::State(self.phys(n))
+    }
+
+    /// The index of `yₙ`'s buffer.
+    fn phys(&self, n: usize) -> usize {
+        if self.gradient.keeps_steps() {
+            n
+        } else {
+            n % 2
+        }
+    }
+
+    /// The tape slot of a stage evaluated from the state buffer `State(n)`: `n` for
+    /// `backprop`, the one slot otherwise.
+    fn tape(&self, n: usize) -> usize {
+        if self.gradient.keeps_steps() {
+            n
+        } else {
+            0
+        }
+    }
+
+    /// Where the field's VJP accumulates `∂θ`: the gradient, or the adjoint's per-stage
+    /// scratch.
+    fn grad_buf(&self) -> Buf {
+        match self.gradient {
+            PlanGradient::Adjoint { .. } => Buf::GradStage,
+            _ => Buf::GradParams,
+        }
+    }
+
     /// Elements of `buf` (f32, f64, i32 or u64 as the buffer's doc says).
     pub fn len_of(&self, buf: Buf) -> usize {
         let s = &self.shape;
@@ -176,7 +288,8 @@ impl TrainPlan {
             Buf::YBar(_) | Buf::Zeros => rows * d,
             Buf::Act(_, _, l) | Buf::Hidden(l) => hidden(l),
             Buf::Logits | Buf::GradLogits => rows * s.classes,
-            Buf::FirstNonFinite => self.num_steps(),
+            Buf::FirstNonFinite => self.num_steps() + self.backward_steps(),
+            Buf::GradStage => self.field_params(),
             Buf::InputT(..) | Buf::OutputT | Buf::KBarT | Buf::YBarT => rows * d,
             Buf::Col => conv(ConvBuf::Col),
             Buf::Partial => conv(ConvBuf::Partial),
@@ -211,11 +324,12 @@ impl TrainPlan {
         v
     }
 
-    fn stage_input(n: usize, i: usize) -> Buf {
+    /// The input of stage `i` of a step from `State(n)`: that state for stage 0.
+    fn stage_input(&self, n: usize, i: usize) -> Buf {
         if i == 0 {
             Buf::State(n)
         } else {
-            Buf::StageIn(n, i)
+            Buf::StageIn(self.tape(n), i)
         }
     }
 
@@ -224,16 +338,16 @@ impl TrainPlan {
             unreachable!("MLP operations on a convolutional field's plan")
         };
         match m {
-            Mat::Input => Self::stage_input(n, i).into(),
-            Mat::Act(l) => Buf::Act(n, i, l).into(),
+            Mat::Input => self.stage_input(n, i).into(),
+            Mat::Act(l) => Buf::Act(self.tape(n), i, l).into(),
             Mat::Output => Buf::K(i).into(),
             Mat::Cotangent => Buf::KBar.into(),
             Mat::Grad(l) => Buf::Hidden(l).into(),
             Mat::GradInput => Buf::YBar(i).into(),
             Mat::Weight(l) => params(Buf::Params, f.weight_offset(l)),
             Mat::Bias(l) => params(Buf::Params, f.bias_offset(l)),
-            Mat::GradWeight(l) => params(Buf::GradParams, f.weight_offset(l)),
-            Mat::GradBias(l) => params(Buf::GradParams, f.bias_offset(l)),
+            Mat::GradWeight(l) => params(self.grad_buf(), f.weight_offset(l)),
+            Mat::GradBias(l) => params(self.grad_buf(), f.bias_offset(l)),
             Mat::Ones => Buf::Ones.into(),
         }
     }
@@ -241,7 +355,8 @@ impl TrainPlan {
     /// Where the convolutional field's buffer `b` sits at stage `i` of step `n`: the stage
     /// input and output are the solve's (`Yᵢ`, `kᵢ`), the VJP's cotangent and input gradient
     /// are `k̄` and `Ȳᵢ`, the activations (and the channel-major input) are the tape of
-    /// `(n, i)`, and the parameters are offsets into [`Buf::Params`] / [`Buf::GradParams`].
+    /// `(n, i)` (slot 0 for the memory-free gradients), and the parameters are offsets into
+    /// [`Buf::Params`] / [`Buf::GradParams`] ([`Buf::GradStage`] for the adjoint).
     pub fn conv_at(&self, b: ConvBuf, n: usize, i: usize) -> At {
         let FieldPlan::Conv(f) = &self.field else {
             unreachable!("convolution operations on an MLP's plan")
@@ -249,14 +364,14 @@ impl TrainPlan {
         if let Some(off) = f.param_offset(b) {
             let buf = match b {
                 ConvBuf::Weight(_) | ConvBuf::Bias(_) => Buf::Params,
-                _ => Buf::GradParams,
+                _ => self.grad_buf(),
             };
             return params(buf, off);
         }
         match b {
-            ConvBuf::Input => Self::stage_input(n, i),
-            ConvBuf::InputT => Buf::InputT(n, i),
-            ConvBuf::Act(l) => Buf::Act(n, i, l),
+            ConvBuf::Input => self.stage_input(n, i),
+            ConvBuf::InputT => Buf::InputT(self.tape(n), i),
+            ConvBuf::Act(l) => Buf::Act(self.tape(n), i, l),
             ConvBuf::Col => Buf::Col,
             ConvBuf::OutputT => Buf::OutputT,
             ConvBuf::Output => Buf::K(i),
@@ -288,7 +403,7 @@ impl TrainPlan {
     fn head_at(&self, m: Mat) -> At {
         let (h, o) = (&self.head, self.field_params());
         match m {
-            Mat::Input => Buf::State(self.num_steps()).into(),
+            Mat::Input => self.state(self.num_steps()).into(),
             Mat::Output => Buf::Logits.into(),
             Mat::Cotangent => Buf::GradLogits.into(),
             Mat::GradInput => Buf::Lambda.into(),
@@ -358,7 +473,11 @@ impl TrainPlan {
     }
 
     fn lincomb(&mut self, out: Buf, base: Buf, terms: &[(Buf, f32)]) {
-        let len = self.len_of(out);
+        self.lincomb_len(self.len_of(out), out, base, terms);
+    }
+
+    /// `out ← base + Σ c·term` on the first `len` components of each.
+    fn lincomb_len(&mut self, len: usize, out: Buf, base: Buf, terms: &[(Buf, f32)]) {
         let coeffs: Vec<f32> = terms.iter().map(|t| t.1).collect();
         for launch in lincomb_plan(&coeffs) {
             self.launches.push(Launch::Lincomb {
@@ -371,19 +490,14 @@ impl TrainPlan {
     }
 
     fn build(&mut self, tab: &ButcherTableau) {
-        let s = tab.stages();
-        let (a, b) = (tab.a().to_vec(), tab.b().to_vec());
-        let (rows, d, big_n) = (
-            self.shape.rows,
-            self.shape.field.state_len(),
-            self.num_steps(),
-        );
-        let mut needed = vec![false; s];
-        for i in (0..s).rev() {
-            needed[i] = b[i] != 0.0 || (i + 1..s).any(|j| a[j][i] != 0.0 && needed[j]);
-        }
+        let rows = self.shape.rows;
+        let (len, big_n) = (self.state_len(), self.num_steps());
         let slots = self.len_of(Buf::FirstNonFinite);
-        let len = rows * d;
+        let (input, pad) = (
+            self.shape.input,
+            self.shape.field.state_len() - self.shape.input,
+        );
+        let y0 = self.state(0);
         self.launches.extend([
             Launch::Fill {
                 buf: Buf::FirstNonFinite,
@@ -395,26 +509,17 @@ impl TrainPlan {
             Launch::Zero(Buf::GradParams),
             Launch::Pad {
                 rows,
-                cols: self.shape.input,
-                extra: d - self.shape.input,
+                cols: input,
+                extra: pad,
                 src: Buf::Input,
-                dst: Buf::State(0),
+                dst: y0,
             },
         ]);
         for n in 0..big_n {
-            let h = self.steps[n];
-            for i in 0..s {
-                if i > 0 {
-                    let terms: Vec<(Buf, f32)> =
-                        (0..i).map(|j| (Buf::K(j), (h * a[i][j]) as f32)).collect();
-                    self.lincomb(Buf::StageIn(n, i), Buf::State(n), &terms);
-                }
-                self.push_field(rows, n, i, true);
-            }
-            let terms: Vec<(Buf, f32)> = (0..s).map(|j| (Buf::K(j), (h * b[j]) as f32)).collect();
-            self.lincomb(Buf::State(n + 1), Buf::State(n), &terms);
+            let to = self.state(n + 1);
+            self.step_forward(tab, n, self.steps[n], Some(to));
             self.launches.push(Launch::FirstNonFinite {
-                x: Buf::State(n + 1),
+                x: to,
                 len,
                 slot: n,
             });
@@ -427,24 +532,14 @@ impl TrainPlan {
         });
         let ops = self.head.backward(rows);
         self.push_ops(ops, |p, m| p.head_at(m));
-        for n in (0..big_n).rev() {
-            let h = self.steps[n];
-            for i in (0..s).rev().filter(|&i| needed[i]) {
-                let mut terms = Vec::new();
-                if b[i] != 0.0 {
-                    terms.push((Buf::Lambda, (h * b[i]) as f32));
+        match self.gradient.clone() {
+            PlanGradient::Backprop => {
+                for n in (0..big_n).rev() {
+                    self.step_backward(tab, n, self.steps[n]);
                 }
-                for j in (i + 1..s).filter(|&j| a[j][i] != 0.0 && needed[j]) {
-                    terms.push((Buf::YBar(j), (h * a[j][i]) as f32));
-                }
-                self.lincomb(Buf::KBar, Buf::Zeros, &terms);
-                self.push_field(rows, n, i, false);
             }
-            let terms: Vec<(Buf, f32)> = (0..s)
-                .filter(|&i| needed[i])
-                .map(|i| (Buf::YBar(i), 1.0))
-                .collect();
-            self.lincomb(Buf::Lambda, Buf::Lambda, &terms);
+            PlanGradient::Reversible => self.reversible_backward(tab),
+            PlanGradient::Adjoint { grid } => self.adjoint_backward(tab, &grid),
         }
         self.launches.push(Launch::AdamTick);
         self.launches.push(Launch::Adam {

@@ -17,13 +17,16 @@ pub enum Buf {
     Params,
     /// Their gradient.
     GradParams,
+    /// The field's parameter gradient of one stage of the adjoint's backward solve
+    /// (`Aᵢᵀ∂f/∂θ`, the field's parameters only; scratch).
+    GradStage,
     /// Adam's first moment.
     AdamM,
     /// Adam's second moment.
     AdamV,
     /// Adam's step count `t` (one u64, incremented on the device by [`Launch::AdamTick`]).
     AdamStep,
-    /// `yₙ`, `n = 0..=N` (`rows × dim`).
+    /// `yₙ`, `n = 0..=N` (`rows × dim`); `State(n mod 2)` for the memory-free gradients.
     State(usize),
     /// The stage input `Yᵢ` of step `n`, `i ≥ 1` (stage 0 reads `yₙ`).
     StageIn(usize, usize),
@@ -51,7 +54,9 @@ pub enum Buf {
     Loss,
     /// The number of correct predictions (one u64).
     Correct,
-    /// `first[n]`: the first non-finite index of `yₙ₊₁`, or `len` (u64, one per step).
+    /// `first[n]`: the first non-finite index of `yₙ₊₁`, or `len` (u64, one per step), then
+    /// one per backward step of the memory-free gradients (the rebuilt `x̃ₙ`, or the
+    /// adjoint `a`).
     FirstNonFinite,
     /// A convolutional field's channel-major stage input at `(n, i)` (`c_in > 1`; the tape).
     InputT(usize, usize),
