@@ -152,6 +152,23 @@ pub struct CudaSolverClassifier<T: Real, F: VectorField<CudaBatch, Grad = CudaBa
     logits: Batch<T>,
     dlogits: Batch<T>,
     dz1: Batch<T>,
+    /// The field's parameter gradient on the device, kept between iterations.
+    gtheta: Option<CudaBatch>,
+}
+
+/// The field's parameter gradient buffer kept in `slot`, zeroed on the device (one memset),
+/// or a fresh one the first time, so that a training loop allocates it once.
+pub(super) fn zeroed_grad<F: VectorField<CudaBatch, Grad = CudaBatch>>(
+    slot: &mut Option<CudaBatch>,
+    field: &F,
+) -> CudaBatch {
+    match slot.take() {
+        Some(mut g) => {
+            g.set_zero();
+            g
+        }
+        None => field.zero_grad(),
+    }
 }
 
 impl<T: Real, F: VectorField<CudaBatch, Grad = CudaBatch> + DeviceParams>
@@ -190,6 +207,7 @@ impl<T: Real, F: VectorField<CudaBatch, Grad = CudaBatch> + DeviceParams>
             logits: Batch::zeros(0, 0),
             dlogits: Batch::zeros(0, 0),
             dz1: Batch::zeros(0, 0),
+            gtheta: None,
         })
     }
 
@@ -258,13 +276,14 @@ impl<T: Real, F: VectorField<CudaBatch, Grad = CudaBatch> + DeviceParams> Traina
             .map_err(nn)?;
         let dz1 = CudaBatch::from_host(&self.dev, &self.dz1.cast::<f32>())
             .map_err(|e| self.failed(it, e))?;
-        let mut g = self.field.zero_grad();
+        let mut g = zeroed_grad(&mut self.gtheta, &self.field);
         if let Err(e) = self.solver.backward(&mut self.field, &dz1, &mut g) {
             return Err(self.failed(it, e));
         }
-        let g = g.to_f64_vec();
+        let gv = g.to_f64_vec();
+        self.gtheta = Some(g);
         self.dev.check().map_err(|e| self.failed(it, e))?;
-        for (o, v) in grad[..f].iter_mut().zip(&g) {
+        for (o, v) in grad[..f].iter_mut().zip(&gv) {
             *o = T::of(*v);
         }
         let s = self.solver.stats();

@@ -21,11 +21,11 @@ use std::sync::Arc;
 
 use super::depth_field::CudaDepthField;
 use super::device::{CudaError, Device};
-use super::eager::{device_final_state, padded_f32};
+use super::eager::{device_final_state, padded_f32, zeroed_grad};
 use super::state::CudaBatch;
 use crate::analysis::resnet::trained::TinyResNetHost;
 use crate::data::Dataset;
-use crate::field::{Parameterized, VectorField};
+use crate::field::Parameterized;
 use crate::grad::GradSolver;
 use crate::models::resnet::ResNet;
 use crate::models::tiny_resnet::{chunked_loss_accuracy, ImageBatch, TinyResNet};
@@ -46,6 +46,8 @@ pub struct CudaTinyResNet<T: Real> {
     head_tape: Tape<T>,
     /// A failed parameter upload, reported by the next pass.
     pending: Option<CudaError>,
+    /// The body's parameter gradient on the device, kept between iterations.
+    gtheta: Option<CudaBatch>,
 }
 
 fn host_err(what: &'static str) -> impl Fn(crate::nn::NnError) -> CudaError {
@@ -78,6 +80,7 @@ impl<T: Real> CudaTinyResNet<T> {
             stem_tape: Tape::new(),
             head_tape: Tape::new(),
             pending: None,
+            gtheta: None,
         })
     }
 
@@ -179,13 +182,15 @@ impl<T: Real> CudaTinyResNet<T> {
         grad_body: &mut [T],
     ) -> Result<Batch<T>, CudaError> {
         let g = CudaBatch::from_host(&self.dev, &padded_f32(g_out, 0))?;
-        let mut gtheta = self.field.zero_grad();
+        let mut gtheta = zeroed_grad(&mut self.gtheta, &self.field);
         let g0 = self
             .solver
             .backward(&mut self.field, &g, &mut gtheta)
             .map_err(|e| self.failed(e))?;
         self.dev.check()?;
-        for (a, b) in grad_body.iter_mut().zip(gtheta.to_f64_vec()) {
+        let gv = gtheta.to_f64_vec();
+        self.gtheta = Some(gtheta);
+        for (a, b) in grad_body.iter_mut().zip(gv) {
             *a += T::of(b);
         }
         Ok(g0.to_host()?.cast::<T>())
