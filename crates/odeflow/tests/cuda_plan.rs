@@ -6,7 +6,7 @@
 //! gradients), the plans of the convolutional fields
 //! (`simple_odenet`, `odenet`) in `cuda_plan/conv.rs`, those of batch normalisation and
 //! average pooling in `cuda_plan/norm.rs`, that of a TinyResNet residual block in
-//! `cuda_plan/res_block.rs` and the whole TinyResNet's device composition in
+//! `cuda_plan/res_block.rs`, of its stem in `cuda_plan/stem.rs`, and the whole TinyResNet's device composition in
 //! `cuda_plan/tiny_resnet.rs`; the CPU halves of the GPU agreement checks in
 //! `cuda_plan/agreement.rs` (and `tiny_resnet.rs`).
 
@@ -20,6 +20,8 @@ mod exec;
 mod norm;
 #[path = "cuda_plan/res_block.rs"]
 mod res_block;
+#[path = "cuda_plan/stem.rs"]
+mod stem;
 #[path = "cuda_plan/tiny_resnet.rs"]
 mod tiny_resnet;
 #[path = "cuda_plan/train.rs"]

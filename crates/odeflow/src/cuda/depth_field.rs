@@ -433,7 +433,7 @@ impl CudaDepthField {
                 Place::Scratch => ptr(dev, self.scratch.get(&b).ok_or_else(missing)?),
             })
         };
-        if let Err(e) = run_res_plan(dev, self.layout.block(), ops, get) {
+        if let Err(e) = run_res_plan(dev, self.layout.block().bn_options(), ops, get) {
             dev.record::<(), _>("TinyResNet body", Err(e));
         }
     }

@@ -345,19 +345,30 @@ pub(crate) fn device_final_state<F: VectorField<CudaBatch>>(
     dev: &Arc<Device>,
     field: &mut F,
     z0: &Batch<f32>,
-    (method, opts): (&Method, &SolveOptions),
+    solver: (&Method, &SolveOptions),
 ) -> DeviceSolve<Batch<f32>> {
     let y0 = CudaBatch::from_host(dev, z0)?;
+    Ok(match device_solve(dev, field, &y0, solver)? {
+        Ok((y, stats)) => Ok((y.to_host()?, stats)),
+        Err(e) => Err(e),
+    })
+}
+
+/// The final state of `field` solved on the device from the device batch `y0` (no
+/// gradient), left on the device, with the solve's statistics.
+pub(crate) fn device_solve<F: VectorField<CudaBatch>>(
+    dev: &Arc<Device>,
+    field: &mut F,
+    y0: &CudaBatch,
+    (method, opts): (&Method, &SolveOptions),
+) -> DeviceSolve<CudaBatch> {
     let o = SolveOptions {
         save: SaveAt::Final,
         ..opts.clone()
     };
-    let sol = solve(method, &mut FieldRhs(field), &y0, &o);
+    let sol = solve(method, &mut FieldRhs(field), y0, &o);
     dev.check()?;
-    Ok(match sol {
-        Ok(sol) => Ok((sol.y_final.to_host()?, sol.stats)),
-        Err(e) => Err(e.to_string()),
-    })
+    Ok(sol.map(|s| (s.y_final, s.stats)).map_err(|e| e.to_string()))
 }
 
 /// Logits of `x` with `field` solved on the device by `method` and `opts` (no gradient; the

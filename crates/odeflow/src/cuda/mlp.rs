@@ -100,7 +100,28 @@ impl CudaMlp {
                 "activation {activation:?} (the device MLP has tanh and relu)"
             ))
         })?;
-        let layout = MlpLayout::new(dims, act);
+        Self::build(dev, MlpLayout::new(dims, act), params)
+    }
+
+    /// One Linear layer `inputs → outputs` with the CPU `Linear`'s parameters (weight
+    /// `[outputs, inputs]`, then bias): a map, not a field (its output size may differ from
+    /// its input size), e.g. TinyResNet's head.
+    pub fn linear(
+        dev: &Arc<Device>,
+        inputs: usize,
+        outputs: usize,
+        params: &[f32],
+    ) -> Result<Self, CudaError> {
+        if inputs == 0 || outputs == 0 {
+            return Err(CudaError::Unsupported(format!(
+                "a Linear layer {inputs} → {outputs}: sizes must be positive"
+            )));
+        }
+        Self::build(dev, MlpLayout::new(&[inputs, outputs], 0), params)
+    }
+
+    fn build(dev: &Arc<Device>, layout: MlpLayout, params: &[f32]) -> Result<Self, CudaError> {
+        let dims = layout.dims();
         if params.len() != layout.num_params() {
             return Err(CudaError::Unsupported(format!(
                 "{} parameters given for an MLP {dims:?} of {}",
@@ -266,11 +287,12 @@ impl CudaMlp {
     }
 
     fn check_out(&self, y: &CudaBatch, dy: &CudaBatch) -> bool {
-        if (dy.rows(), dy.cols()) != (y.rows(), y.cols()) {
+        let out = self.layout.dims()[self.layout.layers()];
+        if (dy.rows(), dy.cols()) != (y.rows(), out) {
             self.dev.record::<(), _>(
                 "MLP output",
                 Err(format!(
-                    "output batch {}×{} for an input of {}×{}",
+                    "output batch {}×{} for an input of {}×{} (output size {out})",
                     dy.rows(),
                     dy.cols(),
                     y.rows(),

@@ -34,11 +34,13 @@ mod agreement;
 mod classifier_agreement;
 mod conv;
 mod conv_agreement;
+pub mod conv_bn_plan;
 pub mod conv_plan;
 mod depth_field;
 mod device;
 mod eager;
 mod flow;
+mod head;
 mod mlp;
 mod norm;
 pub mod norm_plan;
@@ -48,6 +50,7 @@ mod res_block;
 mod res_block_agreement;
 pub mod res_block_plan;
 mod state;
+pub mod stem_plan;
 mod tiny_resnet;
 mod tiny_resnet_agreement;
 mod train_graph;
@@ -66,11 +69,12 @@ pub use depth_field::{CudaDepthField, CudaDepthTape, DepthLayout, Place, Trainin
 pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_SOURCES};
 pub use eager::{BuiltField, CudaSolverClassifier, DeviceParams};
 pub use flow::{field_final_state, CudaFlowModel};
+pub use head::{CudaHead, HeadLoss};
 pub use mlp::{CudaMlp, CudaTape};
 pub use norm::{BnSaved, CudaBatchNorm};
 pub use norm_plan::{ImageBatch, Layout, PoolShape};
 pub use pool::{residual_update, CudaAvgPool};
-pub use res_block::CudaResBlock;
+pub use res_block::{CudaConvBn, CudaResBlock, CudaStem};
 pub use res_block_agreement::{
     res_block_agreement, res_block_cpu_reference, res_block_inputs, ResBlockAgreement,
     ResBlockInputs, ResBlockPass,

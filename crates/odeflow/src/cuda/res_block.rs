@@ -12,6 +12,9 @@
 //! CPU `Sequential`'s order ([`ResBlockLayout::param_views`]), so a block's parameters move
 //! between CPU and GPU unchanged; so do the running statistics.
 //!
+//! The executor is generic over the plan's [`ConvBnLayout`], so TinyResNet's stem
+//! (`conv 5×5/3 → BN → ReLU`, [`super::stem_plan`]) runs through it too: [`CudaStem`].
+//!
 //! The comparison with the CPU block on a GPU is [`super::res_block_agreement`]; it has not
 //! yet run on a GPU (see the README's GPU section).
 
@@ -21,16 +24,26 @@ use std::sync::Arc;
 use cudarc::driver::{CudaSlice, DevicePtr};
 
 use super::conv::launch_op;
+use super::conv_bn_plan::ConvBnLayout;
 use super::device::{download, upload, CudaError, Device};
 use super::norm::{launch_norm, Ptrs};
 use super::res_block_plan::{NormStep, ResBlockLayout, ResBuf, ResOp};
 use super::state::CudaBatch;
+use super::stem_plan::StemLayout;
+use crate::nn::BatchNormOptions;
 
-/// A residual block `C → C` on `h × w` images for batches of a fixed number of rows, its
-/// parameters, accumulated parameter gradient, running statistics and tape on the device.
-pub struct CudaResBlock {
+/// A residual block `C → C` on `h × w` images on the device.
+pub type CudaResBlock = CudaConvBn<ResBlockLayout>;
+
+/// TinyResNet's stem `C_in → C` on the device.
+pub type CudaStem = CudaConvBn<StemLayout>;
+
+/// A convolution + batch-norm piece of TinyResNet (its plan described by `L`): its
+/// parameters, accumulated parameter gradient, running statistics, and the tape and scratch
+/// of the last batch size, on the device.
+pub struct CudaConvBn<L: ConvBnLayout> {
     dev: Arc<Device>,
-    layout: ResBlockLayout,
+    layout: L,
     rows: usize,
     params: CudaSlice<f32>,
     grads: CudaSlice<f32>,
@@ -41,84 +54,114 @@ pub struct CudaResBlock {
     pass: Option<bool>,
 }
 
-/// The block's own device buffers: the tape, the scratch and the running statistics (the
-/// input, the cotangent and the parameters are bound separately).
-fn owned() -> Vec<ResBuf> {
+/// The piece's own device buffers: the tape, the scratch and the running statistics that
+/// its plan uses (the input, the cotangent and the parameters are bound separately).
+fn owned(layout: &impl ConvBnLayout, rows: usize) -> Vec<ResBuf> {
     use ResBuf::*;
     let mut v = vec![
         InputT, Col, A1, OutputT, Output, CotangentT, GradZ, GradA1, GradInputT, GradInput,
     ];
-    for l in 1..=2 {
+    for l in 1..=layout.batch_norms() {
         v.extend([Z(l), Mean(l), InvStd(l), RunningMean(l), RunningVar(l)]);
     }
+    v.retain(|&b| layout.len_of(b, rows) > 0);
     v
+}
+
+fn alloc_f32(dev: &Device, n: usize) -> Result<CudaSlice<f32>, CudaError> {
+    dev.stream()
+        .alloc_zeros::<f32>(n.max(1))
+        .map_err(|e| CudaError::call("allocation", e))
 }
 
 fn ptr<T>(dev: &Device, s: &CudaSlice<T>) -> u64 {
     s.device_ptr(dev.stream()).0
 }
 
-impl CudaResBlock {
-    /// The block of `layout` for batches of `rows` samples with the flat parameters
-    /// `params`; running mean 0 and running variance 1, as a fresh CPU block.
+impl<L: ConvBnLayout> CudaConvBn<L> {
+    /// The piece of `layout`, sized for batches of `rows` samples, with the flat parameters
+    /// `params`; running mean 0 and running variance 1, as a fresh CPU layer.
     pub fn new(
         dev: &Arc<Device>,
-        layout: ResBlockLayout,
+        layout: L,
         rows: usize,
         params: &[f32],
     ) -> Result<Self, CudaError> {
         if rows == 0 {
             return Err(CudaError::invalid(
-                "residual-block batch",
+                "TinyResNet layer batch",
                 "0 rows",
-                "give at least one sample",
+                format!("give the {} at least one sample", layout.name()),
             ));
         }
         if params.len() != layout.num_params() {
             return Err(CudaError::invalid(
-                "residual-block parameters",
+                "TinyResNet layer parameters",
                 format!("{} values", params.len()),
-                format!("the block has {} parameters", layout.num_params()),
+                format!(
+                    "the {} has {} parameters",
+                    layout.name(),
+                    layout.num_params()
+                ),
             ));
         }
         let s = dev.stream();
-        let alloc = |n: usize| {
-            s.alloc_zeros::<f32>(n.max(1))
-                .map_err(|e| CudaError::call("allocation", e))
-        };
         let mut bufs = HashMap::new();
-        for b in owned() {
-            let n = layout.len_of(b, rows);
-            let buf = match b {
-                ResBuf::RunningVar(_) => s
-                    .clone_htod(&vec![1.0f32; n])
-                    .map_err(|e| CudaError::call("host-to-device copy", e))?,
-                _ => alloc(n)?,
-            };
-            bufs.insert(b, buf);
+        for b in owned(&layout, rows) {
+            if let ResBuf::RunningMean(_) | ResBuf::RunningVar(_) = b {
+                let fill = if matches!(b, ResBuf::RunningVar(_)) {
+                    1.0
+                } else {
+                    0.0
+                };
+                let v = s
+                    .clone_htod(&vec![fill; layout.len_of(b, rows)])
+                    .map_err(|e| CudaError::call("host-to-device copy", e))?;
+                bufs.insert(b, v);
+            }
         }
-        Ok(Self {
+        let mut piece = Self {
             dev: dev.clone(),
             params: s
                 .clone_htod(params)
                 .map_err(|e| CudaError::call("host-to-device copy", e))?,
-            grads: alloc(layout.num_params())?,
+            grads: alloc_f32(dev, layout.num_params())?,
             sums: s
                 .alloc_zeros::<f64>(layout.len_of(ResBuf::Sums, rows))
                 .map_err(|e| CudaError::call("allocation", e))?,
             layout,
-            rows,
+            rows: 0,
             bufs,
             pass: None,
-        })
+        };
+        piece.resize(rows)?;
+        Ok(piece)
     }
 
-    /// The block's shapes and parameter layout.
-    pub fn layout(&self) -> &ResBlockLayout {
+    /// Sizes the tape and scratch for batches of `rows` samples (the parameters, their
+    /// gradient and the running statistics are kept; the tape is dropped).
+    fn resize(&mut self, rows: usize) -> Result<(), CudaError> {
+        if rows == self.rows {
+            return Ok(());
+        }
+        self.pass = None;
+        self.rows = 0;
+        for b in owned(&self.layout, rows) {
+            if !matches!(b, ResBuf::RunningMean(_) | ResBuf::RunningVar(_)) {
+                let buf = alloc_f32(&self.dev, self.layout.len_of(b, rows))?;
+                self.bufs.insert(b, buf);
+            }
+        }
+        self.rows = rows;
+        Ok(())
+    }
+
+    /// The piece's shapes and parameter layout.
+    pub fn layout(&self) -> &L {
         &self.layout
     }
 
-    /// Samples per batch.
+    /// Samples per batch of the last forward pass (or of [`Self::new`]).
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -146,23 +189,24 @@ impl CudaResBlock {
             .map_err(|e| CudaError::call("memset", e))
     }
 
-    /// The running mean and (unbiased) variance of batch norm `l ∈ {1, 2}`.
+    /// The running mean and (unbiased) variance of batch norm `l` (1 or 2 in a block, 1 in
+    /// the stem).
     pub fn running_stats(&self, l: usize) -> Result<(Vec<f32>, Vec<f32>), CudaError> {
-        Self::check_layer(l)?;
+        self.check_layer(l)?;
         Ok((
             download(&self.dev, &self.bufs[&ResBuf::RunningMean(l)])?,
             download(&self.dev, &self.bufs[&ResBuf::RunningVar(l)])?,
         ))
     }
 
-    /// Replaces the running statistics of batch norm `l ∈ {1, 2}` (`C` values each).
+    /// Replaces the running statistics of batch norm `l` (`C` values each).
     pub fn set_running_stats(
         &mut self,
         l: usize,
         mean: &[f32],
         var: &[f32],
     ) -> Result<(), CudaError> {
-        Self::check_layer(l)?;
+        self.check_layer(l)?;
         for (b, v) in [(ResBuf::RunningMean(l), mean), (ResBuf::RunningVar(l), var)] {
             let dst = self.bufs.get_mut(&b).expect("owned buffer");
             upload(&self.dev, v, dst)?;
@@ -170,25 +214,25 @@ impl CudaResBlock {
         Ok(())
     }
 
-    fn check_layer(l: usize) -> Result<(), CudaError> {
-        if l == 1 || l == 2 {
+    fn check_layer(&self, l: usize) -> Result<(), CudaError> {
+        let n = self.layout.batch_norms();
+        if (1..=n).contains(&l) {
             Ok(())
         } else {
             Err(CudaError::invalid(
-                "batch norm of a residual block",
+                "batch norm of a TinyResNet layer",
                 l,
-                "the block has batch norms 1 and 2",
+                format!("the {} has batch norms 1 to {n}", self.layout.name()),
             ))
         }
     }
 
-    fn check_batch(&self, what: &'static str, x: &CudaBatch) -> Result<u64, CudaError> {
-        let d = self.layout.sample_len();
+    fn check_batch(&self, what: &'static str, x: &CudaBatch, d: usize) -> Result<u64, CudaError> {
         if x.rows() != self.rows || x.cols() != d {
             return Err(CudaError::invalid(
                 what,
                 format!("a {}×{} batch", x.rows(), x.cols()),
-                format!("the block takes {}×{d}", self.rows),
+                format!("the {} takes {}×{d}", self.layout.name(), self.rows),
             ));
         }
         x.slice()
@@ -198,9 +242,13 @@ impl CudaResBlock {
 
     /// `f(x)` in train mode (batch statistics; running averages updated) or eval mode
     /// (running statistics), taping what [`Self::backward`] needs; the output stays on the
-    /// device until the next forward pass.
+    /// device until the next forward pass. A batch of another size than the last one resizes
+    /// the tape and scratch first (e.g. the last chunk of an evaluation).
     pub fn forward(&mut self, x: &CudaBatch, train: bool) -> Result<&CudaSlice<f32>, CudaError> {
-        let input = self.check_batch("residual-block input", x)?;
+        if x.rows() > 0 && x.cols() == self.layout.input_len() {
+            self.resize(x.rows())?;
+        }
+        let input = self.check_batch("TinyResNet layer input", x, self.layout.input_len())?;
         self.pass = None;
         let ops = self.layout.forward(self.rows, train);
         self.run(&ops, ResBuf::Input, input)?;
@@ -211,10 +259,10 @@ impl CudaResBlock {
     /// The VJP at the last forward pass's point: `vᵀ ∂f/∂x` (returned, overwritten by the
     /// next call) and `vᵀ ∂f/∂θ` accumulated into the parameter gradient.
     pub fn backward(&mut self, v: &CudaBatch) -> Result<&CudaSlice<f32>, CudaError> {
-        let cot = self.check_batch("residual-block cotangent", v)?;
+        let cot = self.check_batch("TinyResNet layer cotangent", v, self.layout.output_len())?;
         let train = self.pass.ok_or_else(|| {
             CudaError::invalid(
-                "residual-block backward pass",
+                "TinyResNet layer backward pass",
                 "no tape",
                 "run a forward pass first",
             )
@@ -238,16 +286,19 @@ impl CudaResBlock {
                 Ok(f32_at(ptr(&self.dev, &self.grads), off))
             }
             ResBuf::Sums => Ok(ptr(&self.dev, &self.sums)),
-            _ => self
-                .bufs
-                .get(&b)
-                .map(|s| ptr(&self.dev, s))
-                .ok_or_else(|| format!("the residual-block plan names {b:?}, which is unbound")),
+            _ => self.bufs.get(&b).map(|s| ptr(&self.dev, s)).ok_or_else(|| {
+                format!(
+                    "the {} plan names {b:?}, which is unbound",
+                    self.layout.name()
+                )
+            }),
         }
     }
 
     fn run(&self, ops: &[ResOp], ext: ResBuf, addr: u64) -> Result<(), CudaError> {
-        run_res_plan(&self.dev, &self.layout, ops, |b| self.addr(b, (ext, addr)))
+        run_res_plan(&self.dev, self.layout.bn_options(), ops, |b| {
+            self.addr(b, (ext, addr))
+        })
     }
 }
 
@@ -273,12 +324,13 @@ fn norm_ptrs(s: &NormStep, get: &impl Fn(ResBuf) -> Result<u64, String>) -> Resu
     })
 }
 
-/// Issues a residual block's plan `ops` on `dev` with the device addresses `get` binds to its
-/// buffers — the one executor of [`CudaResBlock`] and [`super::CudaDepthField`]. A binding
-/// the plan needs but `get` lacks is a plan bug, reported as an error, never a launch.
+/// Issues a convolution + batch-norm plan `ops` (batch norms with `bn`'s `ε` and momentum)
+/// on `dev` with the device addresses `get` binds to its buffers — the one executor of
+/// [`CudaConvBn`] and [`super::CudaDepthField`]. A binding the plan needs but `get` lacks is
+/// a plan bug, reported as an error, never a launch.
 pub(super) fn run_res_plan(
     dev: &Device,
-    layout: &ResBlockLayout,
+    bn: &BatchNormOptions,
     ops: &[ResOp],
     get: impl Fn(ResBuf) -> Result<u64, String>,
 ) -> Result<(), CudaError> {
@@ -294,7 +346,7 @@ pub(super) fn run_res_plan(
             ResOp::Conv(c) => launch_op(dev, c, &get).map_err(plan_bug)?,
             ResOp::Norm(s) => {
                 let p = norm_ptrs(s, &get).map_err(plan_bug)?;
-                launch_norm(dev, layout.bn_options(), &s.shape, &s.launch, &p)?;
+                launch_norm(dev, bn, &s.shape, &s.launch, &p)?;
             }
         }
         if let Some(e) = dev.take_error() {
@@ -304,9 +356,9 @@ pub(super) fn run_res_plan(
     Ok(())
 }
 
-impl std::fmt::Debug for CudaResBlock {
+impl<L: ConvBnLayout + std::fmt::Debug> std::fmt::Debug for CudaConvBn<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CudaResBlock")
+        f.debug_struct("CudaConvBn")
             .field("layout", &self.layout)
             .field("rows", &self.rows)
             .finish()

@@ -30,14 +30,14 @@
 //! (`0.weight, 1.weight, 1.bias, 3.weight, 4.weight, 4.bias`: `W_1`, `γ_1`, `β_1`, `W_2`,
 //! `γ_2`, `β_2`; [`ResBlockLayout::param_views`]).
 
+use super::conv_bn_plan::{bn_backward, bn_forward, swap, ConvBnLayout, ConvGeom};
 use super::conv_plan::{ConvOp, ConvShape};
-use super::norm_plan::{bn_backward_plan, bn_forward_plan, ImageBatch, Layout, NormLaunch, NormOp};
-use super::plan::Gemm;
+use super::norm_plan::{ImageBatch, Layout, NormLaunch, NormOp};
 use crate::field::ParamView;
 use crate::nn::BatchNormOptions;
 
 /// ReLU's activation code (`ODEFLOW_ACT_RELU`).
-const RELU: i32 = 2;
+pub(super) const RELU: i32 = 2;
 
 /// Taps of a `3×3` kernel.
 const TAPS: usize = 9;
@@ -397,125 +397,12 @@ impl ResBlockLayout {
         ]
     }
 
-    fn swap(src: ResBuf, dst: ResBuf, a: usize, b: usize, p: usize) -> ResOp {
-        ResOp::Conv(ConvOp::SwapOuter { src, dst, a, b, p })
-    }
-
-    /// `Z = col(x) W_l` (`accumulate` false) after `im2col`.
-    fn conv(&self, rows: usize, x: ResBuf, l: usize, z: ResBuf, ops: &mut Vec<ResOp>) {
-        let (c, q) = (self.channels, rows * self.positions());
-        ops.push(ResOp::Conv(ConvOp::Im2col {
-            x,
-            col: ResBuf::Col,
+    /// Both convolutions: `C → C`, `3×3`, stride 1, padding 1, on channel-major tensors.
+    fn geom(&self, rows: usize) -> ConvGeom {
+        ConvGeom {
             shape: self.conv_shape(rows),
-        }));
-        ops.push(ResOp::Conv(ConvOp::Gemm(Gemm {
-            transa: false,
-            transb: false,
-            m: q,
-            n: c,
-            k: c * TAPS,
-            a: ResBuf::Col,
-            lda: q,
-            b: ResBuf::Weight(l),
-            ldb: c * TAPS,
-            c: z,
-            ldc: q,
-            accumulate: false,
-        })));
-    }
-
-    /// The VJP of `Z = col(x) W_l` from `∂Z` ([`ResBuf::GradZ`]): `∂W_l += col(x)ᵀ ∂Z`,
-    /// `gx ← col2im(∂Z W_lᵀ)`.
-    fn conv_vjp(&self, rows: usize, x: ResBuf, l: usize, gx: ResBuf, ops: &mut Vec<ResOp>) {
-        use ResBuf::*;
-        let (c, q) = (self.channels, rows * self.positions());
-        let ct = c * TAPS;
-        let shape = self.conv_shape(rows);
-        ops.push(ResOp::Conv(ConvOp::Im2col { x, col: Col, shape }));
-        ops.push(ResOp::Conv(ConvOp::Gemm(Gemm {
-            transa: true,
-            transb: false,
-            m: ct,
-            n: c,
-            k: q,
-            a: Col,
-            lda: q,
-            b: GradZ,
-            ldb: q,
-            c: GradWeight(l),
-            ldc: ct,
-            accumulate: true,
-        })));
-        // The patch gradient overwrites the patches (read only by the GEMM above).
-        ops.push(ResOp::Conv(ConvOp::Gemm(Gemm {
-            transa: false,
-            transb: true,
-            m: q,
-            n: ct,
-            k: c,
-            a: GradZ,
-            lda: q,
-            b: Weight(l),
-            ldb: ct,
-            c: Col,
-            ldc: q,
-            accumulate: false,
-        })));
-        ops.push(ResOp::Conv(ConvOp::Col2im {
-            col: Col,
-            x: gx,
-            shape,
-            accumulate: false,
-        }));
-    }
-
-    fn norm(&self, launch: NormLaunch, bn: usize, rows: usize) -> NormStep {
-        NormStep {
-            launch,
-            bn,
-            shape: self.bn_shape(rows),
-            x: ResBuf::Z(bn),
-            gy: None,
-            out: None,
-            beta: false,
+            c_out: self.channels,
         }
-    }
-
-    /// Batch norm `bn` forward into `out` (with `β` when `beta`).
-    fn bn_forward(
-        &self,
-        rows: usize,
-        bn: usize,
-        train: bool,
-        out: ResBuf,
-        beta: bool,
-    ) -> Vec<ResOp> {
-        bn_forward_plan(&self.bn_shape(rows), train)
-            .into_iter()
-            .map(|launch| {
-                let mut s = self.norm(launch, bn, rows);
-                if launch.op == NormOp::Normalize {
-                    (s.out, s.beta) = (Some(out), beta);
-                }
-                ResOp::Norm(s)
-            })
-            .collect()
-    }
-
-    /// Batch norm `bn`'s VJP from `gy` into [`ResBuf::GradZ`].
-    fn bn_backward(&self, rows: usize, bn: usize, train: bool, gy: ResBuf) -> Vec<ResOp> {
-        bn_backward_plan(&self.bn_shape(rows), train, true)
-            .into_iter()
-            .map(|launch| {
-                let mut s = self.norm(launch, bn, rows);
-                s.gy = Some(gy);
-                if matches!(launch.op, NormOp::BackwardDx { .. }) {
-                    s.out = Some(ResBuf::GradZ);
-                }
-                ResOp::Norm(s)
-            })
-            .collect()
     }
 
     /// `f(x)` for `rows` samples in train mode (batch statistics, running averages updated)
@@ -523,21 +410,21 @@ impl ResBlockLayout {
     pub fn forward(&self, rows: usize, train: bool) -> Vec<ResOp> {
         use ResBuf::*;
         let (c, p) = (self.channels, self.positions());
-        let q = rows * p;
-        let mut ops = vec![Self::swap(Input, InputT, rows, c, p)];
-        self.conv(rows, InputT, 1, Z(1), &mut ops);
-        ops.extend(self.bn_forward(rows, 1, train, A1, false));
+        let (g, bn) = (self.geom(rows), self.bn_shape(rows));
+        let mut ops = vec![swap(Input, InputT, rows, c, p)];
+        g.forward(InputT, 1, Z(1), &mut ops);
+        ops.extend(bn_forward(bn, 1, train, A1, false));
         ops.push(ResOp::Conv(ConvOp::BiasAct {
             y: A1,
             b: Beta(1),
             n: 1,
             c,
-            p: q,
+            p: rows * p,
             act: RELU,
         }));
-        self.conv(rows, A1, 2, Z(2), &mut ops);
-        ops.extend(self.bn_forward(rows, 2, train, OutputT, true));
-        ops.push(Self::swap(OutputT, Output, c, rows, p));
+        g.forward(A1, 2, Z(2), &mut ops);
+        ops.extend(bn_forward(bn, 2, train, OutputT, true));
+        ops.push(swap(OutputT, Output, c, rows, p));
         ops
     }
 
@@ -546,18 +433,52 @@ impl ResBlockLayout {
     pub fn backward(&self, rows: usize, train: bool) -> Vec<ResOp> {
         use ResBuf::*;
         let (c, p) = (self.channels, self.positions());
-        let mut ops = vec![Self::swap(Cotangent, CotangentT, rows, c, p)];
-        ops.extend(self.bn_backward(rows, 2, train, CotangentT));
-        self.conv_vjp(rows, A1, 2, GradA1, &mut ops);
+        let (g, bn) = (self.geom(rows), self.bn_shape(rows));
+        let mut ops = vec![swap(Cotangent, CotangentT, rows, c, p)];
+        ops.extend(bn_backward(bn, 2, train, CotangentT));
+        g.backward(A1, 2, GradA1, &mut ops);
         ops.push(ResOp::Conv(ConvOp::ActGrad {
             g: GradA1,
             a: A1,
             len: rows * p * c,
             act: RELU,
         }));
-        ops.extend(self.bn_backward(rows, 1, train, GradA1));
-        self.conv_vjp(rows, InputT, 1, GradInputT, &mut ops);
-        ops.push(Self::swap(GradInputT, GradInput, c, rows, p));
+        ops.extend(bn_backward(bn, 1, train, GradA1));
+        g.backward(InputT, 1, GradInputT, &mut ops);
+        ops.push(swap(GradInputT, GradInput, c, rows, p));
         ops
+    }
+}
+
+impl ConvBnLayout for ResBlockLayout {
+    fn len_of(&self, b: ResBuf, rows: usize) -> usize {
+        ResBlockLayout::len_of(self, b, rows)
+    }
+    fn param_offset(&self, b: ResBuf) -> Option<usize> {
+        ResBlockLayout::param_offset(self, b)
+    }
+    fn num_params(&self) -> usize {
+        ResBlockLayout::num_params(self)
+    }
+    fn bn_options(&self) -> &BatchNormOptions {
+        &self.bn
+    }
+    fn batch_norms(&self) -> usize {
+        2
+    }
+    fn input_len(&self) -> usize {
+        self.sample_len()
+    }
+    fn output_len(&self) -> usize {
+        self.sample_len()
+    }
+    fn forward(&self, rows: usize, train: bool) -> Vec<ResOp> {
+        ResBlockLayout::forward(self, rows, train)
+    }
+    fn backward(&self, rows: usize, train: bool) -> Vec<ResOp> {
+        ResBlockLayout::backward(self, rows, train)
+    }
+    fn name(&self) -> &'static str {
+        "residual block"
     }
 }

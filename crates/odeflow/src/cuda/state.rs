@@ -124,6 +124,23 @@ impl CudaBatch {
             .map_err(|e| CudaError::call("host-to-device copy", e))
     }
 
+    /// `self ← src` (a device buffer of `rows·cols` components), into the existing buffer.
+    pub(crate) fn copy_from_device(&mut self, src: &CudaSlice<f32>) -> Result<(), CudaError> {
+        if src.len() != self.rows * self.cols {
+            return Err(CudaError::Unsupported(format!(
+                "copying {} device values into a {}×{} device batch",
+                src.len(),
+                self.rows,
+                self.cols
+            )));
+        }
+        let stream = self.dev.stream().clone();
+        let buf = self.buf_mut()?;
+        stream
+            .memcpy_dtod(src, buf)
+            .map_err(|e| CudaError::call("device-to-device copy", e))
+    }
+
     /// The batch copied to the host.
     pub fn to_host(&self) -> Result<Batch<f32>, CudaError> {
         let buf = self.buf.as_ref().ok_or_else(|| self.lost())?;

@@ -1,49 +1,57 @@
 //! TinyResNet (Sander, Ablin, Peyré, "Do Residual Neural Networks discretize Neural
-//! Ordinary Differential Equations?", NeurIPS 2022; [`crate::models::tiny_resnet`]) with its
-//! body on the device: the depth-`N` ResNet (Euler) or HeunNet (Heun) of convolutional
-//! residual blocks, [`CudaDepthField`], solved and differentiated by the library's generic
-//! gradient solver ([`GradSolver`]: backprop or the memory-free reversible adjoint, as the
-//! CPU [`crate::models::resnet::ResNet`] does), in f32; the stem (`conv 5×5 / 3 → BN →
-//! ReLU`) and the head (`avg-pool 4 → Linear`, cross-entropy) stay on the host in `T`, as the
-//! head of [`super::CudaFlowModel`] does, with one copy of the features and of their gradient
-//! each way per iteration. The body holds almost all of the arithmetic (`2N` of the `2N + 1`
-//! convolutions).
+//! Ordinary Differential Equations?", NeurIPS 2022; [`crate::models::tiny_resnet`]) wholly on
+//! the device, in f32: the stem (`conv 5×5 / 3 → BN → ReLU`, [`CudaStem`], plan
+//! [`super::stem_plan`]), the depth-`N` ResNet (Euler) or HeunNet (Heun) body of
+//! convolutional residual blocks ([`CudaDepthField`]) solved and differentiated by the
+//! library's generic gradient solver ([`GradSolver`]: backprop or the memory-free reversible
+//! adjoint, as the CPU [`crate::models::resnet::ResNet`] does), and the head
+//! (`avg-pool 4 → Linear`, softmax cross-entropy, [`CudaHead`]). A training step copies the
+//! images and labels in and reads back the loss, the number of correct predictions and the
+//! parameter gradient (for the trainer's optimizer on the host); the features never leave
+//! the device.
 //!
-//! As on the CPU, a training step is a training pass of the body (each layer's batch-norm
-//! running statistics move at its first evaluation), and evaluation uses the running
-//! statistics. The host [`TinyResNet`] is the model of record: its parameters are written to
-//! the device by [`Trainable::write_params`], and the running statistics come back with
-//! [`CudaTinyResNet::to_cpu`]. The device glue is compared with the CPU model on a GPU by
-//! [`super::tiny_resnet_agreement`] (ResNet and HeunNet, backprop and reversible, untied and
-//! tied).
+//! As on the CPU, a training step is a training pass of the stem and the body (each body
+//! layer's batch-norm running statistics move at its first evaluation), and evaluation uses
+//! the running statistics. The host [`TinyResNet`] is the model of record: its parameters
+//! are written to the device by [`Trainable::write_params`], and the running statistics
+//! (stem and body) come back with [`CudaTinyResNet::to_cpu`]. The device glue is compared
+//! with the CPU model on a GPU by [`super::tiny_resnet_agreement`] (ResNet and HeunNet,
+//! backprop and reversible, untied and tied).
 
 use std::sync::Arc;
 
 use super::depth_field::CudaDepthField;
 use super::device::{CudaError, Device};
-use super::eager::{device_final_state, padded_f32, zeroed_grad};
+use super::eager::{device_final_state, device_solve, padded_f32, zeroed_grad};
+use super::head::CudaHead;
+use super::res_block::CudaStem;
 use super::state::CudaBatch;
+use super::stem_plan::StemLayout;
 use crate::analysis::resnet::trained::TinyResNetHost;
 use crate::data::Dataset;
 use crate::field::Parameterized;
 use crate::grad::GradSolver;
 use crate::models::resnet::ResNet;
 use crate::models::tiny_resnet::{chunked_loss_accuracy, ImageBatch, TinyResNet};
-use crate::nn::loss::{accuracy, softmax_cross_entropy};
-use crate::nn::Tape;
+use crate::nn::{BatchNorm, Layer, Network};
 use crate::real::Real;
 use crate::solve::{Method, SolveOptions};
 use crate::state::{Batch, State};
 use crate::train::{StepMetrics, TrainError, Trainable};
 
-/// A [`TinyResNet`] whose body runs on the device (see the module docs).
+/// The head's pooling window (the CPU head's `avg_pool(4)`).
+const POOL: usize = 4;
+
+/// A TinyResNet on the device (see the module docs).
 pub struct CudaTinyResNet<T: Real> {
     dev: Arc<Device>,
     host: TinyResNet<T>,
+    stem: CudaStem,
     field: CudaDepthField,
     solver: GradSolver<CudaBatch, CudaDepthField>,
-    stem_tape: Tape<T>,
-    head_tape: Tape<T>,
+    head: CudaHead,
+    /// The stem's output (the body's initial state), kept per batch size.
+    feat: Option<CudaBatch>,
     /// A failed parameter upload, reported by the next pass.
     pending: Option<CudaError>,
     /// The body's parameter gradient on the device, kept between iterations.
@@ -54,16 +62,55 @@ fn host_err(what: &'static str) -> impl Fn(crate::nn::NnError) -> CudaError {
     move |e| CudaError::invalid(what, e, "the host half of the TinyResNet refused it")
 }
 
+/// A solver failure, or the device error that explains it.
+fn solve_failed(dev: &Device, e: impl std::fmt::Display) -> CudaError {
+    match dev.check() {
+        Err(d) => d,
+        Ok(()) => CudaError::call("TinyResNet body solve", e),
+    }
+}
+
+fn f32s<T: Real>(v: &[T]) -> Vec<f32> {
+    v.iter().map(|x| x.f64() as f32).collect()
+}
+
+/// The stem's batch norm (its one [`Layer::BatchNorm`]).
+fn stem_bn<T: Real>(stem: &mut Network<T>) -> Result<&mut BatchNorm<T>, CudaError> {
+    stem.sequential_mut()
+        .layers_mut()
+        .iter_mut()
+        .find_map(|l| match l {
+            Layer::BatchNorm(b) => Some(b),
+            _ => None,
+        })
+        .ok_or_else(|| CudaError::Unsupported("a TinyResNet stem without batch norm".into()))
+}
+
 impl<T: Real> CudaTinyResNet<T> {
     /// The device twin of `model` (parameters and running statistics copied), with the
     /// body's scheme and (effective) gradient method. Fails for a model in f64.
-    pub fn from_cpu(dev: &Arc<Device>, model: TinyResNet<T>) -> Result<Self, CudaError> {
+    pub fn from_cpu(dev: &Arc<Device>, mut model: TinyResNet<T>) -> Result<Self, CudaError> {
         if T::NAME != "f32" {
             return Err(CudaError::Unsupported(format!(
                 "a TinyResNet in {}: the device computes in f32",
                 T::NAME
             )));
         }
+        let input = model.input_shape();
+        let feat = model.stem().out_shape();
+        let (c, (h, w)) = (feat.channels(), input.spatial());
+        let layout = StemLayout::new(input.channels(), c, h, w).map_err(CudaError::Unsupported)?;
+        let mut stem = CudaStem::new(dev, layout, 1, &f32s(model.stem().params()))?;
+        let bn = stem_bn(model.stem_mut())?;
+        stem.set_running_stats(1, &f32s(bn.running_mean()), &f32s(bn.running_var()))?;
+        let (fh, fw) = feat.spatial();
+        let head = CudaHead::new(
+            dev,
+            (c, fh, fw),
+            POOL,
+            model.config().classes,
+            &f32s(model.head().params()),
+        )?;
         let body = model.body();
         let field = CudaDepthField::from_cpu(dev, body.field())?;
         let solver = GradSolver::new(
@@ -75,10 +122,11 @@ impl<T: Real> CudaTinyResNet<T> {
         Ok(Self {
             dev: dev.clone(),
             host: model,
+            stem,
             field,
             solver,
-            stem_tape: Tape::new(),
-            head_tape: Tape::new(),
+            head,
+            feat: None,
             pending: None,
             gtheta: None,
         })
@@ -104,20 +152,19 @@ impl<T: Real> CudaTinyResNet<T> {
     }
 
     fn sync_stats(&mut self) -> Result<(), CudaError> {
+        let of = |v: Vec<f32>| -> Vec<T> { v.into_iter().map(|a| T::of(f64::from(a))).collect() };
         for n in 0..self.field.layout().depth() {
-            let v: Vec<T> = self
-                .field
-                .running_stats(n)?
-                .iter()
-                .map(|&a| T::of(f64::from(a)))
-                .collect();
+            let v = of(self.field.running_stats(n)?);
             self.host
                 .body_mut()
                 .field_mut()
                 .set_running_stats(n, &v)
                 .map_err(host_err("TinyResNet running statistics"))?;
         }
-        Ok(())
+        let (m, v) = self.stem.running_stats(1)?;
+        stem_bn(self.host.stem_mut())?
+            .set_running_stats(&of(m), &of(v))
+            .map_err(host_err("TinyResNet stem running statistics"))
     }
 
     fn check_batch(&mut self, x: &Batch<T>, labels: Option<&[usize]>) -> Result<(), CudaError> {
@@ -144,56 +191,28 @@ impl<T: Real> CudaTinyResNet<T> {
         Ok(())
     }
 
-    /// A solver failure, or the device error that explains it.
-    fn failed(&self, e: impl std::fmt::Display) -> CudaError {
-        match self.dev.check() {
-            Err(d) => d,
-            Ok(()) => CudaError::call("TinyResNet body solve", e),
+    /// The stem's output for the images `x` (copied in) in train or eval mode, taped for
+    /// its VJP, in [`Self::feat`].
+    fn stem_forward(&mut self, x: &Batch<T>, train: bool) -> Result<(), CudaError> {
+        let xd = CudaBatch::from_host(&self.dev, &padded_f32(x, 0))?;
+        let out = self.stem.forward(&xd, train)?;
+        let cols = self.host.stem().out_shape().len();
+        if self.feat.as_ref().is_none_or(|f| f.rows() != x.rows()) {
+            self.feat = Some(CudaBatch::zeros(&self.dev, x.rows(), cols)?);
         }
+        let feat = self.feat.as_mut().expect("just made");
+        feat.copy_from_device(out)
     }
 
-    /// `x_N` from the stem's output `feat`: a training pass (taped for the backward pass)
-    /// or, in eval mode, a plain solve with the running statistics.
-    fn body_forward(&mut self, feat: &Batch<T>, train: bool) -> Result<Batch<T>, CudaError> {
-        self.field.set_train(train);
-        if !train {
-            let method = self.host.body().scheme().method();
-            let opts = self.solver.options().clone();
-            return body_final_state(&self.dev, &mut self.field, feat, (&method, &opts))?
-                .map_err(|e| CudaError::call("TinyResNet body solve", e));
-        }
-        let y0 = CudaBatch::from_host(&self.dev, &padded_f32(feat, 0))?;
-        self.field.begin_training_pass();
-        let r = self
-            .solver
-            .forward(&mut self.field, &y0)
-            .map(|y| y.to_host());
-        self.field.freeze_running_stats();
-        let y = r.map_err(|e| self.failed(e))?;
-        self.dev.check()?;
-        Ok(y?.cast::<T>())
-    }
-
-    /// `∂L/∂x_0` from `∂L/∂x_N` after a training pass, the body's parameter gradient
-    /// accumulated into `grad_body`.
-    fn body_backward(
-        &mut self,
-        g_out: &Batch<T>,
-        grad_body: &mut [T],
-    ) -> Result<Batch<T>, CudaError> {
-        let g = CudaBatch::from_host(&self.dev, &padded_f32(g_out, 0))?;
-        let mut gtheta = zeroed_grad(&mut self.gtheta, &self.field);
-        let g0 = self
-            .solver
-            .backward(&mut self.field, &g, &mut gtheta)
-            .map_err(|e| self.failed(e))?;
-        self.dev.check()?;
-        let gv = gtheta.to_f64_vec();
-        self.gtheta = Some(gtheta);
-        for (a, b) in grad_body.iter_mut().zip(gv) {
-            *a += T::of(b);
-        }
-        Ok(g0.to_host()?.cast::<T>())
+    /// `x_N` from the stem's output in eval mode: a plain solve with the running statistics.
+    fn body_eval(&mut self) -> Result<CudaBatch, CudaError> {
+        self.field.set_train(false);
+        let y0 = self.feat.as_ref().expect("the stem ran");
+        let method = self.host.body().scheme().method();
+        let opts = self.solver.options().clone();
+        device_solve(&self.dev, &mut self.field, y0, (&method, &opts))?
+            .map(|(y, _)| y)
+            .map_err(|e| CudaError::call("TinyResNet body solve", e))
     }
 
     /// Loss, accuracy and gradient on one batch in training mode (`grad`, in the CPU
@@ -216,39 +235,43 @@ impl<T: Real> CudaTinyResNet<T> {
         let ns = self.host.stem().num_params();
         let nh = self.host.head().num_params();
         self.host.set_train(true);
-        let mut feat = Batch::zeros(0, 0);
-        let stem_err = host_err("TinyResNet stem");
-        let head_err = host_err("TinyResNet head");
-        self.host
-            .stem_mut()
-            .forward_taped(0.0, x, &mut feat, &mut self.stem_tape)
-            .map_err(&stem_err)?;
-        let z = self.body_forward(&feat, true)?;
-        let mut logits = Batch::zeros(0, 0);
-        self.host
-            .head_mut()
-            .forward_taped(0.0, &z, &mut logits, &mut self.head_tape)
-            .map_err(&head_err)?;
-        let mut g_logits = Batch::zeros(0, 0);
-        let loss = softmax_cross_entropy(&logits, labels, &mut g_logits).map_err(&head_err)?;
-        let acc = accuracy(&logits, labels).map_err(&head_err)?;
+        self.stem_forward(x, true)?;
         let (gs, rest) = grad.split_at_mut(ns);
         let (gb, gh) = rest.split_at_mut(n - ns - nh);
-        let mut g_out = Batch::zeros(0, 0);
-        self.host
-            .head_mut()
-            .backward(&self.head_tape, &g_logits, &mut g_out, gh)
-            .map_err(&head_err)?;
-        let g_feat = self.body_backward(&g_out, gb)?;
-        let mut g_in = Batch::zeros(0, 0);
-        self.host
-            .stem_mut()
-            .backward(&self.stem_tape, &g_feat, &mut g_in, gs)
-            .map_err(&stem_err)?;
+        // The body's training pass (each layer's statistics move at its first evaluation),
+        // the head's loss and VJP, and the body's backward pass, all on the device.
+        let (dev, field, solver) = (&self.dev, &mut self.field, &mut self.solver);
+        let y0 = self.feat.as_ref().expect("the stem ran");
+        field.set_train(true);
+        field.begin_training_pass();
+        let z = solver.forward(field, y0);
+        field.freeze_running_stats();
+        let z = z.map_err(|e| solve_failed(dev, e))?;
+        dev.check()?;
+        let (out, g_z) = self.head.loss_and_grad(z, labels)?;
+        let mut gtheta = zeroed_grad(&mut self.gtheta, &*field);
+        let g_feat = solver
+            .backward(field, g_z, &mut gtheta)
+            .map_err(|e| solve_failed(dev, e))?;
+        dev.check()?;
+        let gv = gtheta.to_f64_vec();
+        self.gtheta = Some(gtheta);
+        for (a, b) in gb.iter_mut().zip(gv) {
+            *a += T::of(b);
+        }
+        self.stem.zero_grads()?;
+        self.stem.backward(&g_feat)?;
+        let add = |dst: &mut [T], src: Vec<f32>| {
+            for (a, b) in dst.iter_mut().zip(src) {
+                *a += T::of(f64::from(b));
+            }
+        };
+        add(gs, self.stem.grads_to_host()?);
+        add(gh, self.head.grad_to_host()?);
         let st = self.solver.stats();
         let mut m = StepMetrics {
-            loss,
-            accuracy: Some(acc),
+            loss: out.loss,
+            accuracy: Some(out.correct as f64 / x.rows() as f64),
             nfe_forward: st.forward.nfe,
             nfe_backward: st.backward_nfe + st.backward_vjp,
             ..Default::default()
@@ -261,18 +284,9 @@ impl<T: Real> CudaTinyResNet<T> {
     pub fn logits(&mut self, x: &Batch<T>) -> Result<Batch<T>, CudaError> {
         self.check_batch(x, None)?;
         self.host.set_train(false);
-        let mut feat = Batch::zeros(0, 0);
-        self.host
-            .stem_mut()
-            .forward(0.0, x, &mut feat)
-            .map_err(host_err("TinyResNet stem"))?;
-        let z = self.body_forward(&feat, false)?;
-        let mut logits = Batch::zeros(0, 0);
-        self.host
-            .head_mut()
-            .forward(0.0, &z, &mut logits)
-            .map_err(host_err("TinyResNet head"))?;
-        Ok(logits)
+        self.stem_forward(x, false)?;
+        let z = self.body_eval()?;
+        Ok(self.head.logits(&z)?.to_host()?.cast::<T>())
     }
 
     /// Mean loss and accuracy on `data` in evaluation mode, in chunks of `batch_size` (as
@@ -304,15 +318,15 @@ impl<T: Real> Trainable<T> for CudaTinyResNet<T> {
 
     fn write_params(&mut self, src: &[T]) {
         self.host.write_params(src);
-        let body: Vec<f32> = self
-            .host
-            .body()
-            .field()
-            .params()
-            .iter()
-            .map(|v| v.f64() as f32)
-            .collect();
-        if let Err(e) = self.field.set_params(&body) {
+        let r = self
+            .stem
+            .set_params(&f32s(self.host.stem().params()))
+            .and_then(|()| {
+                self.field
+                    .set_params(&f32s(self.host.body().field().params()))
+            })
+            .and_then(|()| self.head.set_params(&f32s(self.host.head().params())));
+        if let Err(e) = r {
             self.pending.get_or_insert(e);
         }
     }

@@ -1,4 +1,4 @@
-//! GPU-vs-CPU agreement of a whole TinyResNet with its body on the device
+//! GPU-vs-CPU agreement of a whole TinyResNet on the device
 //! ([`CudaTinyResNet`]; Sander et al., NeurIPS 2022): one training step (loss and the
 //! gradient of every parameter, stem, body and head) and then the logits in eval mode (which
 //! read the running statistics the step moved), on the device in f32 and on the CPU
@@ -22,7 +22,7 @@ use crate::grad::GradientMethod;
 use crate::models::depth_field::Tying;
 use crate::models::resnet::Scheme;
 use crate::models::tiny_resnet::{TinyResNet, TinyResNetConfig};
-use crate::nn::Shape;
+use crate::nn::{Layer, Shape};
 use crate::real::Real;
 use crate::state::Batch;
 use crate::train::Trainable;
@@ -48,7 +48,7 @@ pub struct TinyResNetAgreement {
     pub grad_rel_gpu: f64,
     /// The same for the CPU in f32.
     pub grad_rel_cpu_f32: f64,
-    /// `max` relative error of the body's running statistics after the step, device.
+    /// `max` relative error of the running statistics (stem and body) after the step, device.
     pub stats_rel_gpu: f64,
     /// The same for the CPU in f32.
     pub stats_rel_cpu_f32: f64,
@@ -60,7 +60,8 @@ pub struct TinyResNetAgreement {
     pub passed: bool,
 }
 
-/// `(loss, gradient, body running statistics, eval logits)` of one comparison, as f64.
+/// `(loss, gradient, running statistics of stem and body, eval logits)` of one comparison,
+/// as f64.
 pub type TinyResNetPass = (f64, Vec<f64>, Vec<f64>, Vec<f64>);
 
 /// The fixed inputs of one comparison, exactly representable in f32.
@@ -141,16 +142,24 @@ fn batch_of<T: Real>(x: &Batch<f32>) -> Batch<T> {
     Batch::from_vec(x.rows(), x.cols(), cast(x.as_slice())).expect("same shape")
 }
 
-fn body_stats<T: Real>(m: &TinyResNet<T>) -> Vec<f64> {
+/// The running statistics of the stem's batch norm (mean, variance), then the body's.
+fn running_stats<T: Real>(m: &TinyResNet<T>) -> Vec<f64> {
+    let mut v: Vec<f64> = Vec::new();
+    for l in m.stem().sequential().layers() {
+        if let Layer::BatchNorm(b) = l {
+            v.extend(
+                b.running_mean()
+                    .iter()
+                    .chain(b.running_var())
+                    .map(|x| x.f64()),
+            );
+        }
+    }
     let f = m.body().field();
-    (0..f.depth())
-        .flat_map(|n| {
-            f.running_stats(n)
-                .iter()
-                .map(|v| v.f64())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    for n in 0..f.depth() {
+        v.extend(f.running_stats(n).iter().map(|x| x.f64()));
+    }
+    v
 }
 
 fn model<T: Real>(
@@ -180,7 +189,7 @@ pub fn tiny_resnet_cpu_reference<T: Real>(
     Ok((
         step.loss,
         g.iter().map(|v| v.f64()).collect(),
-        body_stats(&m),
+        running_stats(&m),
         logits.as_slice().iter().map(|v| v.f64()).collect(),
     ))
 }
@@ -197,7 +206,7 @@ fn gpu_pass(
     let step = m.train_step(x, labels, &mut g)?;
     let logits = m.logits(x)?;
     dev.check()?;
-    let stats = body_stats(m.to_cpu()?);
+    let stats = running_stats(m.to_cpu()?);
     Ok((
         step.loss,
         g.iter().map(|&v| f64::from(v)).collect(),

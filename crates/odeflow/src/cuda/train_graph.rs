@@ -23,6 +23,7 @@ use cudarc::cublas::sys as blas_sys;
 use cudarc::driver::{sys as drv, CudaGraph, CudaSlice, DevicePtr, PushKernelArg};
 
 use super::device::{CudaError, Device};
+use super::head::launch_softmax_ce;
 use super::state::config;
 use super::train_plan::{AdamHyper, At, Buf, Launch, PlanGradient, TrainPlan, ADAM_BUFFERS};
 use crate::state::Batch;
@@ -285,7 +286,6 @@ impl ClassifierStep {
                     )?;
                 }
                 Launch::SoftmaxCe { rows, classes } => {
-                    let (r, c) = (*rows as i64, *classes as i32);
                     let ptrs = [
                         Buf::Logits,
                         Buf::Labels,
@@ -294,17 +294,7 @@ impl ClassifierStep {
                         Buf::Correct,
                     ]
                     .map(|b| self.addr(b));
-                    let mut l = stream.launch_builder(&k.softmax_ce);
-                    l.arg(&r).arg(&c);
-                    for p in &ptrs {
-                        l.arg(p);
-                    }
-                    // SAFETY: softmax_ce_f32(long long rows, int classes, const float*,
-                    // const int*, float*, double*, unsigned long long*).
-                    launch(
-                        "softmax_ce_f32",
-                        unsafe { l.launch(config(*rows)) }.map(|_| ()),
-                    )?;
+                    launch_softmax_ce(&self.dev, *rows, *classes, ptrs)?;
                 }
                 Launch::AdamTick => {
                     let t = self.addr(Buf::AdamStep);

@@ -25,7 +25,8 @@ use crate::field::Parameterized;
 use crate::grad::GradientMethod;
 use crate::nn::loss::{accuracy, softmax_cross_entropy};
 use crate::nn::{
-    Activation, BatchNormOptions, ConvSpec, Init, Network, SequentialBuilder, Shape, Tape,
+    Activation, BatchNormOptions, ConvSpec, Init, Network, NnError, Sequential, SequentialBuilder,
+    Shape, Tape,
 };
 use crate::real::Real;
 use crate::state::Batch;
@@ -103,6 +104,16 @@ impl<T: Real> ImageBatch<T> {
     }
 }
 
+/// TinyResNet's stem on `input` images: `conv 5×5, stride 3, padding 1, C_in → channels`
+/// (no bias) → batch norm → ReLU.
+pub fn tiny_resnet_stem<T: Real>(input: Shape, channels: usize) -> Result<Sequential<T>, NnError> {
+    SequentialBuilder::new(input)
+        .conv(ConvSpec::d2(input.channels(), channels, 5, 3, 1).without_bias())
+        .batch_norm(BatchNormOptions::default())
+        .activation(Activation::Relu)
+        .build()
+}
+
 /// Stem → ResNet body → head, with cross-entropy loss.
 pub struct TinyResNet<T: Real> {
     cfg: TinyResNetConfig,
@@ -125,11 +136,7 @@ impl<T: Real> TinyResNet<T> {
     /// The model on `(C, H, W)` images.
     pub fn new(input: Shape, cfg: TinyResNetConfig) -> Result<Self, ResNetError> {
         let ch = cfg.channels;
-        let stem_seq = SequentialBuilder::new(input)
-            .conv(ConvSpec::d2(input.channels(), ch, 5, 3, 1).without_bias())
-            .batch_norm(BatchNormOptions::default())
-            .activation(Activation::Relu)
-            .build()?;
+        let stem_seq = tiny_resnet_stem(input, ch)?;
         let feat = stem_seq.out_shape();
         let (h, w) = feat.spatial();
         let stem = Network::new(stem_seq, &cfg.init, derive_seed(cfg.seed, 0));

@@ -9,24 +9,27 @@
 use std::collections::HashMap;
 
 use crate::exec::{close, conv_op, Store};
+use odeflow::cuda::conv_bn_plan::ConvBnLayout;
 use odeflow::cuda::norm_plan::NormOp;
 use odeflow::cuda::res_block_plan::*;
 use odeflow::models::resnet::conv_residual_block;
 use odeflow::nn::{Init, Layer, Sequential, Tape};
 
-struct Exec<'a> {
-    layout: &'a ResBlockLayout,
-    rows: usize,
-    params: Vec<f64>,
-    gparams: Vec<f64>,
-    bufs: HashMap<ResBuf, Vec<f64>>,
+/// A convolution + batch-norm plan's buffers on the host (the residual block's or the
+/// stem's, `L`).
+pub(crate) struct Exec<'a, L: ConvBnLayout> {
+    pub layout: &'a L,
+    pub rows: usize,
+    pub params: Vec<f64>,
+    pub gparams: Vec<f64>,
+    pub bufs: HashMap<ResBuf, Vec<f64>>,
 }
 
 fn is_param(b: ResBuf) -> bool {
     matches!(b, ResBuf::Weight(_) | ResBuf::Gamma(_) | ResBuf::Beta(_))
 }
 
-impl Store<ResBuf> for Exec<'_> {
+impl<L: ConvBnLayout> Store<ResBuf> for Exec<'_, L> {
     fn read(&self, b: ResBuf) -> Vec<f64> {
         let len = self.layout.len_of(b, self.rows);
         match self.layout.param_offset(b) {
@@ -65,7 +68,7 @@ impl Store<ResBuf> for Exec<'_> {
     }
 }
 
-impl Exec<'_> {
+impl<L: ConvBnLayout> Exec<'_, L> {
     /// One batch-norm launch, by the kernels' formulas (NCHW indexing of the shape).
     fn norm(&mut self, s: &NormStep) {
         use ResBuf::*;
@@ -174,7 +177,7 @@ impl Exec<'_> {
         }
     }
 
-    fn run(&mut self, ops: &[ResOp]) {
+    pub(crate) fn run(&mut self, ops: &[ResOp]) {
         for op in ops {
             match op {
                 ResOp::Conv(c) => conv_op(self, c),
@@ -184,7 +187,7 @@ impl Exec<'_> {
     }
 }
 
-fn bns(net: &mut Sequential<f64>) -> Vec<&mut odeflow::nn::BatchNorm<f64>> {
+pub(crate) fn bns(net: &mut Sequential<f64>) -> Vec<&mut odeflow::nn::BatchNorm<f64>> {
     net.layers_mut()
         .iter_mut()
         .filter_map(|l| match l {

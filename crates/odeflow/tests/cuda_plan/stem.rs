@@ -1,0 +1,121 @@
+//! The launch plan of TinyResNet's stem (`odeflow::cuda::stem_plan`: conv 5×5/3 → batch
+//! norm → ReLU) executed in f64 by the residual block's reference executor against the CPU
+//! stem (`models::tiny_resnet::tiny_resnet_stem`): output, running statistics, input
+//! gradient and accumulated parameter gradient, in train and eval mode; the VJP starts from
+//! the tape alone.
+
+use std::collections::HashMap;
+
+use crate::exec::close;
+use crate::res_block::{bns, Exec};
+use odeflow::cuda::conv_bn_plan::ConvBnLayout;
+use odeflow::cuda::norm_plan::NormOp;
+use odeflow::cuda::res_block_plan::{ResBuf, ResOp};
+use odeflow::cuda::stem_plan::StemLayout;
+use odeflow::models::tiny_resnet::tiny_resnet_stem;
+use odeflow::nn::{Init, Shape, Tape};
+
+fn check(c_in: usize, c: usize, (h, w): (usize, usize), rows: usize, train: bool) {
+    let layout = StemLayout::new(c_in, c, h, w).expect("valid");
+    let mut net = tiny_resnet_stem::<f64>(Shape::image(c_in, h, w), c).expect("stem");
+    assert_eq!(layout.param_views(), net.param_views());
+    assert_eq!(layout.num_params(), net.num_params());
+    assert_eq!(
+        (layout.input_len(), layout.output_len()),
+        (net.in_shape().len(), net.out_shape().len())
+    );
+    let mut params = net.init_params(&Init::PyTorchDefault, 3);
+    let gamma = layout.param_offset(ResBuf::Gamma(1)).expect("γ");
+    for k in 0..c {
+        params[gamma + k] = 0.8 + 0.1 * k as f64;
+        params[gamma + c + k] = 0.1 * k as f64 - 0.2;
+    }
+    let mean: Vec<f64> = (0..c).map(|k| 0.05 * k as f64 - 0.1).collect();
+    let var: Vec<f64> = (0..c).map(|k| 0.6 + 0.2 * (k % 3) as f64).collect();
+    bns(&mut net)[0]
+        .set_running_stats(&mean, &var)
+        .expect("sized");
+    net.set_train(train);
+    let (di, d) = (layout.input_len(), layout.output_len());
+    let x: Vec<f64> = (0..rows * di)
+        .map(|i| ((i * 29 % 13) as f64 - 6.0) * 0.2)
+        .collect();
+    let v: Vec<f64> = (0..rows * d)
+        .map(|i| ((i * 11 % 7) as f64 - 3.0) * 0.3)
+        .collect();
+    let mut tape = Tape::new();
+    let mut y = vec![0.0; rows * d];
+    net.forward_taped(&params, 0.0, &x, &mut y, &mut tape)
+        .expect("forward");
+    let mut gx = vec![0.0; rows * di];
+    let mut gp = vec![0.25; layout.num_params()];
+    net.backward(&params, &tape, &v, &mut gx, &mut gp)
+        .expect("backward");
+
+    let mut ex = Exec {
+        layout: &layout,
+        rows,
+        params,
+        gparams: vec![0.25; layout.num_params()],
+        bufs: HashMap::new(),
+    };
+    ex.bufs.insert(ResBuf::Input, x);
+    ex.bufs.insert(ResBuf::RunningMean(1), mean);
+    ex.bufs.insert(ResBuf::RunningVar(1), var);
+    ex.run(&layout.forward(rows, train));
+    let what = |s: &str| format!("{s} ({c_in} → {c}, {h}×{w}, {rows} rows, train {train})");
+    close(&ex.bufs[&ResBuf::Output], &y, 1e-10, &what("stem(x)"));
+    let bn = bns(&mut net).remove(0);
+    close(
+        &ex.bufs[&ResBuf::RunningMean(1)],
+        bn.running_mean(),
+        1e-12,
+        &what("running mean"),
+    );
+    close(
+        &ex.bufs[&ResBuf::RunningVar(1)],
+        bn.running_var(),
+        1e-12,
+        &what("running var"),
+    );
+    let keep = layout.taped();
+    ex.bufs.retain(|b, _| keep.contains(b));
+    ex.bufs.insert(ResBuf::Cotangent, v);
+    ex.run(&layout.backward(rows, train));
+    close(&ex.bufs[&ResBuf::GradInput], &gx, 1e-10, &what("vᵀ∂s/∂x"));
+    close(&ex.gparams, &gp, 1e-10, &what("vᵀ∂s/∂θ accumulated"));
+}
+
+#[test]
+fn stem_plan_matches_the_cpu_stem_in_train_and_eval_mode() {
+    // CIFAR-like (three channels, 32×32 → 10×10), MNIST-like (one channel, 28×28 → 9×9),
+    // and a small odd shape.
+    for (c_in, c, hw, rows) in [(3, 4, (32, 32), 2), (1, 16, (28, 28), 2), (2, 3, (7, 5), 3)] {
+        for train in [true, false] {
+            check(c_in, c, hw, rows, train);
+        }
+    }
+}
+
+#[test]
+fn stem_plan_shapes() {
+    assert!(StemLayout::new(3, 16, 2, 2).is_err());
+    assert!(StemLayout::new(0, 16, 32, 32).is_err());
+    let l = StemLayout::new(3, 16, 32, 32).expect("valid");
+    assert_eq!(l.out_hw(), (10, 10));
+    assert_eq!(l.num_params(), 16 * 3 * 25 + 32);
+    assert_eq!(
+        StemLayout::new(1, 16, 28, 28).expect("valid").out_hw(),
+        (9, 9)
+    );
+    // One batch norm: statistics in train mode only; its VJP always needs the sums (∂γ, ∂β).
+    let norms = |ops: &[ResOp], op: fn(NormOp) -> bool| {
+        ops.iter()
+            .filter(|o| matches!(o, ResOp::Norm(s) if op(s.launch.op)))
+            .count()
+    };
+    assert_eq!(norms(&l.forward(4, true), |o| o == NormOp::Stats), 1);
+    assert_eq!(norms(&l.forward(4, false), |o| o == NormOp::Stats), 0);
+    assert_eq!(norms(&l.forward(4, false), |o| o == NormOp::EvalStats), 1);
+    assert_eq!(l.len_of(ResBuf::Z(2), 4), 0, "no second layer");
+}
