@@ -29,7 +29,7 @@
 #      images through the captured plan the benchmark times, eager and as a graph, with and
 #      without an ANODE channel; on CIFAR a TinyResNet residual block (CudaResBlock) in
 #      train and eval mode: output, running statistics, input and parameter gradients, and a
-#      whole TinyResNet with its body on the device (CudaTinyResNet, untied and tied): loss,
+#      whole TinyResNet on the device (CudaTinyResNet: stem, body, head; untied and tied): loss,
 #      gradient, running statistics after a step, eval logits);
 #   4. training on the GPU, both paths, each checked on the CPU and on the GPU: a sphere2 MLP
 #      classifier and a sphere2 simple_odenet (the captured CUDA graph, backprop), the
@@ -269,7 +269,7 @@ for b in (a or {}).get("res_block_agreement") or []:
                  f"{b['grad_rel_gpu']:.2e} | {b['grad_rel_cpu_f32']:.2e} | {b['passed']} |")
 if not (a or {}).get("res_block_agreement"):
     lines.append("| – | – | – | – | – | – | – | – | – | failed (see agreement-cifar-odenet128-euler8.err) |")
-lines += ["", "GPU vs CPU (whole TinyResNet, body on the device, 8 channels, depth 3, 6 images; one step, then eval logits):", "",
+lines += ["", "GPU vs CPU (whole TinyResNet on the device, 8 channels, depth 3, 6 images; one step, then eval logits):", "",
           "| body | loss gpu | cpu f32 | gradient gpu | cpu f32 | running stats gpu | cpu f32 | eval logits gpu | cpu f32 | passed |",
           "|---|---|---|---|---|---|---|---|---|---|"]
 for b in (a or {}).get("tiny_resnet_agreement") or []:

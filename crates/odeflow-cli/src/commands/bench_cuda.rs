@@ -12,7 +12,7 @@
 //!   the benchmark times (`classifier_agreement`, eager and captured, with and without an
 //!   ANODE channel);
 //!   and on `cifar-odenet128-euler8` a TinyResNet residual block in train and eval mode
-//!   (`res_block_agreement`) and a whole TinyResNet with its body on the device, one
+//!   (`res_block_agreement`) and a whole TinyResNet on the device, one
 //!   training step and the eval logits, untied and tied (`tiny_resnet_agreement`).
 
 use odeflow::grad::GradientMethod;

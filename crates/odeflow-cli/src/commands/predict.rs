@@ -31,8 +31,8 @@
 //!
 //! `--device cuda` (binaries built with `--features cuda`, `--dtype f32`) solves a
 //! classifier's ODE block on the GPU (`odeflow::cuda::CudaFlowModel`: MLP, `simple_odenet`
-//! or `odenet` field, every solver), the Linear head on the host, and a TinyResNet's body
-//! (`odeflow::cuda::CudaTinyResNet`, ResNet or HeunNet; stem and head on the host), a bare
+//! or `odenet` field, every solver), the Linear head on the host, and a whole TinyResNet
+//! (`odeflow::cuda::CudaTinyResNet`, ResNet or HeunNet body; stem and head too), a bare
 //! ResNet body (`odeflow::cuda::resnet_final_state`) and a bare MLP or convolutional field
 //! (`odeflow::cuda::field_final_state`); the Hamiltonian model and `--labels`/`--grad-out`
 //! are not yet on cuda and say so.

@@ -1,4 +1,4 @@
-//! TinyResNet with its body on the device (`odeflow::cuda::CudaTinyResNet`,
+//! TinyResNet on the device (`odeflow::cuda::CudaTinyResNet`,
 //! `CudaDepthField`; Sander et al., NeurIPS 2022), its CPU-testable parts: where the device
 //! field keeps each buffer of a layer's plan (`DepthLayout::place`: parameters and gradient
 //! in the CPU field's layout, per-layer running statistics or the discard buffer, tape,

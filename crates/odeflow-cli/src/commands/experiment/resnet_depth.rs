@@ -10,9 +10,10 @@
 //!     --out-dir results/depth-gpu                            # the bodies on the GPU
 //! ```
 //!
-//! With `--device cuda` (a binary built with `--features cuda`) each network's body runs on
-//! the GPU (`odeflow::cuda::CudaTinyResNet`, f32, ResNet and HeunNet, backprop and
-//! reversible through the same gradient solver as on the CPU; stem and head on the host).
+//! With `--device cuda` (a binary built with `--features cuda`) each network runs on the GPU
+//! (`odeflow::cuda::CudaTinyResNet`, f32: stem, head and the ResNet or HeunNet body, backprop
+//! and reversible through the same gradient solver as on the CPU; the optimizer step on the
+//! host).
 //!
 //! The defaults fit a 2-core CPU in a few minutes: MNIST (the folder `--data-dir`, default
 //! `$ODEFLOW_DATA/mnist`, else `~/.cache/odeflow/data/mnist` — see `odeflow data download

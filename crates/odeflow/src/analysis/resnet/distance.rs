@@ -290,7 +290,7 @@ pub fn distance_sweep<T: Real>(
     distance_sweep_on(data, cfg, &Compute::Cpu, progress)
 }
 
-/// [`distance_sweep`] on `compute`: on a GPU each network trains with its body on the device
+/// [`distance_sweep`] on `compute`: on a GPU each network trains on the device
 /// ([`super::trained::train_tiny_resnet_on`]); the distance is measured on the host model.
 pub fn distance_sweep_on<T: Real>(
     data: &ImageData<T>,

@@ -1,6 +1,6 @@
 //! Training a TinyResNet on either device (Sander et al.'s experiments): on the CPU the
 //! [`TinyResNet`] itself, on a GPU (feature `cuda`) its device twin
-//! `cuda::CudaTinyResNet` (body on the device, stem and head on the host), with the same
+//! `cuda::CudaTinyResNet` (stem, body and head on the device), with the same
 //! trainer, batches, optimizer and hooks. [`TrainedTinyResNet`] is the result on the device
 //! it trained on; [`TinyResNetHost`] gives a hook the host model, up to date, to measure.
 
