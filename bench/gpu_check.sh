@@ -35,7 +35,8 @@
 #      classifier and a sphere2 simple_odenet (the captured CUDA graph, backprop), the
 #      simple_odenet with the adjoint and an MLP with the reversible gradient (captured too,
 #      memory-free), 300 iterations each; each GPU run is resumed for 100 more on the CPU; the captured
-#      simple_odenet's weights are exported and `predict --device cuda` compared with the CPU;
+#      simple_odenet's weights are exported and `predict --device cuda` compared with the CPU
+#      (logits, and the loss gradient of --labels/--grad-out);
 #      a sphere2 MLP trained with Ott et al.'s step-size adaptation (--adapt: the generic path,
 #      its probes on the device); TinyResNets on MNIST (`experiment resnet-depth`: ResNet and
 #      HeunNet bodies of depth 4 and 8, backprop and reversible) on the GPU and one (ResNet,
@@ -185,6 +186,38 @@ sys.exit(0 if r < 1e-3 else 1)
   log "predict: $(tail -n 1 "$OUT/predict.err")"
 else
   log "predict FAILED: $(tail -n 1 "$OUT/predict.err")"
+  status=1
+fi
+
+# The loss gradient of the same weights (--labels, --grad-out) on both devices.
+log "predict --grad-out on the CPU and on the GPU"
+if "$PY" -c "import numpy as np; np.save('$OUT/labels.npy', np.random.default_rng(1).integers(0, 2, 256).astype('<f8'))" \
+  && timeout 60 "$BIN" predict --weights "$OUT/odenet.safetensors" --model simple_odenet \
+    --input "$OUT/x.npy" --method rk4 --steps 8 --dtype f32 --out "$OUT/g-logits-cpu.npy" \
+    --labels "$OUT/labels.npy" --grad-out "$OUT/grad-cpu.safetensors" 2>"$OUT/grad.err" \
+  && timeout 60 "$BIN" --device cuda predict --weights "$OUT/odenet.safetensors" --model simple_odenet \
+    --input "$OUT/x.npy" --method rk4 --steps 8 --dtype f32 --out "$OUT/g-logits-gpu.npy" \
+    --labels "$OUT/labels.npy" --grad-out "$OUT/grad-gpu.safetensors" 2>>"$OUT/grad.err" \
+  && "$PY" -c "
+import json, struct, sys
+import numpy as np
+def load_file(path):  # safetensors: u64 header length, JSON header, raw little-endian data
+    b = open(path, 'rb').read()
+    n = struct.unpack('<Q', b[:8])[0]
+    head, data = json.loads(b[8:8 + n]), b[8 + n:]
+    kinds = {'F32': '<f4', 'F64': '<f8'}
+    return {k: np.frombuffer(data[v['data_offsets'][0]:v['data_offsets'][1]], kinds[v['dtype']]).astype(np.float64)
+            for k, v in head.items() if k != '__metadata__'}
+c, g = load_file('$OUT/grad-cpu.safetensors'), load_file('$OUT/grad-gpu.safetensors')
+num = sum(float(np.sum((c[k] - g[k]) ** 2)) for k in c) ** 0.5
+den = max(sum(float(np.sum(c[k] ** 2)) for k in c) ** 0.5, 1e-30)
+r = num / den
+print(f'loss gradient GPU vs CPU: relative difference {r:.2e} over {len(c)} tensors', file=sys.stderr)
+sys.exit(0 if r < 1e-3 else 1)
+" 2>>"$OUT/grad.err"; then
+  log "predict --grad-out: $(tail -n 1 "$OUT/grad.err")"
+else
+  log "predict --grad-out FAILED: $(tail -n 1 "$OUT/grad.err")"
   status=1
 fi
 

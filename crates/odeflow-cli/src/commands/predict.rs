@@ -34,8 +34,10 @@
 //! or `odenet` field, every solver), the Linear head on the host, and a whole TinyResNet
 //! (`odeflow::cuda::CudaTinyResNet`, ResNet or HeunNet body; stem and head too), a bare
 //! ResNet body (`odeflow::cuda::resnet_final_state`) and a bare MLP or convolutional field
-//! (`odeflow::cuda::field_final_state`); the Hamiltonian model and `--labels`/`--grad-out`
-//! are not yet on cuda and say so.
+//! (`odeflow::cuda::field_final_state`); a classifier's loss gradient (`--labels`,
+//! `--grad-out`) is computed on the device too (`odeflow::cuda::classifier_loss_gradient`:
+//! the ODE block by backprop on the GPU, the head on the host). The Hamiltonian model is not
+//! yet on cuda and says so.
 
 use std::path::PathBuf;
 
@@ -311,12 +313,28 @@ fn predict<T: Real>(
         };
         let loss = match (&args.labels, &args.grad_out) {
             (Some(l), Some(g)) => {
-                not_on_gpu(compute, "a loss gradient (--labels, --grad-out)")?;
                 let labels = read_labels(l, x.rows(), logits.cols())?;
                 let dtype =
                     FileDtype::from_name(T::NAME).map_err(|e| CliError::input(e.to_string()))?;
-                let (loss, grads) = loss_gradient(&mut model, &x, &labels, dtype)
-                    .map_err(|e| CliError::runtime(e.to_string()))?;
+                let (loss, grads) = match compute {
+                    Compute::Cpu => loss_gradient(&mut model, &x, &labels, dtype)
+                        .map_err(|e| CliError::runtime(e.to_string()))?,
+                    // The ODE block solved and differentiated on the device (backprop, as
+                    // the loaded CPU model), the head on the host.
+                    #[cfg(feature = "cuda")]
+                    Compute::Cuda(dev) => {
+                        let solver = (&method, odeflow::grad::GradientMethod::Backprop, &opts);
+                        let (loss, grad) = odeflow::cuda::classifier_loss_gradient(
+                            dev,
+                            &shape.spec.field,
+                            &model,
+                            (&x, &labels),
+                            solver,
+                        )
+                        .map_err(gpu_err)?;
+                        (loss, odeflow::weights::gradient_file(&model, &grad, dtype))
+                    }
+                };
                 grads
                     .save(g)
                     .map_err(|e| CliError::runtime(format!("cannot write the gradient: {e}")))?;

@@ -13,8 +13,9 @@
 use std::sync::Arc;
 
 use super::device::{CudaError, Device};
-use super::eager::{device_final_state, device_logits, BuiltField};
+use super::eager::{device_final_state, device_logits, BuiltField, CudaSolverClassifier};
 use crate::field::Parameterized;
+use crate::grad::GradientMethod;
 use crate::models::{FieldSpec, FlowModel, NeuralClassifier};
 use crate::nn::{Network, Shape};
 use crate::real::Real;
@@ -67,6 +68,35 @@ impl<T: Real> FlowModel<T> for CudaFlowModel<T> {
             BuiltField::Conv(f) => device_logits(dev, f, head, augment, x, (method, opts)),
         };
         r.map_err(|e| format!("on the GPU: {e}"))?
+    }
+}
+
+/// The mean cross-entropy of `model` (its field built from `field`) on `(x, labels)` and its
+/// gradient with respect to every parameter (`[field | head]`, the CPU model's order), the ODE
+/// block solved and differentiated on the device by `method`, `grad` and `opts`, the head on
+/// the host — the device half of `odeflow predict --device cuda --labels … --grad-out …`
+/// (the same [`CudaSolverClassifier`] as a generic GPU training run).
+pub fn classifier_loss_gradient<T: Real>(
+    dev: &Arc<Device>,
+    field: &FieldSpec,
+    model: &NeuralClassifier<T>,
+    (x, labels): (&Batch<T>, &[usize]),
+    (method, grad, opts): (&Method, GradientMethod, &SolveOptions),
+) -> Result<(f64, Vec<T>), CudaError> {
+    let fp = model.field.params().to_vec();
+    let p: Vec<f32> = fp.iter().map(|v| v.f64() as f32).collect();
+    let (head, augment) = (model.head.clone(), model.augment());
+    let solver = (method, grad, opts.clone());
+    let fail = |e: crate::weights::WeightsError| CudaError::call("loss gradient on the device", e);
+    match BuiltField::new(dev, field, model.head.in_shape(), &p)? {
+        BuiltField::Mlp(f) => {
+            let mut m = CudaSolverClassifier::new(dev, f, fp, head, augment, solver)?;
+            crate::weights::trainable_loss_gradient(&mut m, x, labels).map_err(fail)
+        }
+        BuiltField::Conv(f) => {
+            let mut m = CudaSolverClassifier::new(dev, f, fp, head, augment, solver)?;
+            crate::weights::trainable_loss_gradient(&mut m, x, labels).map_err(fail)
+        }
     }
 }
 

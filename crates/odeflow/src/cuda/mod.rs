@@ -68,7 +68,7 @@ pub use conv_agreement::{conv_agreement, ConvAgreement, ConvModel};
 pub use depth_field::{CudaDepthField, CudaDepthTape, DepthLayout, Place, TrainingPass};
 pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_SOURCES};
 pub use eager::{BuiltField, CudaSolverClassifier, DeviceParams};
-pub use flow::{field_final_state, CudaFlowModel};
+pub use flow::{classifier_loss_gradient, field_final_state, CudaFlowModel};
 pub use head::{CudaHead, HeadLoss};
 pub use mlp::{CudaMlp, CudaTape};
 pub use norm::{BnSaved, CudaBatchNorm};

@@ -340,6 +340,18 @@ pub fn loss_gradient<T: Real>(
     labels: &[usize],
     dtype: FileDtype,
 ) -> Result<(f64, TensorFile), WeightsError> {
+    let (loss, grad) = trainable_loss_gradient(model, x, labels)?;
+    Ok((loss, gradient_file(model, &grad, dtype)))
+}
+
+/// The mean cross-entropy on `(x, labels)` and the gradient of any classifier trainer with
+/// [`ClassBatch`](crate::models::ClassBatch)es (the CPU model, or its device twin), in the
+/// trainer's parameter order.
+pub fn trainable_loss_gradient<T: Real, M: Trainable<T, Batch = crate::models::ClassBatch<T>>>(
+    model: &mut M,
+    x: &crate::state::Batch<T>,
+    labels: &[usize],
+) -> Result<(f64, Vec<T>), WeightsError> {
     let batch = crate::models::ClassBatch {
         x: x.clone(),
         labels: labels.to_vec(),
@@ -348,11 +360,21 @@ pub fn loss_gradient<T: Real>(
     let m = model
         .loss_and_grad(&batch, &mut grad, 0)
         .map_err(|e| WeightsError::Invalid(format!("the loss and gradient failed: {e}")))?;
+    Ok((m.loss, grad))
+}
+
+/// A gradient of `model`'s parameters (`[field | head]`) as a weights file under the
+/// parameters' keys.
+pub fn gradient_file<T: Real>(
+    model: &NeuralClassifier<T>,
+    grad: &[T],
+    dtype: FileDtype,
+) -> TensorFile {
     let mut file = TensorFile::new(dtype);
     insert(
         &mut file,
         expected_keys(&model.field, Some(&model.head)),
-        &grad,
+        grad,
     );
-    Ok((m.loss, file))
+    file
 }

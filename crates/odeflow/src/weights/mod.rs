@@ -72,8 +72,8 @@ use thiserror::Error;
 
 pub use check::{check_weights, evaluate_weights, ExternalModel};
 pub use classifier::{
-    export_classifier, export_field, infer_shape, load_classifier, load_field, loss_gradient,
-    ModelShape,
+    export_classifier, export_field, gradient_file, infer_shape, load_classifier, load_field,
+    loss_gradient, trainable_loss_gradient, ModelShape,
 };
 pub use hamiltonian::{export_hamiltonian, load_hamiltonian};
 pub use resnet::{export_resnet, export_tiny_resnet, load_resnet, load_tiny_resnet};
