@@ -46,6 +46,10 @@
 #      (`--device cuda`, TF32 off) for $WORKLOADS (default: every workload; the CPU only for
 #      the small ones, an image iteration takes seconds there);
 #   6. prints a Markdown table (with the issue's targets) and writes everything under $OUT.
+# PHASES (default "agreement train resnet predict bench") picks steps 3, 4 (train, resnet,
+# predict: predict needs train's run in the same $OUT) and 5, so that the whole check fits
+# calls of at most 10 minutes: e.g. PHASES="agreement train predict", then
+# PHASES="resnet bench" (each call's table covers its phases).
 # Exit status: 0 when every agreement check passed and odeflow ran on the GPU, 1 otherwise.
 set -uo pipefail
 
@@ -57,10 +61,13 @@ WORKLOADS="${WORKLOADS:-pendulum-mlp128-euler2 sphere2-euler256 mnist-odenet64-e
 OUT="${OUT:-bench/results/gpu-$(date -u +%Y%m%d-%H%M%S)}"
 PY="${PYTHON:-python3}"
 MNIST_DIR="${MNIST_DIR:-bench/.gpu/mnist}"
+PHASES="${PHASES:-agreement train resnet predict bench}"
+export PHASES
 mkdir -p "$OUT"
 status=0
 
 log() { echo "gpu_check: $*" >&2; }
+phase() { [[ " $PHASES " == *" $1 "* ]]; }
 
 if [[ ! -x "$BIN" ]]; then
   log "no odeflow binary at $BIN (build it with --features cuda and carry it; see the header)"
@@ -91,6 +98,7 @@ if [[ -n "$libdirs" ]]; then
 fi
 echo "${LD_LIBRARY_PATH:-}" >"$OUT/ld_library_path.txt"
 
+if phase agreement; then
 # 3. Agreement with the CPU, per gradient method.
 for g in backprop adjoint reversible; do
   log "agreement ($g)"
@@ -113,7 +121,9 @@ for w in mnist-odenet64-euler8 cifar-odenet128-euler8; do
     status=1
   fi
 done
+fi # phase agreement
 
+if phase train; then
 # 4. Training on the GPU; the runs are checked on both devices and resumed on the CPU.
 train_case() { # name, flags...
   local name="$1"; shift
@@ -136,7 +146,9 @@ train_case odenet-captured --model simple_odenet --method euler --steps 8 --lr 1
 train_case odenet-adjoint --model simple_odenet --method euler --steps 8 --lr 1e-2 --grad adjoint
 train_case mlp-reversible --model mlp --method heun --steps 8 --lr 1e-2 --grad reversible
 train_case mlp-adapt --model mlp --method midpoint --adapt --lr 1e-2
+fi # phase train
 
+if phase resnet; then
 # TinyResNets (Sander et al.) with their bodies on the GPU, and one on the CPU beside them.
 if [[ -f "$MNIST_DIR/t10k-images-idx3-ubyte" || -f "$MNIST_DIR/t10k-images-idx3-ubyte.gz" ]]; then
   depth_case() { # name, timeout, flags...
@@ -165,7 +177,9 @@ if [[ -f "$MNIST_DIR/t10k-images-idx3-ubyte" || -f "$MNIST_DIR/t10k-images-idx3-
 else
   log "experiment resnet-depth skipped: no MNIST IDX files in $MNIST_DIR (carry them there)"
 fi
+fi # phase resnet
 
+if phase predict; then
 # predict on both devices from the exported weights of the captured simple_odenet run.
 log "predict (simple_odenet weights) on the CPU and on the GPU"
 if timeout 60 "$BIN" export "$OUT/train-odenet-captured" --out "$OUT/odenet.safetensors" --dtype f32 \
@@ -220,7 +234,9 @@ else
   log "predict --grad-out FAILED: $(tail -n 1 "$OUT/grad.err")"
   status=1
 fi
+fi # phase predict
 
+if phase bench; then
 # 5. The benchmark.
 run() { # name, timeout, command...
   local name="$1" limit="$2"; shift 2
@@ -239,6 +255,7 @@ for w in $WORKLOADS; do
   run "torchdiffeq-cuda-$w" 180 "$PY" bench/peers_torchdiffeq.py "$w" --device cuda --iters "$ITERS"
   run "diffrax-cuda-$w" 240 "$PY" bench/peers_diffrax.py "$w" --device cuda --iters "$ITERS"
 done
+fi # phase bench
 
 # 6. The table.
 "$PY" - "$OUT" $WORKLOADS <<'EOF'
@@ -266,74 +283,87 @@ def cell(r):
 
 smi = open(os.path.join(out, "nvidia-smi.csv")).read().strip().splitlines()
 gpu = smi[-1] if smi else "unknown"
-lines = [f"GPU: {gpu}", "", "ms per training iteration (median):", "",
-         "| workload | odeflow cuda | torchdiffeq cuda | diffrax cuda | odeflow cpu | target |",
-         "|---|---|---|---|---|---|"]
-targets = {"sphere2-euler256": "≤ 10", "mnist-odenet64-euler8": "≤ 6.7",
-           "cifar-odenet128-euler8": "≤ 20.4", "pendulum-mlp128-euler2": "≤ 1.5"}
-for w in workloads:
-    lines.append("| " + " | ".join([w] + [cell(read(f"{f}-{w}")) for f in
-                 ("odeflow-cuda", "torchdiffeq-cuda", "diffrax-cuda", "odeflow-cpu")]
-                 + [targets.get(w, "≤ faster peer")]) + " |")
-lines += ["", "Training on the GPU (300 iterations, then checked; test accuracy and verdict):", ""]
-for name in ("mlp-captured", "odenet-captured", "odenet-adjoint", "mlp-reversible", "mlp-adapt"):
-    t, c, g = read(f"train-{name}"), read(f"check-cpu-{name}"), read(f"check-gpu-{name}")
-    acc = (t or {}).get("summary", {}).get("test_accuracy")
-    v = lambda r: (r or {}).get("summary", "n/a")
-    lines.append(f"- {name}: test accuracy {acc}; check on the CPU: {v(c)}; on the GPU: {v(g)}")
-for name in ("resnet-depth-gpu", "resnet-depth-cpu"):
-    r = read(name)
-    runs = (((r or {}).get("result") or r or {}).get("runs")) or []
-    for x in runs:
-        lines.append(f"- {name} {x['scheme']} {x['grad']} depth {x['depth']}: test accuracy {x['test_accuracy']:.4f}, "
-                     f"train {x['train_seconds']:.1f} s (200 iterations of 64 images)")
-    if r is None:
-        lines.append(f"- {name}: not run or failed (see {name}.err)")
-for w in ("mnist-odenet64-euler8", "cifar-odenet128-euler8"):
-    a = read(f"agreement-{w}")
-    lines += ["", f"GPU vs CPU ({w}'s field, one solve and backward pass): {json.dumps((a or {}).get('agreement'))}"]
-a = read("agreement-cifar-odenet128-euler8")
-lines += ["", "GPU vs CPU (TinyResNet residual block, 16 channels on 8x8, 4 samples):", "",
-          "| mode | output gpu | output cpu f32 | running stats gpu | cpu f32 | input grad gpu | cpu f32 | param grad gpu | cpu f32 | passed |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
-for b in (a or {}).get("res_block_agreement") or []:
-    lines.append(f"| {'train' if b['train'] else 'eval'} | {b['out_rel_gpu']:.2e} | {b['out_rel_cpu_f32']:.2e} | "
-                 f"{b['stats_rel_gpu']:.2e} | {b['stats_rel_cpu_f32']:.2e} | {b['gx_rel_gpu']:.2e} | {b['gx_rel_cpu_f32']:.2e} | "
-                 f"{b['grad_rel_gpu']:.2e} | {b['grad_rel_cpu_f32']:.2e} | {b['passed']} |")
-if not (a or {}).get("res_block_agreement"):
-    lines.append("| – | – | – | – | – | – | – | – | – | failed (see agreement-cifar-odenet128-euler8.err) |")
-lines += ["", "GPU vs CPU (whole TinyResNet on the device, 8 channels, depth 3, 6 images; one step, then eval logits):", "",
-          "| body | loss gpu | cpu f32 | gradient gpu | cpu f32 | running stats gpu | cpu f32 | eval logits gpu | cpu f32 | passed |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
-for b in (a or {}).get("tiny_resnet_agreement") or []:
-    lines.append(f"| {b['scheme']} {b['grad']} {b['tying']} | {b['loss_rel_gpu']:.2e} | {b['loss_rel_cpu_f32']:.2e} | {b['grad_rel_gpu']:.2e} | "
-                 f"{b['grad_rel_cpu_f32']:.2e} | {b['stats_rel_gpu']:.2e} | {b['stats_rel_cpu_f32']:.2e} | "
-                 f"{b['logits_rel_gpu']:.2e} | {b['logits_rel_cpu_f32']:.2e} | {b['passed']} |")
-if not (a or {}).get("tiny_resnet_agreement"):
-    lines.append("| – | – | – | – | – | – | – | – | – | failed (see agreement-cifar-odenet128-euler8.err) |")
-lines += ["", "GPU vs CPU (pendulum MLP; relative errors against the CPU in f64):", "",
-          "| grad | method | state gpu | state cpu f32 | gradient gpu | gradient cpu f32 | passed |",
-          "|---|---|---|---|---|---|---|"]
-for g in ("backprop", "adjoint", "reversible"):
-    r = read(f"agreement-{g}")
-    for a in (r or {}).get("agreement") or []:
-        lines.append(f"| {g} | {a['method']} | {a['y1_rel_gpu']:.2e} | {a['y1_rel_cpu_f32']:.2e} | "
-                     f"{a['grad_rel_gpu']:.2e} | {a['grad_rel_cpu_f32']:.2e} | {a['passed']} |")
-    if not r:
-        lines.append(f"| {g} | – | – | – | – | – | failed (see agreement-{g}.err) |")
-lines += ["", "GPU vs CPU (one classifier training iteration through the device plan; relative errors against the CPU in f64):", "",
-          "| field | sample | ANODE | method | steps | gradient | graph | loss gpu | loss cpu f64 | logits gpu | logits cpu f32 | gradient gpu | gradient cpu f32 | params gpu | params cpu f32 | passed |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-for src in ("agreement-backprop", "agreement-adjoint", "agreement-reversible",
-            "agreement-mnist-odenet64-euler8", "agreement-cifar-odenet128-euler8"):
-    r = read(src)
-    for a in (r or {}).get("classifier_agreement") or []:
-        c = a["case"]
-        lines.append(f"| {c['field'].get('kind')} | {c['sample']} | {c['augment']} | {c['method']} | {c['steps']} | {c['grad'].get('kind')} | {c['captured']} | "
-                     f"{a['loss_gpu']:.6f} | {a['loss_cpu_f64']:.6f} | {a['logits_rel_gpu']:.2e} | {a['logits_rel_cpu_f32']:.2e} | "
-                     f"{a['grad_rel_gpu']:.2e} | {a['grad_rel_cpu_f32']:.2e} | {a['params_rel_gpu']:.2e} | {a['params_rel_cpu_f32']:.2e} | {a['passed']} |")
-    if not (r or {}).get("classifier_agreement"):
-        lines.append(f"| – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | failed (see {src}.err) |")
+phases = os.environ.get("PHASES", "").split()
+lines = [f"GPU: {gpu}", f"Phases: {' '.join(phases)}", ""]
+if "bench" in phases:
+    lines += ["ms per training iteration (median):", "",
+             "| workload | odeflow cuda | torchdiffeq cuda | diffrax cuda | odeflow cpu | target |",
+             "|---|---|---|---|---|---|"]
+    targets = {"sphere2-euler256": "≤ 10", "mnist-odenet64-euler8": "≤ 6.7",
+               "cifar-odenet128-euler8": "≤ 20.4", "pendulum-mlp128-euler2": "≤ 1.5"}
+    for w in workloads:
+        lines.append("| " + " | ".join([w] + [cell(read(f"{f}-{w}")) for f in
+                     ("odeflow-cuda", "torchdiffeq-cuda", "diffrax-cuda", "odeflow-cpu")]
+                     + [targets.get(w, "≤ faster peer")]) + " |")
+if "train" in phases:
+    lines += ["", "Training on the GPU (300 iterations, then checked; test accuracy and verdict):", ""]
+    for name in ("mlp-captured", "odenet-captured", "odenet-adjoint", "mlp-reversible", "mlp-adapt"):
+        t, c, g = read(f"train-{name}"), read(f"check-cpu-{name}"), read(f"check-gpu-{name}")
+        acc = (t or {}).get("summary", {}).get("test_accuracy")
+        v = lambda r: (r or {}).get("summary", "n/a")
+        lines.append(f"- {name}: test accuracy {acc}; check on the CPU: {v(c)}; on the GPU: {v(g)}")
+if "predict" in phases:
+    for name, what in (("predict", "logits"), ("grad", "loss gradient")):
+        try:
+            last = open(os.path.join(out, name + ".err")).read().strip().splitlines()[-1]
+        except (OSError, IndexError):
+            last = "not run or failed"
+        lines.append(f"- predict ({what}), GPU vs CPU: {last}")
+if "resnet" in phases:
+    for name in ("resnet-depth-gpu", "resnet-depth-cpu"):
+        r = read(name)
+        runs = (((r or {}).get("result") or r or {}).get("runs")) or []
+        for x in runs:
+            lines.append(f"- {name} {x['scheme']} {x['grad']} depth {x['depth']}: test accuracy {x['test_accuracy']:.4f}, "
+                         f"train {x['train_seconds']:.1f} s (200 iterations of 64 images)")
+        if r is None:
+            lines.append(f"- {name}: not run or failed (see {name}.err)")
+if "agreement" in phases:
+    for w in ("mnist-odenet64-euler8", "cifar-odenet128-euler8"):
+        a = read(f"agreement-{w}")
+        lines += ["", f"GPU vs CPU ({w}'s field, one solve and backward pass): {json.dumps((a or {}).get('agreement'))}"]
+    a = read("agreement-cifar-odenet128-euler8")
+    lines += ["", "GPU vs CPU (TinyResNet residual block, 16 channels on 8x8, 4 samples):", "",
+              "| mode | output gpu | output cpu f32 | running stats gpu | cpu f32 | input grad gpu | cpu f32 | param grad gpu | cpu f32 | passed |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for b in (a or {}).get("res_block_agreement") or []:
+        lines.append(f"| {'train' if b['train'] else 'eval'} | {b['out_rel_gpu']:.2e} | {b['out_rel_cpu_f32']:.2e} | "
+                     f"{b['stats_rel_gpu']:.2e} | {b['stats_rel_cpu_f32']:.2e} | {b['gx_rel_gpu']:.2e} | {b['gx_rel_cpu_f32']:.2e} | "
+                     f"{b['grad_rel_gpu']:.2e} | {b['grad_rel_cpu_f32']:.2e} | {b['passed']} |")
+    if not (a or {}).get("res_block_agreement"):
+        lines.append("| – | – | – | – | – | – | – | – | – | failed (see agreement-cifar-odenet128-euler8.err) |")
+    lines += ["", "GPU vs CPU (whole TinyResNet on the device, 8 channels, depth 3, 6 images; one step, then eval logits):", "",
+              "| body | loss gpu | cpu f32 | gradient gpu | cpu f32 | running stats gpu | cpu f32 | eval logits gpu | cpu f32 | passed |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for b in (a or {}).get("tiny_resnet_agreement") or []:
+        lines.append(f"| {b['scheme']} {b['grad']} {b['tying']} | {b['loss_rel_gpu']:.2e} | {b['loss_rel_cpu_f32']:.2e} | {b['grad_rel_gpu']:.2e} | "
+                     f"{b['grad_rel_cpu_f32']:.2e} | {b['stats_rel_gpu']:.2e} | {b['stats_rel_cpu_f32']:.2e} | "
+                     f"{b['logits_rel_gpu']:.2e} | {b['logits_rel_cpu_f32']:.2e} | {b['passed']} |")
+    if not (a or {}).get("tiny_resnet_agreement"):
+        lines.append("| – | – | – | – | – | – | – | – | – | failed (see agreement-cifar-odenet128-euler8.err) |")
+    lines += ["", "GPU vs CPU (pendulum MLP; relative errors against the CPU in f64):", "",
+              "| grad | method | state gpu | state cpu f32 | gradient gpu | gradient cpu f32 | passed |",
+              "|---|---|---|---|---|---|---|"]
+    for g in ("backprop", "adjoint", "reversible"):
+        r = read(f"agreement-{g}")
+        for a in (r or {}).get("agreement") or []:
+            lines.append(f"| {g} | {a['method']} | {a['y1_rel_gpu']:.2e} | {a['y1_rel_cpu_f32']:.2e} | "
+                         f"{a['grad_rel_gpu']:.2e} | {a['grad_rel_cpu_f32']:.2e} | {a['passed']} |")
+        if not r:
+            lines.append(f"| {g} | – | – | – | – | – | failed (see agreement-{g}.err) |")
+    lines += ["", "GPU vs CPU (one classifier training iteration through the device plan; relative errors against the CPU in f64):", "",
+              "| field | sample | ANODE | method | steps | gradient | graph | loss gpu | loss cpu f64 | logits gpu | logits cpu f32 | gradient gpu | gradient cpu f32 | params gpu | params cpu f32 | passed |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for src in ("agreement-backprop", "agreement-adjoint", "agreement-reversible",
+                "agreement-mnist-odenet64-euler8", "agreement-cifar-odenet128-euler8"):
+        r = read(src)
+        for a in (r or {}).get("classifier_agreement") or []:
+            c = a["case"]
+            lines.append(f"| {c['field'].get('kind')} | {c['sample']} | {c['augment']} | {c['method']} | {c['steps']} | {c['grad'].get('kind')} | {c['captured']} | "
+                         f"{a['loss_gpu']:.6f} | {a['loss_cpu_f64']:.6f} | {a['logits_rel_gpu']:.2e} | {a['logits_rel_cpu_f32']:.2e} | "
+                         f"{a['grad_rel_gpu']:.2e} | {a['grad_rel_cpu_f32']:.2e} | {a['params_rel_gpu']:.2e} | {a['params_rel_cpu_f32']:.2e} | {a['passed']} |")
+        if not (r or {}).get("classifier_agreement"):
+            lines.append(f"| – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | failed (see {src}.err) |")
 text = "\n".join(lines)
 print(text)
 open(os.path.join(out, "summary.md"), "w").write(text + "\n")
