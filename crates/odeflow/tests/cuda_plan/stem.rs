@@ -119,3 +119,31 @@ fn stem_plan_shapes() {
     assert_eq!(norms(&l.forward(4, false), |o| o == NormOp::EvalStats), 1);
     assert_eq!(l.len_of(ResBuf::Z(2), 4), 0, "no second layer");
 }
+
+/// The executor (`CudaConvBn`) allocates the buffers its layout sizes (`len_of > 0`) besides
+/// the parameters, the input, the cotangent and the sums: every buffer the stem's and the
+/// block's passes name must be one of those, or the launch would find it unbound.
+#[test]
+fn every_buffer_the_stem_and_block_plans_name_is_sized() {
+    use odeflow::cuda::res_block_plan::ResBlockLayout;
+    fn check(l: &impl ConvBnLayout, rows: usize) {
+        for train in [true, false] {
+            for op in l
+                .forward(rows, train)
+                .iter()
+                .chain(&l.backward(rows, train))
+            {
+                for b in op.buffers() {
+                    let external = matches!(b, ResBuf::Input | ResBuf::Cotangent | ResBuf::Sums);
+                    assert!(
+                        external || l.param_offset(b).is_some() || l.len_of(b, rows) > 0,
+                        "the {} plan names {b:?}, which its layout does not size",
+                        l.name()
+                    );
+                }
+            }
+        }
+    }
+    check(&StemLayout::new(3, 8, 14, 14).expect("valid"), 3);
+    check(&ResBlockLayout::new(8, 4, 4).expect("valid"), 3);
+}
