@@ -254,6 +254,14 @@ for w in $WORKLOADS; do
   esac
   run "torchdiffeq-cuda-$w" 180 "$PY" bench/peers_torchdiffeq.py "$w" --device cuda --iters "$ITERS"
   run "diffrax-cuda-$w" 240 "$PY" bench/peers_diffrax.py "$w" --device cuda --iters "$ITERS"
+  # The memory-free gradients through the same captured graph (odeflow only: the peer
+  # scripts time backprop through the solver).
+  case "$w" in
+    sphere2-*|mnist-*)
+      for g in adjoint reversible; do
+        run "odeflow-cuda-$g-$w" 120 "$BIN" bench "$w" --device cuda --grad "$g" --iters "$ITERS" --json
+      done ;;
+  esac
 done
 fi # phase bench
 
@@ -295,6 +303,11 @@ if "bench" in phases:
         lines.append("| " + " | ".join([w] + [cell(read(f"{f}-{w}")) for f in
                      ("odeflow-cuda", "torchdiffeq-cuda", "diffrax-cuda", "odeflow-cpu")]
                      + [targets.get(w, "≤ faster peer")]) + " |")
+    memfree = [(w, g, read(f"odeflow-cuda-{g}-{w}")) for w in workloads for g in ("adjoint", "reversible")]
+    memfree = [(w, g, r) for w, g, r in memfree if r]
+    if memfree:
+        lines += ["", "odeflow cuda with the memory-free gradients (captured too), ms per iteration:", ""]
+        lines += [f"- {w}, {g}: {cell(r)}" for w, g, r in memfree]
 if "train" in phases:
     lines += ["", "Training on the GPU (300 iterations, then checked; test accuracy and verdict):", ""]
     for name in ("mlp-captured", "odenet-captured", "odenet-adjoint", "mlp-reversible", "mlp-adapt"):
