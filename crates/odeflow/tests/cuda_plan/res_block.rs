@@ -209,17 +209,13 @@ fn check(c: usize, h: usize, w: usize, rows: usize, train: bool) {
         params[layout.beta_offset(2) + k] = 0.2 - 0.05 * k as f64;
         params[layout.beta_offset(1) + k] = 0.1 * k as f64 - 0.15;
     }
-    let run_stats: Vec<(Vec<f64>, Vec<f64>)> = (1..=2)
+    let run_stats: Vec<RunningStats> = (1..=2)
         .map(|l| {
             let mean = (0..c).map(|k| 0.1 * (k + l) as f64 - 0.2).collect();
             let var = (0..c).map(|k| 0.5 + 0.3 * ((k * l) % 3) as f64).collect();
             (mean, var)
         })
         .collect();
-    for (bn, (m, v)) in bns(&mut net).into_iter().zip(&run_stats) {
-        bn.set_running_stats(m, v).expect("sized");
-    }
-    net.set_train(train);
     let d = layout.sample_len();
     let x: Vec<f64> = (0..rows * d)
         .map(|i| ((i * 37 % 11) as f64 - 5.0) * 0.3)
@@ -227,31 +223,61 @@ fn check(c: usize, h: usize, w: usize, rows: usize, train: bool) {
     let v: Vec<f64> = (0..rows * d)
         .map(|i| ((i * 13 % 7) as f64 - 3.0) * 0.25)
         .collect();
+    let what = format!("C = {c}, {h}×{w}, {rows} rows, train {train}");
+    compare_with_cpu(
+        &layout,
+        &mut net,
+        (params, run_stats),
+        (rows, train),
+        (x, v),
+        (&layout.taped(), &what),
+    );
+}
+
+/// The running mean and variance of one batch norm.
+pub(crate) type RunningStats = (Vec<f64>, Vec<f64>);
+
+/// One pass of `layout`'s plan in f64 against the CPU layers `net` from the parameters and
+/// the running statistics (one pair per batch norm) of `state`, on `x` and the cotangent `v`
+/// in train or eval mode: output, running statistics, then (from the `taped` buffers alone)
+/// the input gradient and the parameter gradient accumulated onto 0.5.
+pub(crate) fn compare_with_cpu<L: ConvBnLayout>(
+    layout: &L,
+    net: &mut Sequential<f64>,
+    (params, stats): (Vec<f64>, Vec<RunningStats>),
+    (rows, train): (usize, bool),
+    (x, v): (Vec<f64>, Vec<f64>),
+    (taped, what): (&[ResBuf], &str),
+) {
+    for (bn, (m, var)) in bns(net).into_iter().zip(&stats) {
+        bn.set_running_stats(m, var).expect("sized");
+    }
+    net.set_train(train);
     let mut tape = Tape::new();
-    let mut y = vec![0.0; rows * d];
+    let mut y = vec![0.0; rows * layout.output_len()];
     net.forward_taped(&params, 0.0, &x, &mut y, &mut tape)
         .expect("forward");
-    let mut gx = vec![0.0; rows * d];
+    let mut gx = vec![0.0; x.len()];
     let mut gp = vec![0.5; layout.num_params()];
     net.backward(&params, &tape, &v, &mut gx, &mut gp)
         .expect("backward");
 
     let mut ex = Exec {
-        layout: &layout,
+        layout,
         rows,
         params,
         gparams: vec![0.5; layout.num_params()],
         bufs: HashMap::new(),
     };
     ex.bufs.insert(ResBuf::Input, x);
-    for (l, (m, var)) in (1..=2).zip(run_stats) {
+    for (l, (m, var)) in (1..).zip(stats) {
         ex.bufs.insert(ResBuf::RunningMean(l), m);
         ex.bufs.insert(ResBuf::RunningVar(l), var);
     }
     ex.run(&layout.forward(rows, train));
-    let what = |s: &str| format!("{s} (C = {c}, {h}×{w}, {rows} rows, train {train})");
-    close(&ex.read(ResBuf::Output), &y, 1e-10, &what("f(x)"));
-    for (l, bn) in (1..=2).zip(bns(&mut net)) {
+    let what = |s: &str| format!("{s} ({} {what})", layout.name());
+    close(&ex.read(ResBuf::Output), &y, 1e-10, &what("output"));
+    for (l, bn) in (1..).zip(bns(net)) {
         close(
             &ex.read(ResBuf::RunningMean(l)),
             bn.running_mean(),
@@ -266,8 +292,7 @@ fn check(c: usize, h: usize, w: usize, rows: usize, train: bool) {
         );
     }
     // The VJP sees the tape only.
-    let keep = layout.taped();
-    ex.bufs.retain(|b, _| keep.contains(b));
+    ex.bufs.retain(|b, _| taped.contains(b));
     ex.bufs.insert(ResBuf::Cotangent, v);
     ex.run(&layout.backward(rows, train));
     close(&ex.read(ResBuf::GradInput), &gx, 1e-10, &what("vᵀ∂f/∂x"));

@@ -1,19 +1,16 @@
 //! The launch plan of TinyResNet's stem (`odeflow::cuda::stem_plan`: conv 5×5/3 → batch
 //! norm → ReLU) executed in f64 by the residual block's reference executor against the CPU
-//! stem (`models::tiny_resnet::tiny_resnet_stem`): output, running statistics, input
-//! gradient and accumulated parameter gradient, in train and eval mode; the VJP starts from
-//! the tape alone.
+//! stem (`models::tiny_resnet::tiny_resnet_stem`) by the block test's comparison
+//! (`res_block::compare_with_cpu`): output, running statistics, input gradient and
+//! accumulated parameter gradient, in train and eval mode; the VJP starts from the tape alone.
 
-use std::collections::HashMap;
-
-use crate::exec::close;
-use crate::res_block::{bns, Exec};
+use crate::res_block::compare_with_cpu;
 use odeflow::cuda::conv_bn_plan::ConvBnLayout;
 use odeflow::cuda::norm_plan::NormOp;
 use odeflow::cuda::res_block_plan::{ResBuf, ResOp};
 use odeflow::cuda::stem_plan::StemLayout;
 use odeflow::models::tiny_resnet::tiny_resnet_stem;
-use odeflow::nn::{Init, Shape, Tape};
+use odeflow::nn::{Init, Shape};
 
 fn check(c_in: usize, c: usize, (h, w): (usize, usize), rows: usize, train: bool) {
     let layout = StemLayout::new(c_in, c, h, w).expect("valid");
@@ -32,10 +29,6 @@ fn check(c_in: usize, c: usize, (h, w): (usize, usize), rows: usize, train: bool
     }
     let mean: Vec<f64> = (0..c).map(|k| 0.05 * k as f64 - 0.1).collect();
     let var: Vec<f64> = (0..c).map(|k| 0.6 + 0.2 * (k % 3) as f64).collect();
-    bns(&mut net)[0]
-        .set_running_stats(&mean, &var)
-        .expect("sized");
-    net.set_train(train);
     let (di, d) = (layout.input_len(), layout.output_len());
     let x: Vec<f64> = (0..rows * di)
         .map(|i| ((i * 29 % 13) as f64 - 6.0) * 0.2)
@@ -43,47 +36,15 @@ fn check(c_in: usize, c: usize, (h, w): (usize, usize), rows: usize, train: bool
     let v: Vec<f64> = (0..rows * d)
         .map(|i| ((i * 11 % 7) as f64 - 3.0) * 0.3)
         .collect();
-    let mut tape = Tape::new();
-    let mut y = vec![0.0; rows * d];
-    net.forward_taped(&params, 0.0, &x, &mut y, &mut tape)
-        .expect("forward");
-    let mut gx = vec![0.0; rows * di];
-    let mut gp = vec![0.25; layout.num_params()];
-    net.backward(&params, &tape, &v, &mut gx, &mut gp)
-        .expect("backward");
-
-    let mut ex = Exec {
-        layout: &layout,
-        rows,
-        params,
-        gparams: vec![0.25; layout.num_params()],
-        bufs: HashMap::new(),
-    };
-    ex.bufs.insert(ResBuf::Input, x);
-    ex.bufs.insert(ResBuf::RunningMean(1), mean);
-    ex.bufs.insert(ResBuf::RunningVar(1), var);
-    ex.run(&layout.forward(rows, train));
-    let what = |s: &str| format!("{s} ({c_in} → {c}, {h}×{w}, {rows} rows, train {train})");
-    close(&ex.bufs[&ResBuf::Output], &y, 1e-10, &what("stem(x)"));
-    let bn = bns(&mut net).remove(0);
-    close(
-        &ex.bufs[&ResBuf::RunningMean(1)],
-        bn.running_mean(),
-        1e-12,
-        &what("running mean"),
+    let what = format!("{c_in} → {c}, {h}×{w}, {rows} rows, train {train}");
+    compare_with_cpu(
+        &layout,
+        &mut net,
+        (params, vec![(mean, var)]),
+        (rows, train),
+        (x, v),
+        (&layout.taped(), &what),
     );
-    close(
-        &ex.bufs[&ResBuf::RunningVar(1)],
-        bn.running_var(),
-        1e-12,
-        &what("running var"),
-    );
-    let keep = layout.taped();
-    ex.bufs.retain(|b, _| keep.contains(b));
-    ex.bufs.insert(ResBuf::Cotangent, v);
-    ex.run(&layout.backward(rows, train));
-    close(&ex.bufs[&ResBuf::GradInput], &gx, 1e-10, &what("vᵀ∂s/∂x"));
-    close(&ex.gparams, &gp, 1e-10, &what("vᵀ∂s/∂θ accumulated"));
 }
 
 #[test]

@@ -464,8 +464,9 @@ fn train_plan_matches_the_cpu_classifier_iteration_euler_and_rk4() {
     );
 }
 
-#[test]
-fn train_plan_is_graph_ready_inputs_read_only_and_fused() {
+/// The plan of a small MLP classifier (`[4 → 8 → 8 → 4]`, tanh, three classes, five rows)
+/// with `method` in `n` steps on `[0, 1]`, differentiated by `grad`.
+pub(crate) fn small_plan(grad: &str, method: &str, n: usize) -> TrainPlan {
     let shape = ClassifierShape {
         field: FieldShape::Mlp {
             dims: vec![4, 8, 8, 4],
@@ -475,13 +476,19 @@ fn train_plan_is_graph_ready_inputs_read_only_and_fused() {
         classes: 3,
         rows: 5,
     };
-    let m = Method::from_name("rk4").expect("rk4");
-    let grid = fixed_grid(&SolveOptions::steps(0.0, 1.0, 4)).expect("grid");
-    let tab = m.tableau().expect("explicit");
-    let plan = TrainPlan::new(shape, tab, &grid, PlanGradient::Backprop);
+    let m = Method::from_name(method).expect("method");
+    let opts = SolveOptions::steps(0.0, 1.0, n);
+    let g = GradientMethod::from_name(grad).expect("gradient");
+    let gradient = PlanGradient::for_method(&g, &opts).expect("fixed grid");
+    let grid = fixed_grid(&opts).expect("grid");
+    TrainPlan::new(shape, m.tableau().expect("explicit"), &grid, gradient)
+}
+
+#[test]
+fn train_plan_is_graph_ready_inputs_read_only_and_fused() {
+    let plan = small_plan("backprop", "rk4", 4);
     // Replayed unchanged: planning twice gives the same launches.
-    let again = TrainPlan::new(plan.shape.clone(), tab, &grid, PlanGradient::Backprop);
-    assert_eq!(plan, again);
+    assert_eq!(plan, small_plan("backprop", "rk4", 4));
     inputs_read_only(&plan);
     // Fused stage sums: per step three stage inputs and one update forward, four k̄ and one
     // λ update backward, one launch each (rk4's sums have at most four terms).

@@ -3,15 +3,12 @@
 //! classifier trained with the same generic gradient method, and the property that makes
 //! them memory-free on the device — their buffers do not grow with the number of steps.
 
-use odeflow::cuda::train_plan::{
-    Buf, ClassifierShape, FieldShape, Launch, PlanGradient, TrainPlan,
-};
-use odeflow::grad::GradientMethod;
+use odeflow::cuda::train_plan::{Buf, Launch, TrainPlan};
 use odeflow::models::FieldSpec;
 use odeflow::nn::Activation;
-use odeflow::solve::{fixed_grid, Method, SolveOptions};
+use odeflow::solve::SolveOptions;
 
-use crate::train::{check, inputs_read_only};
+use crate::train::{check, inputs_read_only, small_plan as plan};
 
 fn steps(n: usize) -> SolveOptions {
     SolveOptions::steps(0.0, 1.0, n)
@@ -110,24 +107,6 @@ fn memory_free_iterations_of_convolutional_fields_match_the_cpu() {
         ("euler", "reversible"),
         3,
     );
-}
-
-fn plan(grad: &str, method: &str, n: usize) -> TrainPlan {
-    let shape = ClassifierShape {
-        field: FieldShape::Mlp {
-            dims: vec![4, 8, 8, 4],
-            act: 1,
-        },
-        input: 4,
-        classes: 3,
-        rows: 5,
-    };
-    let m = Method::from_name(method).expect("method");
-    let opts = steps(n);
-    let g = GradientMethod::from_name(grad).expect("gradient");
-    let gradient = PlanGradient::for_method(&g, &opts).expect("fixed grid");
-    let grid = fixed_grid(&opts).expect("grid");
-    TrainPlan::new(shape, m.tableau().expect("explicit"), &grid, gradient)
 }
 
 /// Every buffer but the finiteness slots has the same size for 2 and 16 steps, and the
