@@ -38,10 +38,11 @@ impl TrainPlan {
         self.num_steps() * self.needed_stages
     }
 
-    /// Field evaluations and VJPs of the backward pass, counted as the generic methods count
-    /// them: a VJP per needed stage and step (`backprop`); plus the reverse step's and the
-    /// recomputed step's evaluations (`reversible`); an evaluation and a VJP per stage and
-    /// backward step (`adjoint`).
+    /// Field evaluations and VJPs of the backward pass as the plan issues them (the generic
+    /// methods' counts, less the stages that cannot reach a result, e.g. dopri5's FSAL
+    /// stage): a VJP per needed stage and step (`backprop`); plus the reverse step's and the
+    /// recomputed step's evaluations (`reversible`); an evaluation and a VJP per needed stage
+    /// and backward step (`adjoint`).
     pub fn backward_evaluations(&self) -> usize {
         let k = self.needed_stages;
         match &self.gradient {
