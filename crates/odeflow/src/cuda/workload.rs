@@ -35,6 +35,8 @@ pub struct PendulumCuda {
     grad: CudaBatch,
     m: CudaSlice<f32>,
     v: CudaSlice<f32>,
+    /// The MSE of the last iteration (f64), read back at its end.
+    loss: CudaSlice<f64>,
     t: u64,
     lr: f64,
 }
@@ -65,6 +67,10 @@ impl PendulumCuda {
             grad: field.zero_grad(),
             m: alloc("allocation")?,
             v: alloc("allocation")?,
+            loss: dev
+                .stream()
+                .alloc_zeros::<f64>(1)
+                .map_err(|e| CudaError::call("allocation", e))?,
             field,
             solver,
             x,
@@ -89,8 +95,8 @@ impl PendulumCuda {
     /// once, at the end (the one host synchronisation of the iteration besides the solver's
     /// finiteness check).
     pub fn iteration(&mut self) -> Result<StepMetrics, CudaError> {
-        let loss = match self.solver.forward(&mut self.field, &self.x) {
-            Ok(y1) => mse_on_device(&self.dev, y1, &self.y, &mut self.dy),
+        match self.solver.forward(&mut self.field, &self.x) {
+            Ok(y1) => launch_mse(&self.dev, y1, &self.y, &mut self.dy, &mut self.loss),
             // A device error explains a solver failure (NaN norms): report it first.
             Err(e) => Err(self
                 .dev
@@ -106,6 +112,7 @@ impl PendulumCuda {
         self.dev.check()?;
         back.map_err(|e| CudaError::call("backward solve", e))?;
         self.adam()?;
+        let loss = read_loss(&self.dev, &self.loss)?;
         self.dev.check()?;
         let s = self.solver.stats();
         Ok(StepMetrics {
@@ -155,22 +162,43 @@ pub(crate) fn mse_on_device(
     y: &CudaBatch,
     dy: &mut CudaBatch,
 ) -> Result<f64, CudaError> {
-    let stream = dev.stream().clone();
-    let mut loss = stream
+    let mut loss = dev
+        .stream()
         .alloc_zeros::<f64>(1)
         .map_err(|e| CudaError::call("allocation", e))?;
+    launch_mse(dev, y1, y, dy, &mut loss)?;
+    read_loss(dev, &loss)
+}
+
+/// `dy ← ∂L/∂y(t₁)` and `loss ← L` (zeroed first, on the stream; nothing read back).
+fn launch_mse(
+    dev: &Arc<Device>,
+    y1: &CudaBatch,
+    y: &CudaBatch,
+    dy: &mut CudaBatch,
+    loss: &mut CudaSlice<f64>,
+) -> Result<(), CudaError> {
+    let stream = dev.stream().clone();
+    stream
+        .memset_zeros(loss)
+        .map_err(|e| CudaError::call("memset", e))?;
     let n = y1.len();
     let (Some(pred), Some(target), Some(grad)) = (y1.slice(), y.slice(), dy.slice_mut()) else {
-        return dev.check().map(|()| f64::NAN);
+        return dev.check();
     };
     let n64 = n as i64;
     let mut b = stream.launch_builder(&dev.nn.mse);
-    b.arg(&n64).arg(pred).arg(target).arg(grad).arg(&mut loss);
+    b.arg(&n64).arg(pred).arg(target).arg(grad).arg(loss);
     // SAFETY: mse_f32(long long n, const float* pred, const float* target, float* grad,
     // double* loss) on buffers of n components.
     unsafe { b.launch(config(n)) }.map_err(|e| CudaError::call("mse_f32", e))?;
-    let v = stream
-        .clone_dtoh(&loss)
+    Ok(())
+}
+
+fn read_loss(dev: &Device, loss: &CudaSlice<f64>) -> Result<f64, CudaError> {
+    let v = dev
+        .stream()
+        .clone_dtoh(loss)
         .map_err(|e| CudaError::call("device-to-host copy", e))?;
     Ok(v[0])
 }
