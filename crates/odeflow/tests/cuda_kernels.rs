@@ -29,7 +29,6 @@ use libloading::{Library, Symbol};
 use odeflow::cuda::{compile_all_kernels, CudaError, Device};
 use odeflow::nn::loss::mse;
 use odeflow::nn::Activation;
-use odeflow::train::{Optimizer, OptimizerConfig};
 use odeflow::{Batch, State};
 
 pub(crate) fn manifest() -> PathBuf {
@@ -172,22 +171,6 @@ type FirstNonFinite = unsafe extern "C" fn(i64, *const f32, i32, i32) -> u64;
 type BiasAct = unsafe extern "C" fn(i64, i32, *mut f32, *const f32, i32, i32, i32);
 type ActGrad = unsafe extern "C" fn(i64, *mut f32, *const f32, i32, i32, i32);
 type Mse = unsafe extern "C" fn(i64, *const f32, *const f32, *mut f32, i32, i32) -> f64;
-type Adam = unsafe extern "C" fn(
-    i64,
-    *mut f32,
-    *const f32,
-    *mut f32,
-    *mut f32,
-    f32,
-    f32,
-    f32,
-    f32,
-    f32,
-    f32,
-    i32,
-    i32,
-);
-
 /// Launch shapes: one component per thread, and grid-stride loops over several passes.
 pub(crate) const GRIDS: [(i32, i32); 3] = [(4, 256), (3, 64), (1, 1)];
 
@@ -332,7 +315,7 @@ fn state_kernels_match_the_cpu_batch() {
 }
 
 #[test]
-fn nn_kernels_match_the_cpu_layers_loss_and_adam() {
+fn nn_kernels_match_the_cpu_layers_and_loss() {
     let Some(k) = host_kernels() else { return };
     let (rows, cols) = (37, 13);
     let n = rows * cols;
@@ -408,36 +391,4 @@ fn nn_kernels_match_the_cpu_layers_loss_and_adam() {
         );
         assert_close(&g, want_g.as_slice(), 0.0, "MSE gradient");
     }
-
-    // Five Adam steps against train::Optimizer.
-    let adam: Symbol<Adam> = k.sym(b"host_adam");
-    let p0 = data(n, 8);
-    let mut cpu = p0.clone();
-    let mut opt = Optimizer::<f32>::new(OptimizerConfig::adam(1e-2), n).expect("adam");
-    let (mut p, mut m, mut v) = (p0, vec![0.0f32; n], vec![0.0f32; n]);
-    for t in 1..=5 {
-        let g = data(n, 20 + t);
-        opt.step(&mut cpu, &g, 1e-2);
-        let step = (1e-2 / (1.0 - 0.9f64.powi(t as i32))) as f32;
-        let c2s = (1.0 - 0.999f64.powi(t as i32)).sqrt() as f32;
-        // SAFETY: buffers of n components.
-        unsafe {
-            adam(
-                n as i64,
-                p.as_mut_ptr(),
-                g.as_ptr(),
-                m.as_mut_ptr(),
-                v.as_mut_ptr(),
-                0.9,
-                0.999,
-                step,
-                c2s,
-                1e-8,
-                0.0,
-                3,
-                64,
-            )
-        };
-    }
-    assert_close(&p, &cpu, 1e-6, "Adam");
 }

@@ -270,7 +270,7 @@ pub fn classifier_agreement(
         loss_gpu: out.loss,
         loss_cpu_f32: l32,
         loss_cpu_f64: l64,
-        accuracy_gpu: out.accuracy,
+        accuracy_gpu: out.accuracy.unwrap_or(f64::NAN),
         accuracy_cpu: a64,
         logits_rel_gpu: max_rel(&z, &z64),
         logits_rel_cpu_f32: max_rel(&z32, &z64),

@@ -2,7 +2,7 @@
 //! [`crate::models::tiny_resnet`]): `average-pool k → flatten → Linear → softmax
 //! cross-entropy`, with its exact VJP — [`CudaAvgPool`], a one-layer [`CudaMlp`]
 //! ([`CudaMlp::linear`]) and the classifier iteration's `softmax_ce_f32` kernel
-//! ([`launch_softmax_ce`]), so no arithmetic of its own. Flattening an NCHW batch is the
+//! ([`super::loss::launch_softmax_ce`]), so no arithmetic of its own. Flattening an NCHW batch is the
 //! identity on its buffer. The parameters are the CPU head's (`Linear` weight, then bias).
 //!
 //! Per batch size the head keeps its pooled features, logits, their gradients, the labels
@@ -11,37 +11,16 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, DevicePtr, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtr};
 
 use super::device::{CudaError, Device};
+use super::loss::launch_softmax_ce;
 use super::mlp::{CudaMlp, CudaTape};
 use super::norm_plan::{ImageBatch, Layout};
 use super::pool::CudaAvgPool;
-use super::state::{config, CudaBatch};
+use super::state::CudaBatch;
 use crate::field::VectorField;
 use crate::state::State;
-
-/// `softmax_ce_f32(rows, classes, logits, labels, ∂logits, loss, correct)` on device
-/// addresses: the mean cross-entropy added to `loss` (f64) and the number of correct
-/// predictions to `correct` (u64), both zeroed beforehand; `∂logits` overwritten.
-pub(super) fn launch_softmax_ce(
-    dev: &Device,
-    rows: usize,
-    classes: usize,
-    ptrs: [u64; 5],
-) -> Result<(), CudaError> {
-    let (r, c) = (rows as i64, classes as i32);
-    let mut l = dev.stream().launch_builder(&dev.nn.softmax_ce);
-    l.arg(&r).arg(&c);
-    for p in &ptrs {
-        l.arg(p);
-    }
-    // SAFETY: softmax_ce_f32(long long rows, int classes, const float*, const int*, float*,
-    // double*, unsigned long long*) on buffers of rows·classes, rows, rows·classes, 1, 1.
-    unsafe { l.launch(config(rows)) }
-        .map(|_| ())
-        .map_err(|e| CudaError::call("softmax_ce_f32", e))
-}
 
 /// What a training pass of the head reports.
 #[derive(Debug, Clone, Copy, PartialEq)]

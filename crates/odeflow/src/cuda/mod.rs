@@ -41,6 +41,7 @@ mod device;
 mod eager;
 mod flow;
 mod head;
+mod loss;
 mod mlp;
 mod norm;
 pub mod norm_plan;

@@ -23,9 +23,11 @@ use cudarc::cublas::sys as blas_sys;
 use cudarc::driver::{sys as drv, CudaGraph, CudaSlice, DevicePtr, PushKernelArg};
 
 use super::device::{CudaError, Device};
-use super::head::launch_softmax_ce;
+use super::loss::{launch_mse, launch_softmax_ce};
 use super::state::config;
-use super::train_plan::{AdamHyper, At, Buf, Launch, PlanGradient, TrainPlan, ADAM_BUFFERS};
+use super::train_plan::{
+    AdamHyper, At, Buf, Launch, PlanGradient, PlanLoss, TrainPlan, ADAM_BUFFERS,
+};
 use crate::state::Batch;
 
 /// cuBLAS workspace given to the handle before a capture (cuBLAS must not allocate inside).
@@ -36,8 +38,9 @@ const BLAS_WORKSPACE: usize = 4 << 20;
 pub struct StepOutcome {
     /// Mean cross-entropy of the batch, before the update.
     pub loss: f64,
-    /// Fraction of the batch classified correctly, before the update.
-    pub accuracy: f64,
+    /// Fraction of the batch classified correctly, before the update (`None` for a
+    /// regression).
+    pub accuracy: Option<f64>,
     /// `(step n, component)` of the first non-finite value in the states `yₙ₊₁`, if any.
     pub non_finite: Option<(usize, usize)>,
     /// For the memory-free gradients, `(what, backward step, component)` of the first
@@ -296,6 +299,10 @@ impl ClassifierStep {
                     .map(|b| self.addr(b));
                     launch_softmax_ce(&self.dev, *rows, *classes, ptrs)?;
                 }
+                Launch::Mse { x, len } => {
+                    let ptrs = [*x, Buf::Target, Buf::Lambda, Buf::Loss].map(|b| self.addr(b));
+                    launch_mse(&self.dev, *len, ptrs)?;
+                }
                 Launch::AdamTick => {
                     let t = self.addr(Buf::AdamStep);
                     let mut l = stream.launch_builder(&k.adam_tick);
@@ -390,9 +397,10 @@ impl ClassifierStep {
         Ok(())
     }
 
-    /// One training iteration on the batch `(x, labels)` with learning rate `lr`: copies
-    /// them into the fixed buffers, replays the graph (or issues the launches eagerly before
-    /// [`ClassifierStep::capture`]) and reads back loss, accuracy and finiteness.
+    /// One training iteration of a classifier plan on the batch `(x, labels)` with learning
+    /// rate `lr`: copies them into the fixed buffers, replays the graph (or issues the
+    /// launches eagerly before [`ClassifierStep::capture`]) and reads back loss, accuracy
+    /// and finiteness.
     pub fn iteration(
         &mut self,
         x: &Batch<f32>,
@@ -400,29 +408,79 @@ impl ClassifierStep {
         lr: f64,
     ) -> Result<StepOutcome, CudaError> {
         let s = &self.plan.shape;
-        let len = self.plan.state_len() as u64;
         let classes = s.classes;
-        if (x.rows(), x.cols()) != (s.rows, s.input) || labels.len() != s.rows {
-            return Err(CudaError::Unsupported(format!(
-                "a batch of {}×{} with {} labels for a step planned for {}×{}",
-                x.rows(),
-                x.cols(),
-                labels.len(),
-                s.rows,
-                s.input
-            )));
+        if s.loss != PlanLoss::CrossEntropy {
+            return Err(CudaError::Unsupported(
+                "labels for a regression plan (give targets: iteration_regression)".into(),
+            ));
         }
+        self.check_inputs(x, labels.len())?;
         if let Some(l) = labels.iter().find(|&&l| l >= classes) {
             return Err(CudaError::Unsupported(format!(
                 "label {l} for {classes} classes"
             )));
         }
         let lab: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
+        self.dev
+            .stream()
+            .memcpy_htod(&lab, &mut self.labels)
+            .map_err(|e| CudaError::call("host-to-device copy", e))?;
+        self.replay(x, lr)
+    }
+
+    /// One training iteration of a regression plan ([`PlanLoss::MeanSquaredError`]) on the
+    /// inputs `x` and targets `y` (same shape) with learning rate `lr`; the outcome has no
+    /// accuracy.
+    pub fn iteration_regression(
+        &mut self,
+        x: &Batch<f32>,
+        y: &Batch<f32>,
+        lr: f64,
+    ) -> Result<StepOutcome, CudaError> {
+        if self.plan.shape.loss != PlanLoss::MeanSquaredError {
+            return Err(CudaError::Unsupported(
+                "targets for a classifier plan (give labels: iteration)".into(),
+            ));
+        }
+        self.check_inputs(x, x.rows())?;
+        if (y.rows(), y.cols()) != (x.rows(), self.plan.shape.field.state_len()) {
+            return Err(CudaError::Unsupported(format!(
+                "targets of {}×{} for inputs of {}×{}",
+                y.rows(),
+                y.cols(),
+                x.rows(),
+                x.cols()
+            )));
+        }
+        let stream = self.dev.stream().clone();
+        let target = self.f32s.get_mut(&Buf::Target).expect("planned buffer");
+        stream
+            .memcpy_htod(y.as_slice(), target)
+            .map_err(|e| CudaError::call("host-to-device copy", e))?;
+        self.replay(x, lr)
+    }
+
+    fn check_inputs(&self, x: &Batch<f32>, per_row: usize) -> Result<(), CudaError> {
+        let s = &self.plan.shape;
+        if (x.rows(), x.cols()) != (s.rows, s.input) || per_row != s.rows {
+            return Err(CudaError::Unsupported(format!(
+                "a batch of {}×{} with {per_row} labels or targets for a step planned for {}×{}",
+                x.rows(),
+                x.cols(),
+                s.rows,
+                s.input
+            )));
+        }
+        Ok(())
+    }
+
+    /// Copies `x` and `lr` in, runs the iteration and reads back its outcome.
+    fn replay(&mut self, x: &Batch<f32>, lr: f64) -> Result<StepOutcome, CudaError> {
+        let len = self.plan.state_len() as u64;
         let stream = self.dev.stream().clone();
         let copy = |e| CudaError::call("host-to-device copy", e);
         let input = self.f32s.get_mut(&Buf::Input).expect("planned buffer");
         stream.memcpy_htod(x.as_slice(), input).map_err(copy)?;
-        stream.memcpy_htod(&lab, &mut self.labels).map_err(copy)?;
         stream.memcpy_htod(&[lr], &mut self.lr).map_err(copy)?;
         match &self.graph {
             Some(g) => g.launch().map_err(|e| CudaError::call("graph launch", e))?,
@@ -430,7 +488,10 @@ impl ClassifierStep {
         }
         let read = |e| CudaError::call("device-to-host copy", e);
         let loss = stream.clone_dtoh(&self.loss).map_err(read)?[0];
-        let correct = stream.clone_dtoh(&self.u64s[&Buf::Correct]).map_err(read)?[0];
+        let accuracy = match self.u64s.get(&Buf::Correct) {
+            Some(c) => Some(stream.clone_dtoh(c).map_err(read)?[0] as f64 / x.rows() as f64),
+            None => None,
+        };
         let first = stream
             .clone_dtoh(&self.u64s[&Buf::FirstNonFinite])
             .map_err(read)?;
@@ -462,7 +523,7 @@ impl ClassifierStep {
         .map(|(n, i)| (what, n, i));
         Ok(StepOutcome {
             loss,
-            accuracy: correct as f64 / s.rows as f64,
+            accuracy,
             non_finite,
             backward_non_finite,
         })

@@ -18,7 +18,9 @@ use super::device::{CudaError, Device};
 use super::eager::conv_layout;
 use super::plan::act_code;
 use super::train_graph::ClassifierStep;
-use super::train_plan::{AdamHyper, ClassifierShape, FieldShape, PlanGradient, TrainPlan};
+use super::train_plan::{
+    AdamHyper, ClassifierShape, FieldShape, PlanGradient, PlanLoss, TrainPlan,
+};
 use crate::analysis::solver_dependence::{stepping_metric, AdaptationHook};
 use crate::error::ArgError;
 use crate::grad::GradientMethod;
@@ -107,6 +109,7 @@ pub fn plan_classifier(s: &ClassifierSetup<'_>) -> Result<(TrainPlan, AdamHyper)
         input: s.input,
         classes: s.classes,
         rows: s.rows,
+        loss: PlanLoss::CrossEntropy,
     };
     let hyper = AdamHyper {
         beta1,
@@ -217,7 +220,7 @@ impl<T: Real> FusedStep<T, ClassBatch<T>> for CudaClassifier {
         let plan = self.step.plan();
         Ok(StepMetrics {
             loss: out.loss,
-            accuracy: Some(out.accuracy),
+            accuracy: out.accuracy,
             nfe_forward: plan.forward_evaluations(),
             nfe_backward: plan.backward_evaluations(),
             ..Default::default()

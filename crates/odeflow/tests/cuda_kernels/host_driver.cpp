@@ -61,11 +61,6 @@ double host_mse(long long n, const float* pred, const float* target, float* grad
     return loss;
 }
 
-void host_adam(long long n, float* p, const float* g, float* m, float* v, float b1, float b2,
-               float step, float c2s, float eps, float wd, int grid, int block) {
-    ODEFLOW_LAUNCH(adam_f32, grid, block, n, p, g, m, v, b1, b2, step, c2s, eps, wd);
-}
-
 double host_softmax_ce(long long rows, int classes, const float* logits, const int* labels,
                        float* grad, unsigned long long* correct, int grid, int block) {
     double loss = 0.0;

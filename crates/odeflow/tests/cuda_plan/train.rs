@@ -21,11 +21,20 @@ use odeflow::train::{Optimizer, OptimizerConfig, Trainable};
 pub(crate) struct Exec<'p> {
     plan: &'p TrainPlan,
     hyper: AdamHyper,
-    bufs: HashMap<Buf, Vec<f64>>,
+    pub(crate) bufs: HashMap<Buf, Vec<f64>>,
 }
 
-impl Exec<'_> {
-    fn get(&self, b: Buf) -> &Vec<f64> {
+impl<'p> Exec<'p> {
+    /// No buffer yet: each is created by its first write (or inserted by the test).
+    pub(crate) fn new(plan: &'p TrainPlan, hyper: AdamHyper) -> Self {
+        Self {
+            plan,
+            hyper,
+            bufs: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, b: Buf) -> &Vec<f64> {
         self.bufs
             .get(&b)
             .unwrap_or_else(|| panic!("{b:?} read before it was written"))
@@ -83,7 +92,7 @@ impl Exec<'_> {
         }
     }
 
-    fn run(&mut self) {
+    pub(crate) fn run(&mut self) {
         let plan = self.plan;
         for l in &plan.launches {
             match l {
@@ -195,6 +204,15 @@ impl Exec<'_> {
                     };
                     crate::exec::conv_op(&mut stage, op);
                 }
+                Launch::Mse { x, len } => {
+                    let (p, t) = (self.get(*x).clone(), self.get(Buf::Target).clone());
+                    assert_eq!((p.len(), t.len()), (*len, *len));
+                    let n = *len as f64;
+                    let g: Vec<f64> = p.iter().zip(&t).map(|(a, b)| 2.0 * (a - b) / n).collect();
+                    let l: f64 = p.iter().zip(&t).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / n;
+                    self.bufs.get_mut(&Buf::Loss).expect("zeroed")[0] += l;
+                    self.bufs.insert(Buf::Lambda, g);
+                }
                 Launch::AdamTick => {
                     self.bufs.get_mut(&Buf::AdamStep).expect("step count")[0] += 1.0;
                 }
@@ -264,7 +282,7 @@ pub(crate) fn data(n: usize, seed: usize) -> Vec<f64> {
         .collect()
 }
 
-fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
+pub(crate) fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!(
@@ -313,6 +331,7 @@ pub(crate) fn check(
         input,
         classes,
         rows,
+        loss: PlanLoss::CrossEntropy,
     };
     let gradient = PlanGradient::for_method(&grad, &opts).expect("fixed grid");
     let plan = TrainPlan::new(shape, m.tableau().expect("explicit"), &grid, gradient);
@@ -356,11 +375,7 @@ pub(crate) fn replay<F>(
     let mut opt = Optimizer::<f64>::new(OptimizerConfig::adam(1e-2), n).expect("adam");
     let mut params = vec![0.0; n];
     cpu.read_params(&mut params);
-    let mut ex = Exec {
-        plan,
-        hyper,
-        bufs: HashMap::new(),
-    };
+    let mut ex = Exec::new(plan, hyper);
     let inputs = [
         (Buf::Params, params.clone()),
         (Buf::AdamM, vec![0.0; n]),
@@ -475,6 +490,7 @@ pub(crate) fn small_plan(grad: &str, method: &str, n: usize) -> TrainPlan {
         input: 4,
         classes: 3,
         rows: 5,
+        loss: PlanLoss::CrossEntropy,
     };
     let m = Method::from_name(method).expect("method");
     let opts = SolveOptions::steps(0.0, 1.0, n);
@@ -529,6 +545,7 @@ pub(crate) fn inputs_read_only(plan: &TrainPlan) {
             Launch::ActGrad { g, .. } => vec![g.buf],
             Launch::FirstNonFinite { .. } => vec![Buf::FirstNonFinite],
             Launch::SoftmaxCe { .. } => vec![Buf::GradLogits, Buf::Loss, Buf::Correct],
+            Launch::Mse { .. } => vec![Buf::Lambda, Buf::Loss],
             Launch::AdamTick => vec![Buf::AdamStep],
             Launch::Adam { .. } => vec![Buf::AdamM, Buf::AdamV],
             Launch::Conv { op, n, i } => {
@@ -549,7 +566,13 @@ pub(crate) fn inputs_read_only(plan: &TrainPlan) {
             assert!(
                 !matches!(
                     b,
-                    Buf::Input | Buf::Labels | Buf::Lr | Buf::Ones | Buf::Zeros | Buf::Params
+                    Buf::Input
+                        | Buf::Labels
+                        | Buf::Target
+                        | Buf::Lr
+                        | Buf::Ones
+                        | Buf::Zeros
+                        | Buf::Params
                 ),
                 "{l:?} writes {b:?}"
             );

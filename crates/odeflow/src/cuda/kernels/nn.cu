@@ -70,20 +70,6 @@ extern "C" __global__ void mse_f32(long long n, const float* pred, const float* 
     if (s != 0.0) atomicAdd(loss, s * scale);
 }
 
-// One Adam step (Kingma & Ba 2015, PyTorch's conventions, as odeflow::train::Optimizer):
-// g = grad + wd·p; m = β1 m + (1−β1) g; v = β2 v + (1−β2) g²; p −= step · m / (√v / c2s + ε),
-// with step = lr / (1 − β1ᵗ) and c2s = √(1 − β2ᵗ) computed on the host.
-extern "C" __global__ void adam_f32(long long n, float* p, const float* grad, float* m, float* v,
-                                    float b1, float b2, float step, float c2s, float eps,
-                                    float wd) {
-    ODEFLOW_GRID_STRIDE(i, n) {
-        float g = grad[i] + wd * p[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * g;
-        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-        p[i] -= step * m[i] / (sqrtf(v[i]) / c2s + eps);
-    }
-}
-
 // Mean softmax cross-entropy over `rows` samples of `classes` logits (row-major), as
 // odeflow::nn::loss::softmax_cross_entropy, in double per row:
 //   m = maxₖ zₖ,  lse = m + log Σₖ exp(zₖ − m),  ℓ = lse − z_y,

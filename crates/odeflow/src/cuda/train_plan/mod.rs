@@ -19,6 +19,8 @@
 //! head       logits = y_N Wᵀ + b                                (GEMM + bias kernel)
 //! loss       L = mean CE(logits, labels), ∂L/∂logits, #correct  (softmax_ce_f32)
 //! head VJP   ∂W, ∂b += …;  λ = ∂L/∂y_N
+//!            (or, for a regression without a head, L = mean (y_N − target)², λ = ∂L/∂y_N
+//!            by one mse_f32 launch: PlanLoss::MeanSquaredError)
 //! backward   per step n = N−1…0 (the discrete adjoint of the step, as the generic
 //!            `backprop` method's grad::rk_backward::StepBackward), stage i = s−1…0 when needed:
 //!              k̄ᵢ = (h bᵢ) λ + Σ_{j>i} (h aⱼᵢ) Ȳⱼ;  Ȳᵢ = (∂f/∂y)(Yᵢ)ᵀ k̄ᵢ;  ∂θ += (∂f/∂θ)(Yᵢ)ᵀ k̄ᵢ
@@ -82,7 +84,18 @@ enum FieldPlan {
     Conv(ConvFieldLayout),
 }
 
-/// The shapes of the classifier and its training solve.
+/// The loss of the iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanLoss {
+    /// A Linear head to `classes` on the final state, then the mean softmax cross-entropy
+    /// against the labels (a classifier).
+    CrossEntropy,
+    /// The mean squared error of the final state against the targets, no head (a
+    /// regression, e.g. the `pendulum-mlp128-euler2` workload).
+    MeanSquaredError,
+}
+
+/// The shapes of the model and its training solve.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassifierShape {
     /// The ODE block's field.
@@ -90,10 +103,12 @@ pub struct ClassifierShape {
     /// Input features per sample (the state's minus the ANODE zeros, which follow them in
     /// each sample).
     pub input: usize,
-    /// Classes (the head's output size).
+    /// Classes (the head's output size; unused by [`PlanLoss::MeanSquaredError`]).
     pub classes: usize,
     /// Samples per batch.
     pub rows: usize,
+    /// The loss.
+    pub loss: PlanLoss,
 }
 
 /// Adam's hyper-parameters as the kernel takes them (`OptimizerConfig::Adam`).
@@ -172,7 +187,8 @@ pub struct TrainPlan {
     field: FieldPlan,
     /// Stages per step that reach its result (`backward::needed`).
     needed_stages: usize,
-    head: MlpLayout,
+    /// The Linear head (cross-entropy only).
+    head: Option<MlpLayout>,
 }
 
 impl TrainPlan {
@@ -189,7 +205,8 @@ impl TrainPlan {
             FieldShape::Mlp { dims, act } => FieldPlan::Mlp(MlpLayout::new(dims, *act)),
             FieldShape::Conv(c) => FieldPlan::Conv(c.clone()),
         };
-        let head = MlpLayout::new(&[d, shape.classes], 0);
+        let head =
+            (shape.loss == PlanLoss::CrossEntropy).then(|| MlpLayout::new(&[d, shape.classes], 0));
         let steps: Vec<f64> = grid.windows(2).map(|w| w[1] - w[0]).collect();
         let mut p = Self {
             shape,
@@ -216,9 +233,9 @@ impl TrainPlan {
         }
     }
 
-    /// Number of parameters `[field | head]`.
+    /// Number of parameters `[field | head]` (the field's alone without a head).
     pub fn num_params(&self) -> usize {
-        self.field_params() + self.head.num_params()
+        self.field_params() + self.head.as_ref().map_or(0, MlpLayout::num_params)
     }
 
     /// Number of fixed steps `N`.
@@ -288,6 +305,7 @@ impl TrainPlan {
             Buf::YBar(_) | Buf::Zeros => rows * d,
             Buf::Act(_, _, l) | Buf::Hidden(l) => hidden(l),
             Buf::Logits | Buf::GradLogits => rows * s.classes,
+            Buf::Target => rows * d,
             Buf::FirstNonFinite => self.num_steps() + self.backward_steps(),
             Buf::GradStage => self.field_params(),
             Buf::InputT(..) | Buf::OutputT | Buf::KBarT | Buf::YBarT => rows * d,
@@ -304,9 +322,13 @@ impl TrainPlan {
                 v.push(b);
             }
         };
+        let copied_in = match self.shape.loss {
+            PlanLoss::CrossEntropy => Buf::Labels,
+            PlanLoss::MeanSquaredError => Buf::Target,
+        };
         for b in [
             Buf::Input,
-            Buf::Labels,
+            copied_in,
             Buf::Lr,
             Buf::Params,
             Buf::AdamM,
@@ -401,7 +423,11 @@ impl TrainPlan {
     }
 
     fn head_at(&self, m: Mat) -> At {
-        let (h, o) = (&self.head, self.field_params());
+        let h = self
+            .head
+            .as_ref()
+            .expect("head operations of a plan with a head");
+        let o = self.field_params();
         match m {
             Mat::Input => self.state(self.num_steps()).into(),
             Mat::Output => Buf::Logits.into(),
@@ -505,7 +531,6 @@ impl TrainPlan {
                 value: len as u64,
             },
             Launch::Zero(Buf::Loss),
-            Launch::Zero(Buf::Correct),
             Launch::Zero(Buf::GradParams),
             Launch::Pad {
                 rows,
@@ -515,6 +540,9 @@ impl TrainPlan {
                 dst: y0,
             },
         ]);
+        if self.head.is_some() {
+            self.launches.push(Launch::Zero(Buf::Correct));
+        }
         for n in 0..big_n {
             let to = self.state(n + 1);
             self.step_forward(tab, n, self.steps[n], Some(to));
@@ -524,14 +552,21 @@ impl TrainPlan {
                 slot: n,
             });
         }
-        let ops = self.head.forward(rows);
-        self.push_ops(ops, |p, m| p.head_at(m));
-        self.launches.push(Launch::SoftmaxCe {
-            rows,
-            classes: self.shape.classes,
-        });
-        let ops = self.head.backward(rows);
-        self.push_ops(ops, |p, m| p.head_at(m));
+        match &self.head {
+            Some(head) => {
+                let (fwd, bwd) = (head.forward(rows), head.backward(rows));
+                self.push_ops(fwd, |p, m| p.head_at(m));
+                self.launches.push(Launch::SoftmaxCe {
+                    rows,
+                    classes: self.shape.classes,
+                });
+                self.push_ops(bwd, |p, m| p.head_at(m));
+            }
+            None => self.launches.push(Launch::Mse {
+                x: self.state(big_n),
+                len,
+            }),
+        }
         match self.gradient.clone() {
             PlanGradient::Backprop => {
                 for n in (0..big_n).rev() {

@@ -9,8 +9,11 @@ use crate::cuda::plan::Gemm;
 pub enum Buf {
     /// The input batch `x` (`rows × input`), copied in before each replay.
     Input,
-    /// The labels (`rows`, i32), copied in before each replay.
+    /// The labels (`rows`, i32), copied in before each replay (cross-entropy).
     Labels,
+    /// The regression targets (`rows × dim`), copied in before each replay (mean squared
+    /// error).
+    Target,
     /// The learning rate (one f64), copied in before each replay.
     Lr,
     /// The parameters `[field | head]`.
@@ -177,6 +180,15 @@ pub enum Launch {
         /// Classes.
         classes: usize,
     },
+    /// `mse_f32` of the final state `x` against [`Buf::Target`]: `λ ← 2(x − target)/len`
+    /// into [`Buf::Lambda`] and the mean squared error added to [`Buf::Loss`] (zeroed at
+    /// the reset).
+    Mse {
+        /// The final state.
+        x: Buf,
+        /// Components.
+        len: usize,
+    },
     /// `adam_tick`: [`Buf::AdamStep`] += 1 (one thread), right before [`Launch::Adam`].
     AdamTick,
     /// `adam_graph_f32` on [`Buf::Params`] with [`Buf::GradParams`], the moments, the step
@@ -230,6 +242,7 @@ pub fn launch_buffers(plan: &super::TrainPlan, l: &Launch) -> Vec<Buf> {
             Buf::Loss,
             Buf::Correct,
         ],
+        Launch::Mse { x, .. } => vec![*x, Buf::Target, Buf::Lambda, Buf::Loss],
         Launch::AdamTick => vec![Buf::AdamStep],
         Launch::Adam { .. } => ADAM_BUFFERS.to_vec(),
         Launch::Conv { op, n, i } => op
