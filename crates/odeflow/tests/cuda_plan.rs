@@ -28,6 +28,8 @@ mod tiny_resnet;
 mod train;
 #[path = "cuda_plan/train_conv.rs"]
 mod train_conv;
+#[path = "cuda_plan/train_exec.rs"]
+mod train_exec;
 #[path = "cuda_plan/train_memory_free.rs"]
 mod train_memory_free;
 #[path = "cuda_plan/train_regression.rs"]
