@@ -22,7 +22,8 @@
 #      device plan (odeflow::cuda::ClassifierStep: head, cross-entropy, the backward pass,
 #      graph-safe Adam), eager and as a captured CUDA graph: logits, loss, parameter gradient
 #      and the parameters after Adam against the CPU ("classifier_agreement" in the JSON,
-#      same 10x rule);
+#      same 10x rule); and one replay of the pendulum's captured regression plan (MSE, no
+#      head) against the CPU ("regression_agreement");
 #      the convolutional fields (`bench mnist-odenet64-euler8 --check-cpu` and the same for
 #      cifar-odenet128-euler8: odenet on MNIST/CIFAR shapes, one solve and backward pass
 #      against the CPU; one classifier training iteration with the workload's field on 8x8
@@ -359,6 +360,9 @@ if "agreement" in phases:
               "|---|---|---|---|---|---|---|"]
     for g in ("backprop", "adjoint", "reversible"):
         r = read(f"agreement-{g}")
+        for a in (r or {}).get("regression_agreement") or []:
+            lines.append(f"| {g} | captured regression (Euler, 2 steps; loss {a['loss_gpu']:.6f}) | – | – | "
+                         f"{a['grad_rel_gpu']:.2e} | {a['grad_rel_cpu_f32']:.2e} | {a['passed']} |")
         for a in (r or {}).get("agreement") or []:
             lines.append(f"| {g} | {a['method']} | {a['y1_rel_gpu']:.2e} | {a['y1_rel_cpu_f32']:.2e} | "
                          f"{a['grad_rel_gpu']:.2e} | {a['grad_rel_cpu_f32']:.2e} | {a['passed']} |")

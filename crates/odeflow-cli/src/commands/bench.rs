@@ -69,9 +69,10 @@ pub struct BenchArgs {
     /// With --device cuda: first compare the GPU with the CPU (f32 and f64) and report the
     /// errors — "agreement": one forward/backward pass (the pendulum with Euler and adaptive
     /// dopri5; a classifier workload's convolutional field on four samples with its own
-    /// solver); with --grad backprop "classifier_agreement": training iterations through
+    /// solver); "classifier_agreement": training iterations with the chosen gradient through
     /// the device plan, eager and as a CUDA graph (an MLP classifier for the pendulum, the
-    /// workload's field on small images otherwise); on cifar-odenet128-euler8
+    /// workload's field on small images otherwise); for the pendulum
+    /// "regression_agreement": one replay of its captured plan; on cifar-odenet128-euler8
     /// "res_block_agreement": a TinyResNet block in train and eval mode, and
     /// "tiny_resnet_agreement": a whole TinyResNet's training step and eval logits. Fails
     /// (exit 1) when the GPU disagrees.
@@ -120,15 +121,18 @@ pub struct BenchResult {
     pub gpu: Option<String>,
     /// With `--check-cpu`: the GPU-vs-CPU comparisons (`odeflow::cuda::Agreement`).
     pub agreement: Option<serde_json::Value>,
-    /// With `--check-cpu --grad backprop`: the GPU-vs-CPU comparisons of one classifier
-    /// training iteration through the device plan (`odeflow::cuda::ClassifierAgreement`).
+    /// With `--check-cpu`: the GPU-vs-CPU comparisons of one classifier training iteration
+    /// through the device plan (`odeflow::cuda::ClassifierAgreement`).
     pub classifier_agreement: Option<serde_json::Value>,
     /// With `--check-cpu` on `cifar-odenet128-euler8`: a TinyResNet residual block on the
     /// GPU against the CPU, train and eval mode (`odeflow::cuda::ResBlockAgreement`).
     pub res_block_agreement: Option<serde_json::Value>,
-    /// With `--check-cpu` on `cifar-odenet128-euler8`: a whole TinyResNet with its body on
-    /// the GPU against the CPU (`odeflow::cuda::TinyResNetAgreement`).
+    /// With `--check-cpu` on `cifar-odenet128-euler8`: a whole TinyResNet on the GPU
+    /// against the CPU (`odeflow::cuda::TinyResNetAgreement`).
     pub tiny_resnet_agreement: Option<serde_json::Value>,
+    /// With `--check-cpu` on `pendulum-mlp128-euler2`: one replay of its captured regression
+    /// plan against the CPU (`odeflow::cuda::RegressionAgreement`).
+    pub regression_agreement: Option<serde_json::Value>,
 }
 
 /// A prepared workload: one training iteration per call.
@@ -311,6 +315,7 @@ pub fn run(args: BenchArgs, reporter: &Reporter, device: DeviceArg) -> Result<()
         classifier_agreement: agreements.classifier,
         res_block_agreement: agreements.res_block,
         tiny_resnet_agreement: agreements.tiny_resnet,
+        regression_agreement: agreements.regression,
     };
     reporter.result(&result, || {
         format!(

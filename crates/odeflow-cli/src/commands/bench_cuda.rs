@@ -3,9 +3,10 @@
 //! GPU's error exceeds ten times the CPU f32 error against the CPU f64):
 //!
 //! * the pendulum (`pendulum_agreement`): one pass with Euler and with adaptive dopri5 under
-//!   the chosen gradient method, and one MLP-classifier training iteration with that
-//!   gradient through the device plan, eager and as a captured CUDA graph
-//!   (`classifier_agreement`);
+//!   the chosen gradient method, one MLP-classifier training iteration with that gradient
+//!   through the device plan, eager and as a captured CUDA graph (`classifier_agreement`),
+//!   and one iteration of the captured regression plan the benchmark times
+//!   (`regression_agreement`);
 //! * a classifier workload: one solve and backward pass of its convolutional field on four
 //!   samples (`conv_agreement`), and one training iteration of a classifier with the
 //!   workload's field on small images, with the chosen gradient, through the captured plan
@@ -33,6 +34,8 @@ pub(super) struct Agreements {
     pub res_block: Option<serde_json::Value>,
     /// The whole TinyResNet.
     pub tiny_resnet: Option<serde_json::Value>,
+    /// The pendulum's captured regression iteration.
+    pub regression: Option<serde_json::Value>,
 }
 
 /// `rows` as JSON; an error naming the first that failed (`describe`) when any did.
@@ -108,6 +111,13 @@ pub(super) fn cuda_runner(
         ]
         .map(|c| c.with_grad(grad.clone()));
         agreements.classifier = Some(classifier_rows(&dev, &cases, seed)?);
+        // The captured regression iteration the benchmark times.
+        let r = odeflow::cuda::regression_agreement(&dev, &grad, seed).map_err(gpu_err)?;
+        agreements.regression = Some(judged(
+            std::slice::from_ref(&r),
+            |a| a.passed,
+            |a| format!("captured regression iteration: {a:?}"),
+        )?);
     }
     let mut runner = PendulumCuda::new(&dev, grad, seed).map_err(gpu_err)?;
     let params = runner.num_params();

@@ -47,6 +47,7 @@ mod norm;
 pub mod norm_plan;
 pub mod plan;
 mod pool;
+mod regression_agreement;
 mod res_block;
 mod res_block_agreement;
 pub mod res_block_plan;
@@ -75,6 +76,10 @@ pub use mlp::{CudaMlp, CudaTape};
 pub use norm::{BnSaved, CudaBatchNorm};
 pub use norm_plan::{ImageBatch, Layout, PoolShape};
 pub use pool::{residual_update, CudaAvgPool};
+pub use regression_agreement::{
+    regression_agreement, regression_cpu_reference, regression_inputs, RegressionAgreement,
+    RegressionInputs,
+};
 pub use res_block::{CudaConvBn, CudaResBlock, CudaStem};
 pub use res_block_agreement::{
     res_block_agreement, res_block_cpu_reference, res_block_inputs, ResBlockAgreement,

@@ -116,3 +116,35 @@ fn res_block_references_agree_and_train_mode_moves_the_running_statistics() {
         assert_eq!(moved > 1e-3, train, "running statistics moved by {moved}");
     }
 }
+
+/// The regression check's CPU half (`regression_agreement`, the pendulum workload's captured
+/// plan): f32 and f64 agree to round-off for each gradient method, the gradient and the Adam
+/// step are not trivial, and the memory-free gradients are the methods' own (the reversible
+/// one differs from backprop by O(h), beyond round-off).
+#[test]
+fn regression_references_agree_in_f32_and_f64() {
+    use odeflow::cuda::{regression_cpu_reference, regression_inputs};
+    use odeflow::grad::GradientMethod;
+    let (p0, x, y) = regression_inputs(3).expect("inputs");
+    let mut grads = Vec::new();
+    for name in ["backprop", "reversible", "adjoint"] {
+        let g = GradientMethod::from_name(name).expect("gradient");
+        let (l32, g32, p32) = regression_cpu_reference::<f32>(&g, &p0, (&x, &y)).expect("f32");
+        let (l64, g64, p64) = regression_cpu_reference::<f64>(&g, &p0, (&x, &y)).expect("f64");
+        assert!(
+            l64 > 0.1 && (l32 - l64).abs() <= 1e-5 * l64,
+            "{name}: {l32} vs {l64}"
+        );
+        let e = norm_rel(&g32, &g64);
+        assert!(e > 0.0 && e < 1e-4, "{name}: gradient f32 error {e}");
+        assert!(norm_rel(&p32, &p64) < 1e-6, "{name}: Adam step");
+        let p0f: Vec<f64> = p0.iter().map(|&v| f64::from(v)).collect();
+        assert!(
+            norm_rel(&p64, &p0f) > 1e-4,
+            "{name}: the Adam step moved nothing"
+        );
+        grads.push(g64);
+    }
+    let gap = norm_rel(&grads[1], &grads[0]);
+    assert!(gap > 1e-6 && gap < 0.1, "reversible vs backprop: {gap}");
+}
