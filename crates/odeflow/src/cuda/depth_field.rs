@@ -32,7 +32,7 @@ use cudarc::driver::{CudaSlice, DevicePtr};
 use super::device::{CudaError, Device};
 use super::res_block::run_res_plan;
 use super::res_block_plan::{ResBlockLayout, ResBuf};
-use super::state::CudaBatch;
+use super::state::{f32s, CudaBatch};
 use crate::field::{Parameterized, VectorField};
 use crate::models::depth_field::{layer_at, DepthField, Tying};
 use crate::real::Real;
@@ -239,13 +239,12 @@ impl CudaDepthField {
             s.clone_htod(&v)
                 .map_err(|e| CudaError::call("host-to-device copy", e))
         };
-        let cast = |v: &[T]| v.iter().map(|a| a.f64() as f32).collect::<Vec<_>>();
         let stats = (0..layout.depth())
-            .map(|n| up(cast(field.running_stats(n))))
+            .map(|n| up(f32s(field.running_stats(n))))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             dev: dev.clone(),
-            params: up(cast(field.params()))?,
+            params: up(f32s(field.params()))?,
             stats,
             discard: up(vec![0.0; 4 * layout.block().channels()])?,
             pass: TrainingPass::new(layout.depth()),

@@ -16,7 +16,7 @@ use super::conv::CudaConvField;
 use super::conv_plan::ConvFieldLayout;
 use super::device::{CudaError, Device};
 use super::mlp::CudaMlp;
-use super::state::CudaBatch;
+use super::state::{f32s, CudaBatch};
 use crate::analysis::solver_dependence::AdaptiveSolve;
 use crate::error::ArgError;
 use crate::field::{FieldRhs, Parameterized, VectorField};
@@ -239,7 +239,7 @@ impl<T: Real, F: VectorField<CudaBatch, Grad = CudaBatch> + DeviceParams> Traina
         let f = self.field_params.len();
         self.field_params.copy_from_slice(&src[..f]);
         self.head.params_mut().copy_from_slice(&src[f..]);
-        let p: Vec<f32> = self.field_params.iter().map(|v| v.f64() as f32).collect();
+        let p = f32s(&self.field_params);
         if let Err(e) = self.field.upload(&p) {
             self.pending.get_or_insert(e);
         }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::device::{CudaError, Device};
 use super::eager::{device_final_state, device_logits, BuiltField, CudaSolverClassifier};
+use super::state::f32s;
 use crate::field::Parameterized;
 use crate::grad::GradientMethod;
 use crate::models::{FieldSpec, FlowModel, NeuralClassifier};
@@ -38,13 +39,12 @@ impl<T: Real> CudaFlowModel<T> {
         field: &FieldSpec,
         model: &NeuralClassifier<T>,
     ) -> Result<Self, CudaError> {
-        let p: Vec<f32> = model
-            .field
-            .params()
-            .iter()
-            .map(|v| v.f64() as f32)
-            .collect();
-        let field = BuiltField::new(dev, field, model.head.in_shape(), &p)?;
+        let field = BuiltField::new(
+            dev,
+            field,
+            model.head.in_shape(),
+            &f32s(model.field.params()),
+        )?;
         let head = model.head.clone();
         Ok(Self {
             dev: dev.clone(),
@@ -84,7 +84,7 @@ pub fn classifier_loss_gradient<T: Real>(
     (method, grad, opts): (&Method, GradientMethod, &SolveOptions),
 ) -> Result<(f64, Vec<T>), CudaError> {
     let fp = model.field.params().to_vec();
-    let p: Vec<f32> = fp.iter().map(|v| v.f64() as f32).collect();
+    let p = f32s(&fp);
     let (head, augment) = (model.head.clone(), model.augment());
     let solver = (method, grad, opts.clone());
     let fail = |e: crate::weights::WeightsError| CudaError::call("loss gradient on the device", e);
@@ -113,7 +113,7 @@ pub fn field_final_state<T: Real>(
     z0: &Batch<T>,
     (method, opts): (&Method, &SolveOptions),
 ) -> Result<Result<(Batch<T>, Stats), String>, CudaError> {
-    let p: Vec<f32> = params.iter().map(|v| v.f64() as f32).collect();
+    let p = f32s(params);
     let mut field = BuiltField::new(dev, spec, state, &p)?;
     let z = z0.cast::<f32>();
     let r = match &mut field {

@@ -85,12 +85,14 @@ pub use res_block_agreement::{
     res_block_agreement, res_block_cpu_reference, res_block_inputs, ResBlockAgreement,
     ResBlockInputs, ResBlockPass,
 };
-pub use state::CudaBatch;
+pub use state::{f32s, CudaBatch};
 pub use tiny_resnet::{resnet_final_state, CudaTinyResNet};
 pub use tiny_resnet_agreement::{
     tiny_resnet_agreement, tiny_resnet_case, tiny_resnet_cases, tiny_resnet_cpu_reference,
     tiny_resnet_inputs, TinyResNetAgreement, TinyResNetInputs, TinyResNetPass,
 };
 pub use train_graph::{ClassifierStep, HostState, StepOutcome};
-pub use trainable::{plan_classifier, ClassifierSetup, CudaClassifier, SteppingLog};
+pub use trainable::{
+    plan_classifier, plan_regression, ClassifierSetup, CudaClassifier, SteppingLog,
+};
 pub use workload::{ClassifierCuda, PendulumCuda};

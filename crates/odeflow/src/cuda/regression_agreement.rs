@@ -20,16 +20,15 @@ use super::agreement::{norm_rel, within};
 use super::device::{CudaError, Device};
 use super::plan::act_code;
 use super::train_graph::ClassifierStep;
-use super::train_plan::{
-    AdamHyper, ClassifierShape, FieldShape, PlanGradient, PlanLoss, TrainPlan,
-};
+use super::train_plan::AdamHyper;
+use super::trainable::plan_regression;
 use crate::field::Parameterized;
 use crate::grad::{FieldGradSolver, GradientMethod};
 use crate::models::regressor::FlowRegressor;
 use crate::nn::zoo::{mlp_field, MlpOptions};
 use crate::nn::{Activation, Init};
 use crate::real::Real;
-use crate::solve::{fixed_grid, Method, SolveOptions};
+use crate::solve::{Method, SolveOptions};
 use crate::state::Batch;
 use crate::train::{Optimizer, OptimizerConfig, Trainable};
 
@@ -127,28 +126,9 @@ pub fn regression_agreement(
     let bad = |e: String| CudaError::Unsupported(e);
     let (p0, x, y) = regression_inputs(seed)?;
     let (m, opts) = solver()?;
-    let tab = m
-        .tableau()
-        .ok_or_else(|| bad("euler without a tableau".into()))?;
-    let shape = ClassifierShape {
-        field: FieldShape::Mlp {
-            dims: DIMS.to_vec(),
-            act: act_code(Some(Activation::Tanh)).ok_or_else(|| bad("tanh".into()))?,
-        },
-        input: DIMS[0],
-        classes: 0,
-        rows: ROWS,
-        loss: PlanLoss::MeanSquaredError,
-    };
-    let grid = fixed_grid(&opts).map_err(|e| bad(e.to_string()))?;
-    let gradient = PlanGradient::for_method(grad, &opts).map_err(|e| bad(e.to_string()))?;
-    let plan = TrainPlan::new(shape, tab, &grid, gradient);
-    let hyper = AdamHyper {
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-    };
+    let act = act_code(Some(Activation::Tanh)).ok_or_else(|| bad("tanh".into()))?;
+    let plan = plan_regression((&DIMS, act), ROWS, (&m, &opts), grad)?;
+    let hyper = AdamHyper::of(&OptimizerConfig::adam(LR)).expect("Adam's settings");
     let (l32, g32, p32) = regression_cpu_reference::<f32>(grad, &p0, (&x, &y))?;
     let (l64, g64, p64) = regression_cpu_reference::<f64>(grad, &p0, (&x, &y))?;
     let mut step = ClassifierStep::new(dev, plan, &p0, hyper)?;

@@ -57,6 +57,12 @@ pub(crate) fn config(n: usize) -> LaunchConfig {
     }
 }
 
+/// `v` in f32, the device's scalar (parameters, statistics and batches of any `T` move to
+/// the device through it).
+pub fn f32s<T: crate::real::Real>(v: &[T]) -> Vec<f32> {
+    v.iter().map(|x| x.f64() as f32).collect()
+}
+
 /// A batch of `rows` samples of `cols` components on a GPU.
 pub struct CudaBatch {
     rows: usize,

@@ -25,7 +25,7 @@ use super::device::{CudaError, Device};
 use super::eager::{device_final_state, device_solve, padded_f32, zeroed_grad};
 use super::head::CudaHead;
 use super::res_block::CudaStem;
-use super::state::CudaBatch;
+use super::state::{f32s, CudaBatch};
 use super::stem_plan::StemLayout;
 use crate::analysis::resnet::trained::TinyResNetHost;
 use crate::data::Dataset;
@@ -68,10 +68,6 @@ fn solve_failed(dev: &Device, e: impl std::fmt::Display) -> CudaError {
         Err(d) => d,
         Ok(()) => CudaError::call("TinyResNet body solve", e),
     }
-}
-
-fn f32s<T: Real>(v: &[T]) -> Vec<f32> {
-    v.iter().map(|x| x.f64() as f32).collect()
 }
 
 /// The stem's batch norm (its one [`Layer::BatchNorm`]).

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use super::device::{CudaError, Device};
 use super::eager::conv_layout;
 use super::plan::act_code;
+use super::state::f32s;
 use super::train_graph::ClassifierStep;
 use super::train_plan::{
     AdamHyper, ClassifierShape, FieldShape, PlanGradient, PlanLoss, TrainPlan,
@@ -91,16 +92,8 @@ pub fn plan_classifier(s: &ClassifierSetup<'_>) -> Result<(TrainPlan, AdamHyper)
     if matches!(s.opts.stepping, Stepping::Adaptive(_)) {
         return Err(no("training with adaptive steps".into()));
     }
-    let OptimizerConfig::Adam {
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        ..
-    } = *s.optimizer
-    else {
-        return Err(no("training with SGD (Adam is)".into()));
-    };
+    let hyper =
+        AdamHyper::of(s.optimizer).ok_or_else(|| no("training with SGD (Adam is)".into()))?;
     let grid = fixed_grid(s.opts).map_err(|e| CudaError::Unsupported(e.to_string()))?;
     let gradient = PlanGradient::for_method(&s.grad, s.opts)
         .map_err(|e| CudaError::Unsupported(e.to_string()))?;
@@ -111,13 +104,38 @@ pub fn plan_classifier(s: &ClassifierSetup<'_>) -> Result<(TrainPlan, AdamHyper)
         rows: s.rows,
         loss: PlanLoss::CrossEntropy,
     };
-    let hyper = AdamHyper {
-        beta1,
-        beta2,
-        eps: eps as f32,
-        weight_decay: weight_decay as f32,
-    };
     Ok((TrainPlan::new(shape, tab, &grid, gradient), hyper))
+}
+
+/// The captured iteration of an MSE regression without a head ([`PlanLoss::MeanSquaredError`]):
+/// the MLP field `dims` (activation code `act`) on batches of `rows`, trained with `method`
+/// on the fixed grid of `opts` and the gradient `grad`.
+pub fn plan_regression(
+    (dims, act): (&[usize], i32),
+    rows: usize,
+    (method, opts): (&Method, &SolveOptions),
+    grad: &GradientMethod,
+) -> Result<TrainPlan, CudaError> {
+    let bad = |e: String| CudaError::Unsupported(e);
+    let tab = method.tableau().ok_or_else(|| {
+        bad(format!(
+            "training with {} (explicit Runge–Kutta methods with fixed steps are)",
+            method.name()
+        ))
+    })?;
+    let grid = fixed_grid(opts).map_err(|e| bad(e.to_string()))?;
+    let gradient = PlanGradient::for_method(grad, opts).map_err(|e| bad(e.to_string()))?;
+    let shape = ClassifierShape {
+        field: FieldShape::Mlp {
+            dims: dims.to_vec(),
+            act,
+        },
+        input: dims[0],
+        classes: 0,
+        rows,
+        loss: PlanLoss::MeanSquaredError,
+    };
+    Ok(TrainPlan::new(shape, tab, &grid, gradient))
 }
 
 /// A built-in classifier trained on the device (see the module docs).
@@ -188,7 +206,7 @@ impl<T: Real> Trainable<T> for CudaClassifier {
 impl<T: Real> FusedStep<T, ClassBatch<T>> for CudaClassifier {
     fn load(&mut self, params: &[T], opt: &OptimizerState) -> Result<(), TrainError> {
         let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let p: Vec<f32> = params.iter().map(|x| x.f64() as f32).collect();
+        let p = f32s(params);
         let n = p.len();
         // A fresh optimizer's moments are zero.
         let (m, v) = if opt.m.is_empty() {

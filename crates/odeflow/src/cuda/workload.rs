@@ -13,15 +13,13 @@ use super::loss::launch_mse;
 use super::plan::act_code;
 use super::state::CudaBatch;
 use super::train_graph::ClassifierStep;
-use super::train_plan::{
-    AdamHyper, ClassifierShape, FieldShape, PlanGradient, PlanLoss, TrainPlan,
-};
-use super::trainable::{ClassifierSetup, CudaClassifier};
+use super::train_plan::AdamHyper;
+use super::trainable::{plan_regression, ClassifierSetup, CudaClassifier};
 use crate::field::Parameterized;
 use crate::grad::GradientMethod;
 use crate::models::{ClassBatch, PendulumProblem, Workload, WorkloadRunner};
 use crate::nn::zoo::mlp_field;
-use crate::solve::{fixed_grid, Method, SolveOptions};
+use crate::solve::{Method, SolveOptions};
 use crate::state::{Batch, State};
 use crate::train::{FusedStep, OptimizerConfig, StepMetrics, TrainError, Trainable};
 
@@ -44,40 +42,10 @@ impl PendulumCuda {
         let act = act_code(Some(p.opts.activation))
             .ok_or_else(|| bad(format!("the activation {:?}", p.opts.activation)))?;
         let method = Method::from_name("euler").map_err(|e| bad(e.to_string()))?;
-        let tab = method
-            .tableau()
-            .ok_or_else(|| bad("euler without a tableau".into()))?;
         let opts = SolveOptions::steps(0.0, p.t1, p.steps);
-        let grid = fixed_grid(&opts).map_err(|e| bad(e.to_string()))?;
-        let gradient = PlanGradient::for_method(&grad, &opts).map_err(|e| bad(e.to_string()))?;
-        let shape = ClassifierShape {
-            field: FieldShape::Mlp {
-                dims: p.dims.to_vec(),
-                act,
-            },
-            input: p.x.cols(),
-            classes: 0,
-            rows: p.x.rows(),
-            loss: PlanLoss::MeanSquaredError,
-        };
-        let plan = TrainPlan::new(shape, tab, &grid, gradient);
+        let plan = plan_regression((&p.dims, act), p.x.rows(), (&method, &opts), &grad)?;
         let evals = (plan.forward_evaluations(), plan.backward_evaluations());
-        let OptimizerConfig::Adam {
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-            ..
-        } = OptimizerConfig::adam(1e-3)
-        else {
-            unreachable!("OptimizerConfig::adam is Adam")
-        };
-        let hyper = AdamHyper {
-            beta1,
-            beta2,
-            eps: eps as f32,
-            weight_decay: weight_decay as f32,
-        };
+        let hyper = AdamHyper::of(&OptimizerConfig::adam(LR)).expect("Adam's settings");
         let mut step = ClassifierStep::new(dev, plan, cpu.network().params(), hyper)?;
         step.capture()?;
         Ok(Self {
@@ -85,7 +53,7 @@ impl PendulumCuda {
             x: p.x,
             y: p.y,
             evals,
-            lr: 1e-3,
+            lr: LR,
         })
     }
 

@@ -15,7 +15,7 @@ use super::train::run_trainer;
 use super::{Observer, RunError};
 use crate::analysis::solver_dependence::AdaptationHook;
 use crate::cuda::{
-    plan_classifier, BuiltField, ClassifierSetup, CudaBatch, CudaClassifier, CudaError,
+    f32s, plan_classifier, BuiltField, ClassifierSetup, CudaBatch, CudaClassifier, CudaError,
     CudaSolverClassifier, Device, DeviceParams, SteppingLog,
 };
 use crate::field::{Parameterized, VectorField};
@@ -76,8 +76,7 @@ pub(super) fn train_on_cuda<T: Real>(
         Ok(()) => {
             let mut log = SteppingLog::new(&opts);
             let intro = format!("{intro}; GPU: one captured CUDA graph per training iteration");
-            let p32: Vec<f32> = params.iter().map(|v| v.f64() as f32).collect();
-            let mut gpu = CudaClassifier::new(dev, &setup, &p32).map_err(on_gpu)?;
+            let mut gpu = CudaClassifier::new(dev, &setup, &f32s(&params)).map_err(on_gpu)?;
             let n = run_trainer(dir, cfg, tcfg, &mut gpu, source, &mut log, observer, &intro)?;
             Trainable::<T>::read_params(&gpu, &mut params);
             n
@@ -87,7 +86,7 @@ pub(super) fn train_on_cuda<T: Real>(
                 "{intro}; GPU: the generic gradient solvers on the device, head and optimizer on the host ({why}: the captured iteration does not cover this run)"
             );
             let fp: Vec<T> = model.field.params().to_vec();
-            let f32s: Vec<f32> = fp.iter().map(|v| v.f64() as f32).collect();
+            let p32 = f32s(&fp);
             let head = model.head.clone();
             let solver = (method, grad, opts.clone());
             let generic = Generic {
@@ -99,7 +98,7 @@ pub(super) fn train_on_cuda<T: Real>(
                 observer,
                 intro: &intro,
             };
-            match BuiltField::new(dev, field, head.in_shape(), &f32s).map_err(on_gpu)? {
+            match BuiltField::new(dev, field, head.in_shape(), &p32).map_err(on_gpu)? {
                 BuiltField::Mlp(f) => {
                     generic.train(f, fp, head, model.augment(), solver, hook, &mut params)?
                 }

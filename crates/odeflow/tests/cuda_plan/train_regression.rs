@@ -2,12 +2,13 @@
 //! targets, the `pendulum-mlp128-euler2` workload's loss) executed with reference arithmetic
 //! against the CPU `FlowRegressor` and Adam, with each gradient method.
 
+use odeflow::cuda::plan_regression;
 use odeflow::cuda::train_plan::*;
 use odeflow::grad::{FieldGradSolver, GradientMethod};
 use odeflow::models::regressor::FlowRegressor;
 use odeflow::nn::zoo::{mlp_field, MlpOptions};
 use odeflow::nn::{Activation, Init};
-use odeflow::solve::{fixed_grid, Method, SolveOptions};
+use odeflow::solve::{Method, SolveOptions};
 use odeflow::state::Batch;
 use odeflow::train::{Optimizer, OptimizerConfig, Trainable};
 
@@ -26,19 +27,7 @@ fn check(method: &str, grad: &str, dims: &[usize], steps: usize) {
     let field = mlp_field::<f64>(dims, &mopts, 11).expect("field");
     let solver = FieldGradSolver::new(&m, g.clone(), opts.clone()).expect("solver");
     let mut cpu = FlowRegressor::new(field, solver);
-    let shape = ClassifierShape {
-        field: FieldShape::Mlp {
-            dims: dims.to_vec(),
-            act: 1,
-        },
-        input: d,
-        classes: 0,
-        rows,
-        loss: PlanLoss::MeanSquaredError,
-    };
-    let grid = fixed_grid(&opts).expect("grid");
-    let gradient = PlanGradient::for_method(&g, &opts).expect("fixed grid");
-    let plan = TrainPlan::new(shape, m.tableau().expect("explicit"), &grid, gradient);
+    let plan = plan_regression((dims, 1), rows, (&m, &opts), &g).expect("planned");
     inputs_read_only(&plan);
     let n = plan.num_params();
     assert_eq!(n, cpu.num_params());
@@ -110,24 +99,11 @@ fn regression_iteration_matches_the_cpu_regressor_with_each_gradient() {
 /// labels, the targets copied in like the inputs.
 #[test]
 fn the_pendulum_plan_has_no_head() {
-    let shape = ClassifierShape {
-        field: FieldShape::Mlp {
-            dims: vec![2, 128, 128, 2],
-            act: 1,
-        },
-        input: 2,
-        classes: 0,
-        rows: 10_000,
-        loss: PlanLoss::MeanSquaredError,
-    };
     let m = Method::from_name("euler").expect("euler");
-    let grid = fixed_grid(&SolveOptions::steps(0.0, 0.04, 2)).expect("grid");
-    let plan = TrainPlan::new(
-        shape,
-        m.tableau().expect("explicit"),
-        &grid,
-        PlanGradient::Backprop,
-    );
+    let opts = SolveOptions::steps(0.0, 0.04, 2);
+    let grad = GradientMethod::Backprop;
+    let plan =
+        plan_regression((&[2, 128, 128, 2], 1), 10_000, (&m, &opts), &grad).expect("planned");
     assert_eq!(
         plan.num_params(),
         2 * 128 + 128 + 128 * 128 + 128 + 128 * 2 + 2

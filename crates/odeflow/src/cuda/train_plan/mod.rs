@@ -173,6 +173,27 @@ impl PlanGradient {
     }
 }
 
+impl AdamHyper {
+    /// Adam's settings of `cfg`, or `None` for another optimizer.
+    pub fn of(cfg: &crate::train::OptimizerConfig) -> Option<Self> {
+        match *cfg {
+            crate::train::OptimizerConfig::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => Some(Self {
+                beta1,
+                beta2,
+                eps: eps as f32,
+                weight_decay: weight_decay as f32,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The plan of one iteration: its launches and the sizes of its buffers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainPlan {
