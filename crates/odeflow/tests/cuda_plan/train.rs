@@ -106,25 +106,10 @@ pub(crate) fn replay<F>(
     let d = plan.shape.field.state_len();
     let n = plan.num_params();
     assert_eq!(n, cpu.num_params());
-    let hyper = AdamHyper {
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-    };
     let mut opt = Optimizer::<f64>::new(OptimizerConfig::adam(1e-2), n).expect("adam");
     let mut params = vec![0.0; n];
     cpu.read_params(&mut params);
-    let mut ex = Exec::new(plan, hyper);
-    let inputs = [
-        (Buf::Params, params.clone()),
-        (Buf::AdamM, vec![0.0; n]),
-        (Buf::AdamV, vec![0.0; n]),
-        (Buf::AdamStep, vec![0.0]),
-        (Buf::Ones, vec![1.0; rows]),
-        (Buf::Zeros, vec![0.0; rows * d]),
-    ];
-    ex.bufs.extend(inputs);
+    let mut ex = Exec::at_start(plan, &params);
     for it in 0..2u64 {
         let x = Batch::from_vec(rows, input, data(rows * input, it as usize)).expect("sized");
         let labels: Vec<usize> = (0..rows).map(|r| (r * 3 + it as usize) % classes).collect();

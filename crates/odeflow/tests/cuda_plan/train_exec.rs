@@ -17,12 +17,27 @@ pub(crate) struct Exec<'p> {
 }
 
 impl<'p> Exec<'p> {
-    /// No buffer yet: each is created by its first write (or inserted by the test).
-    pub(crate) fn new(plan: &'p TrainPlan, hyper: AdamHyper) -> Self {
+    /// The state of a fresh run with the parameters `params` and Adam's default settings
+    /// (`OptimizerConfig::adam`): zero moments and step count, and the plan's constant
+    /// buffers (ones, zeros). Every other buffer is created by its first write, or inserted
+    /// by the test (the batch, the learning rate).
+    pub(crate) fn at_start(plan: &'p TrainPlan, params: &[f64]) -> Self {
+        let adam = odeflow::train::OptimizerConfig::adam(1e-3);
+        let n = plan.num_params();
+        assert_eq!(params.len(), n);
+        let (rows, d) = (plan.shape.rows, plan.shape.field.state_len());
+        let bufs = HashMap::from([
+            (Buf::Params, params.to_vec()),
+            (Buf::AdamM, vec![0.0; n]),
+            (Buf::AdamV, vec![0.0; n]),
+            (Buf::AdamStep, vec![0.0]),
+            (Buf::Ones, vec![1.0; rows]),
+            (Buf::Zeros, vec![0.0; rows * d]),
+        ]);
         Self {
             plan,
-            hyper,
-            bufs: HashMap::new(),
+            hyper: AdamHyper::of(&adam).expect("Adam"),
+            bufs,
         }
     }
 

@@ -32,24 +32,10 @@ fn check(method: &str, grad: &str, dims: &[usize], steps: usize) {
     let n = plan.num_params();
     assert_eq!(n, cpu.num_params());
     assert!(!plan.buffers().contains(&Buf::Labels));
-    let hyper = AdamHyper {
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-    };
     let mut params = vec![0.0; n];
     cpu.read_params(&mut params);
     let mut opt = Optimizer::<f64>::new(OptimizerConfig::adam(1e-2), n).expect("adam");
-    let mut ex = Exec::new(&plan, hyper);
-    ex.bufs.extend([
-        (Buf::Params, params.clone()),
-        (Buf::AdamM, vec![0.0; n]),
-        (Buf::AdamV, vec![0.0; n]),
-        (Buf::AdamStep, vec![0.0]),
-        (Buf::Ones, vec![1.0; rows]),
-        (Buf::Zeros, vec![0.0; rows * d]),
-    ]);
+    let mut ex = Exec::at_start(&plan, &params);
     for it in 0..2u64 {
         let x = Batch::from_vec(rows, d, data(rows * d, it as usize)).expect("sized");
         let y = Batch::from_vec(rows, d, data(rows * d, 7 + it as usize)).expect("sized");
