@@ -6,8 +6,8 @@
 //! identity on its buffer. The parameters are the CPU head's (`Linear` weight, then bias).
 //!
 //! Per batch size the head keeps its pooled features, logits, their gradients, the labels
-//! and the loss sums on the device; a training pass reads back two numbers (the mean loss
-//! and the number of correct predictions) and leaves `∂L/∂z` and `∂L/∂θ` on the device.
+//! and the loss sums on the device; a training pass leaves them, `∂L/∂z` and `∂L/∂θ` on the
+//! device, and [`CudaHead::loss`] reads back the two numbers (mean loss, correct count).
 
 use std::sync::Arc;
 
@@ -163,14 +163,14 @@ impl CudaHead {
         Ok(&b.logits)
     }
 
-    /// One training pass on the features `z` with `labels`: the mean cross-entropy and the
-    /// number of correct predictions (read back), `∂L/∂θ` (overwritten, on the device) and
-    /// `∂L/∂z` (returned, on the device until the next pass).
+    /// One training pass on the features `z` with `labels`: the loss sums (read by
+    /// [`Self::loss`], so that the caller reads them after the rest of its pass),
+    /// `∂L/∂θ` (overwritten) and `∂L/∂z` (returned), all on the device until the next pass.
     pub fn loss_and_grad(
         &mut self,
         z: &CudaBatch,
         labels: &[usize],
-    ) -> Result<(HeadLoss, &CudaBatch), CudaError> {
+    ) -> Result<&CudaBatch, CudaError> {
         let shape = self.check(z)?;
         let classes = self.linear.dims()[1];
         if labels.len() != z.rows() {
@@ -222,11 +222,21 @@ impl CudaHead {
         linear.vjp(tape, &b.g_logits, &mut b.g_pooled, grad);
         dev.check()?;
         pool.backward(&shape, slice(&b.g_pooled)?, slice_mut(&mut b.g_feat)?)?;
+        Ok(&b.g_feat)
+    }
+
+    /// The mean cross-entropy and the number of correct predictions of the last training
+    /// pass, copied to the host.
+    pub fn loss(&self) -> Result<HeadLoss, CudaError> {
+        let b = self.bufs.as_ref().ok_or_else(|| {
+            CudaError::invalid("TinyResNet head loss", "no training pass", "run one first")
+        })?;
+        let s = self.dev.stream();
         let read = |e| CudaError::call("device-to-host copy", e);
         let loss = s.clone_dtoh(&b.loss).map_err(read)?[0];
         let correct = s.clone_dtoh(&b.correct).map_err(read)?[0];
-        dev.check()?;
-        Ok((HeadLoss { loss, correct }, &b.g_feat))
+        self.dev.check()?;
+        Ok(HeadLoss { loss, correct })
     }
 }
 

@@ -244,7 +244,7 @@ impl<T: Real> CudaTinyResNet<T> {
         field.freeze_running_stats();
         let z = z.map_err(|e| solve_failed(dev, e))?;
         dev.check()?;
-        let (out, g_z) = self.head.loss_and_grad(z, labels)?;
+        let g_z = self.head.loss_and_grad(z, labels)?;
         let mut gtheta = zeroed_grad(&mut self.gtheta, &*field);
         let g_feat = solver
             .backward(field, g_z, &mut gtheta)
@@ -264,6 +264,7 @@ impl<T: Real> CudaTinyResNet<T> {
         };
         add(gs, self.stem.grads_to_host()?);
         add(gh, self.head.grad_to_host()?);
+        let out = self.head.loss()?;
         let st = self.solver.stats();
         let mut m = StepMetrics {
             loss: out.loss,
