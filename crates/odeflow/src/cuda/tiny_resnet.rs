@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use super::depth_field::CudaDepthField;
 use super::device::{CudaError, Device};
-use super::eager::{device_final_state, device_solve, padded_f32, zeroed_grad};
+use super::eager::{device_final_state, device_solve, zeroed_grad};
 use super::head::CudaHead;
 use super::res_block::CudaStem;
 use super::state::{f32s, CudaBatch};
@@ -188,9 +188,9 @@ impl<T: Real> CudaTinyResNet<T> {
     }
 
     /// The stem's output for the images `x` (copied in) in train or eval mode, taped for
-    /// its VJP, in [`Self::feat`].
+    /// its VJP, in `feat`.
     fn stem_forward(&mut self, x: &Batch<T>, train: bool) -> Result<(), CudaError> {
-        let xd = CudaBatch::from_host(&self.dev, &padded_f32(x, 0))?;
+        let xd = CudaBatch::from_host(&self.dev, &x.cast::<f32>())?;
         let out = self.stem.forward(&xd, train)?;
         let cols = self.host.stem().out_shape().len();
         if self.feat.as_ref().is_none_or(|f| f.rows() != x.rows()) {
@@ -355,7 +355,7 @@ fn body_final_state<T: Real>(
     solver: (&Method, &SolveOptions),
 ) -> Result<Result<Batch<T>, String>, CudaError> {
     field.set_train(false);
-    let r = device_final_state(dev, field, &padded_f32(x, 0), solver)?;
+    let r = device_final_state(dev, field, &x.cast::<f32>(), solver)?;
     Ok(r.map(|(y, _)| y.cast::<T>()))
 }
 
