@@ -78,6 +78,14 @@ void host_adam_graph(long long n, float* p, const float* g, float* m, float* v, 
     ODEFLOW_LAUNCH(adam_graph_f32, grid, block, n, p, g, m, v, &lr, t, beta1, beta2, eps, wd);
 }
 
+// adam_tick then sgd_graph_f32, as the training-iteration plan launches them for SGD.
+void host_sgd_graph(long long n, float* p, const float* g, float* buf, double lr,
+                    unsigned long long* t, float momentum, float wd, int nesterov, int grid,
+                    int block) {
+    ODEFLOW_LAUNCH(adam_tick, grid, block, t);
+    ODEFLOW_LAUNCH(sgd_graph_f32, grid, block, n, p, g, buf, &lr, t, momentum, wd, nesterov);
+}
+
 void host_pad_cols(long long rows, int cols, int extra, const float* src, float* dst, int grid,
                    int block) {
     ODEFLOW_LAUNCH(pad_cols_f32, grid, block, rows, cols, extra, src, dst);

@@ -12,6 +12,19 @@ use super::{data, host_kernels, GRIDS};
 
 type SoftmaxCe =
     unsafe extern "C" fn(i64, i32, *const f32, *const i32, *mut f32, *mut u64, i32, i32) -> f64;
+type SgdGraph = unsafe extern "C" fn(
+    i64,
+    *mut f32,
+    *const f32,
+    *mut f32,
+    f64,
+    *mut u64,
+    f32,
+    f32,
+    i32,
+    i32,
+    i32,
+);
 type AdamGraph = unsafe extern "C" fn(
     i64,
     *mut f32,
@@ -142,6 +155,58 @@ fn graph_adam_kernel_equals_the_cpu_optimizer_bit_for_bit() {
     let mf: Vec<f64> = m.iter().map(|&x| f64::from(x)).collect();
     let vf: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
     assert_eq!((st.t, mf, vf), (7, st.m.clone(), st.v.clone()), "moments");
+}
+
+#[test]
+fn graph_sgd_kernel_equals_the_cpu_optimizer_bit_for_bit() {
+    let Some(k) = host_kernels() else { return };
+    let sgd: Symbol<SgdGraph> = k.sym(b"host_sgd_graph");
+    let n = 1000;
+    for (momentum, wd, nesterov) in [(0.9, 5e-4, false), (0.8, 0.0, true), (0.0, 1e-2, false)] {
+        let config = OptimizerConfig::Sgd {
+            lr: 0.1,
+            momentum,
+            weight_decay: wd,
+            nesterov,
+        };
+        let mut opt = Optimizer::<f32>::new(config, n).expect("valid SGD");
+        let p0 = data(n, 3);
+        let mut cpu = p0.clone();
+        let (mut p, mut buf) = (p0.clone(), vec![0.0f32; n]);
+        let mut t_dev = 0u64;
+        for t in 1..=6u64 {
+            let g = data(n, 40 + t as usize);
+            let lr = 0.1 / (1.0 + 0.5 * t as f64);
+            opt.step(&mut cpu, &g, lr);
+            let (grid, block) = GRIDS[t as usize % GRIDS.len()];
+            // SAFETY: buffers of n components; one step count.
+            unsafe {
+                sgd(
+                    n as i64,
+                    p.as_mut_ptr(),
+                    g.as_ptr(),
+                    buf.as_mut_ptr(),
+                    lr,
+                    &mut t_dev,
+                    momentum as f32,
+                    wd as f32,
+                    i32::from(nesterov),
+                    grid,
+                    block,
+                )
+            };
+            assert_eq!(t_dev, t, "step count after step {t}");
+            assert_eq!(
+                p, cpu,
+                "parameters after step {t} ({momentum}, {wd}, {nesterov})"
+            );
+        }
+        assert_ne!(p, p0, "the steps move the parameters");
+        if momentum > 0.0 {
+            let bf: Vec<f64> = buf.iter().map(|&x| f64::from(x)).collect();
+            assert_eq!(bf, opt.state().m, "momentum buffer");
+        }
+    }
 }
 
 #[test]

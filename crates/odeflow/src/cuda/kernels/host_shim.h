@@ -42,6 +42,7 @@ inline float sqrtf(float x) { return std::sqrt(x); }
 // (x86-64 host code without -mfma never fuses).
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __int_as_float(int i) {
     float f;
     std::memcpy(&f, &i, sizeof f);

@@ -160,6 +160,29 @@ extern "C" __global__ void adam_graph_f32(long long n, float* p, const float* gr
     }
 }
 
+// One step of SGD with momentum (PyTorch's torch.optim.SGD, odeflow::train::Optimizer) whose
+// step count and learning rate live on the device, for a captured iteration: *t the step
+// count including this step (adam_tick), *lr the learning rate (f64, written by the host
+// before a replay). In f32, every product rounded before its sum (no FMA contraction, as the
+// CPU):
+//   g = grad + wd·p;  if μ > 0: buf ← (t = 1 ? g : μ buf + g),  g ← nesterov ? g + μ buf : buf;
+//   p ← p − f32(lr)·g
+extern "C" __global__ void sgd_graph_f32(long long n, float* p, const float* grad, float* buf,
+                                         const double* lr, const unsigned long long* t,
+                                         float momentum, float wd, int nesterov) {
+    float l = (float)*lr;
+    int first = *t == 1ull;
+    ODEFLOW_GRID_STRIDE(i, n) {
+        float g = __fadd_rn(grad[i], __fmul_rn(wd, p[i]));
+        if (momentum > 0.0f) {
+            float b = first ? g : __fadd_rn(__fmul_rn(momentum, buf[i]), g);
+            buf[i] = b;
+            g = nesterov ? __fadd_rn(g, __fmul_rn(momentum, b)) : b;
+        }
+        p[i] = __fsub_rn(p[i], __fmul_rn(l, g));
+    }
+}
+
 // dst[r, c] = c < cols ? src[r, c] : 0 for a rows × (cols + extra) destination: the ANODE
 // augmentation z₀ = [x, 0] of the classifier's input, into its fixed device buffer.
 extern "C" __global__ void pad_cols_f32(long long rows, int cols, int extra, const float* src,
