@@ -34,6 +34,8 @@ mod train_exec;
 mod train_memory_free;
 #[path = "cuda_plan/train_regression.rs"]
 mod train_regression;
+#[path = "cuda_plan/train_resnet.rs"]
+mod train_resnet;
 
 use std::collections::HashMap;
 

@@ -295,6 +295,15 @@ impl CudaDepthField {
         super::device::download(&self.dev, s)
     }
 
+    /// Replaces layer `n`'s running statistics (`[mean₁, var₁, mean₂, var₂]`).
+    pub fn set_running_stats(&mut self, n: usize, v: &[f32]) -> Result<(), CudaError> {
+        let depth = self.stats.len();
+        let s = self.stats.get_mut(n).ok_or_else(|| {
+            CudaError::invalid("layer", n, format!("the body has {depth} layers"))
+        })?;
+        super::device::upload(&self.dev, v, s)
+    }
+
     fn alloc<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
         &self,
         n: usize,

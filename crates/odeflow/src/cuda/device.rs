@@ -130,6 +130,8 @@ pub(crate) struct NnKernels {
     pub softmax_ce: CudaFunction,
     pub adam_tick: CudaFunction,
     pub adam_graph: CudaFunction,
+    /// `sgd_graph_f32`.
+    pub sgd_graph: CudaFunction,
     pub pad_cols: CudaFunction,
     pub fill_u64: CudaFunction,
 }
@@ -330,6 +332,7 @@ impl Device {
             softmax_ce: function(&nm, "softmax_ce_f32")?,
             adam_tick: function(&nm, "adam_tick")?,
             adam_graph: function(&nm, "adam_graph_f32")?,
+            sgd_graph: function(&nm, "sgd_graph_f32")?,
             pad_cols: function(&nm, "pad_cols_f32")?,
             fill_u64: function(&nm, "fill_u64")?,
         };

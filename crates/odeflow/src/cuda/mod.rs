@@ -55,6 +55,7 @@ mod state;
 pub mod stem_plan;
 mod tiny_resnet;
 mod tiny_resnet_agreement;
+mod tiny_resnet_step;
 mod train_graph;
 pub mod train_plan;
 mod trainable;
@@ -91,6 +92,7 @@ pub use tiny_resnet_agreement::{
     tiny_resnet_agreement, tiny_resnet_case, tiny_resnet_cases, tiny_resnet_cpu_reference,
     tiny_resnet_inputs, TinyResNetAgreement, TinyResNetInputs, TinyResNetPass,
 };
+pub use tiny_resnet_step::plan_tiny_resnet;
 pub use train_graph::{ClassifierStep, HostState, StepOutcome};
 pub use trainable::{
     plan_classifier, plan_regression, ClassifierSetup, CudaClassifier, SteppingLog,

@@ -74,47 +74,48 @@ impl CudaAvgPool {
         A: DevicePtr<f32>,
         B: DevicePtrMut<f32>,
     {
-        let shape = PoolShape::new(*input, self.kh, self.kw)?;
-        let out = shape.output();
-        let ((gf, bf), (gb, bb)) = shape.grids();
-        let (from, to, grid, block, f, what) = if fwd {
-            (
-                input,
-                &out,
-                gf,
-                bf,
-                &self.dev.norm.avgpool_fwd,
-                "avgpool_fwd_f32",
-            )
-        } else {
-            (
-                &out,
-                input,
-                gb,
-                bb,
-                &self.dev.norm.avgpool_bwd,
-                "avgpool_bwd_f32",
-            )
-        };
+        let out = PoolShape::new(*input, self.kh, self.kw)?.output();
+        let (from, to) = if fwd { (input, &out) } else { (&out, input) };
         from.check_len("average-pool source", a.len())?;
         to.check_len("average-pool destination", b.len())?;
-        healthy(&self.dev)?;
-        let (pa, pb) = (addr(&self.dev, a), addr_mut(&self.dev, b));
-        let n = input.batch as i64;
-        let dims = [input.channels, input.height, input.width, self.kh, self.kw].map(|v| v as i32);
-        let layout = input.layout.code();
-        let mut l = self.dev.stream().launch_builder(f);
-        l.arg(&n);
-        for d in &dims {
-            l.arg(d);
-        }
-        l.arg(&layout).arg(&pa).arg(&pb);
-        // SAFETY: avgpool_{fwd,bwd}_f32(n, c, h, w, kh, kw, layout, src, dst); the buffers'
-        // lengths were checked against the shapes.
-        unsafe { l.launch(cfg(grid, block)) }
-            .map(|_| ())
-            .map_err(|e| CudaError::call(what, e))
+        let ptrs = (addr(&self.dev, a), addr_mut(&self.dev, b));
+        launch_avgpool(&self.dev, input, (self.kh, self.kw), fwd, ptrs)
     }
+}
+
+/// `avgpool_fwd_f32` (the `kh × kw` average pool of the images `input` at `src` into `dst`)
+/// or, with `fwd` false, `avgpool_bwd_f32` (the gradient at `src` of the pooled output into
+/// the images' gradient at `dst`, overwritten), on device addresses the caller sized for
+/// the shapes (e.g. the fixed buffers of a captured iteration).
+pub(super) fn launch_avgpool(
+    dev: &Device,
+    input: &ImageBatch,
+    (kh, kw): (usize, usize),
+    fwd: bool,
+    (pa, pb): (u64, u64),
+) -> Result<(), CudaError> {
+    let shape = PoolShape::new(*input, kh, kw)?;
+    let ((gf, bf), (gb, bb)) = shape.grids();
+    let (grid, block, f, what) = if fwd {
+        (gf, bf, &dev.norm.avgpool_fwd, "avgpool_fwd_f32")
+    } else {
+        (gb, bb, &dev.norm.avgpool_bwd, "avgpool_bwd_f32")
+    };
+    healthy(dev)?;
+    let n = input.batch as i64;
+    let dims = [input.channels, input.height, input.width, kh, kw].map(|v| v as i32);
+    let layout = input.layout.code();
+    let mut l = dev.stream().launch_builder(f);
+    l.arg(&n);
+    for d in &dims {
+        l.arg(d);
+    }
+    l.arg(&layout).arg(&pa).arg(&pb);
+    // SAFETY: avgpool_{fwd,bwd}_f32(n, c, h, w, kh, kw, layout, src, dst); the caller sized
+    // the buffers for the shapes.
+    unsafe { l.launch(cfg(grid, block)) }
+        .map(|_| ())
+        .map_err(|e| CudaError::call(what, e))
 }
 
 /// The residual combination `x ← x + Σⱼ cⱼ fⱼ` of a block, in place: `[(1/N, f)]` for a

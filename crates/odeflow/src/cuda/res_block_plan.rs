@@ -44,7 +44,7 @@ const TAPS: usize = 9;
 
 /// A buffer of a residual block's plan; `l ∈ {1, 2}` numbers the convolution and the batch
 /// norm after it. Hidden tensors are channel-major (CNHW).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResBuf {
     /// The input `x` (NCHW, read only).
     Input,

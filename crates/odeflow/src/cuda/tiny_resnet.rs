@@ -27,7 +27,6 @@ use super::head::CudaHead;
 use super::res_block::CudaStem;
 use super::state::{f32s, CudaBatch};
 use super::stem_plan::StemLayout;
-use crate::analysis::resnet::trained::TinyResNetHost;
 use crate::data::Dataset;
 use crate::field::Parameterized;
 use crate::grad::GradSolver;
@@ -40,12 +39,12 @@ use crate::state::{Batch, State};
 use crate::train::{StepMetrics, TrainError, Trainable};
 
 /// The head's pooling window (the CPU head's `avg_pool(4)`).
-const POOL: usize = 4;
+pub(super) const POOL: usize = 4;
 
 /// A TinyResNet on the device (see the module docs).
 pub struct CudaTinyResNet<T: Real> {
-    dev: Arc<Device>,
-    host: TinyResNet<T>,
+    pub(super) dev: Arc<Device>,
+    pub(super) host: TinyResNet<T>,
     stem: CudaStem,
     field: CudaDepthField,
     solver: GradSolver<CudaBatch, CudaDepthField>,
@@ -56,6 +55,9 @@ pub struct CudaTinyResNet<T: Real> {
     pending: Option<CudaError>,
     /// The body's parameter gradient on the device, kept between iterations.
     gtheta: Option<CudaBatch>,
+    /// The captured training iteration, once asked for
+    /// ([`CudaTinyResNet::capture_training`]).
+    pub(super) captured: Option<super::tiny_resnet_step::Captured>,
 }
 
 fn host_err(what: &'static str) -> impl Fn(crate::nn::NnError) -> CudaError {
@@ -71,7 +73,7 @@ fn solve_failed(dev: &Device, e: impl std::fmt::Display) -> CudaError {
 }
 
 /// The stem's batch norm (its one [`Layer::BatchNorm`]).
-fn stem_bn<T: Real>(stem: &mut Network<T>) -> Result<&mut BatchNorm<T>, CudaError> {
+pub(super) fn stem_bn<T: Real>(stem: &mut Network<T>) -> Result<&mut BatchNorm<T>, CudaError> {
     stem.sequential_mut()
         .layers_mut()
         .iter_mut()
@@ -125,12 +127,14 @@ impl<T: Real> CudaTinyResNet<T> {
             feat: None,
             pending: None,
             gtheta: None,
+            captured: None,
         })
     }
 
     /// The host model with the device's running statistics copied back (the parameters
     /// are the host's already).
     pub fn to_cpu(&mut self) -> Result<&TinyResNet<T>, CudaError> {
+        self.sync_from_step(false)?;
         self.sync_stats()?;
         Ok(&self.host)
     }
@@ -143,11 +147,29 @@ impl<T: Real> CudaTinyResNet<T> {
 
     /// [`CudaTinyResNet::to_cpu`], consuming the device model.
     pub fn into_cpu(mut self) -> Result<TinyResNet<T>, CudaError> {
+        self.sync_from_step(false)?;
         self.sync_stats()?;
         Ok(self.host)
     }
 
-    fn sync_stats(&mut self) -> Result<(), CudaError> {
+    /// The host model, mutable (its parameters are the model's; see
+    /// [`CudaTinyResNet::host`]).
+    pub(super) fn host_mut(&mut self) -> &mut TinyResNet<T> {
+        &mut self.host
+    }
+
+    /// Replaces the stem's running statistics on the device.
+    pub(super) fn set_stem_stats(&mut self, mean: &[f32], var: &[f32]) -> Result<(), CudaError> {
+        self.stem.set_running_stats(1, mean, var)
+    }
+
+    /// Replaces body layer `n`'s running statistics on the device.
+    pub(super) fn set_body_stats(&mut self, n: usize, stats: &[f32]) -> Result<(), CudaError> {
+        self.field.set_running_stats(n, stats)
+    }
+
+    /// Copies the device's running statistics (stem and body) into the host model.
+    pub(super) fn sync_stats(&mut self) -> Result<(), CudaError> {
         let of = |v: Vec<f32>| -> Vec<T> { v.into_iter().map(|a| T::of(f64::from(a))).collect() };
         for n in 0..self.field.layout().depth() {
             let v = of(self.field.running_stats(n)?);
@@ -280,6 +302,7 @@ impl<T: Real> CudaTinyResNet<T> {
     /// Logits in evaluation mode (running statistics).
     pub fn logits(&mut self, x: &Batch<T>) -> Result<Batch<T>, CudaError> {
         self.check_batch(x, None)?;
+        self.sync_from_step(false)?;
         self.host.set_train(false);
         self.stem_forward(x, false)?;
         let z = self.body_eval()?;
@@ -343,6 +366,14 @@ impl<T: Real> Trainable<T> for CudaTinyResNet<T> {
         d["device"] = serde_json::json!("cuda");
         d
     }
+
+    fn fused(&mut self) -> Option<&mut dyn crate::train::FusedStep<T, Self::Batch>> {
+        if self.captured.is_some() {
+            Some(self)
+        } else {
+            None
+        }
+    }
 }
 
 /// `x_N` of a ResNet body `field` in eval mode (running statistics) from `x`, solved on the
@@ -370,15 +401,6 @@ pub fn resnet_final_state<T: Real>(
     let mut field = CudaDepthField::from_cpu(dev, net.field())?;
     let method = net.scheme().method();
     body_final_state(dev, &mut field, x, (&method, &net.solve_options()))
-}
-
-impl<T: Real> TinyResNetHost<T> for CudaTinyResNet<T> {
-    /// The host model with the device's running statistics copied back.
-    fn host_model(&mut self, iteration: u64) -> Result<&mut TinyResNet<T>, TrainError> {
-        self.sync_stats()
-            .map_err(|e| TrainError::solver(iteration, e))?;
-        Ok(&mut self.host)
-    }
 }
 
 impl<T: Real> std::fmt::Debug for CudaTinyResNet<T> {

@@ -13,7 +13,7 @@ use odeflow::cuda::conv_bn_plan::ConvBnLayout;
 use odeflow::cuda::norm_plan::NormOp;
 use odeflow::cuda::res_block_plan::*;
 use odeflow::models::resnet::conv_residual_block;
-use odeflow::nn::{Init, Layer, Sequential, Tape};
+use odeflow::nn::{BatchNormOptions, Init, Layer, Sequential, Tape};
 
 /// A convolution + batch-norm plan's buffers on the host (the residual block's or the
 /// stem's, `L`).
@@ -68,120 +68,116 @@ impl<L: ConvBnLayout> Store<ResBuf> for Exec<'_, L> {
     }
 }
 
-impl<L: ConvBnLayout> Exec<'_, L> {
-    /// One batch-norm launch, by the kernels' formulas (NCHW indexing of the shape).
-    fn norm(&mut self, s: &NormStep) {
-        use ResBuf::*;
-        let (c, p) = (s.shape.channels, s.shape.positions());
-        let m = s.shape.per_channel() as f64;
-        let ch = |j: usize| (j / p) % c;
-        let opts = *self.layout.bn_options();
-        let l = s.bn;
-        match s.launch.op {
-            NormOp::Stats => {
-                let x = self.read(s.x);
-                let (mut rm, mut rv) = (self.read(RunningMean(l)), self.read(RunningVar(l)));
-                let (mut mu, mut is) = (self.target(Mean(l)), self.target(InvStd(l)));
-                for k in 0..c {
-                    let vals: Vec<f64> =
-                        (0..x.len()).filter(|&j| ch(j) == k).map(|j| x[j]).collect();
-                    let mean = vals.iter().sum::<f64>() / m;
-                    let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m;
-                    (mu[k], is[k]) = (mean, 1.0 / (var + opts.eps).sqrt());
-                    let unbias = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
-                    rm[k] = (1.0 - opts.momentum) * rm[k] + opts.momentum * mean;
-                    rv[k] = (1.0 - opts.momentum) * rv[k] + opts.momentum * var * unbias;
-                }
-                for (b, v) in [
-                    (Mean(l), mu),
-                    (InvStd(l), is),
-                    (RunningMean(l), rm),
-                    (RunningVar(l), rv),
-                ] {
-                    self.write(b, v);
-                }
+/// One batch-norm launch on any buffer naming of a block's or stem's plan, by the
+/// kernels' formulas (NCHW indexing of the shape), with the batch norm's settings `opts`.
+pub(crate) fn norm_step<S: Store<ResBuf>>(ex: &mut S, s: &NormStep, opts: &BatchNormOptions) {
+    use ResBuf::*;
+    let (c, p) = (s.shape.channels, s.shape.positions());
+    let m = s.shape.per_channel() as f64;
+    let ch = |j: usize| (j / p) % c;
+    let l = s.bn;
+    match s.launch.op {
+        NormOp::Stats => {
+            let x = ex.read(s.x);
+            let (mut rm, mut rv) = (ex.read(RunningMean(l)), ex.read(RunningVar(l)));
+            let (mut mu, mut is) = (ex.target(Mean(l)), ex.target(InvStd(l)));
+            for k in 0..c {
+                let vals: Vec<f64> = (0..x.len()).filter(|&j| ch(j) == k).map(|j| x[j]).collect();
+                let mean = vals.iter().sum::<f64>() / m;
+                let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m;
+                (mu[k], is[k]) = (mean, 1.0 / (var + opts.eps).sqrt());
+                let unbias = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
+                rm[k] = (1.0 - opts.momentum) * rm[k] + opts.momentum * mean;
+                rv[k] = (1.0 - opts.momentum) * rv[k] + opts.momentum * var * unbias;
             }
-            NormOp::EvalStats => {
-                let rm = self.read(RunningMean(l));
-                let is = self
-                    .read(RunningVar(l))
-                    .iter()
-                    .map(|v| 1.0 / (v + opts.eps).sqrt())
-                    .collect();
-                let _ = self.target(Mean(l));
-                self.write(Mean(l), rm);
-                self.write(InvStd(l), is);
-            }
-            NormOp::Normalize => {
-                let (x, mu, is, g) = (
-                    self.read(s.x),
-                    self.read(Mean(l)),
-                    self.read(InvStd(l)),
-                    self.read(Gamma(l)),
-                );
-                let beta = if s.beta {
-                    self.read(Beta(l))
-                } else {
-                    vec![0.0; c]
-                };
-                let out = s.out.expect("Normalize writes out");
-                let mut y = self.target(out);
-                assert_eq!((x.len(), y.len()), (s.shape.len(), s.shape.len()));
-                for (j, yj) in y.iter_mut().enumerate() {
-                    let k = ch(j);
-                    *yj = g[k] * (x[j] - mu[k]) * is[k] + beta[k];
-                }
-                self.write(out, y);
-            }
-            NormOp::BackwardSums { grad_params } => {
-                let (x, gy) = (self.read(s.x), self.read(s.gy.expect("gy")));
-                let (mu, is) = (self.read(Mean(l)), self.read(InvStd(l)));
-                let mut sums = self.target(Sums);
-                sums.fill(0.0);
-                for j in 0..x.len() {
-                    let k = ch(j);
-                    sums[k] += gy[j];
-                    sums[c + k] += gy[j] * (x[j] - mu[k]) * is[k];
-                }
-                if grad_params {
-                    let (mut gg, mut gb) = (self.read(GradGamma(l)), self.read(GradBeta(l)));
-                    for k in 0..c {
-                        gg[k] += sums[c + k];
-                        gb[k] += sums[k];
-                    }
-                    self.write(GradGamma(l), gg);
-                    self.write(GradBeta(l), gb);
-                }
-                self.write(Sums, sums);
-            }
-            NormOp::BackwardDx { train } => {
-                let (x, gy) = (self.read(s.x), self.read(s.gy.expect("gy")));
-                let (mu, is, g) = (
-                    self.read(Mean(l)),
-                    self.read(InvStd(l)),
-                    self.read(Gamma(l)),
-                );
-                let sums = train.then(|| self.read(Sums));
-                let out = s.out.expect("BackwardDx writes out");
-                let mut gx = self.target(out);
-                for (j, gxj) in gx.iter_mut().enumerate() {
-                    let k = ch(j);
-                    let mut v = gy[j];
-                    if let Some(sm) = &sums {
-                        v -= sm[k] / m + (x[j] - mu[k]) * is[k] * sm[c + k] / m;
-                    }
-                    *gxj = g[k] * is[k] * v;
-                }
-                self.write(out, gx);
+            for (b, v) in [
+                (Mean(l), mu),
+                (InvStd(l), is),
+                (RunningMean(l), rm),
+                (RunningVar(l), rv),
+            ] {
+                ex.write(b, v);
             }
         }
+        NormOp::EvalStats => {
+            let rm = ex.read(RunningMean(l));
+            let is = ex
+                .read(RunningVar(l))
+                .iter()
+                .map(|v| 1.0 / (v + opts.eps).sqrt())
+                .collect();
+            let _ = ex.target(Mean(l));
+            ex.write(Mean(l), rm);
+            ex.write(InvStd(l), is);
+        }
+        NormOp::Normalize => {
+            let (x, mu, is, g) = (
+                ex.read(s.x),
+                ex.read(Mean(l)),
+                ex.read(InvStd(l)),
+                ex.read(Gamma(l)),
+            );
+            let beta = if s.beta {
+                ex.read(Beta(l))
+            } else {
+                vec![0.0; c]
+            };
+            let out = s.out.expect("Normalize writes out");
+            let mut y = ex.target(out);
+            assert_eq!((x.len(), y.len()), (s.shape.len(), s.shape.len()));
+            for (j, yj) in y.iter_mut().enumerate() {
+                let k = ch(j);
+                *yj = g[k] * (x[j] - mu[k]) * is[k] + beta[k];
+            }
+            ex.write(out, y);
+        }
+        NormOp::BackwardSums { grad_params } => {
+            let (x, gy) = (ex.read(s.x), ex.read(s.gy.expect("gy")));
+            let (mu, is) = (ex.read(Mean(l)), ex.read(InvStd(l)));
+            let mut sums = ex.target(Sums);
+            sums.fill(0.0);
+            for j in 0..x.len() {
+                let k = ch(j);
+                sums[k] += gy[j];
+                sums[c + k] += gy[j] * (x[j] - mu[k]) * is[k];
+            }
+            if grad_params {
+                let (mut gg, mut gb) = (ex.read(GradGamma(l)), ex.read(GradBeta(l)));
+                for k in 0..c {
+                    gg[k] += sums[c + k];
+                    gb[k] += sums[k];
+                }
+                ex.write(GradGamma(l), gg);
+                ex.write(GradBeta(l), gb);
+            }
+            ex.write(Sums, sums);
+        }
+        NormOp::BackwardDx { train } => {
+            let (x, gy) = (ex.read(s.x), ex.read(s.gy.expect("gy")));
+            let (mu, is, g) = (ex.read(Mean(l)), ex.read(InvStd(l)), ex.read(Gamma(l)));
+            let sums = train.then(|| ex.read(Sums));
+            let out = s.out.expect("BackwardDx writes out");
+            let mut gx = ex.target(out);
+            for (j, gxj) in gx.iter_mut().enumerate() {
+                let k = ch(j);
+                let mut v = gy[j];
+                if let Some(sm) = &sums {
+                    v -= sm[k] / m + (x[j] - mu[k]) * is[k] * sm[c + k] / m;
+                }
+                *gxj = g[k] * is[k] * v;
+            }
+            ex.write(out, gx);
+        }
     }
+}
 
+impl<L: ConvBnLayout> Exec<'_, L> {
     pub(crate) fn run(&mut self, ops: &[ResOp]) {
+        let layout = self.layout;
         for op in ops {
             match op {
                 ResOp::Conv(c) => conv_op(self, c),
-                ResOp::Norm(s) => self.norm(s),
+                ResOp::Norm(s) => norm_step(self, s, layout.bn_options()),
             }
         }
     }

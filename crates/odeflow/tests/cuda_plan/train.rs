@@ -286,6 +286,25 @@ pub(crate) fn inputs_read_only(plan: &TrainPlan) {
                 };
                 vec![plan.conv_at(out, *n, *i).buf]
             }
+            Launch::Res { op, piece } => {
+                use odeflow::cuda::res_block_plan::ResOp;
+                let out = match *op {
+                    ResOp::Conv(ConvOp::Gemm(g)) => Some(g.c),
+                    ResOp::Conv(ConvOp::SwapOuter { dst, .. }) => Some(dst),
+                    ResOp::Conv(ConvOp::Im2col { col, .. }) => Some(col),
+                    ResOp::Conv(ConvOp::Col2im { x, .. }) => Some(x),
+                    ResOp::Conv(ConvOp::BiasAct { y, .. }) => Some(y),
+                    ResOp::Conv(ConvOp::ActGrad { g, .. }) => Some(g),
+                    ResOp::Conv(ConvOp::ChannelPartialSums { partial, .. }) => Some(partial),
+                    ResOp::Conv(ConvOp::AddChannelSums { gb, .. }) => Some(gb),
+                    ResOp::Norm(st) => st.out,
+                };
+                out.map(|o| plan.res_at(o, *piece).buf)
+                    .into_iter()
+                    .collect()
+            }
+            Launch::Pool { forward: true } => vec![Buf::Pooled],
+            Launch::Pool { forward: false } => vec![Buf::Lambda],
         };
         for b in written {
             assert!(

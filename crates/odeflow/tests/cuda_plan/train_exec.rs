@@ -7,12 +7,14 @@ use std::collections::HashMap;
 
 use odeflow::cuda::conv_plan::ConvBuf;
 use odeflow::cuda::plan::Gemm;
+use odeflow::cuda::res_block_plan::{ResBuf, ResOp};
 use odeflow::cuda::train_plan::*;
+use odeflow::train::OptimizerConfig;
 
 /// The plan's buffers on the host, each created by its first write.
 pub(crate) struct Exec<'p> {
     plan: &'p TrainPlan,
-    hyper: AdamHyper,
+    opt: PlanOptimizer,
     pub(crate) bufs: HashMap<Buf, Vec<f64>>,
 }
 
@@ -22,7 +24,15 @@ impl<'p> Exec<'p> {
     /// buffers (ones, zeros). Every other buffer is created by its first write, or inserted
     /// by the test (the batch, the learning rate).
     pub(crate) fn at_start(plan: &'p TrainPlan, params: &[f64]) -> Self {
-        let adam = odeflow::train::OptimizerConfig::adam(1e-3);
+        Self::at_start_with(plan, params, &OptimizerConfig::adam(1e-3))
+    }
+
+    /// [`Exec::at_start`] with the update of `opt` (Adam or SGD with momentum).
+    pub(crate) fn at_start_with(
+        plan: &'p TrainPlan,
+        params: &[f64],
+        opt: &OptimizerConfig,
+    ) -> Self {
         let n = plan.num_params();
         assert_eq!(params.len(), n);
         let (rows, d) = (plan.shape.rows, plan.shape.field.state_len());
@@ -36,7 +46,7 @@ impl<'p> Exec<'p> {
         ]);
         Self {
             plan,
-            hyper: AdamHyper::of(&adam).expect("Adam"),
+            opt: PlanOptimizer::of(opt),
             bufs,
         }
     }
@@ -203,6 +213,20 @@ impl<'p> Exec<'p> {
                     *self.bufs.get_mut(&Buf::Correct).expect("zeroed") = vec![hits];
                     self.bufs.insert(Buf::GradLogits, g);
                 }
+                Launch::Res { op, piece } => {
+                    let mut p = PieceStore {
+                        ex: self,
+                        piece: *piece,
+                    };
+                    match op {
+                        ResOp::Conv(c) => crate::exec::conv_op(&mut p, c),
+                        ResOp::Norm(st) => {
+                            let bn = *plan.res_bn(*piece);
+                            crate::res_block::norm_step(&mut p, st, &bn);
+                        }
+                    }
+                }
+                Launch::Pool { forward } => self.pool(*forward),
                 Launch::Conv { op, n, i } => {
                     let mut stage = Stage {
                         ex: self,
@@ -224,7 +248,13 @@ impl<'p> Exec<'p> {
                     self.bufs.get_mut(&Buf::AdamStep).expect("step count")[0] += 1.0;
                 }
                 Launch::Adam { n } => {
-                    let h = self.hyper;
+                    let h = match self.opt {
+                        PlanOptimizer::Adam(h) => h,
+                        PlanOptimizer::Sgd(h) => {
+                            self.sgd(*n, h);
+                            continue;
+                        }
+                    };
                     let t = self.get(Buf::AdamStep)[0];
                     let lr = self.get(Buf::Lr)[0];
                     let step = lr / (1.0 - h.beta1.powi(t as i32));
@@ -247,6 +277,103 @@ impl<'p> Exec<'p> {
                 }
             }
         }
+    }
+}
+
+impl Exec<'_> {
+    /// SGD with momentum as `sgd_graph_f32` (and `train::Optimizer`) in f64.
+    fn sgd(&mut self, n: usize, h: SgdHyper) {
+        let t = self.get(Buf::AdamStep)[0];
+        let lr = self.get(Buf::Lr)[0];
+        let g = self.get(Buf::GradParams).clone();
+        let mut p = self.get(Buf::Params).clone();
+        let mut m = self.get(Buf::AdamM).clone();
+        assert_eq!((p.len(), g.len()), (n, n));
+        let (mu, wd) = (f64::from(h.momentum), f64::from(h.weight_decay));
+        for i in 0..n {
+            let mut gi = g[i] + wd * p[i];
+            if mu > 0.0 {
+                m[i] = if t == 1.0 { gi } else { mu * m[i] + gi };
+                gi = if h.nesterov { gi + mu * m[i] } else { m[i] };
+            }
+            p[i] -= lr * gi;
+        }
+        self.bufs.insert(Buf::Params, p);
+        self.bufs.insert(Buf::AdamM, m);
+    }
+
+    /// TinyResNet's `k × k` average pool of the final state (NCHW), or its VJP.
+    fn pool(&mut self, forward: bool) {
+        let (s, k) = self.plan.pool_shape().expect("a TinyResNet plan");
+        let (c, h, w) = (s.channels, s.height, s.width);
+        let (ho, wo) = (h / k, w / k);
+        let inv = 1.0 / (k * k) as f64;
+        let pix = |n: usize, ch: usize, i: usize, j: usize| ((n * c + ch) * h + i) * w + j;
+        let out = |n: usize, ch: usize, i: usize, j: usize| ((n * c + ch) * ho + i) * wo + j;
+        if forward {
+            let x = self.get(self.plan.final_state()).clone();
+            let mut y = vec![0.0; s.batch * c * ho * wo];
+            for n in 0..s.batch {
+                for ch in 0..c {
+                    for i in 0..h / k * k {
+                        for j in 0..w / k * k {
+                            y[out(n, ch, i / k, j / k)] += inv * x[pix(n, ch, i, j)];
+                        }
+                    }
+                }
+            }
+            self.write(Buf::Pooled.into(), &y);
+        } else {
+            let gy = self.get(Buf::GradPooled).clone();
+            let mut gx = vec![0.0; s.len()];
+            for n in 0..s.batch {
+                for ch in 0..c {
+                    for i in 0..h / k * k {
+                        for j in 0..w / k * k {
+                            gx[pix(n, ch, i, j)] = inv * gy[out(n, ch, i / k, j / k)];
+                        }
+                    }
+                }
+            }
+            self.bufs.insert(Buf::Lambda, gx);
+        }
+    }
+}
+
+/// A TinyResNet convolution + batch-norm plan's buffers (the stem's, or a body layer's at
+/// one evaluation), as the plan binds them.
+struct PieceStore<'e, 'p> {
+    ex: &'e mut Exec<'p>,
+    piece: Piece,
+}
+
+impl crate::exec::Store<ResBuf> for PieceStore<'_, '_> {
+    fn read(&self, b: ResBuf) -> Vec<f64> {
+        let at = self.ex.plan.res_at(b, self.piece);
+        self.ex.slice(at, self.ex.plan.res_len(b, self.piece))
+    }
+
+    fn target(&self, b: ResBuf) -> Vec<f64> {
+        let at = self.ex.plan.res_at(b, self.piece);
+        assert!(
+            !matches!(at.buf, Buf::Params | Buf::Input | Buf::Lambda),
+            "the plan writes the read-only {b:?} ({at:?})"
+        );
+        let len = self.ex.plan.res_len(b, self.piece);
+        if self.ex.bufs.contains_key(&at.buf) {
+            self.ex.slice(at, len)
+        } else {
+            vec![0.0; len]
+        }
+    }
+
+    fn write(&mut self, b: ResBuf, v: Vec<f64>) {
+        let at = self.ex.plan.res_at(b, self.piece);
+        assert!(
+            !matches!(at.buf, Buf::Params | Buf::Input),
+            "the plan writes its read-only {b:?} ({at:?})"
+        );
+        self.ex.write(at, &v);
     }
 }
 

@@ -104,6 +104,12 @@ pub fn train_tiny_resnet_on<T: Real, H: TinyResNetHook<T>>(
             let model = TinyResNet::new(data.shape, cfg).map_err(|e| TrainError::solver(0, e))?;
             let mut gpu = crate::cuda::CudaTinyResNet::from_cpu(dev, model)
                 .map_err(|e| TrainError::solver(0, e))?;
+            // One captured CUDA graph per iteration where the plan covers the body
+            // (backprop, reversible); otherwise the eager device path.
+            match gpu.capture_training(&settings.train_config().optimizer) {
+                Ok(()) | Err(crate::cuda::CudaError::Unsupported(_)) => {}
+                Err(e) => return Err(TrainError::solver(0, e)),
+            }
             train_images(&mut gpu, data, settings, hook, on_iter)?;
             Ok(TrainedTinyResNet::Cuda(Box::new(gpu)))
         }

@@ -16,18 +16,16 @@
 //! where it first appeared. Nothing inside the sequence synchronises with the host or
 //! allocates, which is what capture requires; cuBLAS gets a fixed workspace for the same reason.
 
+mod record;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use cudarc::cublas::sys as blas_sys;
-use cudarc::driver::{sys as drv, CudaGraph, CudaSlice, DevicePtr, PushKernelArg};
+use cudarc::driver::{sys as drv, CudaGraph, CudaSlice, DevicePtr};
 
 use super::device::{CudaError, Device};
-use super::loss::{launch_mse, launch_softmax_ce};
-use super::state::config;
-use super::train_plan::{
-    AdamHyper, At, Buf, Launch, PlanGradient, PlanLoss, TrainPlan, ADAM_BUFFERS,
-};
+use super::train_plan::{At, Buf, PlanGradient, PlanLoss, PlanOptimizer, TrainPlan};
 use crate::state::Batch;
 
 /// cuBLAS workspace given to the handle before a capture (cuBLAS must not allocate inside).
@@ -82,7 +80,7 @@ pub struct HostState {
 pub struct ClassifierStep {
     dev: Arc<Device>,
     plan: TrainPlan,
-    hyper: AdamHyper,
+    opt: PlanOptimizer,
     f32s: HashMap<Buf, CudaSlice<f32>>,
     lr: CudaSlice<f64>,
     loss: CudaSlice<f64>,
@@ -105,12 +103,13 @@ fn alloc<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
 
 impl ClassifierStep {
     /// Allocates every buffer of `plan` on `dev`, with the initial parameters `params`
-    /// (`[field | head]`, the CPU classifier's order) and fresh Adam moments.
+    /// (`[field | head]`, the CPU classifier's order), the update `opt` (Adam's settings,
+    /// or SGD's) and fresh moments.
     pub fn new(
         dev: &Arc<Device>,
         plan: TrainPlan,
         params: &[f32],
-        hyper: AdamHyper,
+        opt: impl Into<PlanOptimizer>,
     ) -> Result<Self, CudaError> {
         if params.len() != plan.num_params() {
             return Err(CudaError::Unsupported(format!(
@@ -155,7 +154,7 @@ impl ClassifierStep {
             workspace: alloc(dev, BLAS_WORKSPACE)?,
             dev: dev.clone(),
             plan,
-            hyper,
+            opt: opt.into(),
             f32s,
             u64s,
             partial,
@@ -189,179 +188,6 @@ impl ClassifierStep {
 
     fn at(&self, a: At) -> u64 {
         self.addr(a.buf) + (std::mem::size_of::<f32>() * a.offset) as u64
-    }
-
-    /// Issues every launch of the plan on the device's stream: no host synchronisation, no
-    /// allocation (capturable).
-    fn record(&self) -> Result<(), CudaError> {
-        if !self.dev.bind() {
-            return self.dev.check();
-        }
-        let stream = self.dev.stream();
-        let k = &self.dev.nn;
-        let launch = |what: &'static str, r: Result<(), cudarc::driver::DriverError>| {
-            r.map_err(|e| CudaError::call(what, e))
-        };
-        for l in &self.plan.launches {
-            match l {
-                Launch::Zero(b) => {
-                    let bytes = match b {
-                        Buf::Loss => 8,
-                        Buf::Correct => 8,
-                        _ => 4 * self.plan.len_of(*b),
-                    };
-                    // SAFETY: `bytes` is the size of the planned buffer.
-                    let r = unsafe {
-                        drv::cuMemsetD8Async(self.addr(*b), 0, bytes, stream.cu_stream())
-                    };
-                    launch("memset", r.result())?;
-                }
-                Launch::Fill { buf, len, value } => {
-                    let (n, p) = (*len as i64, self.addr(*buf));
-                    let mut b = stream.launch_builder(&k.fill_u64);
-                    b.arg(&n).arg(&p).arg(value);
-                    // SAFETY: fill_u64(long long n, unsigned long long* x, unsigned long long v).
-                    launch("fill_u64", unsafe { b.launch(config(*len)) }.map(|_| ()))?;
-                }
-                Launch::Pad {
-                    rows,
-                    cols,
-                    extra,
-                    src,
-                    dst,
-                } => {
-                    let (r, c, e) = (*rows as i64, *cols as i32, *extra as i32);
-                    let (s, d) = (self.addr(*src), self.addr(*dst));
-                    let mut b = stream.launch_builder(&k.pad_cols);
-                    b.arg(&r).arg(&c).arg(&e).arg(&s).arg(&d);
-                    // SAFETY: pad_cols_f32(long long rows, int cols, int extra, const float*,
-                    // float*) on buffers of rows·cols and rows·(cols + extra).
-                    let n = rows * (cols + extra);
-                    launch("pad_cols_f32", unsafe { b.launch(config(n)) }.map(|_| ()))?;
-                }
-                Launch::Lincomb {
-                    len,
-                    out,
-                    base,
-                    terms,
-                } => self.lincomb(*len, *out, *base, terms)?,
-                Launch::Gemm { g, a, b, c } => {
-                    let (a, b, c) = (self.at(*a), self.at(*b), self.at(*c));
-                    // SAFETY: the plan's shapes fit the buffers it names (tests/cuda_plan*.rs).
-                    unsafe { self.dev.sgemm(g, a, b, c) }
-                        .map_err(|e| CudaError::call("cublasSgemm", e))?;
-                }
-                Launch::BiasAct {
-                    y,
-                    b,
-                    rows,
-                    cols,
-                    act,
-                } => {
-                    let (r, c, yp, bp) = (*rows as i64, *cols as i32, self.at(*y), self.at(*b));
-                    let mut l = stream.launch_builder(&k.bias_act);
-                    l.arg(&r).arg(&c).arg(&yp).arg(&bp).arg(act);
-                    // SAFETY: bias_act_f32(long long, int, float*, const float*, int).
-                    launch(
-                        "bias_act_f32",
-                        unsafe { l.launch(config(rows * cols)) }.map(|_| ()),
-                    )?;
-                }
-                Launch::ActGrad { g, a, len, act } => {
-                    let (n, gp, ap) = (*len as i64, self.at(*g), self.at(*a));
-                    let mut l = stream.launch_builder(&k.act_grad);
-                    l.arg(&n).arg(&gp).arg(&ap).arg(act);
-                    // SAFETY: act_grad_f32(long long, float*, const float*, int).
-                    launch(
-                        "act_grad_f32",
-                        unsafe { l.launch(config(*len)) }.map(|_| ()),
-                    )?;
-                }
-                Launch::FirstNonFinite { x, len, slot } => {
-                    let (n, xp) = (*len as i64, self.addr(*x));
-                    let fp = self.addr(Buf::FirstNonFinite) + 8 * *slot as u64;
-                    let mut l = stream.launch_builder(&self.dev.state.first_non_finite);
-                    l.arg(&n).arg(&xp).arg(&fp);
-                    // SAFETY: first_non_finite_f32(long long, const float*, unsigned long long*).
-                    launch(
-                        "first_non_finite_f32",
-                        unsafe { l.launch(config(*len)) }.map(|_| ()),
-                    )?;
-                }
-                Launch::SoftmaxCe { rows, classes } => {
-                    let ptrs = [
-                        Buf::Logits,
-                        Buf::Labels,
-                        Buf::GradLogits,
-                        Buf::Loss,
-                        Buf::Correct,
-                    ]
-                    .map(|b| self.addr(b));
-                    launch_softmax_ce(&self.dev, *rows, *classes, ptrs)?;
-                }
-                Launch::Mse { x, len } => {
-                    let ptrs = [*x, Buf::Target, Buf::Lambda, Buf::Loss].map(|b| self.addr(b));
-                    launch_mse(&self.dev, *len, ptrs)?;
-                }
-                Launch::AdamTick => {
-                    let t = self.addr(Buf::AdamStep);
-                    let mut l = stream.launch_builder(&k.adam_tick);
-                    l.arg(&t);
-                    // SAFETY: adam_tick(unsigned long long* t) on the one-element step count.
-                    launch("adam_tick", unsafe { l.launch(config(1)) }.map(|_| ()))?;
-                }
-                Launch::Adam { n } => {
-                    let n64 = *n as i64;
-                    let ptrs = ADAM_BUFFERS.map(|b| self.addr(b));
-                    let h = self.hyper;
-                    let mut l = stream.launch_builder(&k.adam_graph);
-                    l.arg(&n64);
-                    for p in &ptrs {
-                        l.arg(p);
-                    }
-                    l.arg(&h.beta1)
-                        .arg(&h.beta2)
-                        .arg(&h.eps)
-                        .arg(&h.weight_decay);
-                    // SAFETY: adam_graph_f32(long long n, float* p, const float* grad,
-                    // float* m, float* v, const double* lr, const unsigned long long* t,
-                    // double beta1, double beta2, float eps, float wd).
-                    launch(
-                        "adam_graph_f32",
-                        unsafe { l.launch(config(*n)) }.map(|_| ()),
-                    )?;
-                }
-                Launch::Conv { op, n, i } => {
-                    let at = |b| Ok(self.at(self.plan.conv_at(b, *n, *i)));
-                    super::conv::launch_op(&self.dev, op, at)
-                        .map_err(|e| CudaError::call("convolutional field plan", e))?;
-                    // The launcher records launch failures on the device; take them here
-                    // (no synchronisation, which a capture forbids).
-                    if let Some(e) = self.dev.take_error() {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn lincomb(
-        &self,
-        len: usize,
-        out: Buf,
-        base: Buf,
-        terms: &[(Buf, f32)],
-    ) -> Result<(), CudaError> {
-        let args = super::state::lincomb_args(terms.iter().map(|&(b, c)| (self.addr(b), c)));
-        let (n, o, bp) = (len as i64, self.addr(out), self.addr(base));
-        let mut l = self.dev.stream().launch_builder(&self.dev.state.lincomb);
-        l.arg(&n).arg(&o).arg(&bp).arg(&args);
-        // SAFETY: lincomb_f32(long long n, float* out, const float* base, LincombArgs) on
-        // planned buffers of `len` components (at most MAX_TERMS terms per launch).
-        unsafe { l.launch(config(len)) }
-            .map(|_| ())
-            .map_err(|e| CudaError::call("lincomb_f32", e))
     }
 
     /// Captures the plan once into a CUDA graph (replayed by [`ClassifierStep::iteration`]),
@@ -544,7 +370,8 @@ impl ClassifierStep {
         t: u64,
     ) -> Result<(), CudaError> {
         let n = self.plan.num_params();
-        if params.len() != n || m.len() != n || v.len() != n {
+        let nv = if self.opt.has_second_moment() { n } else { 0 };
+        if params.len() != n || m.len() != n || v.len() != nv {
             return Err(CudaError::Unsupported(format!(
                 "a state of {} parameters and {}/{} moments for a classifier of {n}",
                 params.len(),
@@ -555,6 +382,9 @@ impl ClassifierStep {
         let stream = self.dev.stream().clone();
         let copy = |e| CudaError::call("host-to-device copy", e);
         for (buf, src) in [(Buf::Params, params), (Buf::AdamM, m), (Buf::AdamV, v)] {
+            if src.is_empty() {
+                continue;
+            }
             let dst = self.f32s.get_mut(&buf).expect("planned buffer");
             stream.memcpy_htod(src, dst).map_err(copy)?;
         }
@@ -573,7 +403,11 @@ impl ClassifierStep {
         Ok(HostState {
             params: self.read(Buf::Params)?,
             m: self.read(Buf::AdamM)?,
-            v: self.read(Buf::AdamV)?,
+            v: if self.opt.has_second_moment() {
+                self.read(Buf::AdamV)?
+            } else {
+                Vec::new()
+            },
             t: t.first().copied().unwrap_or(0),
         })
     }
@@ -588,10 +422,43 @@ impl ClassifierStep {
         self.read(Buf::Logits)
     }
 
-    fn read(&self, buf: Buf) -> Result<Vec<f32>, CudaError> {
+    /// An f32 buffer of the plan copied to the host (e.g. TinyResNet's running statistics
+    /// [`Buf::Stats`] or the parameters before the last update [`Buf::ParamsBefore`]).
+    pub fn read(&self, buf: Buf) -> Result<Vec<f32>, CudaError> {
+        let src = self.f32s.get(&buf).ok_or_else(|| {
+            CudaError::invalid(
+                "training-step buffer",
+                format!("{buf:?}"),
+                "the plan has no such f32 buffer",
+            )
+        })?;
         self.dev
             .stream()
-            .clone_dtoh(&self.f32s[&buf])
+            .clone_dtoh(src)
             .map_err(|e| CudaError::call("device-to-host copy", e))
+    }
+
+    /// Replaces an f32 buffer of the plan (same length), e.g. TinyResNet's running
+    /// statistics before the first iteration.
+    pub fn write(&mut self, buf: Buf, src: &[f32]) -> Result<(), CudaError> {
+        let n = self.plan.len_of(buf);
+        let dst = self.f32s.get_mut(&buf).ok_or_else(|| {
+            CudaError::invalid(
+                "training-step buffer",
+                format!("{buf:?}"),
+                "the plan has no such f32 buffer",
+            )
+        })?;
+        if src.len() != n {
+            return Err(CudaError::invalid(
+                "training-step buffer",
+                format!("{} values for {buf:?}", src.len()),
+                format!("give {n}"),
+            ));
+        }
+        self.dev
+            .stream()
+            .memcpy_htod(src, dst)
+            .map_err(|e| CudaError::call("host-to-device copy", e))
     }
 }

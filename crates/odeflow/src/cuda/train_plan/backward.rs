@@ -62,14 +62,14 @@ impl TrainPlan {
         h: f64,
         out: Option<Buf>,
     ) {
-        let (a, b, need) = (tab.a(), tab.b(), needed(tab));
-        let (rows, y) = (self.shape.rows, self.phys(n));
+        let (a, b, c, need) = (tab.a(), tab.b(), tab.c(), needed(tab));
+        let (rows, y, tn) = (self.shape.rows, self.phys(n), self.times[n]);
         for i in (0..tab.stages()).filter(|&i| need[i]) {
             if i > 0 {
                 let t = terms(0..i, &need, |j| h * a[i][j], Buf::K);
                 self.lincomb(Buf::StageIn(self.tape(y), i), Buf::State(y), &t);
             }
-            self.push_field(rows, y, i, true);
+            self.push_field(rows, y, i, true, tn + c[i] * h);
         }
         if let Some(out) = out {
             let t = terms(0..tab.stages(), &need, |j| h * b[j], Buf::K);
@@ -82,7 +82,7 @@ impl TrainPlan {
     /// `∂θ += (∂f/∂θ)ᵀ k̄ᵢ`; then `λ ← λ + Σᵢ Ȳᵢ`.
     pub(super) fn step_backward(&mut self, tab: &ButcherTableau, n: usize, h: f64) {
         let (a, b, need, s) = (tab.a(), tab.b(), needed(tab), tab.stages());
-        let (rows, y) = (self.shape.rows, self.phys(n));
+        let (rows, y, tn) = (self.shape.rows, self.phys(n), self.times[n]);
         for i in (0..s).rev().filter(|&i| need[i]) {
             let mut t = Vec::new();
             if b[i] != 0.0 {
@@ -90,7 +90,7 @@ impl TrainPlan {
             }
             t.extend(terms(i + 1..s, &need, |j| h * a[j][i], Buf::YBar));
             self.lincomb(Buf::KBar, Buf::Zeros, &t);
-            self.push_field(rows, y, i, false);
+            self.push_field(rows, y, i, false, tn + tab.c()[i] * h);
         }
         let t = terms(0..s, &need, |_| 1.0, Buf::YBar);
         self.lincomb(Buf::Lambda, Buf::Lambda, &t);
@@ -99,9 +99,12 @@ impl TrainPlan {
     /// Sander et al.'s reversible backward pass (`grad::reversible`): per step `n = N−1…0`,
     /// the reverse step `x̃ₙ = x̃ₙ₊₁ − h Σᵢ bᵢ kᵢ` with `kᵢ = f(x̃ₙ₊₁ − h Σ_{j<i} aᵢⱼ kⱼ)`
     /// (its finiteness in slot `N + n`), the forward step recomputed at `x̃ₙ` with tapes, and
-    /// its discrete adjoint. Two state buffers and one step's tapes, whatever `N`.
+    /// its discrete adjoint. Two state buffers and one step's tapes, whatever `N`. The
+    /// reverse step's stage `i` is evaluated at the time of forward stage `s − 1 − i`
+    /// (`grad::reversible::reverse_step`; only a depth field reads it).
     pub(super) fn reversible_backward(&mut self, tab: &ButcherTableau) {
         let (a, b, need, s) = (tab.a(), tab.b(), needed(tab), tab.stages());
+        let c = tab.c();
         let (rows, len, big_n) = (self.shape.rows, self.state_len(), self.num_steps());
         for n in (0..big_n).rev() {
             let h = self.steps[n];
@@ -111,7 +114,7 @@ impl TrainPlan {
                     let t = terms(0..i, &need, |j| -h * a[i][j], Buf::K);
                     self.lincomb(Buf::StageIn(self.tape(x), i), Buf::State(x), &t);
                 }
-                self.push_field(rows, x, i, true);
+                self.push_field(rows, x, i, true, self.times[n] + c[s - 1 - i] * h);
             }
             let t = terms(0..s, &need, |j| -h * b[j], Buf::K);
             self.lincomb(prev, Buf::State(x), &t);
@@ -135,6 +138,7 @@ impl TrainPlan {
         let (rows, len, big_n) = (self.shape.rows, self.state_len(), self.num_steps());
         let fp = self.field_params();
         let mut cur = self.phys(big_n);
+        let c = tab.c();
         for (m, w) in grid.windows(2).enumerate() {
             let h = w[1] - w[0];
             for i in (0..s).filter(|&i| need[i]) {
@@ -142,11 +146,11 @@ impl TrainPlan {
                     let t = terms(0..i, &need, |j| h * a[i][j], Buf::K);
                     self.lincomb(Buf::StageIn(self.tape(cur), i), Buf::State(cur), &t);
                 }
-                self.push_field(rows, cur, i, true);
+                self.push_field(rows, cur, i, true, w[0] + c[i] * h);
                 let t = terms(0..i, &need, |j| -h * a[i][j], Buf::YBar);
                 self.lincomb(Buf::KBar, Buf::Lambda, &t);
                 self.launches.push(Launch::Zero(Buf::GradStage));
-                self.push_field(rows, cur, i, false);
+                self.push_field(rows, cur, i, false, w[0] + c[i] * h);
                 if b[i] != 0.0 {
                     let t = [(Buf::GradStage, (-h * b[i]) as f32)];
                     self.lincomb_len(fp, Buf::GradParams, Buf::GradParams, &t);

@@ -41,12 +41,18 @@
 //! `train::Optimizer` (`tests/cuda_plan/train.rs`); [`super::ClassifierStep`] issues it on a GPU.
 
 mod backward;
+mod binding;
+mod optimizer;
+mod resnet;
 mod vocab;
 
-pub use vocab::{launch_buffers, At, Buf, Launch, ADAM_BUFFERS};
+pub use optimizer::{AdamHyper, PlanOptimizer, SgdHyper};
+pub use vocab::{launch_buffers, At, Buf, Launch, Piece, ADAM_BUFFERS};
 
 use super::conv_plan::{ConvBuf, ConvFieldLayout, ConvOp};
+use super::depth_field::{DepthLayout, TrainingPass};
 use super::plan::{lincomb_plan, Mat, MlpLayout, Op};
+use super::stem_plan::StemLayout;
 use crate::error::ArgError;
 use crate::grad::GradientMethod;
 use crate::solve::{fixed_grid, SaveAt, SolveOptions};
@@ -65,6 +71,18 @@ pub enum FieldShape {
     },
     /// `simple_odenet` or `odenet` on NCHW samples.
     Conv(ConvFieldLayout),
+    /// TinyResNet (Sander et al., NeurIPS 2022): its body of residual blocks
+    /// (a depth-indexed field, layer `round(t·N)` at time `t`), with the stem before the solve
+    /// (the input is the images) and a `pool × pool` average pooling before the Linear head.
+    /// Its parameters are the CPU model's `[stem | body | head]`.
+    TinyResNet {
+        /// The stem.
+        stem: StemLayout,
+        /// The body.
+        body: DepthLayout,
+        /// The head's pooling window.
+        pool: usize,
+    },
 }
 
 impl FieldShape {
@@ -73,6 +91,7 @@ impl FieldShape {
         match self {
             Self::Mlp { dims, .. } => dims[0],
             Self::Conv(c) => c.sample_len(),
+            Self::TinyResNet { body, .. } => body.block().sample_len(),
         }
     }
 }
@@ -82,6 +101,11 @@ impl FieldShape {
 enum FieldPlan {
     Mlp(MlpLayout),
     Conv(ConvFieldLayout),
+    Depth {
+        stem: StemLayout,
+        body: DepthLayout,
+        pool: usize,
+    },
 }
 
 /// The loss of the iteration.
@@ -109,19 +133,6 @@ pub struct ClassifierShape {
     pub rows: usize,
     /// The loss.
     pub loss: PlanLoss,
-}
-
-/// Adam's hyper-parameters as the kernel takes them (`OptimizerConfig::Adam`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamHyper {
-    /// β₁ (f64, as the CPU's bias correction).
-    pub beta1: f64,
-    /// β₂.
-    pub beta2: f64,
-    /// ε.
-    pub eps: f32,
-    /// L2 weight decay.
-    pub weight_decay: f32,
 }
 
 /// How the iteration's backward pass computes `∂L/∂θ` (the three [`crate::grad`] methods,
@@ -173,27 +184,6 @@ impl PlanGradient {
     }
 }
 
-impl AdamHyper {
-    /// Adam's settings of `cfg`, or `None` for another optimizer.
-    pub fn of(cfg: &crate::train::OptimizerConfig) -> Option<Self> {
-        match *cfg {
-            crate::train::OptimizerConfig::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                ..
-            } => Some(Self {
-                beta1,
-                beta2,
-                eps: eps as f32,
-                weight_decay: weight_decay as f32,
-            }),
-            _ => None,
-        }
-    }
-}
-
 /// The plan of one iteration: its launches and the sizes of its buffers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainPlan {
@@ -210,6 +200,11 @@ pub struct TrainPlan {
     needed_stages: usize,
     /// The Linear head (cross-entropy only).
     head: Option<MlpLayout>,
+    /// The grid `t₀ < … < t_N` (a depth field's layer follows the time).
+    times: Vec<f64>,
+    /// The running statistics' rule of a depth field while the plan is built (open during
+    /// the forward solve).
+    pass: TrainingPass,
 }
 
 impl TrainPlan {
@@ -225,9 +220,19 @@ impl TrainPlan {
         let field = match &shape.field {
             FieldShape::Mlp { dims, act } => FieldPlan::Mlp(MlpLayout::new(dims, *act)),
             FieldShape::Conv(c) => FieldPlan::Conv(c.clone()),
+            FieldShape::TinyResNet { stem, body, pool } => FieldPlan::Depth {
+                stem: stem.clone(),
+                body: body.clone(),
+                pool: *pool,
+            },
         };
-        let head =
-            (shape.loss == PlanLoss::CrossEntropy).then(|| MlpLayout::new(&[d, shape.classes], 0));
+        let depth = match &field {
+            FieldPlan::Depth { body, .. } => body.depth(),
+            _ => 0,
+        };
+        let head_in = resnet::pooled_len(&field).unwrap_or(d);
+        let head = (shape.loss == PlanLoss::CrossEntropy)
+            .then(|| MlpLayout::new(&[head_in, shape.classes], 0));
         let steps: Vec<f64> = grid.windows(2).map(|w| w[1] - w[0]).collect();
         let mut p = Self {
             shape,
@@ -237,6 +242,8 @@ impl TrainPlan {
             needed_stages: backward::needed(tab).iter().filter(|&&b| b).count(),
             field,
             head,
+            times: grid.to_vec(),
+            pass: TrainingPass::new(depth),
         };
         p.build(tab);
         p
@@ -251,12 +258,27 @@ impl TrainPlan {
         match &self.field {
             FieldPlan::Mlp(l) => l.num_params(),
             FieldPlan::Conv(c) => c.num_params(),
+            FieldPlan::Depth { body, .. } => body.num_params(),
         }
     }
 
-    /// Number of parameters `[field | head]` (the field's alone without a head).
+    /// Where the field's parameters start: after TinyResNet's stem, else at 0.
+    fn field_offset(&self) -> usize {
+        match &self.field {
+            FieldPlan::Depth { stem, .. } => super::conv_bn_plan::ConvBnLayout::num_params(stem),
+            _ => 0,
+        }
+    }
+
+    /// Where the head's parameters start.
+    fn head_offset(&self) -> usize {
+        self.field_offset() + self.field_params()
+    }
+
+    /// Number of parameters `[field | head]` (the field's alone without a head; TinyResNet's
+    /// `[stem | body | head]`).
     pub fn num_params(&self) -> usize {
-        self.field_params() + self.head.as_ref().map_or(0, MlpLayout::num_params)
+        self.head_offset() + self.head.as_ref().map_or(0, MlpLayout::num_params)
     }
 
     /// Number of fixed steps `N`.
@@ -309,13 +331,17 @@ impl TrainPlan {
     pub fn len_of(&self, buf: Buf) -> usize {
         let s = &self.shape;
         let (rows, d) = (s.rows, s.field.state_len());
+        if let Some(n) = self.resnet_len(buf) {
+            return n;
+        }
         let hidden = |l: usize| match &self.field {
             FieldPlan::Mlp(m) => rows * m.dims()[l],
             FieldPlan::Conv(c) => c.len_of(ConvBuf::Act(l), rows),
+            FieldPlan::Depth { .. } => 0,
         };
         let conv = |b: ConvBuf| match &self.field {
             FieldPlan::Conv(c) => c.len_of(b, rows),
-            FieldPlan::Mlp(_) => 0,
+            _ => 0,
         };
         match buf {
             Buf::Input => rows * s.input,
@@ -332,6 +358,7 @@ impl TrainPlan {
             Buf::InputT(..) | Buf::OutputT | Buf::KBarT | Buf::YBarT => rows * d,
             Buf::Col => conv(ConvBuf::Col),
             Buf::Partial => conv(ConvBuf::Partial),
+            _ => unreachable!("resnet_len sizes {buf:?}"),
         }
     }
 
@@ -376,93 +403,6 @@ impl TrainPlan {
         }
     }
 
-    fn field_at(&self, m: Mat, n: usize, i: usize) -> At {
-        let FieldPlan::Mlp(f) = &self.field else {
-            unreachable!("MLP operations on a convolutional field's plan")
-        };
-        match m {
-            Mat::Input => self.stage_input(n, i).into(),
-            Mat::Act(l) => Buf::Act(self.tape(n), i, l).into(),
-            Mat::Output => Buf::K(i).into(),
-            Mat::Cotangent => Buf::KBar.into(),
-            Mat::Grad(l) => Buf::Hidden(l).into(),
-            Mat::GradInput => Buf::YBar(i).into(),
-            Mat::Weight(l) => params(Buf::Params, f.weight_offset(l)),
-            Mat::Bias(l) => params(Buf::Params, f.bias_offset(l)),
-            Mat::GradWeight(l) => params(self.grad_buf(), f.weight_offset(l)),
-            Mat::GradBias(l) => params(self.grad_buf(), f.bias_offset(l)),
-            Mat::Ones => Buf::Ones.into(),
-        }
-    }
-
-    /// Where the convolutional field's buffer `b` sits at stage `i` of step `n`: the stage
-    /// input and output are the solve's (`Yᵢ`, `kᵢ`), the VJP's cotangent and input gradient
-    /// are `k̄` and `Ȳᵢ`, the activations (and the channel-major input) are the tape of
-    /// `(n, i)` (slot 0 for the memory-free gradients), and the parameters are offsets into
-    /// [`Buf::Params`] / [`Buf::GradParams`] ([`Buf::GradStage`] for the adjoint).
-    pub fn conv_at(&self, b: ConvBuf, n: usize, i: usize) -> At {
-        let FieldPlan::Conv(f) = &self.field else {
-            unreachable!("convolution operations on an MLP's plan")
-        };
-        if let Some(off) = f.param_offset(b) {
-            let buf = match b {
-                ConvBuf::Weight(_) | ConvBuf::Bias(_) => Buf::Params,
-                _ => self.grad_buf(),
-            };
-            return params(buf, off);
-        }
-        match b {
-            ConvBuf::Input => self.stage_input(n, i),
-            ConvBuf::InputT => Buf::InputT(self.tape(n), i),
-            ConvBuf::Act(l) => Buf::Act(self.tape(n), i, l),
-            ConvBuf::Col => Buf::Col,
-            ConvBuf::OutputT => Buf::OutputT,
-            ConvBuf::Output => Buf::K(i),
-            ConvBuf::Cotangent => Buf::KBar,
-            ConvBuf::CotangentT => Buf::KBarT,
-            ConvBuf::Grad(l) => Buf::Hidden(l),
-            ConvBuf::GradInputT => Buf::YBarT,
-            ConvBuf::GradInput => Buf::YBar(i),
-            ConvBuf::Partial => Buf::Partial,
-            ConvBuf::Weight(_)
-            | ConvBuf::Bias(_)
-            | ConvBuf::GradWeight(_)
-            | ConvBuf::GradBias(_) => {
-                unreachable!("parameters are offsets")
-            }
-        }
-        .into()
-    }
-
-    /// The extent of a convolutional field's buffer `b` (its parameter's size, or the whole
-    /// buffer's).
-    pub fn conv_len(&self, b: ConvBuf) -> usize {
-        match &self.field {
-            FieldPlan::Conv(f) => f.len_of(b, self.shape.rows),
-            FieldPlan::Mlp(_) => 0,
-        }
-    }
-
-    fn head_at(&self, m: Mat) -> At {
-        let h = self
-            .head
-            .as_ref()
-            .expect("head operations of a plan with a head");
-        let o = self.field_params();
-        match m {
-            Mat::Input => self.state(self.num_steps()).into(),
-            Mat::Output => Buf::Logits.into(),
-            Mat::Cotangent => Buf::GradLogits.into(),
-            Mat::GradInput => Buf::Lambda.into(),
-            Mat::Weight(l) => params(Buf::Params, o + h.weight_offset(l)),
-            Mat::Bias(l) => params(Buf::Params, o + h.bias_offset(l)),
-            Mat::GradWeight(l) => params(Buf::GradParams, o + h.weight_offset(l)),
-            Mat::GradBias(l) => params(Buf::GradParams, o + h.bias_offset(l)),
-            Mat::Ones => Buf::Ones.into(),
-            Mat::Act(_) | Mat::Grad(_) => unreachable!("a one-layer head has no hidden layer"),
-        }
-    }
-
     fn push_ops(&mut self, ops: Vec<Op>, at: impl Fn(&Self, Mat) -> At) {
         for op in ops {
             let l = match op {
@@ -496,9 +436,11 @@ impl TrainPlan {
         }
     }
 
-    /// The field's forward evaluation (or VJP at the taped point) at stage `i` of step `n`.
-    fn push_field(&mut self, rows: usize, n: usize, i: usize, forward: bool) {
+    /// The field's forward evaluation (or VJP at the taped point) at stage `i` from the state
+    /// buffer `State(n)`, at time `t` (which only a depth field reads).
+    fn push_field(&mut self, rows: usize, n: usize, i: usize, forward: bool, t: f64) {
         match &self.field {
+            FieldPlan::Depth { .. } => self.push_depth(rows, (n, i), forward, t),
             FieldPlan::Mlp(f) => {
                 let ops = if forward {
                     f.forward(rows)
@@ -540,11 +482,6 @@ impl TrainPlan {
         let rows = self.shape.rows;
         let (len, big_n) = (self.state_len(), self.num_steps());
         let slots = self.len_of(Buf::FirstNonFinite);
-        let (input, pad) = (
-            self.shape.input,
-            self.shape.field.state_len() - self.shape.input,
-        );
-        let y0 = self.state(0);
         self.launches.extend([
             Launch::Fill {
                 buf: Buf::FirstNonFinite,
@@ -553,17 +490,26 @@ impl TrainPlan {
             },
             Launch::Zero(Buf::Loss),
             Launch::Zero(Buf::GradParams),
-            Launch::Pad {
-                rows,
-                cols: input,
-                extra: pad,
-                src: Buf::Input,
-                dst: y0,
-            },
         ]);
         if self.head.is_some() {
             self.launches.push(Launch::Zero(Buf::Correct));
         }
+        if self.is_tiny_resnet() {
+            self.tiny_resnet_input();
+        } else {
+            let (input, pad) = (
+                self.shape.input,
+                self.shape.field.state_len() - self.shape.input,
+            );
+            self.launches.push(Launch::Pad {
+                rows,
+                cols: input,
+                extra: pad,
+                src: Buf::Input,
+                dst: self.state(0),
+            });
+        }
+        self.pass.begin();
         for n in 0..big_n {
             let to = self.state(n + 1);
             self.step_forward(tab, n, self.steps[n], Some(to));
@@ -573,15 +519,23 @@ impl TrainPlan {
                 slot: n,
             });
         }
+        self.pass.freeze();
+        let pool = self.is_tiny_resnet();
         match &self.head {
             Some(head) => {
                 let (fwd, bwd) = (head.forward(rows), head.backward(rows));
+                if pool {
+                    self.launches.push(Launch::Pool { forward: true });
+                }
                 self.push_ops(fwd, |p, m| p.head_at(m));
                 self.launches.push(Launch::SoftmaxCe {
                     rows,
                     classes: self.shape.classes,
                 });
                 self.push_ops(bwd, |p, m| p.head_at(m));
+                if pool {
+                    self.launches.push(Launch::Pool { forward: false });
+                }
             }
             None => self.launches.push(Launch::Mse {
                 x: self.state(big_n),
@@ -596,6 +550,9 @@ impl TrainPlan {
             }
             PlanGradient::Reversible => self.reversible_backward(tab),
             PlanGradient::Adjoint { grid } => self.adjoint_backward(tab, &grid),
+        }
+        if self.is_tiny_resnet() {
+            self.tiny_resnet_stem_backward();
         }
         self.launches.push(Launch::AdamTick);
         self.launches.push(Launch::Adam {

@@ -3,6 +3,7 @@
 
 use crate::cuda::conv_plan::ConvOp;
 use crate::cuda::plan::Gemm;
+use crate::cuda::res_block_plan::{ResBuf, ResOp};
 
 /// A device buffer of one training iteration (f32 unless said otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,11 +24,12 @@ pub enum Buf {
     /// The field's parameter gradient of one stage of the adjoint's backward solve
     /// (`Aᵢᵀ∂f/∂θ`, the field's parameters only; scratch).
     GradStage,
-    /// Adam's first moment.
+    /// Adam's first moment, or SGD's momentum buffer.
     AdamM,
-    /// Adam's second moment.
+    /// Adam's second moment (unused by SGD).
     AdamV,
-    /// Adam's step count `t` (one u64, incremented on the device by [`Launch::AdamTick`]).
+    /// The optimizer's step count `t` (one u64, incremented on the device by
+    /// [`Launch::AdamTick`]).
     AdamStep,
     /// `yₙ`, `n = 0..=N` (`rows × dim`); `State(n mod 2)` for the memory-free gradients.
     State(usize),
@@ -71,8 +73,30 @@ pub enum Buf {
     KBarT,
     /// `Ȳ` channel-major before its swap (`c_in > 1`, scratch).
     YBarT,
-    /// The partial sums of a convolutional field's bias gradients (f64 scratch).
+    /// The partial sums of a convolutional field's bias gradients, or a batch norm's VJP
+    /// sums `[Σ ∂y, Σ ∂y ⊙ x̂]` (f64 scratch).
     Partial,
+    /// TinyResNet's body: every layer's running statistics `[mean₁, var₁, mean₂, var₂]`
+    /// (`4C` per layer; kept across iterations).
+    Stats,
+    /// TinyResNet's stem: its running statistics `[mean, var]` (`2C`; kept).
+    StemStats,
+    /// Where an evaluation that must not move the running statistics writes them (`4C`).
+    Discard,
+    /// A buffer of TinyResNet's stem plan (its tape and scratch; its own, not shared).
+    Stem(ResBuf),
+    /// The `k`-th taped buffer ([`crate::cuda::res_block_plan::ResBlockLayout::taped`]) of
+    /// a body evaluation at stage `i` from `State(n)` (slot 0 for the memory-free gradient).
+    BodyTape(usize, usize, usize),
+    /// A scratch buffer of the body's residual blocks (shared by every evaluation).
+    BodyScratch(ResBuf),
+    /// TinyResNet's pooled features (the head's input).
+    Pooled,
+    /// Their gradient (the head's input gradient).
+    GradPooled,
+    /// The parameters as the iteration found them, before the optimizer's update (what a
+    /// training hook measures, as on the CPU).
+    ParamsBefore,
 }
 
 /// An element offset into a buffer (parameters sit inside [`Buf::Params`]).
@@ -191,11 +215,26 @@ pub enum Launch {
     },
     /// `adam_tick`: [`Buf::AdamStep`] += 1 (one thread), right before [`Launch::Adam`].
     AdamTick,
-    /// `adam_graph_f32` on [`Buf::Params`] with [`Buf::GradParams`], the moments, the step
-    /// count [`Buf::AdamStep`] and [`Buf::Lr`].
+    /// The optimizer's update on [`Buf::Params`] with [`Buf::GradParams`], the moments, the
+    /// step count [`Buf::AdamStep`] and [`Buf::Lr`]: `adam_graph_f32`, or `sgd_graph_f32`
+    /// for SGD with momentum (the executor's settings say which).
     Adam {
         /// Parameters.
         n: usize,
+    },
+    /// One operation of a TinyResNet convolution + batch-norm plan (the stem's, or a body
+    /// layer's), its buffers bound by [`super::TrainPlan::res_at`].
+    Res {
+        /// The operation.
+        op: ResOp,
+        /// Whose plan it is.
+        piece: Piece,
+    },
+    /// `avgpool_{fwd,bwd}_f32` of TinyResNet's head: the final state into [`Buf::Pooled`],
+    /// or (`forward: false`) [`Buf::GradPooled`] into [`Buf::Lambda`].
+    Pool {
+        /// Forward or its VJP.
+        forward: bool,
     },
     /// One operation of a convolutional field's plan ([`crate::cuda::conv_plan`]) at stage
     /// `i` of step `n`, its buffers bound by [`super::TrainPlan::conv_at`].
@@ -206,6 +245,25 @@ pub enum Launch {
         n: usize,
         /// The stage.
         i: usize,
+    },
+}
+
+/// Whose convolution + batch-norm plan a [`Launch::Res`] issues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece {
+    /// TinyResNet's stem.
+    Stem,
+    /// Layer `layer` of the body at stage `i` of a step from `State(n)`.
+    Layer {
+        /// The state buffer's index (it names the tape slot).
+        n: usize,
+        /// The stage.
+        i: usize,
+        /// The layer evaluated.
+        layer: usize,
+        /// Whether it binds the layer's running statistics (the first evaluation of the
+        /// layer in the forward solve) or the discard buffer.
+        stats: bool,
     },
 }
 
@@ -245,6 +303,13 @@ pub fn launch_buffers(plan: &super::TrainPlan, l: &Launch) -> Vec<Buf> {
         Launch::Mse { x, .. } => vec![*x, Buf::Target, Buf::Lambda, Buf::Loss],
         Launch::AdamTick => vec![Buf::AdamStep],
         Launch::Adam { .. } => ADAM_BUFFERS.to_vec(),
+        Launch::Res { op, piece } => op
+            .buffers()
+            .into_iter()
+            .map(|b| plan.res_at(b, *piece).buf)
+            .collect(),
+        Launch::Pool { forward: true } => vec![plan.final_state(), Buf::Pooled],
+        Launch::Pool { forward: false } => vec![Buf::GradPooled, Buf::Lambda],
         Launch::Conv { op, n, i } => op
             .buffers()
             .into_iter()
