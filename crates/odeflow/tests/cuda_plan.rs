@@ -3,7 +3,8 @@
 //! against the CPU layers, in f64. No GPU needed. The plan of a whole classifier training
 //! iteration is tested in `cuda_plan/train.rs` (MLP field), `cuda_plan/train_conv.rs`
 //! (convolutional fields), `cuda_plan/train_memory_free.rs` (the reversible and adjoint
-//! gradients) and `cuda_plan/train_regression.rs` (the MSE regression without a head), the plans of the convolutional fields
+//! gradients), `cuda_plan/train_regression.rs` (the MSE regression without a head) and
+//! `cuda_plan/train_resnet.rs` (TinyResNet's whole iteration, SGD or Adam), the plans of the convolutional fields
 //! (`simple_odenet`, `odenet`) in `cuda_plan/conv.rs`, those of batch normalisation and
 //! average pooling in `cuda_plan/norm.rs`, that of a TinyResNet residual block in
 //! `cuda_plan/res_block.rs`, of its stem in `cuda_plan/stem.rs`, and the whole TinyResNet's device composition in

@@ -8,7 +8,8 @@
 //! (`avg-pool 4 → Linear`, softmax cross-entropy, [`CudaHead`]). A training step copies the
 //! images and labels in and reads back the loss, the number of correct predictions and the
 //! parameter gradient (for the trainer's optimizer on the host); the features never leave
-//! the device.
+//! the device. After [`CudaTinyResNet::capture_training`] the trainer runs the whole
+//! iteration, update included, as one captured CUDA graph instead ([`super::tiny_resnet_step`]).
 //!
 //! As on the CPU, a training step is a training pass of the stem and the body (each body
 //! layer's batch-norm running statistics move at its first evaluation), and evaluation uses

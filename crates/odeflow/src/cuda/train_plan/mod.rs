@@ -1,6 +1,7 @@
 //! The launch plan of one fixed-step training iteration of a classifier
 //! ([`crate::models::OdeClassifier`] with an MLP field or one of Ott et al.'s convolutional
-//! fields `simple_odenet`/`odenet`, and a Linear head, no encoder) on the device: an ordered
+//! fields `simple_odenet`/`odenet`, and a Linear head, no encoder; or TinyResNet, module
+//! [`resnet`]) on the device: an ordered
 //! list of launches on fixed buffers, with no host synchronisation inside,
 //! so that the whole list can be captured once into a CUDA graph and replayed per batch
 //! (the batch and the learning rate are copied into their fixed buffers before a replay; the
