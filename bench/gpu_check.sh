@@ -346,15 +346,15 @@ if "agreement" in phases:
                      f"{b['grad_rel_gpu']:.2e} | {b['grad_rel_cpu_f32']:.2e} | {b['passed']} |")
     if not (a or {}).get("res_block_agreement"):
         lines.append("| – | – | – | – | – | – | – | – | – | failed (see agreement-cifar-odenet128-euler8.err) |")
-    lines += ["", "GPU vs CPU (whole TinyResNet on the device, 8 channels, depth 3, 6 images; one step, then eval logits):", "",
-              "| body | loss gpu | cpu f32 | gradient gpu | cpu f32 | running stats gpu | cpu f32 | eval logits gpu | cpu f32 | passed |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "GPU vs CPU (whole TinyResNet on the device, 8 channels, depth 3, 6 images; one step, eager or the captured iteration at lr 0, then eval logits):", "",
+              "| body | path | loss gpu | cpu f32 | gradient gpu | cpu f32 | running stats gpu | cpu f32 | eval logits gpu | cpu f32 | passed |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for b in (a or {}).get("tiny_resnet_agreement") or []:
-        lines.append(f"| {b['scheme']} {b['grad']} {b['tying']} | {b['loss_rel_gpu']:.2e} | {b['loss_rel_cpu_f32']:.2e} | {b['grad_rel_gpu']:.2e} | "
+        lines.append(f"| {b['scheme']} {b['grad']} {b['tying']} | {b.get('path', 'eager')} | {b['loss_rel_gpu']:.2e} | {b['loss_rel_cpu_f32']:.2e} | {b['grad_rel_gpu']:.2e} | "
                      f"{b['grad_rel_cpu_f32']:.2e} | {b['stats_rel_gpu']:.2e} | {b['stats_rel_cpu_f32']:.2e} | "
                      f"{b['logits_rel_gpu']:.2e} | {b['logits_rel_cpu_f32']:.2e} | {b['passed']} |")
     if not (a or {}).get("tiny_resnet_agreement"):
-        lines.append("| – | – | – | – | – | – | – | – | – | failed (see agreement-cifar-odenet128-euler8.err) |")
+        lines.append("| – | – | – | – | – | – | – | – | – | – | failed (see agreement-cifar-odenet128-euler8.err) |")
     lines += ["", "GPU vs CPU (pendulum MLP; relative errors against the CPU in f64):", "",
               "| grad | method | state gpu | state cpu f32 | gradient gpu | gradient cpu f32 | passed |",
               "|---|---|---|---|---|---|---|"]

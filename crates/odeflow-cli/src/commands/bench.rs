@@ -74,7 +74,8 @@ pub struct BenchArgs {
     /// workload's field on small images otherwise); for the pendulum
     /// "regression_agreement": one replay of its captured plan; on cifar-odenet128-euler8
     /// "res_block_agreement": a TinyResNet block in train and eval mode, and
-    /// "tiny_resnet_agreement": a whole TinyResNet's training step and eval logits. Fails
+    /// "tiny_resnet_agreement": a whole TinyResNet's training step (eager and captured) and
+    /// eval logits. Fails
     /// (exit 1) when the GPU disagrees.
     #[arg(long)]
     check_cpu: bool,

@@ -14,7 +14,8 @@
 //!   ANODE channel);
 //!   and on `cifar-odenet128-euler8` a TinyResNet residual block in train and eval mode
 //!   (`res_block_agreement`) and a whole TinyResNet on the device, one
-//!   training step and the eval logits, untied and tied (`tiny_resnet_agreement`).
+//!   training step (eager, and one replay of the captured iteration) and the eval logits,
+//!   untied and tied (`tiny_resnet_agreement`).
 
 use odeflow::grad::GradientMethod;
 use odeflow::models::Workload;

@@ -30,6 +30,10 @@ use crate::train::Trainable;
 /// The outcome of [`tiny_resnet_agreement`] for one body.
 #[derive(Debug, Clone, Serialize)]
 pub struct TinyResNetAgreement {
+    /// `eager` (the step through the generic gradient solver, gradient to the host) or
+    /// `captured` (one replay of the captured iteration at learning rate 0, so that the
+    /// eval logits see the same parameters).
+    pub path: String,
     /// `euler` (ResNet) or `heun` (HeunNet).
     pub scheme: String,
     /// The body's gradient method.
@@ -199,16 +203,27 @@ fn gpu_pass(
     shape: Shape,
     cfg: &TinyResNetConfig,
     inputs: &TinyResNetInputs,
+    captured: bool,
 ) -> Result<TinyResNetPass, CudaError> {
     let TinyResNetInputs { params, x, labels } = inputs;
     let mut m = CudaTinyResNet::from_cpu(dev, model::<f32>(shape, cfg, params)?)?;
-    let mut g = vec![0.0f32; m.num_params()];
-    let step = m.train_step(x, labels, &mut g)?;
+    let (loss, g) = if captured {
+        // Learning rate 0: the update leaves the parameters as they were.
+        m.capture_training(&crate::train::OptimizerConfig::sgd(0.1, 0.9, 5e-4))?;
+        let out = m.captured_iteration(x, labels, 0.0)?;
+        if let Some(e) = out.non_finite_error() {
+            return Err(CudaError::call("captured TinyResNet iteration", e));
+        }
+        (out.loss, m.captured_grad()?)
+    } else {
+        let mut g = vec![0.0f32; m.num_params()];
+        (m.train_step(x, labels, &mut g)?.loss, g)
+    };
     let logits = m.logits(x)?;
     dev.check()?;
     let stats = running_stats(m.to_cpu()?);
     Ok((
-        step.loss,
+        loss,
         g.iter().map(|&v| f64::from(v)).collect(),
         stats,
         logits.as_slice().iter().map(|&v| f64::from(v)).collect(),
@@ -216,42 +231,58 @@ fn gpu_pass(
 }
 
 /// Compares [`CudaTinyResNet`] with the CPU [`TinyResNet`] on [`tiny_resnet_case`] with a
-/// batch of `rows` images, for each of [`tiny_resnet_cases`].
+/// batch of `rows` images, for each of [`tiny_resnet_cases`], on the eager path and on the
+/// captured iteration.
 pub fn tiny_resnet_agreement(
     dev: &Arc<Device>,
     rows: usize,
     seed: u64,
 ) -> Result<Vec<TinyResNetAgreement>, CudaError> {
-    tiny_resnet_cases()
-        .into_iter()
-        .map(|case| {
-            let (shape, cfg) = tiny_resnet_case(case.clone(), seed);
-            let inputs = tiny_resnet_inputs(shape, &cfg, rows)?;
-            let (l32, g32, s32, z32) = tiny_resnet_cpu_reference::<f32>(shape, &cfg, &inputs)?;
-            let (l64, g64, s64, z64) = tiny_resnet_cpu_reference::<f64>(shape, &cfg, &inputs)?;
-            let (lg, gg, sg, zg) = gpu_pass(dev, shape, &cfg, &inputs)?;
-            let rel = |a: f64| (a - l64).abs() / l64.abs().max(f64::MIN_POSITIVE);
-            let out = TinyResNetAgreement {
-                scheme: case.0.name().into(),
-                grad: case.1.name().into(),
-                tying: format!("{:?}", case.2).to_lowercase(),
-                depth: cfg.depth,
-                rows,
-                loss_rel_gpu: rel(lg),
-                loss_rel_cpu_f32: rel(l32),
-                grad_rel_gpu: norm_rel(&gg, &g64),
-                grad_rel_cpu_f32: norm_rel(&g32, &g64),
-                stats_rel_gpu: max_rel(&sg, &s64),
-                stats_rel_cpu_f32: max_rel(&s32, &s64),
-                logits_rel_gpu: max_rel(&zg, &z64),
-                logits_rel_cpu_f32: max_rel(&z32, &z64),
-                passed: false,
-            };
-            let passed = within(out.loss_rel_gpu, out.loss_rel_cpu_f32)
-                && within(out.grad_rel_gpu, out.grad_rel_cpu_f32)
-                && within(out.stats_rel_gpu, out.stats_rel_cpu_f32)
-                && within(out.logits_rel_gpu, out.logits_rel_cpu_f32);
-            Ok(TinyResNetAgreement { passed, ..out })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for case in tiny_resnet_cases() {
+        let (shape, cfg) = tiny_resnet_case(case.clone(), seed);
+        let inputs = tiny_resnet_inputs(shape, &cfg, rows)?;
+        let cpu32 = tiny_resnet_cpu_reference::<f32>(shape, &cfg, &inputs)?;
+        let cpu64 = tiny_resnet_cpu_reference::<f64>(shape, &cfg, &inputs)?;
+        for captured in [false, true] {
+            let gpu = gpu_pass(dev, shape, &cfg, &inputs, captured)?;
+            let path = if captured { "captured" } else { "eager" };
+            out.push(compare(&case, (&cfg, rows, path), &gpu, &cpu32, &cpu64));
+        }
+    }
+    Ok(out)
+}
+
+/// One row of [`tiny_resnet_agreement`]: the device's pass and the CPU's in f32 against the
+/// CPU's in f64.
+fn compare(
+    case: &(Scheme, GradientMethod, Tying),
+    (cfg, rows, path): (&TinyResNetConfig, usize, &str),
+    (lg, gg, sg, zg): &TinyResNetPass,
+    (l32, g32, s32, z32): &TinyResNetPass,
+    (l64, g64, s64, z64): &TinyResNetPass,
+) -> TinyResNetAgreement {
+    let rel = |a: f64| (a - l64).abs() / l64.abs().max(f64::MIN_POSITIVE);
+    let out = TinyResNetAgreement {
+        path: path.into(),
+        scheme: case.0.name().into(),
+        grad: case.1.name().into(),
+        tying: format!("{:?}", case.2).to_lowercase(),
+        depth: cfg.depth,
+        rows,
+        loss_rel_gpu: rel(*lg),
+        loss_rel_cpu_f32: rel(*l32),
+        grad_rel_gpu: norm_rel(gg, g64),
+        grad_rel_cpu_f32: norm_rel(g32, g64),
+        stats_rel_gpu: max_rel(sg, s64),
+        stats_rel_cpu_f32: max_rel(s32, s64),
+        logits_rel_gpu: max_rel(zg, z64),
+        logits_rel_cpu_f32: max_rel(z32, z64),
+        passed: false,
+    };
+    let passed = within(out.loss_rel_gpu, out.loss_rel_cpu_f32)
+        && within(out.grad_rel_gpu, out.grad_rel_cpu_f32)
+        && within(out.stats_rel_gpu, out.stats_rel_cpu_f32)
+        && within(out.logits_rel_gpu, out.logits_rel_cpu_f32);
+    TinyResNetAgreement { passed, ..out }
 }

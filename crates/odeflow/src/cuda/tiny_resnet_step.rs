@@ -18,7 +18,7 @@ use super::device::CudaError;
 use super::state::f32s;
 use super::stem_plan::StemLayout;
 use super::tiny_resnet::{CudaTinyResNet, POOL};
-use super::train_graph::ClassifierStep;
+use super::train_graph::{ClassifierStep, StepOutcome};
 use super::train_plan::{
     Buf, ClassifierShape, FieldShape, PlanGradient, PlanLoss, PlanOptimizer, TrainPlan,
 };
@@ -27,6 +27,7 @@ use crate::grad::GradientMethod;
 use crate::models::tiny_resnet::{ImageBatch, TinyResNet};
 use crate::real::Real;
 use crate::solve::fixed_grid;
+use crate::state::Batch;
 use crate::train::{
     FusedStep, OptimizerConfig, OptimizerState, StepMetrics, TrainError, Trainable,
 };
@@ -258,9 +259,9 @@ impl<T: Real> FusedStep<T, ImageBatch<T>> for CudaTinyResNet<T> {
     ) -> Result<StepMetrics, TrainError> {
         let err = train_err(iteration + 1);
         let x = batch.inputs.cast::<f32>();
-        let step = self.captured_step(x.rows()).map_err(&err)?;
-        let out = step.iteration(&x, &batch.labels, lr).map_err(&err)?;
-        self.captured.as_mut().expect("captured").stale = true;
+        let out = self
+            .captured_iteration(&x, &batch.labels, lr)
+            .map_err(&err)?;
         if let Some(e) = out.non_finite_error() {
             return Err(TrainError::solver(iteration + 1, e));
         }
@@ -300,6 +301,37 @@ impl<T: Real> CudaTinyResNet<T> {
             .step
             .as_ref()
             .map(ClassifierStep::plan)
+    }
+
+    /// One replay of the captured iteration on the images `x` with `labels` at learning
+    /// rate `lr` (planned and captured for this batch size first if needed); the host model
+    /// lags it until [`FusedStep::store`], [`CudaTinyResNet::to_cpu`] or the next
+    /// evaluation brings it up to date. Fails unless [`CudaTinyResNet::capture_training`]
+    /// ran.
+    pub fn captured_iteration(
+        &mut self,
+        x: &Batch<f32>,
+        labels: &[usize],
+        lr: f64,
+    ) -> Result<StepOutcome, CudaError> {
+        if self.captured.is_none() {
+            return Err(CudaError::Unsupported(
+                "a captured TinyResNet iteration before capture_training".into(),
+            ));
+        }
+        let out = self.captured_step(x.rows())?.iteration(x, labels, lr)?;
+        self.captured.as_mut().expect("checked").stale = true;
+        Ok(out)
+    }
+
+    /// The parameter gradient `[stem | body | head]` of the last captured iteration.
+    pub fn captured_grad(&self) -> Result<Vec<f32>, CudaError> {
+        match self.captured.as_ref().and_then(|c| c.step.as_ref()) {
+            Some(step) => step.grad_to_host(),
+            None => Err(CudaError::Unsupported(
+                "the gradient of a captured TinyResNet iteration before one ran".into(),
+            )),
+        }
     }
 }
 
