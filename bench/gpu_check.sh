@@ -235,6 +235,52 @@ else
   log "predict --grad-out FAILED: $(tail -n 1 "$OUT/grad.err")"
   status=1
 fi
+
+# The Hamiltonian network (Zhu et al.'s separable H = T(p) + V(q)): weights written here
+# (safetensors by hand: u64 header length, JSON header, little-endian data), a rollout by
+# Störmer–Verlet (drift and kick on the device) and by RK4 (the whole field) on both devices.
+log "predict (hamiltonian, verlet and rk4) on the CPU and on the GPU"
+h_rollouts() {  # $1: the method; the rollout on the CPU, then on the GPU
+  timeout 60 "$BIN" predict --weights "$OUT/h.safetensors" --model hamiltonian --input "$OUT/y0.npy" \
+    --method "$1" --steps 200 --t1 2 --dtype f32 --out "$OUT/h-$1-cpu.npy" 2>>"$OUT/hamiltonian.err" \
+  && timeout 60 "$BIN" --device cuda predict --weights "$OUT/h.safetensors" --model hamiltonian \
+    --input "$OUT/y0.npy" --method "$1" --steps 200 --t1 2 --dtype f32 --out "$OUT/h-$1-gpu.npy" \
+    2>>"$OUT/hamiltonian.err"
+}
+if "$PY" -c "
+import json, struct
+import numpy as np
+rng = np.random.default_rng(2)
+n, m = 3, 16
+shapes = {'0.weight': (m, n), '0.bias': (m,), '2.weight': (m, m), '2.bias': (m,), '4.weight': (1, m), '4.bias': (1,)}
+head, blobs, off = {}, [], 0
+for part in ('kinetic', 'potential'):
+    for k, s in shapes.items():
+        a = (rng.standard_normal(s) / np.sqrt(s[-1])).astype('<f4')
+        b = a.tobytes()
+        head[f'field.{part}.{k}'] = {'dtype': 'F32', 'shape': list(s), 'data_offsets': [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+h = json.dumps(head).encode()
+h += b' ' * (-len(h) % 8)
+open('$OUT/h.safetensors', 'wb').write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
+np.save('$OUT/y0.npy', rng.uniform(-1, 1, (512, 2 * n)))
+" 2>"$OUT/hamiltonian.err" \
+  && h_rollouts verlet && h_rollouts rk4 \
+  && "$PY" -c "
+import numpy as np, sys
+worst = 0.0
+for m in ('verlet', 'rk4'):
+    c, g = np.load(f'$OUT/h-{m}-cpu.npy'), np.load(f'$OUT/h-{m}-gpu.npy')
+    worst = max(worst, float(np.abs(c - g).max() / max(np.abs(c).max(), 1e-30)))
+print(f'hamiltonian rollouts GPU vs CPU (verlet, rk4; 200 steps): max relative difference {worst:.2e}', file=sys.stderr)
+sys.exit(0 if worst < 1e-3 else 1)
+" 2>>"$OUT/hamiltonian.err"; then
+  log "predict hamiltonian: $(tail -n 1 "$OUT/hamiltonian.err")"
+else
+  log "predict hamiltonian FAILED: $(tail -n 1 "$OUT/hamiltonian.err")"
+  status=1
+fi
 fi # phase predict
 
 if phase bench; then
@@ -317,7 +363,7 @@ if "train" in phases:
         v = lambda r: (r or {}).get("summary", "n/a")
         lines.append(f"- {name}: test accuracy {acc}; check on the CPU: {v(c)}; on the GPU: {v(g)}")
 if "predict" in phases:
-    for name, what in (("predict", "logits"), ("grad", "loss gradient")):
+    for name, what in (("predict", "logits"), ("grad", "loss gradient"), ("hamiltonian", "Hamiltonian rollouts")):
         try:
             last = open(os.path.join(out, name + ".err")).read().strip().splitlines()[-1]
         except (OSError, IndexError):

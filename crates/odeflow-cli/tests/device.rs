@@ -116,6 +116,8 @@ fn cuda_without_a_driver_is_one_error() {
          --out r/y.npy --device cuda",
         "predict --weights w.safetensors --model tiny_resnet --input x.npy --dtype f32 \
          --out r/y.npy --device cuda",
+        "predict --weights h.safetensors --model hamiltonian --input y0.npy --method verlet \
+         --steps 4 --dtype f32 --out r/y.npy --device cuda",
         "predict --weights w.safetensors --model mlp-tanh --input x.npy --dtype f32 \
          --labels l.npy --grad-out r/g.safetensors --device cuda",
         "eval --weights w.safetensors --model mlp --dataset sphere2 --train-method euler \

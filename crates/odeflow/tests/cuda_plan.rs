@@ -8,7 +8,8 @@
 //! (`simple_odenet`, `odenet`) in `cuda_plan/conv.rs`, those of batch normalisation and
 //! average pooling in `cuda_plan/norm.rs`, that of a TinyResNet residual block in
 //! `cuda_plan/res_block.rs`, of its stem in `cuda_plan/stem.rs`, and the whole TinyResNet's device composition in
-//! `cuda_plan/tiny_resnet.rs`; the CPU halves of the GPU agreement checks in
+//! `cuda_plan/tiny_resnet.rs`, the device Hamiltonian network's recipe in
+//! `cuda_plan/hamiltonian.rs`; the CPU halves of the GPU agreement checks in
 //! `cuda_plan/agreement.rs` (and `tiny_resnet.rs`).
 
 #[path = "cuda_plan/agreement.rs"]
@@ -17,6 +18,8 @@ mod agreement;
 mod conv;
 #[path = "cuda_plan/exec.rs"]
 mod exec;
+#[path = "cuda_plan/hamiltonian.rs"]
+mod hamiltonian;
 #[path = "cuda_plan/norm.rs"]
 mod norm;
 #[path = "cuda_plan/res_block.rs"]

@@ -36,8 +36,9 @@
 //! ResNet body (`odeflow::cuda::resnet_final_state`) and a bare MLP or convolutional field
 //! (`odeflow::cuda::field_final_state`); a classifier's loss gradient (`--labels`,
 //! `--grad-out`) is computed on the device too (`odeflow::cuda::classifier_loss_gradient`:
-//! the ODE block by backprop on the GPU, the head on the host). The Hamiltonian model is not
-//! yet on cuda and says so.
+//! the ODE block by backprop on the GPU, the head on the host), and the Hamiltonian model's
+//! rollout (`odeflow::cuda::hamiltonian_final_state`: its drift and kick on the device under
+//! the same splitting, or any method on the whole field).
 
 use std::path::PathBuf;
 
@@ -222,18 +223,6 @@ fn gpu_err(e: odeflow::cuda::CudaError) -> CliError {
     }
 }
 
-/// The error of a `predict --device cuda` case without a GPU path.
-fn not_on_gpu(compute: &Compute, what: &str) -> Result<(), CliError> {
-    if compute.is_cpu() {
-        return Ok(());
-    }
-    Err(CliError::input(format!(
-        "--device cuda: `odeflow predict` of {what} is not yet on cuda (classifiers with an \
-         mlp, simple_odenet or odenet field, bare fields and ResNet models, are); use \
-         --device cpu"
-    )))
-}
-
 fn predict<T: Real>(
     args: &PredictArgs,
     spec: &SolverSpec,
@@ -270,7 +259,6 @@ fn predict<T: Real>(
         .map_err(|e| CliError::input(e.to_string()))?;
     let fail = |e: String| CliError::runtime(format!("the solve failed: {e}"));
     if arch == Architecture::Hamiltonian {
-        not_on_gpu(compute, "a Hamiltonian network")?;
         if args.labels.is_some() {
             return Err(CliError::input(
                 "--labels needs a classifier, but the hamiltonian model is a bare field",
@@ -285,15 +273,27 @@ fn predict<T: Real>(
                 h.dim()
             )));
         }
-        let sol = solve_split(&method, &mut h, &x, &opts).map_err(|e| fail(e.to_string()))?;
+        let (y_final, stats) = match compute {
+            Compute::Cpu => {
+                let sol =
+                    solve_split(&method, &mut h, &x, &opts).map_err(|e| fail(e.to_string()))?;
+                (sol.y_final, sol.stats)
+            }
+            #[cfg(feature = "cuda")]
+            Compute::Cuda(dev) => {
+                odeflow::cuda::hamiltonian_final_state(dev, &h, &x, (&method, &opts))
+                    .map_err(gpu_err)?
+                    .map_err(fail)?
+            }
+        };
         let p = Predicted {
             loss: None,
             shape: in_shape.clone(),
-            outputs: sol.y_final,
+            outputs: y_final,
             kind: "final states",
             model: arch.name(),
-            nfe: sol.stats.nfe,
-            steps: sol.stats.steps,
+            nfe: stats.nfe,
+            steps: stats.steps,
         };
         return Ok((in_shape, p));
     }

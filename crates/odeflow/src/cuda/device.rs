@@ -133,6 +133,8 @@ pub(crate) struct NnKernels {
     /// `sgd_graph_f32`.
     pub sgd_graph: CudaFunction,
     pub pad_cols: CudaFunction,
+    /// `copy_cols_f32`.
+    pub copy_cols: CudaFunction,
     pub fill_u64: CudaFunction,
 }
 
@@ -334,6 +336,7 @@ impl Device {
             adam_graph: function(&nm, "adam_graph_f32")?,
             sgd_graph: function(&nm, "sgd_graph_f32")?,
             pad_cols: function(&nm, "pad_cols_f32")?,
+            copy_cols: function(&nm, "copy_cols_f32")?,
             fill_u64: function(&nm, "fill_u64")?,
         };
         let conv = ConvKernels {

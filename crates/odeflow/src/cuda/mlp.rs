@@ -95,6 +95,23 @@ impl CudaMlp {
                 "MLP sizes {dims:?}: a field's output size must equal its input size"
             )));
         }
+        Self::map(dev, dims, activation, params)
+    }
+
+    /// The MLP `dims` with `activation` after every layer but the last as a map: its output
+    /// size may differ from its input size (e.g. the scalar networks `n → m → m → 1` of a
+    /// Hamiltonian network, whose input gradient is the VJP with cotangent 1).
+    pub fn map(
+        dev: &Arc<Device>,
+        dims: &[usize],
+        activation: Activation,
+        params: &[f32],
+    ) -> Result<Self, CudaError> {
+        if dims.len() < 2 || dims.contains(&0) {
+            return Err(CudaError::Unsupported(format!(
+                "MLP sizes {dims:?}: need at least two positive sizes"
+            )));
+        }
         let act = act_code(Some(activation)).ok_or_else(|| {
             CudaError::Unsupported(format!(
                 "activation {activation:?} (the device MLP has tanh and relu)"

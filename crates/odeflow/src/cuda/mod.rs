@@ -40,6 +40,7 @@ mod depth_field;
 mod device;
 mod eager;
 mod flow;
+mod hamiltonian;
 mod head;
 mod loss;
 mod mlp;
@@ -72,6 +73,7 @@ pub use depth_field::{CudaDepthField, CudaDepthTape, DepthLayout, Place, Trainin
 pub use device::{compile_all_kernels, compile_source, CudaError, Device, KERNEL_SOURCES};
 pub use eager::{BuiltField, CudaSolverClassifier, DeviceParams};
 pub use flow::{classifier_loss_gradient, field_final_state, CudaFlowModel};
+pub use hamiltonian::{hamiltonian_final_state, CudaHamiltonian};
 pub use head::{CudaHead, HeadLoss};
 pub use mlp::{CudaMlp, CudaTape};
 pub use norm::{BnSaved, CudaBatchNorm};

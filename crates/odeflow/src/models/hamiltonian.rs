@@ -107,6 +107,12 @@ impl<T: Real> SeparableHamiltonian<T> {
         self.hidden
     }
 
+    /// The parameters of `T_θ` (kinetic) and of `V_θ` (potential), each in PyTorch's
+    /// `nn.Sequential` order (`W₁, b₁, W₂, b₂, w₃, b₃`).
+    pub fn split_params(&self) -> (&[T], &[T]) {
+        self.params.split_at(self.kinetic.num_params())
+    }
+
     fn check(&self, y: &Batch<T>) {
         assert_eq!(
             y.cols(),

@@ -91,6 +91,12 @@ void host_pad_cols(long long rows, int cols, int extra, const float* src, float*
     ODEFLOW_LAUNCH(pad_cols_f32, grid, block, rows, cols, extra, src, dst);
 }
 
+void host_copy_cols(long long rows, int src_cols, int src_off, int dst_cols, int dst_off,
+                    int width, int zero_rest, const float* src, float* dst, int grid, int block) {
+    ODEFLOW_LAUNCH(copy_cols_f32, grid, block, rows, src_cols, src_off, dst_cols, dst_off, width,
+                   zero_rest, src, dst);
+}
+
 void host_fill_u64(long long n, unsigned long long* x, unsigned long long value, int grid,
                    int block) {
     ODEFLOW_LAUNCH(fill_u64, grid, block, n, x, value);

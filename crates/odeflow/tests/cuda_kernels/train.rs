@@ -42,6 +42,8 @@ type AdamGraph = unsafe extern "C" fn(
 );
 type PadCols = unsafe extern "C" fn(i64, i32, i32, *const f32, *mut f32, i32, i32);
 type FillU64 = unsafe extern "C" fn(i64, *mut u64, u64, i32, i32);
+type CopyCols =
+    unsafe extern "C" fn(i64, i32, i32, i32, i32, i32, i32, *const f32, *mut f32, i32, i32);
 
 #[test]
 fn softmax_cross_entropy_kernel_matches_the_cpu_loss_gradient_and_accuracy() {
@@ -239,5 +241,62 @@ fn padding_and_counter_fill_kernels() {
         // SAFETY: three counters.
         unsafe { fill(2, c.as_mut_ptr(), 77, grid, block) };
         assert_eq!(c, [77, 77, 3]);
+    }
+}
+
+#[test]
+fn column_block_copies_extract_and_place_halves() {
+    let Some(k) = host_kernels() else { return };
+    let copy: Symbol<CopyCols> = k.sym(b"host_copy_cols");
+    let (rows, n) = (7, 3);
+    let y = data(rows * 2 * n, 5);
+    for (grid, block) in GRIDS {
+        // Extract the second half (positions q) of states (p, q).
+        let mut q = vec![f32::NAN; rows * n];
+        // SAFETY: rows × 2n source, rows × n destination.
+        unsafe {
+            copy(
+                rows as i64,
+                (2 * n) as i32,
+                n as i32,
+                n as i32,
+                0,
+                n as i32,
+                1,
+                y.as_ptr(),
+                q.as_mut_ptr(),
+                grid,
+                block,
+            )
+        };
+        for r in 0..rows {
+            assert_eq!(&q[r * n..(r + 1) * n], &y[r * 2 * n + n..(r + 1) * 2 * n]);
+        }
+        // Place it as the second half of a full state, zeros beside; then without zeroing.
+        for zero in [1, 0] {
+            let mut full = vec![9.0f32; rows * 2 * n];
+            // SAFETY: rows × n source, rows × 2n destination.
+            unsafe {
+                copy(
+                    rows as i64,
+                    n as i32,
+                    0,
+                    (2 * n) as i32,
+                    n as i32,
+                    n as i32,
+                    zero,
+                    q.as_ptr(),
+                    full.as_mut_ptr(),
+                    grid,
+                    block,
+                )
+            };
+            let beside = if zero == 1 { 0.0 } else { 9.0 };
+            for r in 0..rows {
+                let row = &full[r * 2 * n..(r + 1) * 2 * n];
+                assert_eq!(&row[..n], &[beside; 3]);
+                assert_eq!(&row[n..], &q[r * n..(r + 1) * n]);
+            }
+        }
     }
 }

@@ -195,6 +195,24 @@ extern "C" __global__ void pad_cols_f32(long long rows, int cols, int extra, con
     }
 }
 
+// A block of columns between row-major matrices: for each row r and destination column
+// c < dst_cols, dst[r, c] = src[r, src_off + c − dst_off] when dst_off ≤ c < dst_off + width,
+// else 0 when zero_rest (otherwise left as it is). Extracts the momenta or positions of a
+// batch of states (p, q), and places a half field's output into a full one with zeros beside.
+extern "C" __global__ void copy_cols_f32(long long rows, int src_cols, int src_off, int dst_cols,
+                                         int dst_off, int width, int zero_rest, const float* src,
+                                         float* dst) {
+    ODEFLOW_GRID_STRIDE(i, rows * dst_cols) {
+        long long r = i / dst_cols;
+        int c = (int)(i % dst_cols);
+        if (c >= dst_off && c < dst_off + width) {
+            dst[i] = src[r * src_cols + src_off + (c - dst_off)];
+        } else if (zero_rest) {
+            dst[i] = 0.0f;
+        }
+    }
+}
+
 // x[i] = value for i < n (resets a device counter or index inside a captured graph).
 extern "C" __global__ void fill_u64(long long n, unsigned long long* x,
                                     unsigned long long value) {
