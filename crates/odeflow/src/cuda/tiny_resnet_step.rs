@@ -114,6 +114,29 @@ impl Captured {
     }
 }
 
+/// Sets `step`'s parameters and the optimizer state `opt` of the update `kind` (a fresh
+/// state's moments are zero; SGD keeps no second moment).
+fn load_state(
+    step: &mut ClassifierStep,
+    kind: PlanOptimizer,
+    params: &[f32],
+    opt: &OptimizerState,
+) -> Result<(), CudaError> {
+    let n = params.len();
+    let f = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| x as f32).collect() };
+    let m = if opt.m.is_empty() {
+        vec![0.0; n]
+    } else {
+        f(&opt.m)
+    };
+    let v = match (kind.has_second_moment(), opt.v.is_empty()) {
+        (false, _) => Vec::new(),
+        (true, true) => vec![0.0; n],
+        (true, false) => f(&opt.v),
+    };
+    step.load_state(params, &m, &v, opt.t)
+}
+
 fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
@@ -152,42 +175,33 @@ impl<T: Real> CudaTinyResNet<T> {
             cap.pending = Some((st.params, opt));
         }
         if cap.step.is_none() {
+            let pending = cap.pending.take();
+            // The eager pieces' running statistics are the latest (e.g. after an eager step).
+            self.sync_stats()?;
+            let (stem, body) = host_stats(&mut self.host)?;
             let plan = plan_tiny_resnet(&self.host, rows)?;
-            let (params, opt) = match cap.pending.take() {
+            let (params, opt) = match pending {
                 Some(p) => p,
                 None => {
                     let mut p = vec![T::zero(); self.host.num_params()];
                     Trainable::read_params(&self.host, &mut p);
-                    (
-                        f32s(&p),
-                        OptimizerState {
-                            t: 0,
-                            m: Vec::new(),
-                            v: Vec::new(),
-                        },
-                    )
+                    let fresh = OptimizerState {
+                        t: 0,
+                        m: Vec::new(),
+                        v: Vec::new(),
+                    };
+                    (f32s(&p), fresh)
                 }
             };
+            let cap = self.captured.as_mut().expect("capture_training ran");
             let mut step = ClassifierStep::new(&self.dev, plan, &params, cap.opt)?;
-            let n = params.len();
-            let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-            let m = if opt.m.is_empty() {
-                vec![0.0; n]
-            } else {
-                f(&opt.m)
-            };
-            let v = match (cap.opt.has_second_moment(), opt.v.is_empty()) {
-                (false, _) => Vec::new(),
-                (true, true) => vec![0.0; n],
-                (true, false) => f(&opt.v),
-            };
-            step.load_state(&params, &m, &v, opt.t)?;
-            let (stem, body) = host_stats(&mut self.host)?;
+            load_state(&mut step, cap.opt, &params, &opt)?;
             step.write(Buf::StemStats, &stem)?;
             step.write(Buf::Stats, &body)?;
             step.capture()?;
             cap.step = Some(step);
         }
+        let cap = self.captured.as_mut().expect("capture_training ran");
         Ok(cap.step.as_mut().expect("just made"))
     }
 
@@ -229,21 +243,7 @@ impl<T: Real> FusedStep<T, ImageBatch<T>> for CudaTinyResNet<T> {
         let cap = self.captured.as_mut().expect("fused only when captured");
         cap.stale = false;
         match cap.step.as_mut() {
-            Some(step) => {
-                let n = params.len();
-                let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-                let m = if opt.m.is_empty() {
-                    vec![0.0; n]
-                } else {
-                    f(&opt.m)
-                };
-                let v = if cap.opt.has_second_moment() && opt.v.is_empty() {
-                    vec![0.0; n]
-                } else {
-                    f(&opt.v)
-                };
-                step.load_state(&f32s(params), &m, &v, opt.t).map_err(err)
-            }
+            Some(step) => load_state(step, cap.opt, &f32s(params), opt).map_err(err),
             None => {
                 cap.pending = Some((f32s(params), opt.clone()));
                 Ok(())
