@@ -85,12 +85,7 @@ impl CudaMlp {
         activation: Activation,
         params: &[f32],
     ) -> Result<Self, CudaError> {
-        if dims.len() < 2 || dims.contains(&0) {
-            return Err(CudaError::Unsupported(format!(
-                "MLP sizes {dims:?}: need at least two positive sizes"
-            )));
-        }
-        if dims[0] != dims[dims.len() - 1] {
+        if dims.len() >= 2 && dims[0] != dims[dims.len() - 1] {
             return Err(CudaError::Unsupported(format!(
                 "MLP sizes {dims:?}: a field's output size must equal its input size"
             )));

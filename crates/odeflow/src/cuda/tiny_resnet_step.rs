@@ -114,33 +114,6 @@ impl Captured {
     }
 }
 
-/// Sets `step`'s parameters and the optimizer state `opt` of the update `kind` (a fresh
-/// state's moments are zero; SGD keeps no second moment).
-fn load_state(
-    step: &mut ClassifierStep,
-    kind: PlanOptimizer,
-    params: &[f32],
-    opt: &OptimizerState,
-) -> Result<(), CudaError> {
-    let n = params.len();
-    let f = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| x as f32).collect() };
-    let m = if opt.m.is_empty() {
-        vec![0.0; n]
-    } else {
-        f(&opt.m)
-    };
-    let v = match (kind.has_second_moment(), opt.v.is_empty()) {
-        (false, _) => Vec::new(),
-        (true, true) => vec![0.0; n],
-        (true, false) => f(&opt.v),
-    };
-    step.load_state(params, &m, &v, opt.t)
-}
-
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
-}
-
 fn train_err(iteration: u64) -> impl Fn(CudaError) -> TrainError {
     move |e| TrainError::solver(iteration, format!("on the GPU: {e}"))
 }
@@ -167,11 +140,7 @@ impl<T: Real> CudaTinyResNet<T> {
         {
             // Another batch size: carry the state over to a new plan.
             let st = cap.step.take().expect("checked").state_to_host()?;
-            let opt = OptimizerState {
-                t: st.t,
-                m: f64s(&st.m),
-                v: f64s(&st.v),
-            };
+            let opt = st.optimizer_state();
             cap.pending = Some((st.params, opt));
         }
         if cap.step.is_none() {
@@ -195,7 +164,7 @@ impl<T: Real> CudaTinyResNet<T> {
             };
             let cap = self.captured.as_mut().expect("capture_training ran");
             let mut step = ClassifierStep::new(&self.dev, plan, &params, cap.opt)?;
-            load_state(&mut step, cap.opt, &params, &opt)?;
+            step.load_trainer_state(&params, &opt)?;
             step.write(Buf::StemStats, &stem)?;
             step.write(Buf::Stats, &body)?;
             step.capture()?;
@@ -243,7 +212,7 @@ impl<T: Real> FusedStep<T, ImageBatch<T>> for CudaTinyResNet<T> {
         let cap = self.captured.as_mut().expect("fused only when captured");
         cap.stale = false;
         match cap.step.as_mut() {
-            Some(step) => load_state(step, cap.opt, &f32s(params), opt).map_err(err),
+            Some(step) => step.load_trainer_state(&f32s(params), opt).map_err(err),
             None => {
                 cap.pending = Some((f32s(params), opt.clone()));
                 Ok(())
@@ -262,17 +231,8 @@ impl<T: Real> FusedStep<T, ImageBatch<T>> for CudaTinyResNet<T> {
         let out = self
             .captured_iteration(&x, &batch.labels, lr)
             .map_err(&err)?;
-        if let Some(e) = out.non_finite_error() {
-            return Err(TrainError::solver(iteration + 1, e));
-        }
-        let plan = self.captured_plan().expect("captured");
-        Ok(StepMetrics {
-            loss: out.loss,
-            accuracy: out.accuracy,
-            nfe_forward: plan.forward_evaluations(),
-            nfe_backward: plan.backward_evaluations(),
-            ..Default::default()
-        })
+        let cap = self.captured.as_ref().and_then(|c| c.step.as_ref());
+        cap.expect("the iteration ran").metrics(&out, iteration)
     }
 
     fn store(&mut self, params: &mut [T], opt: &mut OptimizerState) -> Result<(), TrainError> {
@@ -285,24 +245,12 @@ impl<T: Real> FusedStep<T, ImageBatch<T>> for CudaTinyResNet<T> {
         for (o, x) in params.iter_mut().zip(&st.params) {
             *o = T::of(f64::from(*x));
         }
-        *opt = OptimizerState {
-            t: st.t,
-            m: f64s(&st.m),
-            v: f64s(&st.v),
-        };
+        *opt = st.optimizer_state();
         self.sync_from_step(false).map_err(&err)
     }
 }
 
 impl<T: Real> CudaTinyResNet<T> {
-    fn captured_plan(&self) -> Option<&TrainPlan> {
-        self.captured
-            .as_ref()?
-            .step
-            .as_ref()
-            .map(ClassifierStep::plan)
-    }
-
     /// One replay of the captured iteration on the images `x` with `labels` at learning
     /// rate `lr` (planned and captured for this batch size first if needed); the host model
     /// lags it until [`FusedStep::store`], [`CudaTinyResNet::to_cpu`] or the next

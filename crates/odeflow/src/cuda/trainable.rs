@@ -205,17 +205,9 @@ impl<T: Real> Trainable<T> for CudaClassifier {
 
 impl<T: Real> FusedStep<T, ClassBatch<T>> for CudaClassifier {
     fn load(&mut self, params: &[T], opt: &OptimizerState) -> Result<(), TrainError> {
-        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
         let p = f32s(params);
-        let n = p.len();
-        // A fresh optimizer's moments are zero.
-        let (m, v) = if opt.m.is_empty() {
-            (vec![0.0; n], vec![0.0; n])
-        } else {
-            (f(&opt.m), f(&opt.v))
-        };
         self.step
-            .load_state(&p, &m, &v, opt.t)
+            .load_trainer_state(&p, opt)
             .map_err(|e| cuda_err(opt.t, e))?;
         self.host = p;
         Ok(())
@@ -232,17 +224,7 @@ impl<T: Real> FusedStep<T, ClassBatch<T>> for CudaClassifier {
             .step
             .iteration(&x, &batch.labels, lr)
             .map_err(|e| cuda_err(iteration + 1, e))?;
-        if let Some(e) = out.non_finite_error() {
-            return Err(TrainError::solver(iteration + 1, e));
-        }
-        let plan = self.step.plan();
-        Ok(StepMetrics {
-            loss: out.loss,
-            accuracy: out.accuracy,
-            nfe_forward: plan.forward_evaluations(),
-            nfe_backward: plan.backward_evaluations(),
-            ..Default::default()
-        })
+        self.step.metrics(&out, iteration)
     }
 
     fn store(&mut self, params: &mut [T], opt: &mut OptimizerState) -> Result<(), TrainError> {
@@ -250,12 +232,7 @@ impl<T: Real> FusedStep<T, ClassBatch<T>> for CudaClassifier {
         for (o, x) in params.iter_mut().zip(&st.params) {
             *o = T::of(f64::from(*x));
         }
-        let f = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
-        *opt = OptimizerState {
-            t: st.t,
-            m: f(&st.m),
-            v: f(&st.v),
-        };
+        *opt = st.optimizer_state();
         self.host = st.params;
         Ok(())
     }

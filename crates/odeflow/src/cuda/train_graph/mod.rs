@@ -27,6 +27,7 @@ use cudarc::driver::{sys as drv, CudaGraph, CudaSlice, DevicePtr};
 use super::device::{CudaError, Device};
 use super::train_plan::{At, Buf, PlanGradient, PlanLoss, PlanOptimizer, TrainPlan};
 use crate::state::Batch;
+use crate::train::{OptimizerState, StepMetrics, TrainError};
 
 /// cuBLAS workspace given to the handle before a capture (cuBLAS must not allocate inside).
 const BLAS_WORKSPACE: usize = 4 << 20;
@@ -74,6 +75,18 @@ pub struct HostState {
     pub v: Vec<f32>,
     /// Adam's step count.
     pub t: u64,
+}
+
+impl HostState {
+    /// The optimizer's state as the trainer and its checkpoints keep it (f64).
+    pub fn optimizer_state(&self) -> OptimizerState {
+        let f = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+        OptimizerState {
+            t: self.t,
+            m: f(&self.m),
+            v: f(&self.v),
+        }
+    }
 }
 
 /// The buffers and (once captured) the graph of one classifier training iteration.
@@ -391,6 +404,43 @@ impl ClassifierStep {
         let step = self.u64s.get_mut(&Buf::AdamStep).expect("planned buffer");
         stream.memcpy_htod(&[t], step).map_err(copy)?;
         self.dev.check()
+    }
+
+    /// Sets the parameters and the trainer's optimizer state `opt` (f64, as checkpoints keep
+    /// it; a fresh state's moments are zero, and SGD keeps no second moment).
+    pub fn load_trainer_state(
+        &mut self,
+        params: &[f32],
+        opt: &OptimizerState,
+    ) -> Result<(), CudaError> {
+        let n = params.len();
+        let f = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| x as f32).collect() };
+        let m = if opt.m.is_empty() {
+            vec![0.0; n]
+        } else {
+            f(&opt.m)
+        };
+        let v = match (self.opt.has_second_moment(), opt.v.is_empty()) {
+            (false, _) => Vec::new(),
+            (true, true) => vec![0.0; n],
+            (true, false) => f(&opt.v),
+        };
+        self.load_state(params, &m, &v, opt.t)
+    }
+
+    /// The trainer's metrics of the outcome `out` of iteration `iteration` (0-based): loss,
+    /// accuracy and the plan's work counts, or the error naming its first non-finite value.
+    pub fn metrics(&self, out: &StepOutcome, iteration: u64) -> Result<StepMetrics, TrainError> {
+        if let Some(e) = out.non_finite_error() {
+            return Err(TrainError::solver(iteration + 1, e));
+        }
+        Ok(StepMetrics {
+            loss: out.loss,
+            accuracy: out.accuracy,
+            nfe_forward: self.plan.forward_evaluations(),
+            nfe_backward: self.plan.backward_evaluations(),
+            ..Default::default()
+        })
     }
 
     /// The parameters, Adam's moments and its step count copied to the host.
