@@ -115,7 +115,7 @@ impl Captured {
 }
 
 fn train_err(iteration: u64) -> impl Fn(CudaError) -> TrainError {
-    move |e| TrainError::solver(iteration, format!("on the GPU: {e}"))
+    move |e| super::trainable::cuda_err(iteration, e)
 }
 
 impl<T: Real> CudaTinyResNet<T> {

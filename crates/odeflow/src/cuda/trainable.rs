@@ -163,7 +163,8 @@ impl CudaClassifier {
     }
 }
 
-fn cuda_err(iteration: u64, e: CudaError) -> TrainError {
+/// A device error of training iteration `iteration` (1-based) as the trainer reports it.
+pub(super) fn cuda_err(iteration: u64, e: CudaError) -> TrainError {
     TrainError::solver(iteration, format!("on the GPU: {e}"))
 }
 
