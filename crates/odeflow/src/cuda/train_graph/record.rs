@@ -130,41 +130,7 @@ impl ClassifierStep {
                     // SAFETY: adam_tick(unsigned long long* t) on the one-element step count.
                     launch("adam_tick", unsafe { l.launch(config(1)) }.map(|_| ()))?;
                 }
-                Launch::Adam { n } => {
-                    let n64 = *n as i64;
-                    let ptrs = ADAM_BUFFERS.map(|b| self.addr(b));
-                    let h = match self.opt {
-                        PlanOptimizer::Adam(h) => h,
-                        PlanOptimizer::Sgd(h) => {
-                            let [p, g, m, _, lr, t] = ptrs;
-                            let nest = i32::from(h.nesterov);
-                            let mut l = stream.launch_builder(&k.sgd_graph);
-                            l.arg(&n64).arg(&p).arg(&g).arg(&m).arg(&lr).arg(&t);
-                            l.arg(&h.momentum).arg(&h.weight_decay).arg(&nest);
-                            // SAFETY: sgd_graph_f32(long long n, float* p, const float* grad,
-                            // float* buf, const double* lr, const unsigned long long* t,
-                            // float momentum, float wd, int nesterov).
-                            launch("sgd_graph_f32", unsafe { l.launch(config(*n)) }.map(|_| ()))?;
-                            continue;
-                        }
-                    };
-                    let mut l = stream.launch_builder(&k.adam_graph);
-                    l.arg(&n64);
-                    for p in &ptrs {
-                        l.arg(p);
-                    }
-                    l.arg(&h.beta1)
-                        .arg(&h.beta2)
-                        .arg(&h.eps)
-                        .arg(&h.weight_decay);
-                    // SAFETY: adam_graph_f32(long long n, float* p, const float* grad,
-                    // float* m, float* v, const double* lr, const unsigned long long* t,
-                    // double beta1, double beta2, float eps, float wd).
-                    launch(
-                        "adam_graph_f32",
-                        unsafe { l.launch(config(*n)) }.map(|_| ()),
-                    )?;
-                }
+                Launch::Adam { n } => self.update(*n)?,
                 Launch::Res { op, piece } => {
                     let at = |b| Ok(self.at(self.plan.res_at(b, *piece)));
                     let bn = self.plan.res_bn(*piece);
@@ -200,6 +166,42 @@ impl ClassifierStep {
             }
         }
         Ok(())
+    }
+
+    /// The optimizer's update of the `n` parameters: `adam_graph_f32` or `sgd_graph_f32`.
+    fn update(&self, n: usize) -> Result<(), CudaError> {
+        let (stream, k) = (self.dev.stream(), &self.dev.nn);
+        let n64 = n as i64;
+        let ptrs = ADAM_BUFFERS.map(|b| self.addr(b));
+        let (what, r) = match self.opt {
+            PlanOptimizer::Adam(h) => {
+                let mut l = stream.launch_builder(&k.adam_graph);
+                l.arg(&n64);
+                for p in &ptrs {
+                    l.arg(p);
+                }
+                l.arg(&h.beta1)
+                    .arg(&h.beta2)
+                    .arg(&h.eps)
+                    .arg(&h.weight_decay);
+                // SAFETY: adam_graph_f32(long long n, float* p, const float* grad,
+                // float* m, float* v, const double* lr, const unsigned long long* t,
+                // double beta1, double beta2, float eps, float wd).
+                ("adam_graph_f32", unsafe { l.launch(config(n)) })
+            }
+            PlanOptimizer::Sgd(h) => {
+                let [p, g, m, _, lr, t] = ptrs;
+                let nest = i32::from(h.nesterov);
+                let mut l = stream.launch_builder(&k.sgd_graph);
+                l.arg(&n64).arg(&p).arg(&g).arg(&m).arg(&lr).arg(&t);
+                l.arg(&h.momentum).arg(&h.weight_decay).arg(&nest);
+                // SAFETY: sgd_graph_f32(long long n, float* p, const float* grad,
+                // float* buf, const double* lr, const unsigned long long* t,
+                // float momentum, float wd, int nesterov).
+                ("sgd_graph_f32", unsafe { l.launch(config(n)) })
+            }
+        };
+        r.map(|_| ()).map_err(|e| CudaError::call(what, e))
     }
 
     fn lincomb(
